@@ -1,0 +1,51 @@
+"""The one hardened XML parser every untrusted document goes through.
+
+No DTD loading, no entity resolution, no network, bounded size and depth: a
+billion-laughs or external-entity document is refused before anything reads it.
+"""
+
+from lxml import etree
+
+from vws.errors import MalformedMessage
+
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=False,
+    remove_pis=False,
+    collect_ids=False,
+)
+
+
+def parse(data: bytes) -> etree._Element:
+    """Parse untrusted bytes into an element tree, or raise MalformedMessage."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise MalformedMessage(f"document of {len(data)} bytes exceeds {MAX_DOCUMENT_BYTES}")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise MalformedMessage(f"not well-formed XML: {exc}") from None
+    _refuse_doctype(root)
+    _refuse_deep(root)
+    return root
+
+
+def _refuse_doctype(root: etree._Element) -> None:
+    # A DOCTYPE has no place in SOAP (SOAP 1.1 section 3); entities hide in it.
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise MalformedMessage("a document type declaration is not allowed")
+
+
+def _refuse_deep(root: etree._Element) -> None:
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_DEPTH:
+            raise MalformedMessage(f"elements nested deeper than {MAX_DEPTH}")
