@@ -1,0 +1,136 @@
+"""One typed, frozen configuration, read once from ``vws.conf`` (INI) plus overrides.
+
+Every component receives the section it needs in its constructor; nothing reads a
+global. Environment variables ``VWS_<SECTION>_<KEY>`` override the file, and the
+command line overrides both (``vws-service --listen/--state-dir/--insecure``).
+"""
+
+import configparser
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    listen: str = "127.0.0.1:8443"
+    state_dir: Path = Path("/var/lib/vws")
+    # Public base URL put into EPRs; empty means http(s)://<listen>/wsrf/services/.
+    base_url: str = ""
+    insecure: bool = False
+    threads: int = 16
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    default_running_seconds: int = 86400
+    maximum_running_seconds: int = 1209600
+    # ActualTerminationTime = end of running time + this offset (GT4's termination.offset).
+    termination_offset_seconds: int = 120
+    maximum_memory_mb: int = 0  # 0: only the node sizes limit it
+    allow_static_addresses: bool = False
+    limited_proxy_may_create: bool = False
+    # Lease sweeper period; it also wakes at the next known termination time.
+    sweep_seconds: int = 5
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    # Empty: the embedded default, one libvirt test-driver node made in the state dir.
+    nodes_file: Path | None = None
+    placement: str = "round-robin"  # or "greedy"
+    network_pools_dir: Path | None = None
+    image_repository: Path | None = None
+    mac_prefix: str = "A2:AA:BB"
+    allowed_image_hosts: tuple[str, ...] = ()
+    reconcile_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    trust_dir: Path | None = None
+    host_cert: Path | None = None
+    host_key: Path | None = None
+    gridmap: Path | None = None
+    admin_dns: tuple[str, ...] = ()
+    require_signature: bool = True
+    tls: bool = False
+    clock_skew_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Config:
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+
+    def with_overrides(self, section: str, **values: object) -> "Config":
+        """A copy with some keys of one section replaced (None values are ignored)."""
+        changes = {k: v for k, v in values.items() if v is not None}
+        if not changes:
+            return self
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path: Path | None = None, environ: typing.Mapping[str, str] = os.environ) -> Config:
+    """Read ``path`` (if given), then ``VWS_<SECTION>_<KEY>`` variables, into a Config."""
+    parser = configparser.ConfigParser(interpolation=None)
+    if path is not None:
+        if not parser.read(path):
+            raise ConfigError(f"cannot read config file {path}")
+    base = path.parent if path is not None else Path.cwd()
+    sections = {}
+    for spec in dataclasses.fields(Config):
+        raw = dict(parser[spec.name]) if parser.has_section(spec.name) else {}
+        prefix = f"VWS_{spec.name.upper()}_"
+        raw.update({k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)})
+        sections[spec.name] = _section(spec.type, raw, base, spec.name)
+    unknown = set(parser.sections()) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
+    return Config(**sections)
+
+
+def _section(cls: type, raw: dict[str, str], base: Path, name: str) -> object:
+    hints = typing.get_type_hints(cls)
+    unknown = set(raw) - set(hints)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown keys {', '.join(sorted(unknown))}")
+    try:
+        return cls(**{key: _convert(hints[key], text, base) for key, text in raw.items()})
+    except ValueError as exc:
+        raise ConfigError(f"[{name}]: {exc}") from None
+
+
+def _convert(hint: object, text: str, base: Path) -> object:
+    text = text.strip()
+    if isinstance(hint, types.UnionType):  # `X | None`: empty text means None
+        if not text:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is bool:
+        return _boolean(text)
+    if hint is int:
+        return int(text)
+    if hint is Path:
+        return base / Path(text).expanduser()
+    if typing.get_origin(hint) is tuple:
+        return tuple(item.strip() for item in text.replace("\n", ",").split(",") if item.strip())
+    return text
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")

@@ -1,0 +1,46 @@
+"""The SQLite database every layer shares: one connection, one lock, WAL journal.
+
+SQLite serialises writers anyway; one connection behind an RLock keeps every
+transaction (``with store.transaction() as db``) atomic across the server's threads.
+WAL with synchronous=NORMAL survives a killed process without an fsync per commit.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vws.store.schema import MIGRATIONS
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        memory = str(path) == ":memory:"
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        if not memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.RLock()
+        self.db = Database(conn)
+        with self._lock:
+            MIGRATIONS.apply(self.db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Everything inside commits together or not at all."""
+        with self._lock, self.db.atomic():
+            yield self.db
+
+    @contextmanager
+    def reading(self) -> Iterator[Database]:
+        """A consistent view for reads that span several queries."""
+        with self._lock:
+            yield self.db
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
