@@ -28,8 +28,6 @@ class ServiceConfig:
 class PolicyConfig:
     default_running_seconds: int = 86400
     maximum_running_seconds: int = 1209600
-    # ActualTerminationTime = end of running time + this offset (GT4's termination.offset).
-    termination_offset_seconds: int = 120
     maximum_memory_mb: int = 0  # 0: only the node sizes limit it
     allow_static_addresses: bool = False
     limited_proxy_may_create: bool = False

@@ -1,0 +1,69 @@
+"""A deployment request as the workspace layer understands it: typed, validated, no XML.
+
+vws/soap translates the GT4 ``VirtualWorkspace`` metadata and ``WorkspaceDeployment``
+request into this; it is stored as JSON with the workspace so a restart can rebuild
+the domain exactly as it was asked for.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from vws.pool.machine import (
+    BlankDiskRequest,
+    ContextFile,
+    DiskRequest,
+    KernelRequest,
+    MachineRequest,
+    NicRequest,
+)
+
+INITIAL_STATES = ("Unstaged", "Unpropagated", "Propagated", "Running", "Paused")
+
+
+@dataclass(frozen=True)
+class DeploymentRequest:
+    name: str
+    machine: MachineRequest
+    duration: timedelta | None = None  # None: the policy's default running time
+    initial_state: str = "Running"
+    node_number: int = 1
+    trash_at_shutdown: bool = False  # ShutdownMechanism Trash: destroy instead of Propagated
+    save_target: str | None = None  # PostShutdown rootPartitionUnpropagationTarget
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["duration"] = None if self.duration is None else self.duration.total_seconds()
+        return json.dumps(fields, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "DeploymentRequest":
+        fields = json.loads(text)
+        seconds = fields.pop("duration")
+        machine = _machine(fields.pop("machine"))
+        return cls(
+            machine=machine,
+            duration=None if seconds is None else timedelta(seconds=seconds),
+            **fields,
+        )
+
+
+def _machine(fields: dict[str, Any]) -> MachineRequest:
+    def many(kind: type, key: str) -> tuple:
+        return tuple(kind(**item) for item in fields.pop(key))
+
+    def one(kind: type, key: str) -> Any:
+        value = fields.pop(key)
+        return None if value is None else kind(**value)
+
+    return MachineRequest(
+        root=one(DiskRequest, "root"),
+        kernel=one(KernelRequest, "kernel"),
+        partitions=many(DiskRequest, "partitions"),
+        blank_disks=many(BlankDiskRequest, "blank_disks"),
+        nics=many(NicRequest, "nics"),
+        files=many(ContextFile, "files"),
+        **fields,
+    )
