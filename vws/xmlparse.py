@@ -4,6 +4,8 @@ No DTD loading, no entity resolution, no network, bounded size and depth: a
 billion-laughs or external-entity document is refused before anything reads it.
 """
 
+import copy
+
 from lxml import etree
 
 from vws.errors import MalformedMessage
@@ -49,3 +51,10 @@ def _refuse_deep(root: etree._Element) -> None:
         depth += 1 if event == "start" else -1
         if depth > MAX_DEPTH:
             raise MalformedMessage(f"elements nested deeper than {MAX_DEPTH}")
+
+
+def detached(element: etree._Element) -> etree._Element:
+    """A copy of ``element`` with its in-scope namespaces and without its tail text."""
+    copied = copy.deepcopy(element)
+    copied.tail = None
+    return copied

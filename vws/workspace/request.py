@@ -20,9 +20,6 @@ from vws.pool.machine import (
     NicRequest,
 )
 
-INITIAL_STATES = ("Unstaged", "Unpropagated", "Propagated", "Running", "Paused")
-
-
 @dataclass(frozen=True)
 class DeploymentRequest:
     name: str

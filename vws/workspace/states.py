@@ -104,8 +104,8 @@ TRANSITIONS: tuple[Transition, ...] = (
 
 _TABLE = {(t.source, t.op): t for t in TRANSITIONS}
 
-# States from which a start brings the workspace to Running, in order, for InitialState.
-INITIAL_STATES = {
+# The operations that bring a new workspace to each InitialState a request may name.
+INITIAL_OPS = {
     "Unstaged": (),
     "Unpropagated": (),
     "Propagated": (Op.PROPAGATE,),

@@ -1,0 +1,47 @@
+"""``vws-service``: serve the workspace port types until SIGTERM or SIGINT."""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from vws import config as configuration
+from vws.service import Service
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vws-service", description=__doc__)
+    parser.add_argument("--config", type=Path, help="vws.conf (default: the embedded default)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="address to bind; port 0 picks a free one")
+    parser.add_argument("--state-dir", type=Path, help="where the SQLite file, images and node files live")
+    parser.add_argument(
+        "--insecure", action="store_true", default=None, help="accept anonymous, unsigned messages (tests, demos)"
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = configuration.load(args.config).with_overrides(
+            "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
+        )
+    except configuration.ConfigError as exc:
+        print(f"vws-service: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    service = Service(config)
+    print(f"vws-service listening on {service.start()}", flush=True)
+    stop.wait()
+    service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Everything ``vws-service`` runs, wired together in one place.
+
+The store, pool, workspace manager, lease sweeper and the HTTP server are built from
+one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
+"""
+
+import threading
+from datetime import timedelta
+
+from cheroot import wsgi
+
+from vws.clock import Clock, SystemClock
+from vws.config import Config
+from vws.pool.manager import PoolManager
+from vws.soap.application import wsgi_application
+from vws.soap.gatekeeper import Gatekeeper, OpenGate
+from vws.soap.porttypes import Endpoints, FactoryPortType, WorkspacePortType
+from vws.soap.wsgi import SERVICES_PATH, Router
+from vws.store.database import Store
+from vws.workspace.manager import WorkspaceManager
+from vws.wsrf.lifetime import TerminationSweeper
+
+
+class Service:
+    def __init__(self, config: Config, clock: Clock | None = None, gatekeeper: Gatekeeper | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        state_dir = config.service.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(state_dir / "vws.sqlite")
+        self.pool = PoolManager(self.store, config.pool, self.clock, state_dir)
+        self.manager = WorkspaceManager(self.store, self.pool, self.clock, config.policy)
+        self.sweeper = TerminationSweeper(
+            self.clock,
+            self.manager.next_termination,
+            self.manager.expire_due,
+            timedelta(seconds=config.policy.sweep_seconds),
+        )
+        self.manager.add_listener(lambda workspace: self.sweeper.wake())
+        self.gatekeeper = gatekeeper or OpenGate()
+        self._server: wsgi.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    def start(self) -> str:
+        """Bind, start serving in the background; returns the services base URL."""
+        host, _, port = self.config.service.listen.rpartition(":")
+        server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
+        server.prepare()
+        bound_host, bound_port = server.bind_addr[:2]
+        self.base_url = self.config.service.base_url or f"http://{bound_host}:{bound_port}{SERVICES_PATH}"
+        server.wsgi_app = self._router()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
+        self._thread.start()
+        self.sweeper.start()
+        return self.base_url
+
+    def _router(self) -> Router:
+        policy = self.config.policy
+        port_types = [
+            FactoryPortType(
+                self.manager,
+                Endpoints(self.base_url),
+                self.clock,
+                timedelta(seconds=policy.default_running_seconds),
+                timedelta(seconds=policy.maximum_running_seconds),
+                self.pool.associations,
+            ),
+            WorkspacePortType(self.manager, self.clock),
+        ]
+        return Router(
+            {port.service: wsgi_application(port, self.gatekeeper, self.clock) for port in port_types},
+            self.base_url,
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._thread.join()  # type: ignore[union-attr]
+            self._server = None
+            self.sweeper.stop()
+        self.pool.close()
+        self.store.close()

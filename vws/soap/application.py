@@ -1,0 +1,129 @@
+"""spyne, confined: one spyne Application per port type, over our own envelope handling.
+
+spyne contributes what it is good at: the WSGI transport, the method context and the
+dispatch of a request to its method. What spyne cannot do for WSRF we do in a Soap11
+subclass: parse once with the hardened parser, let the gatekeeper verify the
+envelope, map body elements from foreign namespaces (WS-ResourceProperties,
+WS-ResourceLifetime) to methods, and write replies and WS-BaseFaults ourselves.
+"""
+
+import logging
+from collections.abc import Callable
+
+from lxml import etree
+from spyne import AnyXml, Application, Fault, ServiceBase, rpc
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from vws.clock import Clock
+from vws.errors import MalformedMessage, VwsError
+from vws.soap import faults
+from vws.soap.dispatch import Call, Operation, PortType
+from vws.soap.gatekeeper import Admission, Gatekeeper
+from vws.wsrf.addressing import MessageHeaders, reply_headers
+from vws.xmlns import SOAP_ENV, qname
+from vws.xmlparse import parse
+
+# spyne logs every Fault a method raises as an exception; ours are expected answers.
+logging.getLogger("spyne.application.client").setLevel(logging.CRITICAL)
+logging.getLogger("spyne.server._base").setLevel(logging.CRITICAL)
+
+_SPYNE_TNS = "urn:vws:dispatch"
+
+
+class _Refusal(Fault):
+    """Carries a VwsError (or an unexpected exception) through spyne to our serializer."""
+
+    def __init__(self, error: BaseException, table: faults.FaultTable) -> None:
+        super().__init__("Server", str(error))
+        self.error = error
+        self.table = table
+
+
+class _WsrfSoap11(Soap11):
+    def __init__(self, port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) -> None:
+        super().__init__(validator=None)
+        self._service = port_type.service
+        self._operations = {op.request: op for op in port_type.operations()}
+        self._gatekeeper = gatekeeper
+        self._clock = clock
+
+    def create_in_document(self, ctx, charset=None) -> None:  # type: ignore[no-untyped-def]
+        try:
+            ctx.in_document = parse(b"".join(ctx.in_string))
+        except VwsError as error:
+            raise _Refusal(error, faults.ENVELOPE) from None
+
+    def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST) -> None:  # type: ignore[no-untyped-def]
+        try:
+            admission = self._gatekeeper.admit(ctx.in_document, ctx.transport.req_env)
+        except VwsError as error:
+            raise _Refusal(error, faults.ENVELOPE) from None
+        operation = self._operations.get(admission.body.tag)
+        if operation is None:
+            raise _Refusal(MalformedMessage(f"{self._service} has no operation for {admission.body.tag}"), faults.ENVELOPE)
+        headers = MessageHeaders.parse(admission.headers)
+        ctx.udc = _Exchange(operation, admission, Call(self._service, admission.body, headers, admission.caller))
+        ctx.in_header_doc = list(admission.headers)
+        ctx.in_body_doc = admission.body
+        ctx.method_request_string = qname(_SPYNE_TNS, operation.name)
+
+    def deserialize(self, ctx, message) -> None:  # type: ignore[no-untyped-def]
+        ctx.in_object = [ctx.in_body_doc]  # handlers read the Call, not spyne objects
+
+    def serialize(self, ctx, message) -> None:  # type: ignore[no-untyped-def]
+        exchange: _Exchange | None = ctx.udc
+        if ctx.out_error is not None:
+            ctx.out_document = self._fault_envelope(ctx.out_error)
+            return
+        assert exchange is not None
+        reply = _envelope(
+            reply_headers(exchange.operation.reply_action, exchange.call.headers.message_id),
+            ctx.out_object[0],
+        )
+        self._gatekeeper.seal(reply, exchange.admission)
+        ctx.out_document = reply
+
+    def _fault_envelope(self, error: Fault) -> etree._Element:
+        if isinstance(error, _Refusal):
+            body = faults.fault_body(error.error, error.table, self._clock.now())
+        else:  # spyne's own refusals (wrong HTTP verb, content type)
+            body = faults.fault_body(MalformedMessage(error.faultstring), faults.ENVELOPE, self._clock.now())
+        return _envelope([], body)
+
+
+class _Exchange:
+    __slots__ = ("operation", "admission", "call")
+
+    def __init__(self, operation: Operation, admission: Admission, call: Call) -> None:
+        self.operation = operation
+        self.admission = admission
+        self.call = call
+
+
+def _envelope(headers: list[etree._Element], body: etree._Element) -> etree._Element:
+    envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
+    if headers:
+        etree.SubElement(envelope, qname(SOAP_ENV, "Header")).extend(headers)
+    etree.SubElement(envelope, qname(SOAP_ENV, "Body")).append(body)
+    return envelope
+
+
+def _method(operation: Operation) -> Callable:
+    def invoke(ctx, _body):  # type: ignore[no-untyped-def]
+        try:
+            return operation.handler(ctx.udc.call)
+        except Exception as error:  # every failure becomes the fault the WSDL declares
+            raise _Refusal(error, operation.faults) from None
+
+    invoke.__name__ = operation.name
+    return rpc(AnyXml, _body_style="bare", _returns=AnyXml, _in_message_name=operation.name)(invoke)
+
+
+def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) -> WsgiApplication:
+    """A WSGI callable that serves one port type's SOAP POSTs."""
+    methods = {op.name: _method(op) for op in port_type.operations()}
+    service = type(port_type.service, (ServiceBase,), methods)
+    protocol = _WsrfSoap11(port_type, gatekeeper, clock)
+    app = Application([service], tns=_SPYNE_TNS, name=port_type.service, in_protocol=protocol, out_protocol=protocol)
+    return WsgiApplication(app)

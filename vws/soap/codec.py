@@ -1,0 +1,282 @@
+"""GT4 2008/06 workspace XML <-> the workspace layer's types.
+
+Reading: a ``create`` body (VirtualWorkspace metadata + WorkspaceDeployment request +
+optional parameters) into a DeploymentRequest, refusing what is missing or wrong
+with InvalidMetadata. Writing: schedules, current state, allocation and networking
+exactly as the schemas in ``wsdl/workspace/`` declare them.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+from lxml import etree
+
+from vws.clock import timestamp
+from vws.errors import InvalidMetadata
+from vws.pool.machine import (
+    BlankDiskRequest,
+    ContextFile,
+    DiskRequest,
+    KernelRequest,
+    MachineRequest,
+    NetworkLease,
+    NicRequest,
+)
+from vws.workspace.manager import Workspace
+from vws.wsrf.basefaults import base_fault
+from vws.workspace.request import DeploymentRequest
+from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, TYPES, qname
+
+NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
+
+
+def _find(parent: etree._Element, namespace: str, path: str) -> etree._Element | None:
+    """``path`` of local names, all in ``namespace`` unless a segment says ``ns:``."""
+    for step in path.split("/"):
+        if parent is None:
+            return None
+        space, _, local = step.rpartition(":")
+        parent = parent.find(qname(_PREFIX[space] if space else namespace, local))
+    return parent
+
+
+def _text(parent: etree._Element | None, namespace: str, path: str) -> str | None:
+    element = _find(parent, namespace, path) if parent is not None else None
+    text = None if element is None or element.text is None else element.text.strip()
+    return text or None
+
+
+_PREFIX = {"jsdl": JSDL, "log": LOGISTICS, "def": DEFINITION, "neg": NEGOTIABLE, "meta": METADATA, "types": TYPES}
+
+
+# ---- reading a create request -------------------------------------------------------
+
+
+def parse_create(body: etree._Element) -> DeploymentRequest:
+    metadata = _required(body, TYPES, "metadata", "the create request has no metadata")
+    request = _required(body, TYPES, "resourceRequest", "the create request has no resourceRequest")
+    optional = _find(body, TYPES, "optionalParameters")
+    definition = _required(metadata, DEFINITION, "definition", "the metadata has no definition")
+    allocation = _required(request, NEGOTIABLE, "ResourceAllocation", "the request has no ResourceAllocation")
+    machine = MachineRequest(
+        memory_mb=_memory(allocation),
+        vcpus=_integer(_text(allocation, JSDL, "IndividualCPUCount/Exact") or "1", "IndividualCPUCount"),
+        root=_disk(_required(definition, DEFINITION, "diskCollection/rootVBD", "the metadata has no rootVBD")),
+        partitions=tuple(_disk(p) for p in _all(definition, DEFINITION, "diskCollection", "partition")),
+        blank_disks=_blank_disks(definition, allocation),
+        nics=tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic")),
+        kernel=_kernel(_find(definition, DEFINITION, "requirements/kernel")),
+        architecture=_text(definition, DEFINITION, "requirements/jsdl:CPUArchitecture/jsdl:CPUArchitectureName"),
+        files=tuple(_file(f) for f in _all(body, TYPES, "optionalParameters", "filewrite")),
+        userdata=_text(optional, TYPES, "mdServerUserdata") if optional is not None else None,
+    )
+    minimum = _text(request, NEGOTIABLE, "DeploymentTime/minDuration")
+    return DeploymentRequest(
+        name=_text(metadata, METADATA, "name") or "workspace",
+        machine=machine,
+        duration=parse_duration(minimum) if minimum else None,
+        initial_state=_text(request, NEGOTIABLE, "InitialState") or "Running",
+        node_number=_integer(_text(request, NEGOTIABLE, "NodeNumber") or "1", "NodeNumber"),
+        trash_at_shutdown=_shutdown_mechanism(_text(request, NEGOTIABLE, "ShutdownMechanism")),
+        save_target=_text(request, NEGOTIABLE, "PostShutdown/rootPartitionUnpropagationTarget"),
+    )
+
+
+def _required(parent: etree._Element, namespace: str, path: str, problem: str) -> etree._Element:
+    element = _find(parent, namespace, path)
+    if element is None:
+        raise InvalidMetadata(problem)
+    return element
+
+
+def _all(parent: etree._Element, namespace: str, path: str, local: str) -> list[etree._Element]:
+    holder = _find(parent, namespace, path)
+    return [] if holder is None else holder.findall(qname(namespace, local))
+
+
+def _memory(allocation: etree._Element) -> int:
+    text = _text(allocation, JSDL, "IndividualPhysicalMemory/Exact")
+    if text is None:
+        raise InvalidMetadata("ResourceAllocation must give IndividualPhysicalMemory/Exact (MB)")
+    return _integer(text, "IndividualPhysicalMemory")
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidMetadata(f"{what} must be a number, not {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise InvalidMetadata(f"{what} must be a positive whole number, not {text!r}")
+    return int(value)
+
+
+def _disk(bound: etree._Element) -> DiskRequest:
+    location = _text(bound, DEFINITION, "location")
+    mount_as = _text(bound, DEFINITION, "mountAs")
+    if not location or not mount_as:
+        raise InvalidMetadata("every disk needs a location and mountAs")
+    permissions = _text(bound, DEFINITION, "permissions") or "ReadWrite"
+    if permissions not in ("ReadOnly", "ReadWrite"):
+        raise InvalidMetadata(f"permissions must be ReadOnly or ReadWrite, not {permissions!r}")
+    return DiskRequest(location, mount_as, writable=permissions == "ReadWrite")
+
+
+def _blank_disks(definition: etree._Element, allocation: etree._Element) -> tuple[BlankDiskRequest, ...]:
+    sizes = {
+        _text(entry, NEGOTIABLE, "partitionName"): _integer(
+            _text(entry, JSDL, "IndividualDiskSpace/Exact") or "", "IndividualDiskSpace"
+        )
+        for entry in _all(allocation, NEGOTIABLE, "Storage", "entry")
+    }
+    disks = []
+    for blank in _all(definition, DEFINITION, "diskCollection", "blankspacePartition"):
+        name = _text(blank, DEFINITION, "partitionName")
+        if name not in sizes:
+            raise InvalidMetadata(f"blank partition {name!r} has no Storage entry giving its size")
+        disks.append(BlankDiskRequest(name, _text(blank, DEFINITION, "mountAs") or name, sizes[name]))
+    return tuple(disks)
+
+
+def _nic(nic: etree._Element) -> NicRequest:
+    name = _text(nic, LOGISTICS, "name")
+    association = _text(nic, LOGISTICS, "association")
+    if not name or not association:
+        raise InvalidMetadata("every nic needs a name and an association (the network pool)")
+    method = _text(nic, LOGISTICS, "ipConfig/acquisitionMethod") or "AllocateAndConfigure"
+    if method not in ("AllocateAndConfigure", "AcceptAndConfigure", "Advisory"):
+        raise InvalidMetadata(f"unknown acquisitionMethod {method!r}")
+    return NicRequest(
+        name=name,
+        association=association,
+        acquisition=method,
+        mac=_text(nic, LOGISTICS, "MAC"),
+        ip=_text(nic, LOGISTICS, "ipConfig/ipAddress"),
+        hostname=_text(nic, LOGISTICS, "ipConfig/hostname"),
+    )
+
+
+def _kernel(kernel: etree._Element | None) -> KernelRequest | None:
+    if kernel is None:
+        return None
+    return KernelRequest(image=_text(kernel, DEFINITION, "image"), parameters=_text(kernel, DEFINITION, "parameters"))
+
+
+def _file(filewrite: etree._Element) -> ContextFile:
+    path = _text(filewrite, TYPES, "pathOnVM")
+    content = _find(filewrite, TYPES, "content")
+    if not path or content is None:
+        raise InvalidMetadata("every filewrite needs content and pathOnVM")
+    return ContextFile(path_on_vm=path, content=content.text or "")
+
+
+def _shutdown_mechanism(text: str | None) -> bool:
+    if text not in (None, "Normal", "Trash", "Serialize"):
+        raise InvalidMetadata(f"unknown ShutdownMechanism {text!r}")
+    if text == "Serialize":
+        raise InvalidMetadata("ShutdownMechanism Serialize is not supported")
+    return text == "Trash"
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """An xsd:duration without years or months, which have no fixed length."""
+    match = _DURATION.match(text.strip())
+    if not match or text.strip() in ("P", "PT") or text.strip().endswith("T"):
+        raise InvalidMetadata(f"{text!r} is not an xsd:duration of days, hours, minutes and seconds")
+    parts = {unit: float(value) for unit, value in match.groupdict().items() if value}
+    return timedelta(**parts)
+
+
+def format_duration(length: timedelta) -> str:
+    seconds = int(length.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"P{days}DT{hours}H{minutes}M{seconds}S"
+
+
+# ---- writing --------------------------------------------------------------------------
+
+
+def _element(tag: str, text: str | None = None, *children: etree._Element) -> etree._Element:
+    element = etree.Element(tag, nsmap=NSMAP)
+    element.text = text
+    element.extend(children)
+    return element
+
+
+def _optional_children(namespace: str, fields: list[tuple[str, str | None]]) -> list[etree._Element]:
+    return [_element(qname(namespace, name), value) for name, value in fields if value is not None]
+
+
+def schedule(workspace: Workspace, tag: str = qname(TYPES, "schedule")) -> etree._Element:
+    started = workspace.started_at or workspace.created_at
+    return _element(
+        tag,
+        None,
+        _element(qname(TYPES, "ActualInstantiationTime"), timestamp(started)),
+        _element(qname(TYPES, "Duration"), format_duration(workspace.duration)),
+        _element(qname(TYPES, "ActualTerminationTime"), timestamp(workspace.termination_time)),
+    )
+
+
+def current_state(workspace: Workspace, now: datetime) -> etree._Element:
+    """The state a client sees, with the reason as a WorkspaceFault when it is Corrupted."""
+    state = _element(qname(TYPES, "currentState"), None, _element(qname(TYPES, "state"), workspace.state.wire))
+    if workspace.fault:
+        state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, now))
+    return state
+
+
+def resource_allocation(workspace: Workspace) -> etree._Element:
+    machine = workspace.request.machine
+
+    def exact(name: str, value: int) -> etree._Element:
+        return _element(qname(JSDL, name), None, _element(qname(JSDL, "Exact"), str(value)))
+
+    return _element(
+        qname(NEGOTIABLE, "ResourceAllocation"),
+        None,
+        exact("IndividualCPUCount", machine.vcpus),
+        exact("IndividualPhysicalMemory", machine.memory_mb),
+    )
+
+
+def networking(leases: tuple[NetworkLease, ...]) -> etree._Element:
+    return _element(qname(LOGISTICS, "networking"), None, *(_nic_element(lease) for lease in leases))
+
+
+def logistics(workspace: Workspace) -> etree._Element:
+    return _element(qname(LOGISTICS, "logistics"), None, networking(workspace.leases))
+
+
+def _nic_element(lease: NetworkLease) -> etree._Element:
+    ip_config = _element(
+        qname(LOGISTICS, "ipConfig"),
+        None,
+        *_optional_children(
+            LOGISTICS,
+            [
+                ("acquisitionMethod", lease.acquisition),
+                ("hostname", lease.hostname),
+                ("ipAddress", lease.ip),
+                ("netmask", lease.netmask),
+                ("gateway", lease.gateway),
+                ("broadcast", lease.broadcast),
+            ],
+        ),
+    )
+    return _element(
+        qname(LOGISTICS, "nic"),
+        None,
+        _element(qname(LOGISTICS, "name"), lease.nic),
+        _element(qname(LOGISTICS, "MAC"), lease.mac),
+        ip_config,
+        _element(qname(LOGISTICS, "association"), lease.pool),
+    )
+

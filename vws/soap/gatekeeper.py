@@ -1,0 +1,64 @@
+"""Who may send a message, and which parts of it may be believed.
+
+The gatekeeper sees the parsed envelope before dispatch and returns an Admission:
+the caller's identity and the body and headers that its security checks covered.
+The dispatcher reads nothing else, so an element slipped in beside a signed one
+(signature wrapping) is never acted on. ``seal`` signs replies to signed requests.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from lxml import etree
+
+from vws.errors import MalformedMessage
+from vws.workspace.manager import Caller
+from vws.xmlns import SOAP_ENV, qname
+
+ANONYMOUS = Caller("<anonymous>")
+
+
+@dataclass(frozen=True)
+class Admission:
+    caller: Caller
+    body: etree._Element  # the payload element inside soapenv:Body
+    headers: tuple[etree._Element, ...]  # the header elements that may be believed
+    signed: bool = False
+
+
+class Gatekeeper(Protocol):
+    def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission: ...
+
+    def seal(self, envelope: etree._Element, admission: Admission) -> None: ...
+
+
+def envelope_parts(envelope: etree._Element) -> tuple[etree._Element | None, etree._Element]:
+    """The Header (if any) and the Body of a SOAP 1.1 envelope, strictly placed."""
+    if envelope.tag != qname(SOAP_ENV, "Envelope"):
+        raise MalformedMessage("not a SOAP 1.1 Envelope")
+    children = [child for child in envelope if isinstance(child.tag, str)]
+    header = children[0] if children and children[0].tag == qname(SOAP_ENV, "Header") else None
+    rest = children[1:] if header is not None else children
+    if len(rest) != 1 or rest[0].tag != qname(SOAP_ENV, "Body"):
+        raise MalformedMessage("an Envelope holds an optional Header and exactly one Body")
+    return header, rest[0]
+
+
+def payload(body: etree._Element) -> etree._Element:
+    elements = [child for child in body if isinstance(child.tag, str)]
+    if len(elements) != 1:
+        raise MalformedMessage("the Body must hold exactly one request element")
+    return elements[0]
+
+
+class OpenGate:
+    """``--insecure``: every message is admitted, anonymously, and nothing is signed."""
+
+    def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
+        header, body = envelope_parts(envelope)
+        headers = tuple(child for child in header if isinstance(child.tag, str)) if header is not None else ()
+        return Admission(ANONYMOUS, payload(body), headers)
+
+    def seal(self, envelope: etree._Element, admission: Admission) -> None:
+        pass

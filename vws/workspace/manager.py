@@ -1,0 +1,362 @@
+"""WorkspaceManager: create, operate and destroy workspaces.
+
+Every state change is a SQLite transaction; reservations (node memory and CPUs,
+network leases) are taken in the same transaction that records the workspace and
+are released in the one that records it gone. The hypervisor is driven between
+transactions, under a per-workspace lock that only writers take, so reads never
+wait behind a slow destroy (Nimbus issue #102).
+"""
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlite_utils import Database
+
+from vws.clock import Clock, parse_timestamp, timestamp
+from vws.config import PolicyConfig
+from vws.errors import (
+    BackendError,
+    CreationFailed,
+    InvalidMetadata,
+    InvalidTerminationTime,
+    OperationDisabled,
+    RequestDenied,
+    UnknownResource,
+    VwsError,
+)
+from vws.pool.machine import NetworkLease, Placement
+from vws.pool.manager import PoolManager
+from vws.store.database import Store
+from vws.workspace.request import DeploymentRequest
+from vws.workspace.states import INITIAL_OPS, Action, Op, State, transition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the grid identity (end-entity DN) the security layer verified."""
+
+    identity: str
+    admin: bool = False
+    limited: bool = False
+
+
+SERVICE = Caller("vws-service", admin=True)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A read-only snapshot of one workspace as last committed."""
+
+    id: int
+    owner: str
+    state: State
+    fault: str | None
+    node: str | None
+    domain: str | None
+    created_at: datetime
+    started_at: datetime | None
+    termination_time: datetime
+    request: DeploymentRequest
+    leases: tuple[NetworkLease, ...]
+    group_key: str | None
+    ensemble_key: str | None
+
+    @property
+    def duration(self) -> timedelta:
+        return self.termination_time - self.created_at
+
+    @property
+    def placement(self) -> Placement:
+        assert self.node and self.domain
+        return Placement(self.id, self.node, self.domain, self.leases)
+
+
+Listener = Callable[[Workspace], None]
+
+
+class WorkspaceManager:
+    def __init__(self, store: Store, pool: PoolManager, clock: Clock, policy: PolicyConfig) -> None:
+        self._store = store
+        self._pool = pool
+        self._clock = clock
+        self._policy = policy
+        self._listeners: list[Listener] = []
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(workspace)`` runs after every committed state change."""
+        self._listeners.append(listener)
+
+    # ---- creation ---------------------------------------------------------------
+
+    def create(self, caller: Caller, request: DeploymentRequest) -> list[Workspace]:
+        """Place, define and bring ``node_number`` workspaces to the initial state, or none."""
+        duration = self._check_policy(caller, request)
+        ids = self._reserve(caller, request, duration)
+        try:
+            for workspace_id in ids:
+                for op in INITIAL_OPS[request.initial_state]:
+                    self._apply(workspace_id, op)
+        except VwsError as exc:
+            self._roll_back(ids)
+            raise CreationFailed(f"deployment failed and was rolled back: {exc.description}") from exc
+        return [self._snapshot(workspace_id) for workspace_id in ids]
+
+    def _check_policy(self, caller: Caller, request: DeploymentRequest) -> timedelta:
+        policy = self._policy
+        if caller.limited and not policy.limited_proxy_may_create:
+            raise RequestDenied("a limited proxy may not create workspaces")
+        if request.initial_state not in INITIAL_OPS:
+            raise InvalidMetadata(f"unknown InitialState {request.initial_state!r}")
+        if request.node_number < 1:
+            raise InvalidMetadata("NodeNumber must be at least 1")
+        if request.machine.memory_mb < 1 or request.machine.vcpus < 1:
+            raise InvalidMetadata("memory and CPU count must be positive")
+        if policy.maximum_memory_mb and request.machine.memory_mb > policy.maximum_memory_mb:
+            raise RequestDenied(
+                f"{request.machine.memory_mb} MB requested; at most {policy.maximum_memory_mb} MB allowed"
+            )
+        duration = request.duration or timedelta(seconds=policy.default_running_seconds)
+        maximum = timedelta(seconds=policy.maximum_running_seconds)
+        if duration <= timedelta(0):
+            raise InvalidMetadata("the requested duration must be positive")
+        if duration > maximum:
+            raise RequestDenied(f"running time {duration} exceeds the maximum {maximum}")
+        return duration
+
+    def _reserve(self, caller: Caller, request: DeploymentRequest, duration: timedelta) -> list[int]:
+        now = self._clock.now()
+        group = str(uuid.uuid4()) if request.node_number > 1 else None
+        row = {
+            "owner": caller.identity,
+            "name": request.name,
+            "state": State.UNPROPAGATED.value,
+            "memory_mb": request.machine.memory_mb,
+            "vcpus": request.machine.vcpus,
+            "created_at": timestamp(now),
+            "termination_time": timestamp(now + duration),
+            "request": request.to_json(),
+            "group_key": group,
+        }
+        with self._store.transaction() as db:
+            ids = [db["workspaces"].insert(row).last_pk for _ in range(request.node_number)]
+            placements = self._pool.place(
+                db, ids, request.machine, allow_static=self._policy.allow_static_addresses
+            )
+            for placement in placements:
+                db["workspaces"].update(placement.workspace_id, {"node": placement.node, "domain": placement.domain})
+                _record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}")
+        self._notify(ids)
+        return ids
+
+    def _roll_back(self, ids: list[int]) -> None:
+        for workspace_id in ids:
+            try:
+                self._apply(workspace_id, Op.DESTROY)
+            except VwsError:
+                log.exception("rollback of workspace %s left it behind", workspace_id)
+
+    # ---- operations ---------------------------------------------------------------
+
+    def get(self, caller: Caller, workspace_id: int) -> Workspace:
+        workspace = self._snapshot(workspace_id)
+        if workspace.state.gone or not (caller.admin or caller.identity == workspace.owner):
+            # The same answer whether it never existed or belongs to someone else.
+            raise UnknownResource(f"no workspace with key {workspace_id}")
+        return workspace
+
+    def list(self, caller: Caller) -> list[Workspace]:
+        """The caller's live workspaces (an admin sees every one)."""
+        where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
+        with self._store.reading() as db:
+            rows = list(db["workspaces"].rows_where(where, [] if caller.admin else [caller.identity], order_by="id"))
+            return [self._from_row(db, row) for row in rows]
+
+    def start(self, caller: Caller, workspace_id: int) -> Workspace:
+        return self._operate(caller, workspace_id, Op.START)
+
+    def shutdown(self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN) -> Workspace:
+        workspace = self._operate(caller, workspace_id, op)
+        if op is Op.SHUTDOWN and workspace.request.trash_at_shutdown:
+            return self._operate(caller, workspace_id, Op.DESTROY)
+        return workspace
+
+    def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
+        return self._operate(caller, workspace_id, Op.DESTROY)
+
+    def _operate(self, caller: Caller, workspace_id: int, op: Op) -> Workspace:
+        workspace = self.get(caller, workspace_id)
+        if op is not Op.DESTROY and self._clock.now() >= workspace.termination_time:
+            raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
+        return self._apply(workspace_id, op)
+
+    def _apply(self, workspace_id: int, op: Op) -> Workspace:
+        """Check the transition, drive the hypervisor, commit the new state."""
+        with self._locked(workspace_id):
+            workspace = self._snapshot(workspace_id)
+            step = transition(workspace.state, op)
+            if op is Op.DESTROY:
+                return self._remove(workspace)
+            try:
+                for action in step.actions:
+                    self._perform(action, workspace)
+            except BackendError as exc:
+                self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
+                raise
+            return self._commit(workspace_id, step.target, started=op is Op.START)
+
+    def _remove(self, workspace: Workspace) -> Workspace:
+        self._commit(workspace.id, State.CANCELLED)
+        if workspace.node and workspace.domain:
+            # If this fails the workspace stays Cancelled and keeps its leases, so an
+            # address is never handed out while a domain may still be using it.
+            self._pool.remove(workspace.node, workspace.domain)
+        return self._commit(workspace.id, State.DESTROYED, gone=True)
+
+    def _perform(self, action: Action, workspace: Workspace) -> None:
+        node, domain = workspace.node, workspace.domain
+        assert node and domain
+        match action:
+            case Action.DEFINE:
+                self._pool.define(workspace.placement, workspace.request.machine)
+            case Action.START:
+                self._pool.start(node, domain)
+            case Action.SHUTDOWN:
+                self._pool.shutdown(node, domain)
+            case Action.SUSPEND:
+                self._pool.suspend(node, domain)
+            case Action.RESUME:
+                self._pool.resume(node, domain)
+            case Action.REBOOT:
+                self._pool.reboot(node, domain)
+            case Action.UNPROPAGATE:
+                self._pool.unpropagate(node, domain, workspace.request.save_target)
+            case Action.REMOVE:
+                self._pool.remove(node, domain)
+
+    # ---- leases ---------------------------------------------------------------------
+
+    def set_termination_time(self, caller: Caller, workspace_id: int, when: datetime | None) -> Workspace:
+        """Move the end of the lease within policy; a past time ends it at the next sweep."""
+        workspace = self.get(caller, workspace_id)
+        if when is None:
+            raise InvalidTerminationTime("a workspace lease cannot be made infinite")
+        latest = workspace.created_at + timedelta(seconds=self._policy.maximum_running_seconds)
+        if when > latest:
+            raise InvalidTerminationTime(f"termination time after {timestamp(latest)} exceeds the maximum running time")
+        with self._store.transaction() as db:
+            db["workspaces"].update(workspace_id, {"termination_time": timestamp(when)})
+        self._notify([workspace_id])
+        return self._snapshot(workspace_id)
+
+    def next_termination(self) -> datetime | None:
+        with self._store.reading() as db:
+            row = db.execute("select min(termination_time) from workspaces where destroyed_at is null").fetchone()
+        return parse_timestamp(row[0]) if row[0] else None
+
+    def expire_due(self) -> list[int]:
+        """Shut down and destroy every workspace whose lease has ended; returns their ids."""
+        now = timestamp(self._clock.now())
+        with self._store.reading() as db:
+            due = [
+                row[0]
+                for row in db.execute(
+                    "select id from workspaces where destroyed_at is null and termination_time <= ?", [now]
+                )
+            ]
+        for workspace_id in due:
+            self._expire(workspace_id)
+        return due
+
+    def _expire(self, workspace_id: int) -> None:
+        try:
+            if self._snapshot(workspace_id).state in (State.RUNNING, State.PAUSED):
+                self._apply(workspace_id, Op.SHUTDOWN)
+        except VwsError as exc:
+            log.warning("graceful shutdown of expired workspace %s failed: %s", workspace_id, exc)
+        try:
+            self._apply(workspace_id, Op.DESTROY)
+        except VwsError:
+            log.exception("could not destroy expired workspace %s; will retry", workspace_id)
+
+    # ---- state and snapshots --------------------------------------------------------
+
+    def mark_corrupted(self, workspace_id: int, reason: str) -> None:
+        """Record that the domain died or vanished behind the service's back."""
+        with self._locked(workspace_id):
+            if not self._snapshot(workspace_id).state.gone:
+                self._commit(workspace_id, State.CORRUPTED, fault=reason)
+
+    def _commit(
+        self, workspace_id: int, state: State, *, fault: str | None = None, started: bool = False, gone: bool = False
+    ) -> Workspace:
+        now = self._clock.now()
+        changes: dict[str, object] = {"state": state.value, "fault": fault}
+        if started:
+            changes["started_at"] = timestamp(now)
+        if gone:
+            changes["destroyed_at"] = timestamp(now)
+        with self._store.transaction() as db:
+            db["workspaces"].update(workspace_id, changes)
+            _record_event(db, workspace_id, now, state, fault)
+            if gone:
+                self._pool.release_leases(db, workspace_id)
+        if gone:
+            with self._locks_guard:
+                self._locks.pop(workspace_id, None)
+        return self._notify([workspace_id])[0]
+
+    def _notify(self, ids: list[int]) -> list[Workspace]:
+        snapshots = [self._snapshot(workspace_id) for workspace_id in ids]
+        for workspace in snapshots:
+            for listener in self._listeners:
+                try:
+                    listener(workspace)
+                except Exception:
+                    log.exception("state listener failed for workspace %s", workspace.id)
+        return snapshots
+
+    def _snapshot(self, workspace_id: int) -> Workspace:
+        with self._store.reading() as db:
+            rows = list(db["workspaces"].rows_where("id = ?", [workspace_id]))
+            if not rows:
+                raise UnknownResource(f"no workspace with key {workspace_id}")
+            return self._from_row(db, rows[0])
+
+    def _from_row(self, db: Database, row: dict) -> Workspace:
+        return Workspace(
+            id=row["id"],
+            owner=row["owner"],
+            state=State(row["state"]),
+            fault=row["fault"],
+            node=row["node"],
+            domain=row["domain"],
+            created_at=parse_timestamp(row["created_at"]),
+            started_at=parse_timestamp(row["started_at"]) if row["started_at"] else None,
+            termination_time=parse_timestamp(row["termination_time"]),
+            request=DeploymentRequest.from_json(row["request"]),
+            leases=self._pool.leases(db, row["id"]),
+            group_key=row["group_key"],
+            ensemble_key=row["ensemble_key"],
+        )
+
+    @contextmanager
+    def _locked(self, workspace_id: int) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(workspace_id, threading.Lock())
+        with lock:
+            yield
+
+
+def _record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:
+    db["workspace_events"].insert(
+        {"workspace_id": workspace_id, "at": timestamp(at), "state": state.value, "detail": detail}
+    )

@@ -1,0 +1,109 @@
+"""WS-ResourceProperties 2004/06 (draft 01): Get, GetMultiple and Query over a document.
+
+A resource publishes one resource-property document; a property is every child of
+its root with a given QName. Names the resource does not declare are a fault;
+declared but absent (minOccurs=0) properties answer with nothing.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, UnknownQueryDialect
+from vws.xmlns import WSRP, XPATH_DIALECT, qname
+from vws.xmlparse import detached
+
+MAX_QUERY_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class PropertyDocument:
+    root: etree._Element
+    declared: frozenset[str]  # Clark-notation QNames the resource publishes
+
+    def values(self, name: str) -> list[etree._Element]:
+        if name not in self.declared:
+            raise InvalidPropertyName(f"the resource has no property {name}")
+        return [child for child in self.root if child.tag == name]
+
+
+def get_property(document: PropertyDocument, request: etree._Element) -> etree._Element:
+    """GetResourceProperty: the body's text is one QName."""
+    response = etree.Element(qname(WSRP, "GetResourcePropertyResponse"), nsmap={"wsrp": WSRP})
+    response.extend(document.values(_resolve_qname(request)))
+    return response
+
+
+def get_multiple(document: PropertyDocument, request: etree._Element) -> etree._Element:
+    """GetMultipleResourceProperties: one ResourceProperty QName per child, in order."""
+    names = [_resolve_qname(child) for child in request.iterchildren(qname(WSRP, "ResourceProperty"))]
+    if not names:
+        raise MalformedMessage("GetMultipleResourceProperties names no ResourceProperty")
+    response = etree.Element(qname(WSRP, "GetMultipleResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
+    for name in names:
+        response.extend(document.values(name))
+    return response
+
+
+def query(document: PropertyDocument, request: etree._Element) -> etree._Element:
+    """QueryResourceProperties with the XPath 1.0 dialect, evaluated on the document root."""
+    expression = request.find(qname(WSRP, "QueryExpression"))
+    if expression is None:
+        raise MalformedMessage("QueryResourceProperties has no QueryExpression")
+    dialect = (expression.get("Dialect") or "").strip()
+    if dialect != XPATH_DIALECT:
+        raise UnknownQueryDialect(f"unsupported query dialect {dialect!r}; use {XPATH_DIALECT}")
+    result = _evaluate(document.root, (expression.text or "").strip(), expression.nsmap)
+    response = etree.Element(qname(WSRP, "QueryResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
+    _append_result(response, result)
+    return response
+
+
+def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
+    if not text or len(text) > MAX_QUERY_LENGTH:
+        raise InvalidQuery(f"an XPath expression of 1 to {MAX_QUERY_LENGTH} characters is required")
+    namespaces = {prefix: uri for prefix, uri in nsmap.items() if prefix}
+    try:
+        xpath = etree.XPath(text, namespaces=namespaces)
+    except etree.XPathSyntaxError as exc:
+        raise InvalidQuery(f"invalid XPath {text!r}: {exc}") from None
+    try:
+        # A standalone copy, so `..` and `/` cannot climb out of the RP document.
+        return xpath(etree.ElementTree(root))
+    except etree.XPathError as exc:
+        raise InvalidQuery(f"XPath {text!r} could not be evaluated: {exc}") from None
+
+
+def _append_result(response: etree._Element, result: object) -> None:
+    if isinstance(result, bool):
+        response.text = "true" if result else "false"
+    elif isinstance(result, (float, str)):
+        response.text = _number(result) if isinstance(result, float) else str(result)
+    else:
+        _append_nodes(response, result)  # type: ignore[arg-type]
+
+
+def _append_nodes(response: etree._Element, nodes: Iterable[object]) -> None:
+    texts = []
+    for node in nodes:
+        if isinstance(node, etree._Element):
+            response.append(detached(node))
+        else:  # attribute values and text nodes
+            texts.append(str(node))
+    if texts:
+        response.text = " ".join(texts)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _resolve_qname(element: etree._Element) -> str:
+    """An xsd:QName in element text, resolved with the namespaces in scope there."""
+    text = (element.text or "").strip()
+    prefix, _, local = text.rpartition(":")
+    namespace = element.nsmap.get(prefix or None)
+    if not local or namespace is None:
+        raise InvalidPropertyName(f"{text!r} is not a resolvable QName")
+    return qname(namespace, local)
