@@ -1,0 +1,111 @@
+"""Hand-built GT4-style SOAP messages over a keep-alive HTTP connection.
+
+What a legacy GT4 client puts on the wire: a SOAP 1.1 envelope with WS-Addressing
+2004/03 To, Action and MessageID headers, plus the resource key echoed from the
+EPR's ReferenceProperties. Used by the end-to-end tests and the benchmarks.
+"""
+
+import http.client
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from vws.wsrf.addressing import EndpointReference, request_headers
+from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+
+SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
+FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"
+WORKSPACE_ACTION = WORKSPACE + "/WorkspacePortType/"
+
+
+def envelope(to: str, action: str, body: etree._Element, key: tuple[etree._Element, ...] = ()) -> bytes:
+    root = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
+    etree.SubElement(root, qname(SOAP_ENV, "Header")).extend(request_headers(to, action, key))
+    etree.SubElement(root, qname(SOAP_ENV, "Body")).append(body)
+    return etree.tostring(root)
+
+
+class Gt4Client:
+    """A minimal GT4 client: one keep-alive connection, raw envelopes in and out."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def post(self, url: str, data: bytes, action: str = "") -> tuple[int, etree._Element]:
+        self._connection.request(
+            "POST", urlsplit(url).path, data, {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+        )
+        response = self._connection.getresponse()
+        return response.status, etree.fromstring(response.read())
+
+    def call(self, epr: EndpointReference, action: str, body: etree._Element) -> etree._Element:
+        """POST and return the response body's payload; raise SoapFault on a fault."""
+        status, reply = self.post(epr.address, envelope(epr.address, action, body, epr.properties), action)
+        payload = reply.find(qname(SOAP_ENV, "Body"))[0]
+        if payload.tag == qname(SOAP_ENV, "Fault"):
+            raise SoapFault(status, payload)
+        return payload
+
+    def factory(self) -> EndpointReference:
+        return EndpointReference(self.base_url + "WorkspaceFactoryService")
+
+    def create(self, metadata: Path = SAMPLES / "workspace.xml", request: Path = SAMPLES / "deployment-request.xml"):
+        body = create_body(etree.parse(str(metadata)).getroot(), etree.parse(str(request)).getroot())
+        return self.call(self.factory(), FACTORY_ACTION + "createRequest", body)
+
+    def get_property(self, epr: EndpointReference, name: str) -> etree._Element:
+        body = etree.Element(qname(WSRP, "GetResourceProperty"), nsmap={"wsrp": WSRP, "t": etree.QName(name).namespace})
+        body.text = "t:" + etree.QName(name).localname
+        return self.call(epr, WSRP_ACTION + "GetResourceProperty", body)
+
+    def state(self, epr: EndpointReference) -> str:
+        return self.get_property(epr, qname(TYPES, "currentState")).findtext(f"{{{TYPES}}}currentState/{{{TYPES}}}state")
+
+    def start(self, epr: EndpointReference) -> etree._Element:
+        return self.call(epr, WORKSPACE_ACTION + "startRequest", etree.Element(qname(WORKSPACE, "startWorkspace")))
+
+    def shutdown(self, epr: EndpointReference, kind: str = "Normal") -> etree._Element:
+        body = etree.Element(qname(WORKSPACE, "shutdownWorkspace"))
+        etree.SubElement(body, qname(TYPES, "shutdownType")).text = kind
+        return self.call(epr, WORKSPACE_ACTION + "shutdownRequest", body)
+
+    def destroy(self, epr: EndpointReference) -> etree._Element:
+        return self.call(epr, WSRL_ACTION + "Destroy", etree.Element(qname(WSRL, "Destroy")))
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def create_body(metadata: etree._Element, request: etree._Element) -> etree._Element:
+    """A factory ``create`` body holding the two documents' contents, as GT4 clients nest them."""
+    body = etree.Element(qname(WORKSPACE, "create"), nsmap={"types": TYPES})
+    for tag, document in (("metadata", metadata), ("resourceRequest", request)):
+        holder = etree.SubElement(body, qname(TYPES, tag))
+        holder.extend(child for child in list(document) if isinstance(child.tag, str))
+    return body
+
+
+def created_eprs(response: etree._Element) -> list[EndpointReference]:
+    return [
+        EndpointReference.from_element(created.find(qname(TYPES, "epr")))
+        for created in response.iterchildren(qname(TYPES, "CreatedWorkspace"))
+    ]
+
+
+class SoapFault(Exception):
+    def __init__(self, status: int, fault: etree._Element) -> None:
+        self.status = status
+        self.code = fault.findtext("faultcode")
+        self.description = fault.findtext("faultstring")
+        detail = fault.find("detail")
+        self.detail = detail[0] if detail is not None and len(detail) else None
+        super().__init__(f"{self.code}: {self.description}")
+
+    @property
+    def element(self) -> str | None:
+        return None if self.detail is None else self.detail.tag
+
+
