@@ -1,0 +1,67 @@
+"""GetResourceProperty over HTTP keep-alive, and create-to-Running, on the embedded default.
+
+The floor is a bare lxml echo (parse the envelope, answer a fixed envelope) served
+by the same HTTP server in the same run: the ratio is what vws costs above HTTP+XML.
+Targets (issue #2): GetResourceProperty p50 < 1 ms; create p50 < 5 ms.
+"""
+
+import threading
+import time
+
+from cheroot import wsgi
+from lxml import etree
+
+from common import report, running_service, timed
+from tests.gt4wire import Gt4Client, created_eprs, envelope
+from vws.xmlns import TYPES, WSRP, WSRP_ACTION, qname
+
+COUNT = 2000
+
+
+def echo_app(environ, start_response):
+    request = etree.fromstring(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+    body = etree.tostring(request)
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def echo_floor(client: Gt4Client, epr) -> list[float]:
+    server = wsgi.Server(("127.0.0.1", 0), echo_app, numthreads=4)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    host, port = server.bind_addr[:2]
+    echo = Gt4Client(f"http://{host}:{port}/wsrf/services/")
+    try:
+        body = etree.Element(qname(WSRP, "GetResourceProperty"), nsmap={"wsrp": WSRP, "t": TYPES})
+        body.text = "t:currentState"
+        message = envelope(epr.address, WSRP_ACTION + "GetResourceProperty", body, epr.properties)
+        return timed(lambda: echo.post(echo.base_url + "Echo", message), COUNT)
+    finally:
+        echo.close()
+        server.stop()
+        thread.join()
+
+
+def main() -> None:
+    with running_service() as service:
+        client = Gt4Client(service.base_url)
+        (epr,) = created_eprs(client.create())
+        floor = report("bare lxml echo over HTTP (floor)", echo_floor(client, epr))
+        rp = report("GetResourceProperty currentState", timed(lambda: client.get_property(epr, qname(TYPES, "currentState")), COUNT))
+        print(f"{'ratio GetResourceProperty / floor':<44} {rp['p50_ms'] / floor['p50_ms']:.2f}x (p50)")
+    with running_service() as service:
+        client = Gt4Client(service.base_url)
+        creates, destroys = [], []
+        for _ in range(300):  # create and destroy in turn: the sample pool has 10 addresses
+            started = time.perf_counter()
+            (epr,) = created_eprs(client.create())
+            creates.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.destroy(epr)
+            destroys.append(time.perf_counter() - started)
+        report("create to Running (test driver)", creates[20:])
+        report("destroy (test driver)", destroys[20:])
+
+if __name__ == "__main__":
+    main()
