@@ -1,0 +1,90 @@
+"""A zeep session with a vws (or GT4) workspace service.
+
+zeep loads the WSDL each service publishes at ``?wsdl``; a plugin adds the
+WS-Addressing 2004/03 headers GT4 containers expect (zeep's own WSA plugin speaks
+the 2005/08 namespace) and echoes the EPR's reference properties (the resource key).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import zeep
+from lxml import etree
+from zeep.plugins import Plugin
+
+from vws.wsrf.addressing import EndpointReference, request_headers
+from vws.xmlns import METADATA, NEGOTIABLE, SOAP_ENV, WSA, qname
+
+FACTORY = "WorkspaceFactoryService"
+WORKSPACE = "WorkspaceService"
+
+
+class Addressing200403(Plugin):
+    """Adds To, Action, MessageID and the target's reference properties to each request."""
+
+    def __init__(self, target: EndpointReference) -> None:
+        self.target = target
+
+    def egress(self, envelope, http_headers, operation, binding_options):  # type: ignore[no-untyped-def]
+        header = envelope.find(qname(SOAP_ENV, "Header"))
+        if header is None:
+            header = etree.Element(qname(SOAP_ENV, "Header"))
+            envelope.insert(0, header)
+        action = (operation.soapaction or "").strip('"')
+        for element in request_headers(self.target.address, action, self.target.properties):
+            header.append(element)
+        return envelope, http_headers
+
+
+@dataclass
+class Port:
+    """One service endpoint (a factory or a WS-Resource) reached through zeep."""
+
+    client: zeep.Client
+    service: zeep.proxy.ServiceProxy
+
+    def call(self, operation: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return getattr(self.service, operation)(*args, **kwargs)
+
+    def element(self, name: str):  # type: ignore[no-untyped-def]
+        return self.client.get_element(name)
+
+
+class Session:
+    def __init__(self, factory_url: str, transport: zeep.Transport | None = None, plugins: list | None = None) -> None:
+        if not factory_url.endswith(FACTORY):
+            raise ValueError(f"the factory URL ends with /{FACTORY}")
+        self.base_url = factory_url[: -len(FACTORY)]
+        self._transport = transport or zeep.Transport()
+        self._plugins = plugins or []
+        self._wsdl: dict[str, zeep.Client] = {}
+
+    def port(self, target: EndpointReference) -> Port:
+        """A zeep proxy bound to ``target``'s address that sends its reference properties."""
+        name = target.address.rstrip("/").rsplit("/", 1)[-1]
+        client = self._client(name, target)
+        binding = next(iter(client.wsdl.bindings))
+        return Port(client, client.create_service(binding, target.address))
+
+    def factory(self) -> Port:
+        return self.port(EndpointReference(self.base_url + FACTORY))
+
+    def _client(self, name: str, target: EndpointReference) -> zeep.Client:
+        # One WSDL load per service; the addressing plugin is per target.
+        cached = self._wsdl.get(name)
+        wsdl = cached.wsdl if cached else self.base_url + name + "?wsdl"
+        client = zeep.Client(wsdl, transport=self._transport, plugins=[Addressing200403(target), *self._plugins])
+        self._wsdl.setdefault(name, client)
+        return client
+
+
+def load_document(path: Path, port: Port, name: str):  # type: ignore[no-untyped-def]
+    """Parse a VirtualWorkspace or WorkspaceDeployment file into zeep's value for it."""
+    root = etree.parse(str(path)).getroot()
+    element = port.element(name)
+    return element.parse(root, port.client.wsdl.types)
+
+
+METADATA_ELEMENT = qname(METADATA, "VirtualWorkspace")
+REQUEST_ELEMENT = qname(NEGOTIABLE, "WorkspaceDeployment")
+EPR_ELEMENT = qname(WSA, "EndpointReference")
