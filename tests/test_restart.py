@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
-from vws.xmlns import LOGISTICS, WSRL, qname
+from vws.xmlns import LOGISTICS, WORKSPACE, WSRL, qname
 
 SERVICE = Path(sys.executable).parent / "vws-service"
 
@@ -20,6 +20,18 @@ def start(state_dir: Path) -> tuple[subprocess.Popen, str]:
     line = process.stdout.readline()
     assert line.startswith("vws-service listening on http://"), line
     return process, line.rsplit(" ", 1)[-1].strip()
+
+
+def snapshot(client: Gt4Client, eprs) -> dict[str, tuple[str, str, str]]:
+    """What a user can see of each workspace: state, termination time, address."""
+    return {
+        epr.key(qname(WORKSPACE, "WorkspaceKey")): (
+            client.state(epr),
+            client.get_property(epr, qname(WSRL, "TerminationTime"))[0].text,
+            client.get_property(epr, qname(LOGISTICS, "logistics")).findtext(f".//{{{LOGISTICS}}}ipAddress"),
+        )
+        for epr in eprs
+    }
 
 
 @pytest.fixture
@@ -34,14 +46,7 @@ def test_sigkill_then_restart_keeps_workspaces_states_leases_and_terminations(st
         running, paused, destroyed = (created_eprs(client.create())[0] for _ in range(3))
         client.shutdown(paused, "Pause")
         client.destroy(destroyed)
-        before = {
-            epr.key(qname("http://www.globus.org/2008/06/workspace", "WorkspaceKey")): (
-                client.state(epr),
-                client.get_property(epr, qname(WSRL, "TerminationTime"))[0].text,
-                client.get_property(epr, qname(LOGISTICS, "logistics")).findtext(f".//{{{LOGISTICS}}}ipAddress"),
-            )
-            for epr in (running, paused)
-        }
+        before = snapshot(client, (running, paused))
         client.close()
     finally:
         process.send_signal(signal.SIGKILL)
@@ -50,14 +55,7 @@ def test_sigkill_then_restart_keeps_workspaces_states_leases_and_terminations(st
     process, base = start(state_dir)
     try:
         client = Gt4Client(base)
-        after = {
-            epr.key(qname("http://www.globus.org/2008/06/workspace", "WorkspaceKey")): (
-                client.state(epr),
-                client.get_property(epr, qname(WSRL, "TerminationTime"))[0].text,
-                client.get_property(epr, qname(LOGISTICS, "logistics")).findtext(f".//{{{LOGISTICS}}}ipAddress"),
-            )
-            for epr in (running, paused)
-        }
+        after = snapshot(client, (running, paused))
         assert after == before
         assert [state for state, _, _ in after.values()] == ["Running", "Paused"]
         with pytest.raises(SoapFault):
