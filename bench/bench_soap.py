@@ -9,9 +9,9 @@ import threading
 import time
 
 from cheroot import wsgi
+from common import report, running_service, timed
 from lxml import etree
 
-from common import report, running_service, timed
 from tests.gt4wire import Gt4Client, created_eprs, envelope
 from vws.xmlns import TYPES, WSRP, WSRP_ACTION, qname
 
@@ -48,7 +48,10 @@ def main() -> None:
         client = Gt4Client(service.base_url)
         (epr,) = created_eprs(client.create())
         floor = report("bare lxml echo over HTTP (floor)", echo_floor(client, epr))
-        rp = report("GetResourceProperty currentState", timed(lambda: client.get_property(epr, qname(TYPES, "currentState")), COUNT))
+        rp = report(
+            "GetResourceProperty currentState",
+            timed(lambda: client.get_property(epr, qname(TYPES, "currentState")), COUNT),
+        )
         print(f"{'ratio GetResourceProperty / floor':<44} {rp['p50_ms'] / floor['p50_ms']:.2f}x (p50)")
     with running_service() as service:
         client = Gt4Client(service.base_url)
@@ -62,6 +65,7 @@ def main() -> None:
             destroys.append(time.perf_counter() - started)
         report("create to Running (test driver)", creates[20:])
         report("destroy (test driver)", destroys[20:])
+
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ to a file, and every other action takes that file (``-e/--eprFile``).
 import argparse
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import zeep.exceptions
@@ -103,7 +103,7 @@ def operate(session: Session, args: argparse.Namespace) -> int:
 
 def set_termination_time(session: Session, args: argparse.Namespace) -> int:
     port = session.port(_read_epr(args.eprFile))
-    when = datetime.now(timezone.utc) + timedelta(minutes=args.minutes)
+    when = datetime.now(UTC) + timedelta(minutes=args.minutes)
     response = port.call("SetTerminationTime", RequestedTerminationTime=when)
     print(f"termination time: {response.NewTerminationTime.isoformat()}")
     return 0
@@ -157,7 +157,9 @@ def _any_elements(response) -> list[etree._Element]:  # type: ignore[no-untyped-
 
 def _epr(value) -> EndpointReference:  # type: ignore[no-untyped-def]
     properties = tuple(e for e in (value.ReferenceProperties._value_1 or []) if isinstance(e, etree._Element))
-    return EndpointReference(value.Address._value_1 if hasattr(value.Address, "_value_1") else value.Address, properties)
+    return EndpointReference(
+        value.Address._value_1 if hasattr(value.Address, "_value_1") else value.Address, properties
+    )
 
 
 def _read_epr(path: Path) -> EndpointReference:
@@ -171,7 +173,9 @@ def _read_epr(path: Path) -> EndpointReference:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="vws-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="vws-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     top.add_argument("-s", "--service", default=DEFAULT_FACTORY, help="factory URL (default %(default)s)")
     actions = top.add_subparsers(dest="action", required=True)
 
@@ -225,5 +229,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

@@ -1,16 +1,16 @@
 """Shared fixtures: a real vws service on a free port, on the embedded default."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.gt4wire import Gt4Client
 from vws.clock import ManualClock
 from vws.config import Config
 from vws.service import Service
-from tests.gt4wire import Gt4Client
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def make_config(state_dir: Path, **policy: object) -> Config:

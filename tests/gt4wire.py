@@ -62,7 +62,9 @@ class Gt4Client:
         return self.call(epr, WSRP_ACTION + "GetResourceProperty", body)
 
     def state(self, epr: EndpointReference) -> str:
-        return self.get_property(epr, qname(TYPES, "currentState")).findtext(f"{{{TYPES}}}currentState/{{{TYPES}}}state")
+        return self.get_property(epr, qname(TYPES, "currentState")).findtext(
+            f"{{{TYPES}}}currentState/{{{TYPES}}}state"
+        )
 
     def start(self, epr: EndpointReference) -> etree._Element:
         return self.call(epr, WORKSPACE_ACTION + "startRequest", etree.Element(qname(WORKSPACE, "startWorkspace")))
@@ -107,5 +109,3 @@ class SoapFault(Exception):
     @property
     def element(self) -> str | None:
         return None if self.detail is None else self.detail.tag
-
-

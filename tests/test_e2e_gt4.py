@@ -46,8 +46,10 @@ def test_deploy_reaches_running_with_an_address_from_the_public_pool(gt4):
 
 
 def test_reply_carries_action_and_relates_to(gt4):
-    body = create_body(etree.parse(str(SAMPLES / "workspace.xml")).getroot(),
-                       etree.parse(str(SAMPLES / "deployment-request.xml")).getroot())
+    body = create_body(
+        etree.parse(str(SAMPLES / "workspace.xml")).getroot(),
+        etree.parse(str(SAMPLES / "deployment-request.xml")).getroot(),
+    )
     message = envelope(gt4.factory().address, FACTORY_ACTION + "createRequest", body)
     message_id = etree.fromstring(message).findtext(".//{http://schemas.xmlsoap.org/ws/2004/03/addressing}MessageID")
     status, reply = gt4.post(gt4.factory().address, message)
@@ -185,11 +187,17 @@ def test_too_much_memory_and_too_long_are_denied(gt4, service):
     [
         b"<soapenv:Envelope xmlns:soapenv='" + SOAP_ENV.encode() + b"'><soapenv:Body><unclosed></soapenv:Body>",
         b"<?xml version='1.0'?><!DOCTYPE lol [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;'>]>"
-        b"<soapenv:Envelope xmlns:soapenv='" + SOAP_ENV.encode() + b"'><soapenv:Body>&b;</soapenv:Body></soapenv:Envelope>",
+        b"<soapenv:Envelope xmlns:soapenv='"
+        + SOAP_ENV.encode()
+        + b"'><soapenv:Body>&b;</soapenv:Body></soapenv:Envelope>",
         b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>"
-        b"<soapenv:Envelope xmlns:soapenv='" + SOAP_ENV.encode() + b"'><soapenv:Body>&xxe;</soapenv:Body></soapenv:Envelope>",
+        b"<soapenv:Envelope xmlns:soapenv='"
+        + SOAP_ENV.encode()
+        + b"'><soapenv:Body>&xxe;</soapenv:Body></soapenv:Envelope>",
         b"<notsoap/>",
-        b"<soapenv:Envelope xmlns:soapenv='" + SOAP_ENV.encode() + b"'><soapenv:Body><x:nope xmlns:x='urn:x'/></soapenv:Body></soapenv:Envelope>",
+        b"<soapenv:Envelope xmlns:soapenv='"
+        + SOAP_ENV.encode()
+        + b"'><soapenv:Body><x:nope xmlns:x='urn:x'/></soapenv:Body></soapenv:Envelope>",
     ],
     ids=["malformed", "entity-expansion", "external-entity", "not-soap", "unknown-operation"],
 )
@@ -215,7 +223,9 @@ def test_set_termination_time_within_policy(gt4, clock):
     reply = gt4.call(epr, WSRL_ACTION + "SetTerminationTime", body)
     assert reply.findtext(qname(WSRL, "NewTerminationTime")).startswith(new.strftime("%Y-%m-%dT%H:%M:%S"))
     too_late = etree.Element(qname(WSRL, "SetTerminationTime"), nsmap={"wsrl": WSRL})
-    etree.SubElement(too_late, qname(WSRL, "RequestedTerminationTime")).text = (clock.now() + timedelta(days=60)).isoformat()
+    etree.SubElement(too_late, qname(WSRL, "RequestedTerminationTime")).text = (
+        clock.now() + timedelta(days=60)
+    ).isoformat()
     with pytest.raises(SoapFault) as raised:
         gt4.call(epr, WSRL_ACTION + "SetTerminationTime", too_late)
     assert raised.value.element == qname(WSRL, "TerminationTimeChangeRejectedFault")

@@ -5,7 +5,7 @@ sleeping: ManualClock.advance wakes every thread waiting in ``sleep_until``.
 """
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -18,7 +18,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def sleep_until(self, deadline: datetime, stop: threading.Event) -> None:
         stop.wait(max(0.0, (deadline - self.now()).total_seconds()))
@@ -28,7 +28,7 @@ class ManualClock:
     """A clock that moves only when told to; for tests and replay."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._moved = threading.Condition()
         self._generation = 0
 
@@ -53,7 +53,7 @@ def utc(moment: datetime) -> datetime:
     """Refuse naive datetimes early: every instant in vws is timezone-aware UTC."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def timestamp(moment: datetime) -> str:
@@ -62,4 +62,4 @@ def timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

@@ -89,7 +89,7 @@ def load(path: Path | None = None, environ: typing.Mapping[str, str] = os.enviro
     for spec in dataclasses.fields(Config):
         raw = dict(parser[spec.name]) if parser.has_section(spec.name) else {}
         prefix = f"VWS_{spec.name.upper()}_"
-        raw.update({k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)})
+        raw.update({k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)})
         sections[spec.name] = _section(spec.type, raw, base, spec.name)
     unknown = set(parser.sections()) - set(sections)
     if unknown:

@@ -14,7 +14,9 @@ from vws.config import Config
 from vws.pool.manager import PoolManager
 from vws.soap.application import wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate
-from vws.soap.porttypes import Endpoints, FactoryPortType, WorkspacePortType
+from vws.soap.porttypes.common import Endpoints
+from vws.soap.porttypes.factory import FactoryPortType
+from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
 from vws.workspace.manager import WorkspaceManager

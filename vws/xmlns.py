@@ -50,9 +50,7 @@ EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 X509_TOKEN_PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0"
 X509V3 = X509_TOKEN_PROFILE + "#X509v3"
 X509_PKIPATH = X509_TOKEN_PROFILE + "#X509PKIPathv1"
-BASE64_BINARY = (
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
-)
+BASE64_BINARY = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 
 PREFIXES = {
     "soapenv": SOAP_ENV,

@@ -61,7 +61,9 @@ class _WsrfSoap11(Soap11):
             raise _Refusal(error, faults.ENVELOPE) from None
         operation = self._operations.get(admission.body.tag)
         if operation is None:
-            raise _Refusal(MalformedMessage(f"{self._service} has no operation for {admission.body.tag}"), faults.ENVELOPE)
+            raise _Refusal(
+                MalformedMessage(f"{self._service} has no operation for {admission.body.tag}"), faults.ENVELOPE
+            )
         headers = MessageHeaders.parse(admission.headers)
         ctx.udc = _Exchange(operation, admission, Call(self._service, admission.body, headers, admission.caller))
         ctx.in_header_doc = list(admission.headers)

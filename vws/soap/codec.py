@@ -23,8 +23,8 @@ from vws.pool.machine import (
     NicRequest,
 )
 from vws.workspace.manager import Workspace
-from vws.wsrf.basefaults import base_fault
 from vws.workspace.request import DeploymentRequest
+from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, TYPES, qname
 
 NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
@@ -279,4 +279,3 @@ def _nic_element(lease: NetworkLease) -> etree._Element:
         ip_config,
         _element(qname(LOGISTICS, "association"), lease.pool),
     )
-

@@ -107,5 +107,3 @@ def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree.
         detail = etree.SubElement(fault, "detail")
         detail.append(base_fault(detail_tag, error.description, now, cause=error.cause))
     return fault
-
-

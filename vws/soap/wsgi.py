@@ -28,7 +28,7 @@ class Router:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(SERVICES_PATH):
             return _plain(start_response, "404 Not Found", "no such service\n")
-        name = path[len(SERVICES_PATH):]
+        name = path[len(SERVICES_PATH) :]
         method = environ.get("REQUEST_METHOD")
         if name in self._services and method == "POST":
             return self._services[name](environ, start_response)

@@ -148,9 +148,7 @@ class WorkspaceManager:
         }
         with self._store.transaction() as db:
             ids = [db["workspaces"].insert(row).last_pk for _ in range(request.node_number)]
-            placements = self._pool.place(
-                db, ids, request.machine, allow_static=self._policy.allow_static_addresses
-            )
+            placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
                 db["workspaces"].update(placement.workspace_id, {"node": placement.node, "domain": placement.domain})
                 _record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}")

@@ -20,6 +20,7 @@ from vws.pool.machine import (
     NicRequest,
 )
 
+
 @dataclass(frozen=True)
 class DeploymentRequest:
     name: str

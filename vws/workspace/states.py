@@ -95,11 +95,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(_S.RUNNING, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.SHUTDOWN, _A.UNPROPAGATE)),
     Transition(_S.PAUSED, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.SHUTDOWN, _A.UNPROPAGATE)),
     Transition(_S.PROPAGATED, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.UNPROPAGATE,)),
-    *(
-        Transition(state, _O.DESTROY, _S.DESTROYED, (_A.REMOVE,))
-        for state in State
-        if not state.gone
-    ),
+    *(Transition(state, _O.DESTROY, _S.DESTROYED, (_A.REMOVE,)) for state in State if not state.gone),
 )
 
 _TABLE = {(t.source, t.op): t for t in TRANSITIONS}

@@ -121,4 +121,3 @@ def _header(name: str, text: str) -> etree._Element:
 
 def _text(element: etree._Element | None) -> str | None:
     return None if element is None or element.text is None else element.text.strip()
-

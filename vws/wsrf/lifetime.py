@@ -5,7 +5,7 @@ that destroys resources when their termination time passes.
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
@@ -60,8 +60,8 @@ def parse_datetime(text: str) -> datetime:
     except ValueError:
         raise InvalidTerminationTime(f"{text.strip()!r} is not an xsd:dateTime") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 class TerminationSweeper:

@@ -1,0 +1,1 @@
+"""One module per port type; ``common`` holds what they share."""

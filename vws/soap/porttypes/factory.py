@@ -1,0 +1,78 @@
+"""The WorkspaceFactoryService port type: ``create`` and the factory's resource properties."""
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from lxml import etree
+
+from vws.clock import Clock
+from vws.soap import codec, faults
+from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
+from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.wsrf import properties
+from vws.xmlns import DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
+
+
+class FactoryPortType:
+    service = FACTORY_SERVICE
+
+    def __init__(
+        self,
+        manager: WorkspaceManager,
+        endpoints: Endpoints,
+        clock: Clock,
+        policy_default: timedelta,
+        policy_maximum: timedelta,
+        associations: Callable[[], list[str]],
+    ) -> None:
+        self._manager = manager
+        self._endpoints = endpoints
+        self._clock = clock
+        self._default = policy_default
+        self._maximum = policy_maximum
+        self._associations = associations
+
+    def operations(self) -> Sequence[Operation]:
+        return [
+            custom_operation(
+                "WorkspaceFactoryPortType", "create", qname(WORKSPACE, "create"), self.create, faults.CREATE
+            ),
+            *property_operations(self._document),
+        ]
+
+    def create(self, call: Call) -> etree._Element:
+        created = self._manager.create(call.caller, codec.parse_create(call.body))
+        response = etree.Element(qname(WORKSPACE, "createResponse"), nsmap={"types": TYPES})
+        response.extend(self._created(workspace) for workspace in created)
+        for name in ("GroupEPR", "EnsembleEPR", "ContextEPR"):
+            etree.SubElement(response, qname(TYPES, name)).set(qname(XSI, "nil"), "true")
+        return response
+
+    def _created(self, workspace: Workspace) -> etree._Element:
+        created = etree.Element(qname(TYPES, "CreatedWorkspace"))
+        created.append(self._endpoints.workspace(workspace.id).to_element(qname(TYPES, "epr")))
+        created.append(codec.schedule(workspace))
+        created.append(codec.networking(workspace.leases))
+        return created
+
+    def _document(self, call: Call) -> properties.PropertyDocument:
+        root = etree.Element(qname(WORKSPACE, "FactoryRPSet"), nsmap={"types": TYPES, "jsdl": JSDL, "def": DEFINITION})
+        etree.SubElement(root, qname(TYPES, "DefaultRunningTime")).text = codec.format_duration(self._default)
+        etree.SubElement(root, qname(TYPES, "MaximumRunningTime")).text = codec.format_duration(self._maximum)
+        etree.SubElement(root, qname(JSDL, "CPUArchitectureName")).text = "x86_64"
+        associations = etree.SubElement(root, qname(TYPES, "Associations"))
+        for name in self._associations():
+            etree.SubElement(associations, qname(TYPES, "association")).text = name
+        return properties.PropertyDocument(root, _FACTORY_PROPERTIES)
+
+
+_FACTORY_PROPERTIES = frozenset(
+    {
+        qname(TYPES, "DefaultRunningTime"),
+        qname(TYPES, "MaximumRunningTime"),
+        qname(JSDL, "CPUArchitectureName"),
+        qname(DEFINITION, "VMM"),
+        qname(TYPES, "Associations"),
+    }
+)

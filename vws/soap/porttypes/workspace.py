@@ -1,0 +1,104 @@
+"""The WorkspaceService port type: one workspace's operations and resource properties."""
+
+from collections.abc import Sequence
+
+from lxml import etree
+
+from vws.clock import Clock
+from vws.errors import MalformedMessage, UnknownResource
+from vws.soap import codec, faults
+from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.common import (
+    WORKSPACE_KEY,
+    WORKSPACE_SERVICE,
+    custom_operation,
+    property_operations,
+    wsrf_operation,
+)
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.states import Op
+from vws.wsrf import lifetime, properties
+from vws.xmlns import LOGISTICS, NEGOTIABLE, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
+
+SHUTDOWN_TYPES = {
+    "Normal": Op.SHUTDOWN,
+    "Pause": Op.PAUSE,
+    "Reboot": Op.REBOOT,
+    "ReadyForTransport": Op.READY_FOR_TRANSPORT,
+    "Serialize": Op.SERIALIZE,
+}
+
+
+class WorkspacePortType:
+    service = WORKSPACE_SERVICE
+
+    def __init__(self, manager: WorkspaceManager, clock: Clock) -> None:
+        self._manager = manager
+        self._clock = clock
+
+    def operations(self) -> Sequence[Operation]:
+        port = "WorkspacePortType"
+        return [
+            custom_operation(port, "start", qname(WORKSPACE, "startWorkspace"), self.start, faults.START),
+            custom_operation(port, "shutdown", qname(WORKSPACE, "shutdownWorkspace"), self.shutdown, faults.SHUTDOWN),
+            *property_operations(self._document),
+            wsrf_operation(WSRL_ACTION, WSRL, "Destroy", self.destroy, faults.DESTROY),
+            wsrf_operation(
+                WSRL_ACTION, WSRL, "SetTerminationTime", self.set_termination_time, faults.SET_TERMINATION_TIME
+            ),
+        ]
+
+    def _workspace_id(self, call: Call) -> int:
+        key = call.key(WORKSPACE_KEY)
+        if key is None or not key.isdigit():
+            raise UnknownResource(f"the request carries no valid WorkspaceKey header (got {key!r})")
+        return int(key)
+
+    def start(self, call: Call) -> etree._Element:
+        self._manager.start(call.caller, self._workspace_id(call))
+        return etree.Element(qname(WORKSPACE, "startWorkspaceResponse"))
+
+    def shutdown(self, call: Call) -> etree._Element:
+        kind = call.body.findtext(qname(TYPES, "shutdownType"), "Normal").strip()
+        if kind == "Trash":
+            raise MalformedMessage("shutdownType Trash is not an operation: use WS-ResourceLifetime Destroy")
+        if kind not in SHUTDOWN_TYPES:
+            raise MalformedMessage(f"unknown shutdownType {kind!r}")
+        self._manager.shutdown(call.caller, self._workspace_id(call), SHUTDOWN_TYPES[kind])
+        return etree.Element(qname(WORKSPACE, "shutdownWorkspaceResponse"))
+
+    def destroy(self, call: Call) -> etree._Element:
+        self._manager.destroy(call.caller, self._workspace_id(call))
+        return lifetime.destroy_response()
+
+    def set_termination_time(self, call: Call) -> etree._Element:
+        requested = lifetime.requested_termination_time(call.body)
+        workspace = self._manager.set_termination_time(call.caller, self._workspace_id(call), requested)
+        return lifetime.set_termination_time_response(workspace.termination_time, self._clock.now())
+
+    def _document(self, call: Call) -> properties.PropertyDocument:
+        workspace = self._manager.get(call.caller, self._workspace_id(call))
+        now = self._clock.now()
+        root = etree.Element(qname(WORKSPACE, "ServiceRPSet"), nsmap=codec.NSMAP)
+        root.extend(
+            [
+                codec.current_state(workspace, now),
+                codec.schedule(workspace),
+                codec.resource_allocation(workspace),
+                codec.logistics(workspace),
+                *lifetime.time_properties(workspace.termination_time, now),
+            ]
+        )
+        return properties.PropertyDocument(root, _WORKSPACE_PROPERTIES)
+
+
+_WORKSPACE_PROPERTIES = frozenset(
+    {
+        qname(TYPES, "currentState"),
+        qname(TYPES, "schedule"),
+        qname(NEGOTIABLE, "ResourceAllocation"),
+        qname(LOGISTICS, "logistics"),
+        qname(WSRL, "CurrentTime"),
+        qname(WSRL, "TerminationTime"),
+    }
+)
