@@ -60,11 +60,41 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class NotificationConfig:
+    # Delivery threads: a consumer that hangs holds one of them for at most timeout_ms.
+    workers: int = 8
+    timeout_ms: int = 5000
+    attempts: int = 5  # per message; the waits between them double from retry_ms
+    retry_ms: int = 200
+    # A subscription whose consumer loses this many messages in a row is destroyed.
+    drop_after: int = 3
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Per-user limits (0: none); ``rules_file`` overrides them per DN or grid-mapfile account."""
+
+    max_workspaces: int = 0  # simultaneous
+    max_group_size: int = 0
+    max_reserved_minutes: int = 0  # held by live workspaces
+    max_elapsed_reserved_minutes: int = 0  # used by ended ones plus held by live ones
+    rules_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class AccountingConfig:
+    charge_granularity_minutes: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    notification: NotificationConfig = field(default_factory=NotificationConfig)
+    quotas: QuotaConfig = field(default_factory=QuotaConfig)
+    accounting: AccountingConfig = field(default_factory=AccountingConfig)
 
     def with_overrides(self, section: str, **values: object) -> "Config":
         """A copy with some keys of one section replaced (None values are ignored)."""

@@ -86,3 +86,51 @@ def m002_nodes_and_leases(db: Database) -> None:
     )
     table(db, "leases").create_index(["mac"], unique=True)
     table(db, "leases").create_index(["workspace_id"])
+
+
+@MIGRATIONS()
+def m003_subscriptions_ensembles_accounting(db: Database) -> None:
+    # WS-BaseNotification subscriptions; `producer` is the producing resource's key.
+    table(db, "subscriptions").create(
+        {
+            "key": str,
+            "owner": str,
+            "producer": str,
+            "producer_reference": str,  # wsa:EndpointReference XML
+            "topic": str,  # Clark QName
+            "consumer": str,  # wsa:EndpointReference XML
+            "created_at": str,
+            "termination_time": str,  # NULL: until the producer is destroyed
+            "paused": int,
+        },
+        pk="key",
+        not_null={"owner", "producer", "producer_reference", "topic", "consumer", "created_at"},
+        defaults={"paused": 0},
+    )
+    table(db, "subscriptions").create_index(["producer"])
+    # Co-scheduled ensembles; members carry workspaces.ensemble_key.
+    table(db, "ensembles").create(
+        {"key": str, "owner": str, "created_at": str, "done_at": str, "destroyed_at": str},
+        pk="key",
+        not_null={"owner", "created_at"},
+    )
+    # One CREATED and one REMOVED record per workspace; charges are in minutes.
+    table(db, "accounting_events").create(
+        {
+            "id": int,
+            "event": str,
+            "workspace_id": int,
+            "owner": str,
+            "memory_mb": int,
+            "vcpus": int,
+            "node": str,
+            "start": str,
+            "end": str,
+            "charge_minutes": int,
+            "at": str,
+        },
+        pk="id",
+        not_null={"event", "workspace_id", "owner", "memory_mb", "vcpus", "start", "end", "charge_minutes", "at"},
+    )
+    table(db, "accounting_events").create_index(["workspace_id", "event"], unique=True)
+    table(db, "accounting_events").create_index(["owner", "at"])

@@ -1,0 +1,181 @@
+"""Delivering notifications: queued, ordered per lane, retried, never on the request path.
+
+Each subscription is a *lane*: its messages go out one at a time, in the order they
+were queued. A small pool of worker threads serves the lanes that have work, so a
+consumer that is dead or hangs holds at most one worker for at most one timeout per
+attempt, and every other lane keeps moving.
+
+The rule for consumers that do not answer (anything but HTTP 2xx, or no answer
+within the timeout): a message is tried ``attempts`` times, the waits between
+tries doubling from ``retry``; then it is logged and dropped, and the lane moves
+on, so a consumer that comes back gets later messages. When ``drop_after``
+messages in a row have been dropped, the lane's backlog is discarded and
+``on_dead(lane)`` is told, which destroys the subscription. Queued messages live
+in memory only: after a restart, subscriptions remain and new changes are sent.
+"""
+
+import heapq
+import http.client
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from vws.wsrf.notification import NOTIFY_ACTION
+
+log = logging.getLogger(__name__)
+
+Seal = Callable[[etree._Element], None]
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    workers: int = 8
+    timeout: float = 5.0  # seconds, per attempt
+    attempts: int = 5
+    retry: float = 0.2  # seconds before the second attempt; doubles after each
+    drop_after: int = 3
+
+
+@dataclass
+class _Lane:
+    key: str
+    address: str = ""
+    queue: deque[etree._Element] = field(default_factory=deque)
+    scheduled: bool = False  # a worker holds it, or it waits in the ready or retry queue
+    attempt: int = 0
+    dropped_in_a_row: int = 0
+
+
+class Delivery:
+    def __init__(
+        self,
+        policy: DeliveryPolicy = DeliveryPolicy(),
+        on_dead: Callable[[str], None] = lambda lane: None,
+        seal: Seal | None = None,
+    ) -> None:
+        self._policy = policy
+        self._on_dead = on_dead
+        # Signs each envelope when the service signs (the security layer's MessageSigner).
+        self._seal = seal
+        self._lanes: dict[str, _Lane] = {}
+        self._ready: deque[_Lane] = deque()
+        self._retries: list[tuple[float, int, _Lane]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"notify-{n}", daemon=True) for n in range(policy.workers)
+        ]
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        for worker in self._workers:
+            worker.join()
+
+    def send(self, lane_key: str, address: str, envelope: etree._Element) -> None:
+        """Queue ``envelope`` for ``address`` behind everything already queued on the lane."""
+        with self._changed:
+            lane = self._lanes.setdefault(lane_key, _Lane(lane_key))
+            lane.address = address
+            lane.queue.append(envelope)
+            if not lane.scheduled:
+                lane.scheduled = True
+                self._ready.append(lane)
+                self._changed.notify()
+
+    def pending(self) -> int:
+        """Messages queued and not yet delivered or dropped."""
+        with self._changed:
+            return sum(len(lane.queue) for lane in self._lanes.values())
+
+    # ---- the workers --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (lane := self._next_lane()) is not None:
+            delivered = self._post(lane, lane.queue[0])
+            self._settle(lane, delivered)
+
+    def _next_lane(self) -> _Lane | None:
+        with self._changed:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._retries and self._retries[0][0] <= now:
+                    self._ready.append(heapq.heappop(self._retries)[2])
+                if self._ready:
+                    return self._ready.popleft()
+                self._changed.wait(self._retries[0][0] - now if self._retries else None)
+            return None
+
+    def _settle(self, lane: _Lane, delivered: bool) -> None:
+        dead = False
+        with self._changed:
+            if delivered:
+                lane.queue.popleft()
+                lane.attempt = lane.dropped_in_a_row = 0
+            else:
+                lane.attempt += 1
+                if lane.attempt < self._policy.attempts:
+                    due = time.monotonic() + self._policy.retry * 2 ** (lane.attempt - 1)
+                    heapq.heappush(self._retries, (due, next(self._order), lane))
+                    self._changed.notify()
+                    return
+                dead = self._give_up(lane)
+            if lane.queue:
+                self._ready.append(lane)
+                self._changed.notify()
+            elif self._lanes.get(lane.key) is lane:
+                del self._lanes[lane.key]  # an idle lane costs nothing to make again
+        if dead:
+            self._on_dead(lane.key)
+
+    def _give_up(self, lane: _Lane) -> bool:
+        lane.queue.popleft()
+        lane.attempt = 0
+        lane.dropped_in_a_row += 1
+        log.warning("notification to %s dropped after %d attempts", lane.address, self._policy.attempts)
+        if lane.dropped_in_a_row < self._policy.drop_after:
+            return False
+        log.warning("consumer %s lost %d messages in a row; ending it", lane.address, lane.dropped_in_a_row)
+        lane.queue.clear()
+        return True
+
+    def _post(self, lane: _Lane, envelope: etree._Element) -> bool:
+        if self._seal is not None:
+            self._seal(envelope)
+        body = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{NOTIFY_ACTION}"'}
+        connection = None
+        try:
+            connection = _connect(lane.address, self._policy.timeout)
+            connection.request("POST", urlsplit(lane.address).path or "/", body, headers)
+            response = connection.getresponse()
+            response.read()
+            return 200 <= response.status < 300
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            log.info("notification to %s failed: %s", lane.address, exc)
+            return False
+        finally:
+            if connection is not None:
+                connection.close()
+
+
+def _connect(address: str, timeout: float) -> http.client.HTTPConnection:
+    parts = urlsplit(address)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"cannot deliver to {address!r}")
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
