@@ -4,9 +4,13 @@ Leases, sweepers and timestamps take a Clock, so tests drive time instead of
 sleeping: ManualClock.advance wakes every thread waiting in ``sleep_until``.
 """
 
+import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -63,3 +67,50 @@ def timestamp(moment: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class Sweeper:
+    """A thread that calls ``work()`` every ``period`` and whenever ``next_due()`` passes.
+
+    It sleeps on the injected clock, so tests drive it by advancing a ManualClock;
+    ``wake()`` makes it look again at once (a deadline moved). Lease expiry and
+    reconciliation with libvirt both run on one.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        next_due: Callable[[], datetime | None],
+        work: Callable[[], object],
+        period: timedelta,
+        name: str = "sweeper",
+    ) -> None:
+        self._clock = clock
+        self._next_due = next_due
+        self._work = work
+        self._period = period
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.clear()
+            try:
+                self._work()
+            except Exception:
+                log.exception("%s failed; retrying next period", self._thread.name)
+            deadline = self._clock.now() + self._period
+            due = self._next_due()
+            self._clock.sleep_until(min(deadline, due) if due else deadline, self._wake)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from cheroot import wsgi
 
-from vws.clock import Clock, SystemClock
+from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config
 from vws.pool.manager import PoolManager
 from vws.soap.application import wsgi_application
@@ -20,7 +20,6 @@ from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
 from vws.workspace.manager import WorkspaceManager
-from vws.wsrf.lifetime import TerminationSweeper
 
 
 class Service:
@@ -30,22 +29,34 @@ class Service:
         state_dir = config.service.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(state_dir / "vws.sqlite")
-        self.pool = PoolManager(self.store, config.pool, self.clock, state_dir)
+        # The pool reports libvirt lifecycle events up to the manager, built just after it.
+        self.pool = PoolManager(
+            self.store, config.pool, self.clock, state_dir, on_event=lambda *event: self.manager.on_domain_event(*event)
+        )
         self.manager = WorkspaceManager(self.store, self.pool, self.clock, config.policy)
-        self.sweeper = TerminationSweeper(
+        self.leases = Sweeper(
             self.clock,
             self.manager.next_termination,
             self.manager.expire_due,
             timedelta(seconds=config.policy.sweep_seconds),
+            name="lease-sweeper",
         )
-        self.manager.add_listener(lambda workspace: self.sweeper.wake())
+        self.reconciler = Sweeper(
+            self.clock,
+            lambda: None,
+            self.manager.reconcile,
+            timedelta(seconds=config.pool.reconcile_seconds),
+            name="reconciler",
+        )
+        self.manager.add_listener(lambda workspace: self.leases.wake())
         self.gatekeeper = gatekeeper or OpenGate()
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
 
     def start(self) -> str:
-        """Bind, start serving in the background; returns the services base URL."""
+        """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
+        self.manager.reconcile()
         host, _, port = self.config.service.listen.rpartition(":")
         server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
         server.prepare()
@@ -55,7 +66,8 @@ class Service:
         self._server = server
         self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
         self._thread.start()
-        self.sweeper.start()
+        self.reconciler.start()
+        self.leases.start()
         return self.base_url
 
     def _router(self) -> Router:
@@ -81,6 +93,8 @@ class Service:
             self._server.stop()
             self._thread.join()  # type: ignore[union-attr]
             self._server = None
-            self.sweeper.stop()
+            self.leases.stop()
+            self.reconciler.stop()
+        self.manager.close()
         self.pool.close()
         self.store.close()

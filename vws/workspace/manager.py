@@ -11,6 +11,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +80,8 @@ class Workspace:
 
 
 Listener = Callable[[Workspace], None]
+# (db, caller, request, duration), inside the reservation transaction; raising refuses.
+AdmissionCheck = Callable[[Database, Caller, DeploymentRequest, timedelta], None]
 
 
 class WorkspaceManager:
@@ -88,8 +91,10 @@ class WorkspaceManager:
         self._clock = clock
         self._policy = policy
         self._listeners: list[Listener] = []
+        self._admission_checks: list[AdmissionCheck] = []
         self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domain-events")
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(workspace)`` runs after every committed state change."""
@@ -100,10 +105,13 @@ class WorkspaceManager:
     def create(self, caller: Caller, request: DeploymentRequest) -> list[Workspace]:
         """Place, define and bring ``node_number`` workspaces to the initial state, or none."""
         duration = self._check_policy(caller, request)
-        ids = self._reserve(caller, request, duration)
+        return self._bring_up(self._reserve(caller, request, duration))
+
+    def _bring_up(self, ids: list[int]) -> list[Workspace]:
+        """Take reserved workspaces to their requested initial states, all of them or none."""
         try:
             for workspace_id in ids:
-                for op in INITIAL_OPS[request.initial_state]:
+                for op in INITIAL_OPS[self._snapshot(workspace_id).request.initial_state]:
                     self._apply(workspace_id, op)
         except VwsError as exc:
             self._roll_back(ids)
@@ -132,7 +140,9 @@ class WorkspaceManager:
             raise RequestDenied(f"running time {duration} exceeds the maximum {maximum}")
         return duration
 
-    def _reserve(self, caller: Caller, request: DeploymentRequest, duration: timedelta) -> list[int]:
+    def _reserve(
+        self, caller: Caller, request: DeploymentRequest, duration: timedelta, ensemble_key: str | None = None
+    ) -> list[int]:
         now = self._clock.now()
         group = str(uuid.uuid4()) if request.node_number > 1 else None
         row = {
@@ -145,8 +155,11 @@ class WorkspaceManager:
             "termination_time": timestamp(now + duration),
             "request": request.to_json(),
             "group_key": group,
+            "ensemble_key": ensemble_key,
         }
         with self._store.transaction() as db:
+            for check in self._admission_checks:
+                check(db, caller, request, duration)
             ids = [db["workspaces"].insert(row).last_pk for _ in range(request.node_number)]
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
@@ -161,6 +174,21 @@ class WorkspaceManager:
                 self._apply(workspace_id, Op.DESTROY)
             except VwsError:
                 log.exception("rollback of workspace %s left it behind", workspace_id)
+
+    # ---- hooks for quotas and ensembles (issue #5) ------------------------------------
+
+    def add_admission_check(self, check: AdmissionCheck) -> None:
+        """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
+        self._admission_checks.append(check)
+
+    def create_held(self, caller: Caller, request: DeploymentRequest, ensemble_key: str) -> list[Workspace]:
+        """Reserve and place like ``create``, but leave the workspaces Unpropagated until released."""
+        duration = self._check_policy(caller, request)
+        return [self._snapshot(workspace_id) for workspace_id in self._reserve(caller, request, duration, ensemble_key)]
+
+    def release_held(self, ids: list[int]) -> list[Workspace]:
+        """Start held workspaces together: every one reaches its initial state, or all are destroyed."""
+        return self._bring_up(ids)
 
     # ---- operations ---------------------------------------------------------------
 
@@ -285,6 +313,59 @@ class WorkspaceManager:
         except VwsError:
             log.exception("could not destroy expired workspace %s; will retry", workspace_id)
 
+    # ---- reconciliation with what libvirt runs ----------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Compare every live workspace with its domain; returns what was found wrong.
+
+        A domain that died or vanished behind the service's back makes its workspace
+        Corrupted; a deployment cut off half-way (by a crash) is rolled back; domains
+        vws owns but no live workspace claims are reported, never killed.
+        """
+        actual = self._pool.domain_states()
+        findings = []
+        for workspace in self.list(SERVICE):
+            where = (workspace.node, workspace.domain)
+            if workspace.state in _HALF_WAY:
+                findings.append(
+                    f"workspace {workspace.id}: deployment cut off while {workspace.state.wire}; rolled back"
+                )
+                self._roll_back([workspace.id])
+                continue
+            expected = _EXPECTED_DOMAIN.get(workspace.state)
+            found = actual.get(where, "missing")  # type: ignore[arg-type]
+            if expected is not None and found != expected:
+                reason = f"libvirt reports domain {workspace.domain} {found}, expected {expected}"
+                findings.append(f"workspace {workspace.id}: {reason}")
+                self.mark_corrupted(workspace.id, reason)
+        claimed = {(w.node, w.domain) for w in self.list(SERVICE)}
+        findings += [
+            f"domain {domain} on {node} belongs to no live workspace"
+            for node, domain in actual
+            if (node, domain) not in claimed
+        ]
+        for finding in findings:
+            log.warning("reconciliation: %s", finding)
+        return findings
+
+    def on_domain_event(self, node: str, domain: str, event: str) -> None:
+        """A lifecycle event from libvirt; handled off the event thread so it never waits on an operation."""
+        self._events.submit(self._check_domain, node, domain, event)
+
+    def _check_domain(self, node: str, domain: str, event: str) -> None:
+        with self._store.reading() as db:
+            rows = list(db["workspaces"].rows_where("node = ? and domain = ? and destroyed_at is null", [node, domain]))
+        if not rows:
+            return
+        workspace_id = rows[0]["id"]
+        with self._locked(workspace_id):  # after any operation on it has committed
+            state = self._snapshot(workspace_id).state
+            if event in _FATAL_EVENTS and state in (State.RUNNING, State.PAUSED):
+                self._commit(workspace_id, State.CORRUPTED, fault=f"domain {domain} {event} unexpectedly")
+
+    def close(self) -> None:
+        self._events.shutdown(wait=True)
+
     # ---- state and snapshots --------------------------------------------------------
 
     def mark_corrupted(self, workspace_id: int, reason: str) -> None:
@@ -352,6 +433,13 @@ class WorkspaceManager:
             lock = self._locks.setdefault(workspace_id, threading.Lock())
         with lock:
             yield
+
+
+# What libvirt should report for a domain whose workspace is in each settled state.
+_EXPECTED_DOMAIN = {State.RUNNING: "running", State.PAUSED: "paused", State.PROPAGATED: "shutoff"}
+# States a crash can leave a workspace in mid-way through create or destroy.
+_HALF_WAY = frozenset({State.UNPROPAGATED, State.PROPAGATING, State.CANCELLED})
+_FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
 
 
 def _record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:

@@ -1,19 +1,14 @@
-"""WS-ResourceLifetime 2004/06 (draft 01): Destroy, SetTerminationTime, and the sweeper
-that destroys resources when their termination time passes.
+"""WS-ResourceLifetime 2004/06 (draft 01): Destroy and SetTerminationTime messages and the
+CurrentTime/TerminationTime properties. Scheduled destruction runs on a ``vws.clock.Sweeper``.
 """
 
-import logging
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from lxml import etree
 
-from vws.clock import Clock, timestamp
+from vws.clock import timestamp
 from vws.errors import InvalidTerminationTime, MalformedMessage
 from vws.xmlns import WSRL, XSI, qname
-
-log = logging.getLogger(__name__)
 
 
 def destroy_response() -> etree._Element:
@@ -62,48 +57,3 @@ def parse_datetime(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-class TerminationSweeper:
-    """A thread that calls ``expire()`` whenever the earliest termination time passes.
-
-    It sleeps on the injected clock until ``next_due()`` or one ``period`` at most,
-    and ``wake()`` makes it look again at once (a termination time moved).
-    """
-
-    def __init__(
-        self,
-        clock: Clock,
-        next_due: Callable[[], datetime | None],
-        expire: Callable[[], object],
-        period: timedelta,
-    ) -> None:
-        self._clock = clock
-        self._next_due = next_due
-        self._expire = expire
-        self._period = period
-        self._wake = threading.Event()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="termination-sweeper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopped:
-            self._wake.clear()
-            try:
-                self._expire()
-            except Exception:
-                log.exception("termination sweep failed; retrying next period")
-            deadline = self._clock.now() + self._period
-            due = self._next_due()
-            self._clock.sleep_until(min(deadline, due) if due else deadline, self._wake)
