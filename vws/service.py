@@ -10,16 +10,28 @@ from datetime import timedelta
 from cheroot import wsgi
 
 from vws.clock import Clock, Sweeper, SystemClock
-from vws.config import Config
+from vws.config import Config, NotificationConfig
+from vws.errors import UnknownResource
 from vws.pool.manager import PoolManager
 from vws.soap.application import wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate
 from vws.soap.porttypes.common import Endpoints
+from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
+from vws.soap.porttypes.group import GroupPortType
+from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
+from vws.soap.porttypes.status import StatusPortType
+from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
+from vws.workspace.accounting import Accounting
+from vws.workspace.ensembles import Ensembles
+from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
+from vws.workspace.quotas import Quotas
+from vws.wsrf.delivery import Delivery, DeliveryPolicy
+from vws.wsrf.notification import NotificationProducer, Subscriptions
 
 
 class Service:
@@ -49,13 +61,38 @@ class Service:
             name="reconciler",
         )
         self.manager.add_listener(lambda workspace: self.leases.wake())
+        self._add_notifications_and_accounting(config)
         self.gatekeeper = gatekeeper or OpenGate()
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
 
+    def _add_notifications_and_accounting(self, config: Config) -> None:
+        """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""
+        self.subscriptions = Subscriptions(self.store, self.clock)
+        # seal=None: notifications go unsigned until the security layer's MessageSigner plugs in here.
+        self.delivery = Delivery(_delivery_policy(config.notification), on_dead=self._end_subscription, seal=None)
+        self.manager.add_listener(
+            StatePublisher(NotificationProducer(self.subscriptions, self.delivery.send), self.clock)
+        )
+        self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
+        self.manager.add_listener(self.accounting.record)
+        # No grid-mapfile accounts yet: quota rules for @account apply once the security layer reads the map.
+        quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes)
+        self.manager.add_admission_check(quotas.check)
+        self.groups = Groups(self.manager)
+        self.ensembles = Ensembles(self.store, self.manager, self.clock)
+
+    def _end_subscription(self, key: str) -> None:
+        try:
+            self.subscriptions.destroy(None, key)
+        except UnknownResource:
+            pass  # already destroyed by its owner or with its workspace
+
     def start(self) -> str:
         """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
+        self.accounting.catch_up()
+        self.delivery.start()
         self.manager.reconcile()
         host, _, port = self.config.service.listen.rpartition(":")
         server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
@@ -72,16 +109,24 @@ class Service:
 
     def _router(self) -> Router:
         policy = self.config.policy
+        endpoints = Endpoints(self.base_url)
         port_types = [
             FactoryPortType(
                 self.manager,
-                Endpoints(self.base_url),
+                endpoints,
                 self.clock,
                 timedelta(seconds=policy.default_running_seconds),
                 timedelta(seconds=policy.maximum_running_seconds),
                 self.pool.associations,
+                self.ensembles,
             ),
-            WorkspacePortType(self.manager, self.clock),
+            WorkspacePortType(
+                self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints, self.clock)
+            ),
+            SubscriptionPortType(self.subscriptions, self.clock),
+            GroupPortType(self.groups),
+            EnsemblePortType(self.ensembles, endpoints, self.clock),
+            StatusPortType(self.manager, self.accounting, endpoints, self.clock),
         ]
         return Router(
             {port.service: wsgi_application(port, self.gatekeeper, self.clock) for port in port_types},
@@ -95,6 +140,17 @@ class Service:
             self._server = None
             self.leases.stop()
             self.reconciler.stop()
+            self.delivery.stop()
         self.manager.close()
         self.pool.close()
         self.store.close()
+
+
+def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        workers=config.workers,
+        timeout=config.timeout_ms / 1000,
+        attempts=config.attempts,
+        retry=config.retry_ms / 1000,
+        drop_after=config.drop_after,
+    )

@@ -13,8 +13,9 @@ from datetime import datetime
 from lxml import etree
 
 from vws import errors
+from vws.wsrf import notification
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import SOAP_ENV, TYPES, WSRL, WSRP, qname
+from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSNT, WSRL, WSRP, qname
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ _CLIENT_ERRORS = (
     errors.InvalidTerminationTime,
     errors.AuthenticationFailed,
     errors.NotAuthorized,
+    notification.TopicNotSupported,
+    notification.UnknownTopicDialect,
+    notification.InvalidTopicExpression,
+    notification.NoCurrentMessage,
 )
 
 
@@ -88,6 +93,25 @@ SET_TERMINATION_TIME = FaultTable(
         errors.InvalidTerminationTime: qname(WSRL, "TerminationTimeChangeRejectedFault"),
     },
 )
+_UNKNOWN_RESOURCE = {errors.UnknownResource: qname(WSRP, "ResourceUnknownFault")}
+_TOPIC_FAULTS = {
+    notification.UnknownTopicDialect: qname(WSNT, "TopicPathDialectUnknownFault"),
+    notification.InvalidTopicExpression: qname(WSNT, "InvalidTopicExpressionFault"),
+    notification.TopicNotSupported: qname(WSNT, "TopicNotSupportedFault"),
+}
+SUBSCRIBE = FaultTable(qname(WSNT, "SubscribeCreationFailedFault"), {**_UNKNOWN_RESOURCE, **_TOPIC_FAULTS})
+GET_CURRENT_MESSAGE = FaultTable(
+    None,
+    {
+        **_UNKNOWN_RESOURCE,
+        **_TOPIC_FAULTS,
+        notification.NoCurrentMessage: qname(WSNT, "NoCurrentMessageOnTopicFault"),
+    },
+)
+PAUSE_SUBSCRIPTION = FaultTable(qname(WSNT, "PauseFailedFault"), _UNKNOWN_RESOURCE)
+RESUME_SUBSCRIPTION = FaultTable(qname(WSNT, "ResumeFailedFault"), _UNKNOWN_RESOURCE)
+ENSEMBLE_OPERATION = FaultTable(qname(ENSEMBLE, "WorkspaceEnsembleFault"), _UNKNOWN_WORKSPACE)
+STATUS_QUERY = FaultTable(qname(STATUS, "WorkspaceStatusFault"))
 # Before an operation is known (unreadable envelope, failed signature): a plain fault.
 ENVELOPE = FaultTable(None)
 

@@ -5,15 +5,24 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from vws.errors import UnknownResource
 from vws.soap import faults
 from vws.soap.dispatch import Call, Handler, Operation
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import ENSEMBLE, GROUP, WORKSPACE, WSRP, WSRP_ACTION, qname
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
+GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
+ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
+# GT4 ws-core's subscription resource key.
+SUBSCRIPTION_KEY = qname("http://www.globus.org/namespaces/2004/06/core", "SubscriptionKey")
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
+GROUP_SERVICE = "WorkspaceGroupService"
+ENSEMBLE_SERVICE = "WorkspaceEnsembleService"
+STATUS_SERVICE = "WorkspaceStatusService"
+SUBSCRIPTION_SERVICE = "SubscriptionManagerService"
 
 DocumentSource = Callable[[Call], properties.PropertyDocument]
 
@@ -52,4 +61,24 @@ class Endpoints:
     base_url: str  # ends with /wsrf/services/
 
     def workspace(self, workspace_id: int) -> EndpointReference:
-        return EndpointReference(self.base_url + WORKSPACE_SERVICE, (key_property(WORKSPACE_KEY, str(workspace_id)),))
+        return self._resource(WORKSPACE_SERVICE, WORKSPACE_KEY, str(workspace_id))
+
+    def group(self, key: str) -> EndpointReference:
+        return self._resource(GROUP_SERVICE, GROUP_KEY, key)
+
+    def ensemble(self, key: str) -> EndpointReference:
+        return self._resource(ENSEMBLE_SERVICE, ENSEMBLE_KEY, key)
+
+    def subscription(self, key: str) -> EndpointReference:
+        return self._resource(SUBSCRIPTION_SERVICE, SUBSCRIPTION_KEY, key)
+
+    def _resource(self, service: str, key_tag: str, key: str) -> EndpointReference:
+        return EndpointReference(self.base_url + service, (key_property(key_tag, key),))
+
+
+def resource_key(call: Call, tag: str) -> str:
+    """The key a resource's EPR carried, or UnknownResource when the header is missing."""
+    key = call.key(tag)
+    if not key:
+        raise UnknownResource(f"the request carries no {etree.QName(tag).localname} header")
+    return key

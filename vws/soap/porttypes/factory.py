@@ -9,6 +9,8 @@ from vws.clock import Clock
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
+from vws.soap.porttypes.ensemble import membership
+from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import Workspace, WorkspaceManager
 from vws.wsrf import properties
 from vws.xmlns import DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
@@ -25,6 +27,7 @@ class FactoryPortType:
         policy_default: timedelta,
         policy_maximum: timedelta,
         associations: Callable[[], list[str]],
+        ensembles: Ensembles,
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -32,6 +35,7 @@ class FactoryPortType:
         self._default = policy_default
         self._maximum = policy_maximum
         self._associations = associations
+        self._ensembles = ensembles
 
     def operations(self) -> Sequence[Operation]:
         return [
@@ -42,11 +46,25 @@ class FactoryPortType:
         ]
 
     def create(self, call: Call) -> etree._Element:
-        created = self._manager.create(call.caller, codec.parse_create(call.body))
+        request = codec.parse_create(call.body)
+        ensemble = membership(call.body)
+        if ensemble is None:
+            created, ensemble_key = self._manager.create(call.caller, request), None
+        else:
+            joined = self._ensembles.join(call.caller, request, ensemble.key, ensemble.done)
+            created, ensemble_key = joined.created, joined.key
         response = etree.Element(qname(WORKSPACE, "createResponse"), nsmap={"types": TYPES})
         response.extend(self._created(workspace) for workspace in created)
-        for name in ("GroupEPR", "EnsembleEPR", "ContextEPR"):
-            etree.SubElement(response, qname(TYPES, name)).set(qname(XSI, "nil"), "true")
+        group_key = created[0].group_key
+        for name, reference in (
+            ("GroupEPR", group_key and self._endpoints.group(group_key)),
+            ("EnsembleEPR", ensemble_key and self._endpoints.ensemble(ensemble_key)),
+            ("ContextEPR", None),
+        ):
+            if reference:
+                response.append(reference.to_element(qname(TYPES, name)))
+            else:
+                etree.SubElement(response, qname(TYPES, name)).set(qname(XSI, "nil"), "true")
         return response
 
     def _created(self, workspace: Workspace) -> etree._Element:

@@ -15,9 +15,11 @@ from vws.soap.porttypes.common import (
     property_operations,
     wsrf_operation,
 )
+from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
+from vws.wsrf.notification import TOPIC_PROPERTIES
 from vws.xmlns import LOGISTICS, NEGOTIABLE, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
@@ -29,12 +31,23 @@ SHUTDOWN_TYPES = {
 }
 
 
+def shutdown_op(body: etree._Element) -> Op:
+    """The operation a WorkspaceShutdownRequest_Type body's shutdownType names."""
+    kind = body.findtext(qname(TYPES, "shutdownType"), "Normal").strip()
+    if kind == "Trash":
+        raise MalformedMessage("shutdownType Trash is not an operation: use WS-ResourceLifetime Destroy")
+    if kind not in SHUTDOWN_TYPES:
+        raise MalformedMessage(f"unknown shutdownType {kind!r}")
+    return SHUTDOWN_TYPES[kind]
+
+
 class WorkspacePortType:
     service = WORKSPACE_SERVICE
 
-    def __init__(self, manager: WorkspaceManager, clock: Clock) -> None:
+    def __init__(self, manager: WorkspaceManager, clock: Clock, producer: ProducerOperations) -> None:
         self._manager = manager
         self._clock = clock
+        self._producer = producer  # the NotificationProducer half: Subscribe, GetCurrentMessage
 
     def operations(self) -> Sequence[Operation]:
         port = "WorkspacePortType"
@@ -46,6 +59,7 @@ class WorkspacePortType:
             wsrf_operation(
                 WSRL_ACTION, WSRL, "SetTerminationTime", self.set_termination_time, faults.SET_TERMINATION_TIME
             ),
+            *self._producer.operations(self._workspace_id),
         ]
 
     def _workspace_id(self, call: Call) -> int:
@@ -59,12 +73,7 @@ class WorkspacePortType:
         return etree.Element(qname(WORKSPACE, "startWorkspaceResponse"))
 
     def shutdown(self, call: Call) -> etree._Element:
-        kind = call.body.findtext(qname(TYPES, "shutdownType"), "Normal").strip()
-        if kind == "Trash":
-            raise MalformedMessage("shutdownType Trash is not an operation: use WS-ResourceLifetime Destroy")
-        if kind not in SHUTDOWN_TYPES:
-            raise MalformedMessage(f"unknown shutdownType {kind!r}")
-        self._manager.shutdown(call.caller, self._workspace_id(call), SHUTDOWN_TYPES[kind])
+        self._manager.shutdown(call.caller, self._workspace_id(call), shutdown_op(call.body))
         return etree.Element(qname(WORKSPACE, "shutdownWorkspaceResponse"))
 
     def destroy(self, call: Call) -> etree._Element:
@@ -87,6 +96,7 @@ class WorkspacePortType:
                 codec.resource_allocation(workspace),
                 codec.logistics(workspace),
                 *lifetime.time_properties(workspace.termination_time, now),
+                *self._producer.properties(),
             ]
         )
         return properties.PropertyDocument(root, _WORKSPACE_PROPERTIES)
@@ -100,5 +110,6 @@ _WORKSPACE_PROPERTIES = frozenset(
         qname(LOGISTICS, "logistics"),
         qname(WSRL, "CurrentTime"),
         qname(WSRL, "TerminationTime"),
+        *TOPIC_PROPERTIES,
     }
 )

@@ -1,0 +1,77 @@
+"""The WorkspaceStatusService port type: what the caller has, and what it has used.
+
+``queryCurrentWorkspaces`` lists only the caller's own workspaces (all of them for
+an administrator); ``queryUsedAndReservedTime`` gives the minutes its ended
+workspaces used and its live ones hold, as durations; the one resource property
+is the charge granularity in minutes.
+"""
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from lxml import etree
+
+from vws.clock import Clock
+from vws.soap import codec, faults
+from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.common import STATUS_SERVICE, Endpoints, custom_operation, property_operations
+from vws.workspace.accounting import Accounting
+from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.wsrf import properties
+from vws.xmlns import STATUS, qname
+
+
+class StatusPortType:
+    service = STATUS_SERVICE
+
+    def __init__(self, manager: WorkspaceManager, accounting: Accounting, endpoints: Endpoints, clock: Clock) -> None:
+        self._manager = manager
+        self._accounting = accounting
+        self._endpoints = endpoints
+        self._clock = clock
+
+    def operations(self) -> Sequence[Operation]:
+        port = "WorkspaceStatusPortType"
+        return [
+            custom_operation(
+                port,
+                "queryCurrentWorkspaces",
+                qname(STATUS, "queryCurrentWorkspaces"),
+                self.current,
+                faults.STATUS_QUERY,
+            ),
+            custom_operation(
+                port, "queryUsedAndReservedTime", qname(STATUS, "queryUsedAndReserved"), self.used, faults.STATUS_QUERY
+            ),
+            *property_operations(self._document),
+        ]
+
+    def current(self, call: Call) -> etree._Element:
+        response = etree.Element(qname(STATUS, "currentWorkspaces"), nsmap={"status": STATUS, **codec.NSMAP})
+        response.extend(self._one(workspace) for workspace in self._manager.list(call.caller))
+        return response
+
+    def used(self, call: Call) -> etree._Element:
+        usage = self._accounting.usage(call.caller.identity)
+        response = etree.Element(qname(STATUS, "usedAndReservedTime"), nsmap={"status": STATUS})
+        for name, minutes in (("usedTime", usage.used_minutes), ("reservedTime", usage.reserved_minutes)):
+            etree.SubElement(response, qname(STATUS, name)).text = codec.format_duration(timedelta(minutes=minutes))
+        return response
+
+    def _one(self, workspace: Workspace) -> etree._Element:
+        entry = etree.Element(qname(STATUS, "oneCurrentWorkspace"))
+        entry.append(self._endpoints.workspace(workspace.id).to_element(qname(STATUS, "epr")))
+        entry.extend(
+            [
+                codec.current_state(workspace, self._clock.now()),
+                codec.schedule(workspace),
+                codec.resource_allocation(workspace),
+                codec.logistics(workspace),
+            ]
+        )
+        return entry
+
+    def _document(self, call: Call) -> properties.PropertyDocument:
+        root = etree.Element(qname(STATUS, "StatusRPSet"), nsmap={"status": STATUS})
+        etree.SubElement(root, qname(STATUS, "chargeGranularity")).text = str(self._accounting.granularity)
+        return properties.PropertyDocument(root, frozenset({qname(STATUS, "chargeGranularity")}))
