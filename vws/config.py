@@ -45,6 +45,18 @@ class PoolConfig:
     mac_prefix: str = "A2:AA:BB"
     allowed_image_hosts: tuple[str, ...] = ()
     reconcile_seconds: int = 30
+    # A graceful shutdown waits this long for the guest to power off, then destroys it.
+    shutdown_wait_seconds: int = 30
+    # Domain type on qemu nodes: "qemu" (TCG, always boots), "kvm", or "auto" (kvm when the
+    # node's capabilities offer it; a PVM-backed /dev/kvm offers it and still hangs guests).
+    virt_type: str = "qemu"
+    # "pool=bridge" pairs: NICs of that network pool join that host bridge; other pools get
+    # QEMU user networking (the leased MAC still applies). Test nodes ignore this.
+    bridges: tuple[str, ...] = ()
+    # Per-node image cache limit in MB (0: unlimited); only bases no domain uses are evicted.
+    image_cache_mb: int = 0
+    # Build the contextualization ISO on test-driver nodes too (costs ~5 ms of genisoimage).
+    test_node_context_iso: bool = False
 
 
 @dataclass(frozen=True)

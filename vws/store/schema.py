@@ -134,3 +134,46 @@ def m003_subscriptions_ensembles_accounting(db: Database) -> None:
     )
     table(db, "accounting_events").create_index(["workspace_id", "event"], unique=True)
     table(db, "accounting_events").create_index(["owner", "at"])
+
+
+@MIGRATIONS()
+def m004_pool_domains_images_and_lease_order(db: Database) -> None:
+    # What the pool defined on each node and the power state it last put it in: the spec a
+    # test-driver node (whose domains live only in the process) is rebuilt from at restart,
+    # and the record that a domain is not yet gone (its leases stay held until the row is).
+    table(db, "pool_domains").create(
+        {
+            "node": str,
+            "domain": str,
+            "workspace_id": int,
+            "xml": str,
+            "state": str,  # shutoff | running | paused
+            "directory": str,  # per-workspace files (overlay, blank disks, context drive)
+            "bases": str,  # JSON list of cached base images the domain's disks read through
+        },
+        pk=("node", "domain"),
+        not_null={"workspace_id", "xml", "state"},
+    )
+    table(db, "pool_domains").create_index(["workspace_id"])
+    # Images a workspace holds from placement until its domain is gone: read-write ones
+    # exclusively, read-only ones shared.
+    table(db, "image_claims").create(
+        {"workspace_id": int, "path": str, "writable": int},
+        pk=("workspace_id", "path"),
+        not_null={"writable"},
+    )
+    table(db, "image_claims").create_index(["path"])
+    # sha256 of repository files, valid while (size, mtime_ns) are unchanged.
+    table(db, "image_checksums").create(
+        {"path": str, "size": int, "mtime_ns": int, "sha256": str},
+        pk="path",
+        not_null={"size", "mtime_ns", "sha256"},
+    )
+    # File order of pool entries (allocation takes the first free), the NIC order of a
+    # workspace's leases, and how each was acquired.
+    table(db, "leases").add_column("seq", int)
+    table(db, "leases").add_column("nic_index", int)
+    table(db, "leases").add_column("acquisition", str)
+    table(db, "leases").create_index(["pool", "workspace_id", "seq"])
+    # Where a node row came from: "file" (nodes file, synced at start), "admin", "embedded".
+    table(db, "nodes").add_column("origin", str)
