@@ -29,15 +29,14 @@ def envelope(to: str, action: str, body: etree._Element, key: tuple[etree._Eleme
 class Gt4Client:
     """A minimal GT4 client: one keep-alive connection, raw envelopes in and out."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url
+        self._headers = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
         parts = urlsplit(base_url)
         self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
 
     def post(self, url: str, data: bytes, action: str = "") -> tuple[int, etree._Element]:
-        self._connection.request(
-            "POST", urlsplit(url).path, data, {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
-        )
+        self._connection.request("POST", urlsplit(url).path, data, {**self._headers, "SOAPAction": f'"{action}"'})
         response = self._connection.getresponse()
         return response.status, etree.fromstring(response.read())
 

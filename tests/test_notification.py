@@ -105,14 +105,15 @@ def test_a_dead_consumer_is_given_up_on_and_its_subscription_reported(subscripti
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             dead_port = closed.getsockname()[1]
-        dead = subscribe(subscriptions, f"http://127.0.0.1:{dead_port}/")
-        subscribe(subscriptions, listener.address("http://127.0.0.1/"))
+        subscribe(subscriptions, f"http://127.0.0.1:{dead_port}/")
+        alive = subscribe(subscriptions, listener.address("http://127.0.0.1/"))
         producer = NotificationProducer(subscriptions, sender.send)
         for n in range(3):
             producer.publish("p1", TOPIC, message(n))
         assert received_levels(listener, 3) == ["0", "1", "2"]
-        assert ended.get(timeout=10) == dead.key
+        producer.consumer_dead(ended.get(timeout=10))
         assert sender.pending() == 0
+        assert [s.key for s in subscriptions.active("p1", None)] == [alive.key]
     finally:
         sender.stop()
 

@@ -11,7 +11,6 @@ from cheroot import wsgi
 
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, NotificationConfig
-from vws.errors import UnknownResource
 from vws.pool.manager import PoolManager
 from vws.soap.application import wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate
@@ -71,10 +70,11 @@ class Service:
         """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""
         self.subscriptions = Subscriptions(self.store, self.clock)
         # seal=None: notifications go unsigned until the security layer's MessageSigner plugs in here.
-        self.delivery = Delivery(_delivery_policy(config.notification), on_dead=self._end_subscription, seal=None)
-        self.manager.add_listener(
-            StatePublisher(NotificationProducer(self.subscriptions, self.delivery.send), self.clock)
+        self.delivery = Delivery(
+            _delivery_policy(config.notification), on_dead=lambda lane: self.producer.consumer_dead(lane), seal=None
         )
+        self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
+        self.manager.add_listener(StatePublisher(self.producer, self.clock))
         self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
         self.manager.add_listener(self.accounting.record)
         # No grid-mapfile accounts yet: quota rules for @account apply once the security layer reads the map.
@@ -82,12 +82,6 @@ class Service:
         self.manager.add_admission_check(quotas.check)
         self.groups = Groups(self.manager)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
-
-    def _end_subscription(self, key: str) -> None:
-        try:
-            self.subscriptions.destroy(None, key)
-        except UnknownResource:
-            pass  # already destroyed by its owner or with its workspace
 
     def start(self) -> str:
         """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""

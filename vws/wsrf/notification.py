@@ -250,14 +250,22 @@ class Subscriptions:
         self.get(owner, key)
         return self._update(key, {"paused": int(paused)})
 
-    def active(self, producer: str, topic: str) -> list[Subscription]:
-        """The unpaused, unexpired subscriptions to ``topic`` of ``producer``, oldest first."""
+    def active(self, producer: str, topic: str | None) -> list[Subscription]:
+        """The unpaused, unexpired subscriptions of ``producer`` (to ``topic``, unless None), oldest first."""
+        where, values = "producer = ? and paused = 0", [producer]
+        if topic is not None:
+            where, values = where + " and topic = ?", [producer, topic]
         with self._store.transaction() as db:
             self._forget_expired(db)
-            rows = db["subscriptions"].rows_where(
-                "producer = ? and topic = ? and paused = 0", [producer, topic], order_by="created_at"
-            )
-            return [_subscription(row) for row in rows]
+            return [_subscription(row) for row in db["subscriptions"].rows_where(where, values, order_by="created_at")]
+
+    def end_consumer(self, producer: str, address: str) -> int:
+        """Destroy the subscriptions of one consumer address to one producer; returns how many."""
+        doomed = [s.key for s in self.active(producer, None) if s.consumer.address == address]
+        with self._store.transaction() as db:
+            for key in doomed:
+                db["subscriptions"].delete(key)
+        return len(doomed)
 
     def end_producer(self, producer: str) -> int:
         """Destroy every subscription to a producer that is gone; returns how many."""
@@ -302,7 +310,12 @@ Send = Callable[[str, str, etree._Element], None]
 
 
 class NotificationProducer:
-    """Publishes messages to the subscriptions of any number of producer resources."""
+    """Publishes messages to the subscriptions of any number of producer resources.
+
+    One delivery lane per producer and consumer address: a consumer gets a
+    producer's messages in order whatever topics it subscribed to, and a dead
+    consumer delays nobody else.
+    """
 
     def __init__(self, subscriptions: Subscriptions, send: Send) -> None:
         self.subscriptions = subscriptions
@@ -313,10 +326,19 @@ class NotificationProducer:
         targets = self.subscriptions.active(producer, topic)
         for subscription in targets:
             envelope = notify_envelope(topic, subscription.producer_reference, subscription.consumer, message)
-            self._send(subscription.key, subscription.consumer.address, envelope)
+            self._send(_lane(subscription), subscription.consumer.address, envelope)
         return len(targets)
+
+    def consumer_dead(self, lane: str) -> None:
+        """Delivery gave up on a lane: its consumer's subscriptions end."""
+        producer, _, address = lane.partition(" ")
+        self.subscriptions.end_consumer(producer, address)
 
     def end(self, producer: str, message: etree._Element) -> None:
         """The producer is gone: publish ResourceTermination, then destroy its subscriptions."""
         self.publish(producer, TERMINATION_TOPIC, message)
         self.subscriptions.end_producer(producer)
+
+
+def _lane(subscription: Subscription) -> str:
+    return f"{subscription.producer} {subscription.consumer.address}"

@@ -1,0 +1,152 @@
+"""Notifications end to end: Subscribe over HTTP, state changes, Notify to a real consumer."""
+
+import queue
+import socket
+import time
+
+import pytest
+from lxml import etree
+
+from clients.listener import TERMINATED, NotificationListener, state_of
+from tests.callers import ALICE, BOB, client, serve
+from tests.gt4wire import SoapFault, created_eprs
+from tests.resources import (
+    STATE_TOPIC,
+    TERMINATION_TOPIC,
+    create,
+    create_request,
+    subscribe,
+    subscription_call,
+)
+from vws.xmlns import TOPIC_SIMPLE, TYPES, WORKSPACE, WSNT, WSNT_ACTION, WSRL, WSRP, qname
+
+
+@pytest.fixture
+def listener():
+    with NotificationListener(("127.0.0.1", 0)) as running:
+        yield running
+
+
+def states(listener: NotificationListener, count: int) -> list[str]:
+    return [state_of(listener.received.get(timeout=10)) for _ in range(count)]
+
+
+def propagated(gt4):
+    (epr,) = created_eprs(create(gt4, create_request(initial_state="Propagated")))
+    return epr
+
+
+def subscribe_both(gt4, epr, listener) -> None:
+    consumer = listener.consumer_reference(gt4.base_url)
+    for topic in (STATE_TOPIC, TERMINATION_TOPIC):
+        subscribe(gt4, epr, consumer, topic)
+
+
+def test_consumer_receives_running_then_cancelled_then_termination_in_order(gt4, listener):
+    epr = propagated(gt4)
+    subscribe_both(gt4, epr, listener)
+    gt4.start(epr)
+    gt4.shutdown(epr, "Pause")
+    gt4.start(epr)
+    gt4.destroy(epr)
+    assert states(listener, 5) == ["Running", "Paused", "Running", "Cancelled", TERMINATED]
+    with pytest.raises(queue.Empty):
+        listener.received.get(timeout=0.2)
+
+
+def test_notify_carries_topic_producer_and_echoed_consumer_key(gt4, listener):
+    epr = propagated(gt4)
+    consumer = listener.consumer_reference(gt4.base_url)
+    subscribe(gt4, epr, consumer, STATE_TOPIC)
+    gt4.start(epr)
+    notification = listener.received.get(timeout=10)
+    assert notification.topic == STATE_TOPIC
+    key = qname(WORKSPACE, "WorkspaceKey")
+    assert (notification.producer.address, notification.producer.key(key)) == (epr.address, epr.key(key))
+    assert notification.message.tag == qname(WSRP, "ResourcePropertyValueChangeNotification")
+
+
+def test_get_current_message_and_topic_properties(gt4):
+    epr = propagated(gt4)
+    body = etree.Element(qname(WSNT, "GetCurrentMessage"), nsmap={"wsnt": WSNT, "t": TYPES})
+    etree.SubElement(body, qname(WSNT, "Topic"), Dialect=TOPIC_SIMPLE).text = "t:currentState"
+    reply = gt4.call(epr, WSNT_ACTION + "GetCurrentMessage", body)
+    assert reply.findtext(f".//{{{TYPES}}}state") == "Propagated"
+    topics = gt4.get_property(epr, qname(WSNT, "Topic"))
+    assert [t.text.split(":")[1] for t in topics] == ["currentState", "ResourceTermination"]
+
+
+@pytest.mark.parametrize(
+    "dialect, topic, fault",
+    [
+        ("urn:no-such-dialect", "t:currentState", "TopicPathDialectUnknownFault"),
+        (TOPIC_SIMPLE, "t:schedule", "TopicNotSupportedFault"),
+        (TOPIC_SIMPLE, "nope:currentState", "InvalidTopicExpressionFault"),
+    ],
+)
+def test_subscribe_refusals_get_their_declared_faults(gt4, listener, dialect, topic, fault):
+    epr = propagated(gt4)
+    body = etree.Element(qname(WSNT, "Subscribe"), nsmap={"wsnt": WSNT, "t": TYPES})
+    body.append(listener.consumer_reference(gt4.base_url).to_element(qname(WSNT, "ConsumerReference")))
+    etree.SubElement(body, qname(WSNT, "TopicExpression"), Dialect=dialect).text = topic
+    with pytest.raises(SoapFault) as raised:
+        gt4.call(epr, WSNT_ACTION + "Subscribe", body)
+    assert raised.value.element == qname(WSNT, fault)
+
+
+def test_pause_resume_and_destroy_a_subscription(gt4, listener):
+    epr = propagated(gt4)
+    subscription = subscribe(gt4, epr, listener.consumer_reference(gt4.base_url), STATE_TOPIC)
+    subscription_call(gt4, subscription, "PauseSubscription")
+    gt4.start(epr)
+    gt4.shutdown(epr, "Pause")
+    subscription_call(gt4, subscription, "ResumeSubscription")
+    gt4.start(epr)
+    assert states(listener, 1) == ["Running"]
+    subscription_call(gt4, subscription, "Destroy")
+    gt4.shutdown(epr, "Pause")
+    with pytest.raises(queue.Empty):
+        listener.received.get(timeout=0.2)
+
+
+def test_subscriptions_are_owned_and_end_with_the_workspace(tmp_path, clock, listener):
+    with serve(tmp_path / "state", clock) as service:
+        alice, bob = client(service, ALICE), client(service, BOB)
+        (epr,) = created_eprs(create(alice, create_request()))
+        subscription = subscribe(alice, epr, listener.consumer_reference(alice.base_url), STATE_TOPIC)
+        with pytest.raises(SoapFault):
+            subscribe(bob, epr, listener.consumer_reference(bob.base_url), STATE_TOPIC)
+        with pytest.raises(SoapFault) as stranger:
+            subscription_call(bob, subscription, "Destroy")
+        assert stranger.value.element == qname(WSRL, "ResourceUnknownFault")
+        alice.destroy(epr)
+        with pytest.raises(SoapFault) as gone:
+            subscription_call(alice, subscription, "Destroy")
+        assert gone.value.element == qname(WSRL, "ResourceUnknownFault")
+        alice.close()
+        bob.close()
+
+
+def test_dead_and_hanging_consumers_slow_neither_requests_nor_other_consumers(gt4, listener):
+    with socket.socket() as refused:
+        refused.bind(("127.0.0.1", 0))
+        refused_port = refused.getsockname()[1]
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)  # accepts, never answers: each attempt waits the whole timeout
+    try:
+        epr = propagated(gt4)
+        for port in (refused_port, hanging.getsockname()[1]):
+            dead = listener.consumer_reference(gt4.base_url).__class__(f"http://127.0.0.1:{port}/")
+            subscribe(gt4, epr, dead, STATE_TOPIC)
+        subscribe(gt4, epr, listener.consumer_reference(gt4.base_url), STATE_TOPIC)
+        started = time.monotonic()
+        for _ in range(5):
+            gt4.start(epr)
+            gt4.shutdown(epr, "Pause")
+        elapsed = time.monotonic() - started
+        assert states(listener, 10) == ["Running", "Paused"] * 5
+        assert time.monotonic() - started < 3  # the consumer that hangs holds a 5 s timeout
+        assert elapsed < 2
+    finally:
+        hanging.close()
