@@ -1,0 +1,101 @@
+"""Policy that fills the domain config objects: what a MachineRequest becomes on a node.
+
+Kept apart from ``domain_xml.py`` (which only renders) so the choices live in one place:
+the domain type per node, virtio everywhere, guest device names, how a NIC joins the
+network, and where the console is logged.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vws.pool.domain_xml import DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec
+from vws.pool.machine import MachineRequest, NetworkLease, Placement
+
+TEST = "test"
+QEMU = "qemu"
+KVM = "kvm"
+
+# GT4 metadata names architectures loosely (JSDL); libvirt wants its own names.
+_ARCHITECTURES = {"x86": "i686", "i386": "i686", "i686": "i686", "x86_32": "i686", "x86_64": "x86_64", "amd64": "x86_64"}
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the designer needs to know about the node a domain goes to."""
+
+    name: str
+    virt_types: frozenset[str]  # domain types the node's capabilities offer
+    bridges: Mapping[str, str] = field(default_factory=dict)  # network pool -> host bridge
+
+
+@dataclass(frozen=True)
+class KernelFiles:
+    kernel: Path
+    initrd: Path | None = None
+    cmdline: str | None = None
+
+
+def domain_name(workspace_id: int) -> str:
+    """Nimbus names its domains ``wrksp-<id>``; keeping the name helps admins who knew it."""
+    return f"wrksp-{workspace_id}"
+
+
+def disk_target(index: int) -> str:
+    """vda, vdb, ... vdz, vdaa, ...: virtio names for the index-th disk."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("a") + remainder) + letters
+    return "vd" + letters
+
+
+def virt_type(node: NodeFacts, wanted: str) -> str:
+    """``test`` on test nodes; otherwise ``wanted`` (qemu|kvm), with ``auto`` preferring kvm."""
+    if TEST in node.virt_types:
+        return TEST
+    if wanted == "auto":
+        return KVM if KVM in node.virt_types else QEMU
+    return wanted
+
+
+def nic(lease: NetworkLease, node: NodeFacts, kind: str) -> NicSpec:
+    """The leased MAC on a plain network interface the test driver accepts, else bridged or user."""
+    if kind == TEST:
+        return NicSpec(mac=lease.mac, kind="network", source="default")
+    bridge = node.bridges.get(lease.pool)
+    if bridge:
+        return NicSpec(mac=lease.mac, kind="bridge", source=bridge)
+    return NicSpec(mac=lease.mac, kind="user", source=None)
+
+
+def design(
+    machine: MachineRequest,
+    placement: Placement,
+    node: NodeFacts,
+    disks: Sequence[DiskSpec],
+    *,
+    wanted_type: str = QEMU,
+    kernel: KernelFiles | None = None,
+    console_log: Path | None = None,
+) -> DomainSpec:
+    kind = virt_type(node, wanted_type)
+    arch = None if kind == TEST else _ARCHITECTURES.get((machine.architecture or "x86_64").lower(), "x86_64")
+    os_spec = OsSpec(arch=arch)
+    if kernel is not None:
+        os_spec = OsSpec(arch=arch, kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline)
+    return DomainSpec(
+        name=placement.domain,
+        uuid=str(uuid.uuid4()),
+        virt_type=kind,
+        memory_mb=machine.memory_mb,
+        vcpus=machine.vcpus,
+        owner=OwnerSpec(placement.workspace_id, placement.node),
+        os=os_spec,
+        disks=tuple(disks),
+        nics=tuple(nic(lease, node, kind) for lease in placement.leases),
+        console_log=console_log,
+        acpi=kind != TEST,
+    )

@@ -1,0 +1,272 @@
+"""One libvirt connection to one node, behind a small contract every URI satisfies.
+
+The same class serves ``test:///path/node.xml`` (unit tests, the embedded default),
+``qemu:///system``, ``qemu+ssh://host/system`` and ``qemu+tls://host/system``.
+
+- ``libvirt.libvirtError`` becomes ``BackendError`` (``DomainMissing`` when the domain is
+  not there) in one place, ``_translated``, carrying libvirt's own message.
+- Lifecycle events run on one process-wide event-loop thread (libvirt wants its event
+  implementation registered before any connection opens) and are handed upward as
+  ``on_event(node, domain, event)`` with plain strings, so this module never imports
+  the layers above it.
+- ``shutdown`` asks the guest to power off, waits at most ``wait`` seconds (woken by the
+  STOPPED event, polling as a fallback), then destroys it: a caller never blocks longer.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import libvirt
+from lxml import etree
+
+from vws.errors import BackendError
+from vws.pool.domain_xml import VWS_NS, owner_of
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[str, str, str], None]
+
+# Domain states as the pool reports them upward.
+RUNNING = "running"
+PAUSED = "paused"
+SHUTOFF = "shutoff"
+CRASHED = "crashed"
+MISSING = "missing"
+
+_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: RUNNING,
+    libvirt.VIR_DOMAIN_RUNNING: RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: RUNNING,  # Xen: running with idle vCPUs
+    libvirt.VIR_DOMAIN_SHUTDOWN: RUNNING,  # shutting down, still running
+    libvirt.VIR_DOMAIN_PAUSED: PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: PAUSED,
+    libvirt.VIR_DOMAIN_SHUTOFF: SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: CRASHED,
+}
+
+_EVENTS = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+# STOPPED details that mean the guest died rather than was stopped.
+_DIED = {libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED, libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED}
+
+
+class DomainMissing(BackendError):
+    """The node has no domain by that name."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    memory_mb: int
+    cpus: int
+
+
+@dataclass(frozen=True)
+class OwnedDomain:
+    workspace_id: int
+    state: str
+
+
+_loop_guard = threading.Lock()
+_loop_thread: threading.Thread | None = None
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event implementation and run it on one daemon thread, once."""
+    global _loop_thread
+    with _loop_guard:
+        if _loop_thread is not None:
+            return
+        libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions instead
+        libvirt.virEventRegisterDefaultImpl()
+        _loop_thread = threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True)
+        _loop_thread.start()
+
+
+def _run_event_loop() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+class Driver:
+    def __init__(self, node: str, uri: str, on_event: EventCallback | None = None) -> None:
+        ensure_event_loop()
+        self.node = node
+        self.uri = uri
+        self._on_event = on_event
+        self._stopped = threading.Condition()  # notified on every STOPPED event
+        self._virt_types: frozenset[str] | None = None
+        with self._translated("open connection"):
+            self._conn = libvirt.open(uri)
+        if not uri.startswith("test:"):
+            self._keep_alive()
+        with self._translated("register lifecycle events"):
+            self._callback = self._conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
+            )
+
+    # ---- domains ----------------------------------------------------------------------
+
+    def define(self, xml: str) -> None:
+        with self._translated("define domain"):
+            self._conn.defineXML(xml)
+
+    def start(self, name: str) -> None:
+        with self._translated("start", name):
+            self._lookup(name).create()
+
+    def shutdown(self, name: str, wait: float) -> None:
+        """Ask the guest to power off; destroy it if it is still up after ``wait`` seconds."""
+        with self._translated("shut down", name):
+            domain = self._lookup(name)
+            if not domain.isActive():
+                return
+            domain.shutdown()
+            if self._wait_until_off(domain, wait):
+                return
+            log.warning("%s on %s ignored shutdown for %.0f s; destroying it", name, self.node, wait)
+            if domain.isActive():
+                domain.destroy()
+
+    def destroy(self, name: str) -> None:
+        """Power off at once; a domain that is already off is left as it is."""
+        with self._translated("destroy", name):
+            domain = self._lookup(name)
+            if domain.isActive():
+                domain.destroy()
+
+    def suspend(self, name: str) -> None:
+        with self._translated("suspend", name):
+            self._lookup(name).suspend()
+
+    def resume(self, name: str) -> None:
+        with self._translated("resume", name):
+            self._lookup(name).resume()
+
+    def reboot(self, name: str) -> None:
+        with self._translated("reboot", name):
+            self._lookup(name).reboot(0)
+
+    def undefine(self, name: str) -> None:
+        with self._translated("undefine", name):
+            self._lookup(name).undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+
+    def state(self, name: str) -> str:
+        """running, paused, shutoff, crashed, or missing."""
+        try:
+            with self._translated("read state of", name):
+                return _STATES.get(self._lookup(name).state()[0], RUNNING)
+        except DomainMissing:
+            return MISSING
+
+    def xml(self, name: str) -> str:
+        with self._translated("read XML of", name):
+            return self._lookup(name).XMLDesc(0)
+
+    def owned(self) -> dict[str, OwnedDomain]:
+        """Domains carrying the vws ``<metadata>`` element, by name."""
+        owned = {}
+        with self._translated("list domains"):
+            domains = self._conn.listAllDomains()
+        for domain in domains:
+            try:
+                with self._translated("read metadata of", domain.name()):
+                    workspace_id = owner_of(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, VWS_NS))
+                    state = _STATES.get(domain.state()[0], RUNNING)
+            except BackendError:
+                continue  # no vws metadata (not ours), or undefined while we looked
+            if workspace_id is not None:
+                owned[domain.name()] = OwnedDomain(workspace_id, state)
+        return owned
+
+    # ---- the node ---------------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        with self._translated("read node info"):
+            info = self._conn.getInfo()
+        return Capacity(memory_mb=info[1], cpus=info[2])
+
+    def virt_types(self) -> frozenset[str]:
+        """Domain types the node offers for hvm guests (test, qemu, kvm), from its capabilities."""
+        if self._virt_types is None:
+            with self._translated("read capabilities"):
+                caps = etree.fromstring(self._conn.getCapabilities())
+            self._virt_types = frozenset(
+                caps.xpath("guest[os_type='hvm']/arch/domain/@type")
+            )
+        return self._virt_types
+
+    def alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def close(self) -> None:
+        try:
+            self._conn.domainEventDeregisterAny(self._callback)
+        except libvirt.libvirtError:
+            pass  # the connection is already gone
+        try:
+            self._conn.close()
+        except libvirt.libvirtError:
+            pass
+
+    # ---- internals --------------------------------------------------------------------
+
+    @contextmanager
+    def _translated(self, action: str, name: str | None = None) -> Iterator[None]:
+        """The one place libvirtError becomes a vws error, with libvirt's message."""
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            subject = f" {name}" if name else ""
+            message = f"{self.node}: {action}{subject} failed: {exc.get_error_message() or exc}"
+            kind = DomainMissing if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else BackendError
+            raise kind(message, cause=str(exc)) from None
+
+    def _lookup(self, name: str) -> libvirt.virDomain:
+        return self._conn.lookupByName(name)
+
+    def _keep_alive(self) -> None:
+        """Probe remote connections so a dead node fails calls instead of hanging them."""
+        try:
+            self._conn.setKeepAlive(5, 3)
+        except libvirt.libvirtError:
+            log.debug("keepalive not supported on %s", self.uri)
+
+    def _wait_until_off(self, domain: libvirt.virDomain, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        with self._stopped:
+            while domain.isActive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # Woken by the STOPPED event; the timeout is a fallback if none comes.
+                self._stopped.wait(min(remaining, 0.5))
+        return True
+
+    def _lifecycle(self, _conn: libvirt.virConnect, domain: libvirt.virDomain, event: int, detail: int, _: object) -> None:
+        """Runs on the event-loop thread: never raise into libvirt, never block."""
+        if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            with self._stopped:
+                self._stopped.notify_all()
+        name = "crashed" if event == libvirt.VIR_DOMAIN_EVENT_STOPPED and detail in _DIED else _EVENTS.get(event)
+        if name is None or self._on_event is None:
+            return
+        try:
+            self._on_event(self.node, domain.name(), name)
+        except Exception:
+            log.exception("lifecycle event handler failed for %s on %s", domain.name(), self.node)
