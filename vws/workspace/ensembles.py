@@ -13,16 +13,12 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from vws.clock import Clock, timestamp
-from vws.errors import IllegalState, SchedulingFailed, UnknownResource, VwsError
+from vws.errors import IllegalState, UnknownResource, VwsError
 from vws.store.database import Store
 from vws.workspace.groups import apply_to_members
 from vws.workspace.manager import Caller, Workspace, WorkspaceManager
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import State
-
-
-class EnsembleFailed(SchedulingFailed):
-    """The ensemble could not be co-scheduled and was destroyed, with every member."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +85,10 @@ class Ensembles:
 
     def _fail(self, caller: Caller, key: str, error: VwsError) -> NoReturn:
         self.destroy(caller, key)
-        raise EnsembleFailed(
-            f"ensemble {key} cannot be co-scheduled; it was destroyed with all its members", cause=error.description
+        # The same kind of error (a denial stays a denial), saying what became of the ensemble.
+        raise type(error)(
+            f"ensemble {key} cannot be co-scheduled and was destroyed with all its members: {error.description}",
+            cause=error.cause,
         ) from error
 
 
