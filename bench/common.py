@@ -15,9 +15,11 @@ from vws.service import Service  # noqa: E402
 
 
 @contextmanager
-def running_service(**policy: object):
+def running_service(pool: dict[str, object] | None = None, **policy: object):
+    """A started service in a temp dir; ``pool`` overrides keys of the [pool] section."""
     with tempfile.TemporaryDirectory() as state:
         config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=Path(state), insecure=True)
+        config = config.with_overrides("pool", **(pool or {}))
         service = Service(config.with_overrides("policy", **policy))
         service.start()
         try:

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from vws.clock import Clock, parse_timestamp, timestamp
 from vws.store.database import Store
 from vws.workspace.manager import Workspace
+from vws.workspace.states import State
 
 CREATED, REMOVED = "CREATED", "REMOVED"
 
@@ -67,6 +68,8 @@ class Accounting:
 
     def record(self, workspace: Workspace) -> None:
         """Manager listener: write whichever records the workspace now warrants."""
+        if not (workspace.state is State.UNPROPAGATED or workspace.state.gone):
+            return  # records are born at placement and at removal; skip the steps between
         with self._store.transaction() as db:
             for row in db["workspaces"].rows_where("id = ? and node is not null", [workspace.id]):
                 self._write(db, row)
