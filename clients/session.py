@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zeep
+import zeep.exceptions
 from lxml import etree
 from zeep.plugins import Plugin
 
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.xmlns import METADATA, NEGOTIABLE, SOAP_ENV, WSA, qname
+from vws.xmlparse import parse
 
 FACTORY = "WorkspaceFactoryService"
 WORKSPACE = "WorkspaceService"
@@ -65,6 +67,24 @@ class Session:
         client = self._client(name, target)
         binding = next(iter(client.wsdl.bindings))
         return Port(client, client.create_service(binding, target.address))
+
+    def raw(self, target: EndpointReference, action: str, body: etree._Element) -> etree._Element:
+        """POST a hand-built body to ``target`` (for messages zeep cannot express); a fault raises."""
+        envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
+        etree.SubElement(envelope, qname(SOAP_ENV, "Header")).extend(
+            request_headers(target.address, action, target.properties)
+        )
+        etree.SubElement(envelope, qname(SOAP_ENV, "Body")).append(body)
+        reply = self._transport.session.post(
+            target.address,
+            data=etree.tostring(envelope),
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'},
+            timeout=self._transport.operation_timeout,
+        )
+        payload = parse(reply.content).find(qname(SOAP_ENV, "Body"))[0]
+        if payload.tag == qname(SOAP_ENV, "Fault"):
+            raise zeep.exceptions.Fault(payload.findtext("faultstring") or "fault without a faultstring")
+        return payload
 
     def factory(self) -> Port:
         return self.port(EndpointReference(self.base_url + FACTORY))

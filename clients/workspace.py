@@ -7,25 +7,29 @@ to a file, and every other action takes that file (``-e/--eprFile``).
         deploy --metadata workspace.xml --request deployment-request.xml -e ws.epr
     vws-client status -e ws.epr
     vws-client destroy -e ws.epr
+
+Deploy and subscribe wait for states through notifications to a local listener
+(``--listener-address`` behind NAT) or by polling (``--poll``, ``--poll-delay``);
+exit 0 when the exit state is reached, 1 on a fault, 2 on bad usage, 3 when a
+workspace ends up Corrupted, Cancelled or destroyed instead.
 """
 
 import argparse
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import zeep.exceptions
 from lxml import etree
 
+from clients import monitor
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, XPATH_DIALECT, qname
+from vws.xmlns import LOGISTICS, TYPES, WSA, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
-TERMINAL = {"Corrupted", "Cancelled"}
-EXIT_FAULT, EXIT_USAGE, EXIT_STATE = 1, 2, 3
+EXIT_FAULT, EXIT_USAGE = 1, 2  # and monitor.EXIT_STATE, 3
 
 
 class ClientError(Exception):
@@ -40,14 +44,78 @@ def deploy(session: Session, args: argparse.Namespace) -> int:
     metadata = load_document(args.metadata, factory, METADATA_ELEMENT)
     request = load_document(args.request, factory, REQUEST_ELEMENT)
     _apply_overrides(request, args)
-    response = factory.call("create", metadata=metadata, resourceRequest=request)
+    response = factory.call("create", metadata=metadata, resourceRequest=request, **_ensemble(factory, args))
     created = [_epr(workspace.epr) for workspace in response.CreatedWorkspace]
     for index, epr in enumerate(created):
         path = args.eprFile if len(created) == 1 else args.eprFile.with_name(f"{args.eprFile.name}-{index}")
-        path.write_bytes(etree.tostring(epr.to_element(EPR_ELEMENT), pretty_print=True))
-        print(f"workspace {epr.key(qname(_WORKSPACE_NS, 'WorkspaceKey'))}: EPR written to {path}")
-    target = args.exit_state or request.InitialState or "Running"
-    return max(_wait_for(session.port(epr), target, args.poll_delay) for epr in created)
+        _write_epr(path, epr)
+        print(f"workspace {epr.key(monitor.WORKSPACE_KEY)}: EPR written to {path}")
+    for name, value, path in (
+        ("group", response.GroupEPR, args.groupfile),
+        ("ensemble", response.EnsembleEPR, args.ensfile),
+    ):
+        if value is not None and path is not None:
+            _write_epr(path, _epr(value))
+            print(f"{name} EPR written to {path}")
+    if args.new_ensemble or args.join_ensemble and not args.last_in_ensemble:
+        return 0  # nothing starts before the ensemble is done
+    return _wait(session, created, args.exit_state or request.InitialState or "Running", args)
+
+
+def _ensemble(factory: Port, args: argparse.Namespace) -> dict:
+    """The create request's ensemble fields: a new ensemble, or join one (maybe as the last)."""
+    if not (args.new_ensemble or args.join_ensemble):
+        return {}
+    fields = {"partOfEnsemble": True, "ensembleDone": bool(args.last_in_ensemble)}
+    if args.join_ensemble:
+        epr_type = factory.client.get_type(qname(WSA, "EndpointReferenceType"))
+        fields["ensembleEPR"] = epr_type.parse_xmlelement(_read_epr(args.join_ensemble).to_element())
+    return fields
+
+
+def subscribe(session: Session, args: argparse.Namespace) -> int:
+    """Wait, through notifications (or polling), until the workspace is at ``--exit-state``."""
+    return _wait(session, [_read_epr(args.eprFile)], args.exit_state or "Running", args)
+
+
+def _wait(session: Session, eprs: list[EndpointReference], target: str, args: argparse.Namespace) -> int:
+    outcome = monitor.wait_for(eprs, target, lambda epr: _state(session.port(epr)), session.raw, args, session.base_url)
+    if outcome == 0 and target == "Running":
+        for epr in eprs:
+            nics = _property(session.port(epr), qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic"))
+            print(f"workspace {epr.key(monitor.WORKSPACE_KEY)}: " + ", ".join(_address(nic) for nic in nics))
+    return outcome
+
+
+def status_all(session: Session, args: argparse.Namespace) -> int:
+    """Every workspace of mine, from the status service."""
+    response = session.port(EndpointReference(session.base_url + STATUS)).call("queryCurrentWorkspaces")
+    for one in response or []:
+        epr = _epr(one.epr)
+        state = one.currentState.state if hasattr(one.currentState, "state") else one.currentState
+        print(f"workspace {epr.key(monitor.WORKSPACE_KEY)}: {state}  ends {one.schedule.ActualTerminationTime}")
+    return 0
+
+
+def usage(session: Session, args: argparse.Namespace) -> int:
+    response = session.port(EndpointReference(session.base_url + STATUS)).call("queryUsedAndReservedTime")
+    print(f"used: {response.usedTime}  reserved: {response.reservedTime}")
+    return 0
+
+
+def ensemble_done(session: Session, args: argparse.Namespace) -> int:
+    session.port(_read_epr(args.eprFile)).call("done")
+    print("ensemble done: its workspaces are starting together")
+    return 0
+
+
+def ensemble_report(session: Session, args: argparse.Namespace) -> int:
+    port = session.port(_read_epr(args.eprFile))
+    response = port.call("report", returnOnlyIfErrorPresent=args.error_only, returnOnlyIfAllAtState=args.all_at)
+    entries = response if isinstance(response, list) else getattr(response, "report", None) or []
+    for entry in entries:
+        print(f"workspace {_epr(entry.epr).key(monitor.WORKSPACE_KEY)}: {entry.currentState.state}")
+    return 0 if entries or not (args.error_only or args.all_at) else monitor.EXIT_STATE
 
 
 def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
@@ -62,6 +130,8 @@ def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore
 
 
 def status(session: Session, args: argparse.Namespace) -> int:
+    if args.eprFile is None:
+        return status_all(session, args)
     port = session.port(_read_epr(args.eprFile))
     print(f"state: {_state(port)}")
     for nic in _property(port, qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic")):
@@ -110,28 +180,14 @@ def set_termination_time(session: Session, args: argparse.Namespace) -> int:
 
 
 _SHUTDOWN_TYPES = {"shutdown": "Normal", "pause": "Pause", "reboot": "Reboot", "shutdown-save": "ReadyForTransport"}
-_WORKSPACE_NS = "http://www.globus.org/2008/06/workspace"
+STATUS = "WorkspaceStatusService"
 
 
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def _wait_for(port: Port, target: str, poll_delay_ms: int) -> int:
-    """Poll currentState until it is ``target`` (exit 0) or a dead end (exit 3)."""
-    seen = None
-    while True:
-        state = _state(port)
-        if state != seen:
-            print(f"state: {state}")
-            seen = state
-        if state == target:
-            if state == "Running":
-                nics = _property(port, qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic"))
-                print("  " + ", ".join(_address(nic) for nic in nics))
-            return 0
-        if state in TERMINAL:
-            return EXIT_STATE
-        time.sleep(poll_delay_ms / 1000)  # polling is the protocol here: GT4 clients behind NAT do this
+def _write_epr(path: Path, epr: EndpointReference) -> None:
+    path.write_bytes(etree.tostring(epr.to_element(EPR_ELEMENT), pretty_print=True))
 
 
 def _address(nic: etree._Element) -> str:
@@ -186,13 +242,37 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--deploy-duration", type=int, metavar="MIN")
     dep.add_argument("--deploy-state", choices=["Unpropagated", "Propagated", "Running", "Paused"])
     dep.add_argument("-n", "--numnodes", type=int)
-    dep.add_argument("--exit-state", help="state to wait for (default: the initial state)")
-    dep.add_argument("--poll-delay", type=int, default=200, metavar="MS")
+    dep.add_argument("--groupfile", type=Path, help="write the group's EPR here (with --numnodes > 1)")
+    together = dep.add_mutually_exclusive_group()
+    together.add_argument("--new-ensemble", action="store_true", help="start a new ensemble with this request")
+    together.add_argument("--join-ensemble", type=Path, metavar="ENSEMBLE_EPR", help="add this request to it")
+    dep.add_argument("--last-in-ensemble", action="store_true", help="the ensemble is done after this request")
+    dep.add_argument("--ensfile", type=Path, help="write the ensemble's EPR here")
+    monitor.add_options(dep)
     dep.add_argument("-e", "--eprFile", "--file", type=Path, required=True)
     dep.set_defaults(run=deploy)
 
+    sub = actions.add_parser("subscribe", help="wait for a workspace's state changes until --exit-state")
+    sub.add_argument("-e", "--eprFile", type=Path, required=True)
+    monitor.add_options(sub)
+    sub.set_defaults(run=subscribe)
+
+    stat = actions.add_parser("status", help="print the state and addresses (without -e: all my workspaces)")
+    stat.add_argument("-e", "--eprFile", type=Path)
+    stat.set_defaults(run=status)
+    actions.add_parser("status-all", help="list all my workspaces").set_defaults(run=status_all)
+    actions.add_parser("usage", help="minutes my workspaces used and hold").set_defaults(run=usage)
+
+    done = actions.add_parser("ens-done", help="the ensemble takes no more members: start it")
+    done.add_argument("-e", "--eprFile", type=Path, required=True, help="the ensemble's EPR")
+    done.set_defaults(run=ensemble_done)
+    rep = actions.add_parser("ens-report", help="each member's state (exit 3 when a condition is unmet)")
+    rep.add_argument("-e", "--eprFile", type=Path, required=True, help="the ensemble's EPR")
+    rep.add_argument("--error-only", action="store_true", help="report only if a member is Corrupted")
+    rep.add_argument("--all-at", metavar="STATE", help="report only if every member is at STATE")
+    rep.set_defaults(run=ensemble_report)
+
     simple = {
-        "status": (status, "print the state and addresses"),
         "rpquery": (rpquery, "print every resource property"),
         "start": (operate, "start (or unpause) the workspace"),
         "shutdown": (operate, "shut the workspace down (it stays Propagated)"),
@@ -222,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except zeep.exceptions.Fault as fault:
         print(f"vws-client: {args.action} failed: {fault.message}", file=sys.stderr)
         return EXIT_FAULT
-    except (ClientError, ValueError, OSError) as exc:
+    except (ClientError, ValueError, OSError, TimeoutError) as exc:
         print(f"vws-client: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

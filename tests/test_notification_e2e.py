@@ -1,12 +1,16 @@
 """Notifications end to end: Subscribe over HTTP, state changes, Notify to a real consumer."""
 
+import argparse
 import queue
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from lxml import etree
 
+from clients import monitor
 from clients.listener import TERMINATED, NotificationListener, state_of
 from tests.callers import ALICE, BOB, client, serve
 from tests.gt4wire import SoapFault, created_eprs
@@ -150,3 +154,62 @@ def test_dead_and_hanging_consumers_slow_neither_requests_nor_other_consumers(gt
         assert elapsed < 2
     finally:
         hanging.close()
+
+
+def wait_options(**overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    monitor.add_options(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args([])), **overrides})
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["notifications", "polling"])
+def test_client_waits_for_the_exit_state(gt4, poll):
+    epr = propagated(gt4)
+    waiter = ThreadPoolExecutor(1).submit(
+        monitor.wait_for, [epr], "Paused", gt4_state(gt4), raw(gt4), wait_options(poll=poll, timeout=30), gt4.base_url
+    )
+    actor = type(gt4)(gt4.base_url)  # the waiting client has its own connection
+    actor.start(epr)
+    actor.shutdown(epr, "Pause")
+    assert waiter.result(timeout=30) == 0
+    actor.close()
+
+
+def test_client_exits_3_when_the_workspace_is_destroyed_instead(gt4):
+    epr = propagated(gt4)
+    subscribed = threading.Event()
+    waiter = ThreadPoolExecutor(1).submit(
+        monitor.wait_for, [epr], "Running", gt4_state(gt4), raw(gt4, subscribed), wait_options(timeout=30), gt4.base_url
+    )
+    actor = type(gt4)(gt4.base_url)
+    assert subscribed.wait(10)
+    actor.destroy(epr)
+    assert waiter.result(timeout=30) == monitor.EXIT_STATE
+    actor.close()
+
+
+def gt4_state(gt4):
+    lock = threading.Lock()
+
+    def read(epr):
+        with lock:
+            try:
+                return gt4.state(epr)
+            except SoapFault:
+                return TERMINATED
+
+    return read
+
+
+def raw(gt4, subscribed: threading.Event | None = None):
+    """The client's raw call, telling ``subscribed`` when both topics are subscribed."""
+    calls = []
+
+    def call(epr, action, body):
+        reply = gt4.call(epr, action, body)
+        calls.append(action)
+        if subscribed is not None and len(calls) == 2:
+            subscribed.set()
+        return reply
+
+    return call

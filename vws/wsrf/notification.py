@@ -53,6 +53,16 @@ class SubscribeRequest:
     termination_time: datetime | None  # None: until the producer goes
 
 
+def subscribe_request(consumer: EndpointReference, topic: str) -> etree._Element:
+    """A ``wsnt:Subscribe`` body for one topic in the Simple dialect (what consumers send)."""
+    name = etree.QName(topic)
+    body = etree.Element(qname(WSNT, "Subscribe"), nsmap={"wsnt": WSNT, "tns": name.namespace})
+    body.append(consumer.to_element(qname(WSNT, "ConsumerReference")))
+    expression = etree.SubElement(body, qname(WSNT, "TopicExpression"), Dialect=TOPIC_SIMPLE)
+    expression.text = f"tns:{name.localname}"
+    return body
+
+
 def parse_subscribe(body: etree._Element, topics: Iterable[str]) -> SubscribeRequest:
     """A ``wsnt:Subscribe`` body, refused unless its topic is one of ``topics``."""
     consumer = body.find(qname(WSNT, "ConsumerReference"))
