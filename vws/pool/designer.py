@@ -18,7 +18,14 @@ QEMU = "qemu"
 KVM = "kvm"
 
 # GT4 metadata names architectures loosely (JSDL); libvirt wants its own names.
-_ARCHITECTURES = {"x86": "i686", "i386": "i686", "i686": "i686", "x86_32": "i686", "x86_64": "x86_64", "amd64": "x86_64"}
+_ARCHITECTURES = {
+    "x86": "i686",
+    "i386": "i686",
+    "i686": "i686",
+    "x86_32": "i686",
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+}
 
 
 @dataclass(frozen=True)

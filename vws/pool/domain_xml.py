@@ -81,9 +81,7 @@ class OwnerSpec:
     node: str
 
     def to_xml(self) -> etree._Element:
-        return etree.Element(
-            OWNER_TAG, {"id": str(self.workspace_id), "node": self.node}, nsmap={"vws": VWS_NS}
-        )
+        return etree.Element(OWNER_TAG, {"id": str(self.workspace_id), "node": self.node}, nsmap={"vws": VWS_NS})
 
 
 @dataclass(frozen=True)

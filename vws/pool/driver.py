@@ -203,9 +203,7 @@ class Driver:
         if self._virt_types is None:
             with self._translated("read capabilities"):
                 caps = etree.fromstring(self._conn.getCapabilities())
-            self._virt_types = frozenset(
-                caps.xpath("guest[os_type='hvm']/arch/domain/@type")
-            )
+            self._virt_types = frozenset(caps.xpath("guest[os_type='hvm']/arch/domain/@type"))
         return self._virt_types
 
     def alive(self) -> bool:
@@ -258,7 +256,9 @@ class Driver:
                 self._stopped.wait(min(remaining, 0.5))
         return True
 
-    def _lifecycle(self, _conn: libvirt.virConnect, domain: libvirt.virDomain, event: int, detail: int, _: object) -> None:
+    def _lifecycle(
+        self, _conn: libvirt.virConnect, domain: libvirt.virDomain, event: int, detail: int, _: object
+    ) -> None:
         """Runs on the event-loop thread: never raise into libvirt, never block."""
         if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
             with self._stopped:

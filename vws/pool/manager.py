@@ -1,0 +1,363 @@
+"""PoolManager: the one object the workspace layer calls to reserve and drive machines.
+
+Two kinds of call:
+
+- **Reservation** (``place``, ``release_leases``, ``leases``) runs inside the caller's
+  ``store.transaction()``: node capacity, network leases and partition claims are taken
+  in the same transaction that records the workspaces, all or none (``place`` runs in a
+  savepoint, so a refusal undoes exactly what it did).
+- **Execution** (``define`` ... ``remove``) runs outside any transaction and may be slow
+  on real nodes. After each successful libvirt call the pool records the domain's XML
+  and the power state it put it in (``pool_domains``): that record is how a test-driver
+  node is rebuilt at restart (see ``testnode.py``) and how the pool knows a domain is not
+  gone yet — ``release_leases`` refuses while it exists, so an address is never handed
+  out twice after a failed destroy (Nimbus #101).
+
+Restart survival on test nodes: each ``test:///file`` node is opened from a copy of its
+node file holding the recorded domains in their recorded states, so what libvirt runs
+after SIGKILL + restart matches what it ran before.
+"""
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vws.clock import Clock
+from vws.config import PoolConfig
+from vws.errors import BackendError, InvalidMetadata, VwsError
+from vws.pool import context_drive, designer, images, network, nodes, placement, testnode
+from vws.pool.designer import KernelFiles, NodeFacts
+from vws.pool.domain_xml import DiskSpec
+from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver
+from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.store.database import Store
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[str, str, str], None]
+UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
+
+
+class PoolManager:
+    def __init__(
+        self,
+        store: Store,
+        config: PoolConfig,
+        clock: Clock,
+        state_dir: Path,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+        self._dir = state_dir
+        self._on_event = on_event
+        self._policy = placement.policy(config.placement)
+        self._bridges = _bridges(config.bridges)
+        self._drivers: dict[str, Driver] = {}
+        self._drivers_guard = threading.Lock()
+        self.repository = self._open_repository()
+        self._load_network_pools()
+        self._load_nodes()
+
+    # ---- start-up ---------------------------------------------------------------------------
+
+    def _open_repository(self) -> images.Repository:
+        repository = images.Repository(
+            self._config.image_repository or self._dir / "images", self._config.allowed_image_hosts
+        )
+        if self._config.image_repository is None:
+            repository.write_sample()
+        return repository
+
+    def _load_network_pools(self) -> None:
+        directory = self._config.network_pools_dir
+        if directory is None:
+            directory = self._dir / "network-pools"
+            if not directory.exists():
+                network.write_sample(directory)
+        pools = network.read_pools(directory)
+        with self._store.transaction() as db:
+            network.sync(db, pools, self._config.mac_prefix)
+            self._associations = network.pool_names(db)
+
+    def _load_nodes(self) -> None:
+        with self._store.transaction() as db:
+            if self._config.nodes_file is not None:
+                nodes.sync_nodes_file(db, nodes.read_nodes_file(self._config.nodes_file))
+            elif not nodes.list_nodes(db):
+                uri = testnode.write_node(self._embedded_file(), nodes.EMBEDDED_MEMORY_MB, nodes.EMBEDDED_CPUS)
+                nodes.add_node(
+                    db, nodes.EMBEDDED, uri, nodes.EMBEDDED_MEMORY_MB, nodes.EMBEDDED_CPUS, origin="embedded"
+                )
+            embedded = [node for node in nodes.list_nodes(db) if node.origin == "embedded"]
+        for node in embedded:  # its base file lives in the state dir: rewrite it if lost
+            if not self._embedded_file().exists():
+                testnode.write_node(self._embedded_file(), node.memory_mb, node.cpus)
+
+    def _embedded_file(self) -> Path:
+        return self._dir / "nodes" / nodes.EMBEDDED / "node.xml"
+
+    # ---- reservation: inside the caller's transaction ---------------------------------------
+
+    def place(
+        self, db, workspace_ids: Sequence[int], machine: MachineRequest, *, allow_static: bool
+    ) -> list[Placement]:
+        """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held."""
+        if machine.memory_mb < 1 or machine.vcpus < 1:
+            raise InvalidMetadata("memory and CPU count must be positive")
+        demand = placement.Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
+        with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
+            chosen = placement.place_group(self._loads(db), demand, len(workspace_ids), self._policy)
+            placed = []
+            for workspace_id, node in zip(workspace_ids, chosen, strict=True):
+                images.claim(db, self.repository, workspace_id, machine)
+                leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
+                placed.append(Placement(workspace_id, node, designer.domain_name(workspace_id), leases))
+        return placed
+
+    def release_leases(self, db, workspace_id: int) -> None:
+        """Free the workspace's addresses and partitions; refused while its domain is not gone."""
+        if db.execute("select 1 from pool_domains where workspace_id = ?", [workspace_id]).fetchone():
+            raise BackendError(f"workspace {workspace_id}'s domain has not been removed; its leases stay held")
+        network.release(db, workspace_id)
+        images.release_claims(db, workspace_id)
+
+    def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
+        return network.leases_of(db, workspace_id)
+
+    def _loads(self, db) -> list[placement.NodeLoad]:
+        used = nodes.usage(db)
+        return [
+            placement.NodeLoad(
+                name=node.name,
+                memory_mb=node.memory_mb,
+                cpus=node.cpus,
+                used_memory_mb=used.get(node.name, nodes.Usage()).memory_mb,
+                used_cpus=used.get(node.name, nodes.Usage()).cpus,
+                networks=frozenset(node.networks),
+                usable=node.active and node.available,
+            )
+            for node in nodes.list_nodes(db)
+        ]
+
+    # ---- execution: outside any transaction -------------------------------------------------
+
+    def define(self, placement: Placement, machine: MachineRequest) -> None:
+        """Disks, context drive and the domain definition; on failure its own files are removed."""
+        driver = self._driver(placement.node)
+        directory = self._domain_dir(placement.node, placement.domain)
+        shutil.rmtree(directory, ignore_errors=True)  # leftovers of an attempt cut off by a crash
+        directory.mkdir(parents=True)
+        try:
+            prepared = images.prepare(self._store, self.repository, self._cache(placement.node), machine, directory)
+            disks = prepared.disks + self._context_disk(placement, machine, prepared, directory, driver)
+            spec = designer.design(
+                machine,
+                placement,
+                NodeFacts(placement.node, driver.virt_types(), self._bridges),
+                disks,
+                wanted_type=self._config.virt_type,
+                kernel=self._kernel(machine),
+                console_log=directory / "console.log",
+            )
+            xml = spec.to_xml()
+            driver.define(xml)
+            self._record(placement, xml, directory, prepared.bases, driver)
+        except VwsError:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        except OSError as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise BackendError(f"{placement.node}: preparing {placement.domain} failed: {exc}") from None
+        self._evict(placement.node)
+
+    def start(self, node: str, domain: str) -> None:
+        self._driver(node).start(domain)
+        self._set_state(node, domain, RUNNING)
+
+    def shutdown(self, node: str, domain: str) -> None:
+        """Graceful power-off, destroyed after ``shutdown_wait_seconds`` if the guest ignores it."""
+        self._driver(node).shutdown(domain, self._config.shutdown_wait_seconds)
+        self._set_state(node, domain, SHUTOFF)
+
+    def suspend(self, node: str, domain: str) -> None:
+        self._driver(node).suspend(domain)
+        self._set_state(node, domain, PAUSED)
+
+    def resume(self, node: str, domain: str) -> None:
+        self._driver(node).resume(domain)
+        self._set_state(node, domain, RUNNING)
+
+    def reboot(self, node: str, domain: str) -> None:
+        self._driver(node).reboot(domain)
+        self._set_state(node, domain, RUNNING)
+
+    def unpropagate(self, node: str, domain: str, target: str | None) -> str:
+        """Save the root overlay (base + the guest's writes) as a new repository image; its URI."""
+        overlay = self._domain_dir(node, domain) / "root.qcow2"
+        if not overlay.exists():
+            raise BackendError(f"{domain} has no writable root disk to save")
+        return self.repository.save(overlay, target or f"file://{domain}.qcow2")
+
+    def remove(self, node: str, domain: str) -> None:
+        """Destroy, undefine, delete the workspace's files; a domain already gone is fine."""
+        driver = self._driver(node)
+        try:
+            driver.destroy(domain)
+            driver.undefine(domain)
+        except DomainMissing:
+            pass
+        shutil.rmtree(self._domain_dir(node, domain), ignore_errors=True)
+        with self._store.transaction() as db:
+            db.execute("delete from pool_domains where node = ? and domain = ?", [node, domain])
+
+    def domain_states(self) -> dict[tuple[str, str], str]:
+        """What libvirt runs that vws owns, per (node, domain); nodes that cannot be reached
+        report their recorded domains as ``unreachable`` and are marked unavailable."""
+        states: dict[tuple[str, str], str] = {}
+        with self._store.reading() as db:
+            all_nodes = nodes.list_nodes(db)
+        for node in all_nodes:
+            try:
+                owned = self._healthy_driver(node.name).owned()
+            except VwsError as exc:
+                log.warning("node %s unreachable: %s", node.name, exc.description)
+                self._set_available(node.name, False)
+                states.update({(node.name, name): UNREACHABLE for name in self._recorded_names(node.name)})
+                continue
+            self._set_available(node.name, True)
+            states.update({(node.name, name): domain.state for name, domain in owned.items()})
+        return states
+
+    def associations(self) -> list[str]:
+        """Network pool names, published as the factory's ``Associations`` property."""
+        return list(self._associations)
+
+    def close(self) -> None:
+        with self._drivers_guard:
+            drivers, self._drivers = list(self._drivers.values()), {}
+        for driver in drivers:
+            driver.close()
+
+    # ---- drivers ----------------------------------------------------------------------------
+
+    def _driver(self, name: str) -> Driver:
+        with self._drivers_guard:
+            driver = self._drivers.get(name)
+            if driver is None:
+                driver = self._drivers[name] = self._open(name)
+            return driver
+
+    def _healthy_driver(self, name: str) -> Driver:
+        """The node's driver, reopened when its connection died."""
+        with self._drivers_guard:
+            driver = self._drivers.get(name)
+            if driver is not None and not driver.alive():
+                driver.close()
+                del self._drivers[name]
+        return self._driver(name)
+
+    def _open(self, name: str) -> Driver:
+        with self._store.reading() as db:
+            node = nodes.get_node(db, name)
+            recorded = db.execute("select xml, state from pool_domains where node = ?", [name]).fetchall()
+        uri = testnode.restored(node.uri, recorded, self._dir / "nodes" / name / "libvirt-node.xml")
+        return Driver(name, uri, self._on_event)
+
+    # ---- files and records ------------------------------------------------------------------
+
+    def _domain_dir(self, node: str, domain: str) -> Path:
+        return self._dir / "nodes" / node / "domains" / domain
+
+    def _cache(self, node: str) -> images.NodeCache:
+        return images.NodeCache(self._dir / "nodes" / node / "cache", self._config.image_cache_mb)
+
+    def _kernel(self, machine: MachineRequest) -> KernelFiles | None:
+        if machine.kernel is None or machine.kernel.image is None:
+            return None
+        kernel, initrd = images.kernel_files(self.repository, [machine.kernel.image, machine.kernel.initrd])
+        assert kernel is not None
+        return KernelFiles(kernel, initrd, machine.kernel.parameters)
+
+    def _context_disk(
+        self,
+        placement: Placement,
+        machine: MachineRequest,
+        prepared: images.PreparedDisks,
+        directory: Path,
+        driver: Driver,
+    ) -> tuple[DiskSpec, ...]:
+        if not context_drive.needed(machine):
+            return ()
+        if designer.TEST in driver.virt_types() and not self._config.test_node_context_iso:
+            return ()  # see context_drive: building it costs more than the rest of a test-node define
+        files = context_drive.layout(machine, placement.leases, prepared.mounts, placement.domain)
+        context_drive.write_layout(directory / "context", files)
+        iso = directory / "context.iso"
+        context_drive.build_iso(directory / "context", iso)
+        return (DiskSpec(iso, designer.disk_target(len(prepared.disks)), "raw", readonly=True),)
+
+    def _record(self, placement: Placement, xml: str, directory: Path, bases: Sequence[Path], driver: Driver) -> None:
+        try:
+            with self._store.transaction() as db:
+                db.execute(
+                    "insert or replace into pool_domains (node, domain, workspace_id, xml, state, directory, bases) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        placement.node,
+                        placement.domain,
+                        placement.workspace_id,
+                        xml,
+                        SHUTOFF,
+                        str(directory),
+                        json.dumps([str(base) for base in bases]),
+                    ],
+                )
+        except Exception:
+            driver.undefine(placement.domain)  # not recorded: not left defined either
+            raise
+
+    def _set_state(self, node: str, domain: str, state: str) -> None:
+        with self._store.transaction() as db:
+            db.execute("update pool_domains set state = ? where node = ? and domain = ?", [state, node, domain])
+
+    def _set_available(self, node: str, available: bool) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "update nodes set available = ? where name = ? and available != ?",
+                [int(available), node, int(available)],
+            )
+
+    def _recorded_names(self, node: str) -> list[str]:
+        with self._store.reading() as db:
+            return [row[0] for row in db.execute("select domain from pool_domains where node = ?", [node])]
+
+    def _evict(self, node: str) -> None:
+        if not self._config.image_cache_mb:
+            return
+        with self._store.reading() as db:
+            in_use = {
+                Path(base)
+                for (bases,) in db.execute("select bases from pool_domains where node = ?", [node])
+                for base in json.loads(bases or "[]")
+            }
+        for path in self._cache(node).evict(in_use):
+            log.info("evicted cached image %s from node %s", path.name, node)
+
+
+def _bridges(pairs: Sequence[str]) -> dict[str, str]:
+    """``pool=bridge`` pairs from the config."""
+    bridges = {}
+    for pair in pairs:
+        pool, separator, bridge = pair.partition("=")
+        if not separator or not pool.strip() or not bridge.strip():
+            raise InvalidMetadata(f"[pool] bridges: {pair!r} is not pool=bridge")
+        bridges[pool.strip()] = bridge.strip()
+    return bridges
+
+
+__all__ = ["MISSING", "UNREACHABLE", "PoolManager"]

@@ -1,0 +1,303 @@
+"""Network pools: Nimbus pool files, synced into the ``leases`` table, leased per NIC.
+
+Pool file (one per pool in ``PoolConfig.network_pools_dir``, named for the pool):
+
+    # comments start with '#'
+    192.168.128.1                                   <- first data line: DNS server, or none
+    pub01 192.168.128.10 192.168.128.1 192.168.128.255 255.255.255.0 [MAC]
+    hostname ip gateway [broadcast [netmask [MAC]]]
+
+``none`` is allowed for gateway, broadcast and netmask (the guest is told nothing).
+A missing netmask is derived from the address class (A: 255.0.0.0, B: 255.255.0.0,
+C and above: 255.255.255.0), as Nimbus did; a missing broadcast is the address with all
+host bits of that netmask set.
+
+MACs come from the file, or are generated once from ``PoolConfig.mac_prefix`` and
+STORED with the entry, so they stay the same across restarts (Nimbus issue #35). Sync
+at start adds new entries, updates free ones, drops entries gone from the file only
+while they are free, and never touches an assigned lease.
+
+Leases are taken inside the caller's reservation transaction and released once, by
+workspace id, only after the pool has seen the domain gone (Nimbus issue #101).
+"""
+
+import ipaddress
+import logging
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vws.errors import InvalidMetadata, RequestDenied, SchedulingFailed
+from vws.pool.machine import NetworkLease, NicRequest
+from vws.pool.sql import one, rows
+
+log = logging.getLogger(__name__)
+
+ALLOCATE = "AllocateAndConfigure"
+ACCEPT = "AcceptAndConfigure"
+ADVISORY = "Advisory"
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+SAMPLE_POOL = "public"
+SAMPLE_TEXT = """\
+# vws network pool "public": the sample the embedded default starts with.
+# First data line: the DNS server (or none). Then one address per line:
+#   hostname ip gateway broadcast netmask [MAC]
+# 'none' is allowed for gateway, broadcast and netmask. Without a MAC, one is made
+# from [pool] mac_prefix and stored, so it is the same after every restart.
+192.168.128.1
+""" + "".join(f"pub{n:02d} 192.168.128.{n + 9} 192.168.128.1 192.168.128.255 255.255.255.0\n" for n in range(1, 11))
+
+
+class NetworkPoolError(InvalidMetadata):
+    """A network pool file that does not follow the documented format."""
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    hostname: str
+    ip: str
+    gateway: str | None
+    broadcast: str | None
+    netmask: str | None
+    mac: str | None
+
+
+@dataclass(frozen=True)
+class NetworkPool:
+    name: str
+    dns: str | None
+    entries: tuple[PoolEntry, ...]
+
+
+# ---- pool files --------------------------------------------------------------------------
+
+
+def parse_pool(name: str, text: str) -> NetworkPool:
+    dns: str | None = None
+    seen_dns = False
+    entries: list[PoolEntry] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"network pool {name}, line {number}"
+        if not seen_dns:
+            dns, seen_dns = _none_or_address(line, where), True
+            continue
+        entries.append(_entry(line.split(), where))
+    addresses = [entry.ip for entry in entries]
+    if len(set(addresses)) != len(addresses):
+        raise NetworkPoolError(f"network pool {name} lists an address twice")
+    return NetworkPool(name, dns, tuple(entries))
+
+
+def read_pools(directory: Path) -> list[NetworkPool]:
+    """Every pool file in ``directory`` (hidden files and editor backups~ skipped)."""
+    files = sorted(
+        path
+        for path in directory.iterdir()
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
+    )
+    return [parse_pool(path.name, path.read_text()) for path in files]
+
+
+def write_sample(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SAMPLE_POOL).write_text(SAMPLE_TEXT)
+
+
+def _entry(fields: list[str], where: str) -> PoolEntry:
+    if not 3 <= len(fields) <= 6:
+        raise NetworkPoolError(f"{where}: expected 'hostname ip gateway [broadcast [netmask [MAC]]]'")
+    hostname, ip = fields[0], _address(fields[1], where)
+    gateway = _none_or_address(fields[2], where)
+    broadcast = _none_or_address(fields[3], where) if len(fields) > 3 else None
+    netmask = _none_or_address(fields[4], where) if len(fields) > 4 else _class_netmask(ip)
+    if len(fields) <= 3 and netmask:
+        broadcast = str(ipaddress.IPv4Network(f"{ip}/{netmask}", strict=False).broadcast_address)
+    mac = _mac(fields[5], where) if len(fields) > 5 else None
+    return PoolEntry(hostname, ip, gateway, broadcast, netmask, mac)
+
+
+def _class_netmask(ip: str) -> str:
+    first = int(ip.split(".", 1)[0])
+    return "255.0.0.0" if first < 128 else "255.255.0.0" if first < 192 else "255.255.255.0"
+
+
+def _address(text: str, where: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise NetworkPoolError(f"{where}: {text!r} is not an IPv4 address") from None
+
+
+def _none_or_address(text: str, where: str) -> str | None:
+    return None if text.lower() == "none" else _address(text, where)
+
+
+def _mac(text: str, where: str) -> str:
+    mac = text.lower()
+    if not _MAC.match(mac):
+        raise NetworkPoolError(f"{where}: {text!r} is not a MAC address")
+    return mac
+
+
+def check_mac_prefix(prefix: str) -> str:
+    """Three octets of a locally administered unicast MAC (a bad prefix breaks ARP)."""
+    octets = prefix.lower().split(":")
+    if len(octets) != 3 or not all(re.fullmatch(r"[0-9a-f]{2}", octet) for octet in octets):
+        raise NetworkPoolError(f"mac_prefix {prefix!r} must be three hex octets, like A2:AA:BB")
+    if int(octets[0], 16) & 0x01:
+        raise NetworkPoolError(f"mac_prefix {prefix!r} is a multicast address; its first octet must be even")
+    return ":".join(octets)
+
+
+# ---- the leases table ----------------------------------------------------------------------
+
+
+def sync(db: Database, pools: Sequence[NetworkPool], mac_prefix: str, rng: random.Random | None = None) -> None:
+    """Bring the ``leases`` table in line with the pool files, keeping assigned leases."""
+    prefix = check_mac_prefix(mac_prefix)
+    rng = rng or random.SystemRandom()
+    names = {pool.name for pool in pools}
+    for pool in pools:
+        _sync_pool(db, pool, prefix, rng)
+    for (name,) in db.execute("select distinct pool from leases").fetchall():
+        if name not in names:
+            _drop_free(db, name, keep=set())
+
+
+def _sync_pool(db: Database, pool: NetworkPool, prefix: str, rng: random.Random) -> None:
+    stored = {row["ip"]: row for row in db["leases"].rows_where("pool = ?", [pool.name])}
+    for seq, entry in enumerate(pool.entries):
+        row = stored.get(entry.ip)
+        if row is not None and row["workspace_id"] is not None:
+            db["leases"].update((pool.name, entry.ip), {"seq": seq})  # assigned: only its order
+            continue
+        mac = entry.mac or (row["mac"] if row else None) or _new_mac(db, prefix, rng)
+        _check_mac_free(db, mac, pool.name, entry.ip)
+        db["leases"].upsert(
+            {
+                "pool": pool.name,
+                "ip": entry.ip,
+                "hostname": entry.hostname,
+                "gateway": entry.gateway,
+                "broadcast": entry.broadcast,
+                "netmask": entry.netmask,
+                "dns": pool.dns,
+                "mac": mac,
+                "seq": seq,
+            },
+            pk=("pool", "ip"),
+        )
+    _drop_free(db, pool.name, keep={entry.ip for entry in pool.entries})
+
+
+def _drop_free(db: Database, pool: str, keep: set[str]) -> None:
+    for row in list(db["leases"].rows_where("pool = ?", [pool])):
+        if row["ip"] in keep:
+            continue
+        if row["workspace_id"] is None:
+            db["leases"].delete((pool, row["ip"]))
+        else:
+            log.warning(
+                "%s left network pool %s but is leased to workspace %s; kept until released",
+                row["ip"],
+                pool,
+                row["workspace_id"],
+            )
+
+
+def _new_mac(db: Database, prefix: str, rng: random.Random) -> str:
+    while True:
+        mac = prefix + "".join(f":{rng.randrange(256):02x}" for _ in range(3))
+        if not db.execute("select 1 from leases where mac = ?", [mac]).fetchone():
+            return mac
+
+
+def _check_mac_free(db: Database, mac: str, pool: str, ip: str) -> None:
+    owner = db.execute("select pool, ip from leases where mac = ?", [mac]).fetchone()
+    if owner and tuple(owner) != (pool, ip):
+        raise NetworkPoolError(
+            f"network pool {pool}: MAC {mac} of {ip} is already used by {owner[1]} in pool {owner[0]}"
+        )
+
+
+def pool_names(db: Database) -> list[str]:
+    return [row[0] for row in db.execute("select distinct pool from leases order by pool")]
+
+
+def allocate(
+    db: Database, workspace_id: int, nics: Sequence[NicRequest], *, allow_static: bool
+) -> tuple[NetworkLease, ...]:
+    """One lease per NIC, in the caller's transaction; raises before anything is kept."""
+    leases = []
+    for index, nic in enumerate(nics):
+        row = _pick(db, nic, allow_static)
+        acquisition = ACCEPT if nic.acquisition == ACCEPT else ALLOCATE
+        db.execute(
+            "update leases set workspace_id = ?, nic = ?, nic_index = ?, acquisition = ? where pool = ? and ip = ?",
+            [workspace_id, nic.name, index, acquisition, row["pool"], row["ip"]],
+        )
+        leases.append(_lease(row | {"nic": nic.name, "acquisition": acquisition}))
+    return tuple(leases)
+
+
+def _pick(db: Database, nic: NicRequest, allow_static: bool) -> dict:
+    pool = nic.association
+    if not db.execute("select 1 from leases where pool = ? limit 1", [pool]).fetchone():
+        raise InvalidMetadata(f"nic {nic.name}: there is no network pool named {pool!r}")
+    if nic.acquisition == ACCEPT:
+        return _pick_static(db, nic, allow_static)
+    row = one(db, "select * from leases where pool = ? and workspace_id is null order by seq limit 1", [pool])
+    if row is None:
+        raise SchedulingFailed(f"network pool {pool} has no free address")
+    return row
+
+
+def _pick_static(db: Database, nic: NicRequest, allow_static: bool) -> dict:
+    if not allow_static:
+        raise RequestDenied(f"nic {nic.name}: requesting a specific address (AcceptAndConfigure) is not allowed here")
+    if not nic.ip:
+        raise InvalidMetadata(f"nic {nic.name}: AcceptAndConfigure needs an ipAddress")
+    row = one(db, "select * from leases where pool = ? and ip = ?", [nic.association, nic.ip])
+    if row is None:
+        raise RequestDenied(f"nic {nic.name}: {nic.ip} is not an address of network pool {nic.association}")
+    if row["workspace_id"] is not None:
+        raise SchedulingFailed(f"nic {nic.name}: {nic.ip} of network pool {nic.association} is already leased")
+    return row
+
+
+def release(db: Database, workspace_id: int) -> int:
+    """Free every lease the workspace holds; a second call finds none and frees nothing."""
+    cursor = db.execute(
+        "update leases set workspace_id = null, nic = null, nic_index = null, acquisition = null "
+        "where workspace_id = ?",
+        [workspace_id],
+    )
+    return cursor.rowcount
+
+
+def leases_of(db: Database, workspace_id: int) -> tuple[NetworkLease, ...]:
+    found = rows(db, "select * from leases where workspace_id = ? order by nic_index", [workspace_id])
+    return tuple(_lease(row) for row in found)
+
+
+def _lease(row: dict) -> NetworkLease:
+    return NetworkLease(
+        nic=row["nic"],
+        pool=row["pool"],
+        ip=row["ip"],
+        hostname=row["hostname"],
+        mac=row["mac"],
+        gateway=row["gateway"],
+        broadcast=row["broadcast"],
+        netmask=row["netmask"],
+        dns=row["dns"],
+        acquisition=row["acquisition"] or ALLOCATE,
+    )

@@ -1,0 +1,250 @@
+"""The node pool: hypervisor nodes vws may place workspaces on, kept in the ``nodes`` table.
+
+Library functions for the service and for ``vws-admin nodes add|remove|update|list``:
+each takes a sqlite-utils Database (inside the caller's transaction) and returns data
+or raises a typed error. Memory and CPUs *in use* are never stored: ``usage`` derives
+them from the live ``workspaces`` rows, so there is no second counter to drift.
+
+Nodes file (``PoolConfig.nodes_file``, sample in ``etc/nodes.conf``): INI, one section per
+node, keys ``uri``, ``memory`` (MB vws may give out), ``cpus``, ``networks`` (network pool
+names, comma-separated, or ``*``), ``active`` (yes/no). At start its nodes are written
+into the table (the file wins for the keys it names); a node the file used to list and
+no longer does is removed when idle, else made inactive. Nodes added with the admin
+CLI are left alone. Without a nodes file the embedded default applies: one test-driver
+node ``node1`` (8 CPUs, 16 GiB), created when the table is empty.
+"""
+
+import configparser
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from vws.errors import InvalidMetadata, RequestDenied, UnknownResource
+from vws.pool.sql import one, rows
+
+log = logging.getLogger(__name__)
+
+ANY_NETWORK = "*"
+EMBEDDED = "node1"
+EMBEDDED_MEMORY_MB = 16384
+EMBEDDED_CPUS = 8
+
+
+class UnknownNode(UnknownResource):
+    """No node by that name in the pool."""
+
+
+class NodeExists(RequestDenied):
+    """A node by that name is already in the pool."""
+
+
+class NodeBusy(RequestDenied):
+    """The change would strand workspaces that live on the node."""
+
+
+class NodesFileError(InvalidMetadata):
+    """The nodes file cannot be read as the documented INI format."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    uri: str
+    memory_mb: int
+    cpus: int
+    networks: tuple[str, ...] = (ANY_NETWORK,)
+    active: bool = True  # admin's switch: inactive nodes get no new workspaces (drained)
+    available: bool = True  # health: the last connection attempt worked
+    origin: str = "admin"  # admin | file | embedded
+
+    def reaches(self, pool: str) -> bool:
+        return ANY_NETWORK in self.networks or pool in self.networks
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory_mb: int = 0
+    cpus: int = 0
+
+
+def list_nodes(db: Database) -> list[Node]:
+    return [_from_row(row) for row in rows(db, "select * from nodes order by name")]
+
+
+def get_node(db: Database, name: str) -> Node:
+    row = one(db, "select * from nodes where name = ?", [name])
+    if row is None:
+        raise UnknownNode(f"no node named {name!r} in the pool")
+    return _from_row(row)
+
+
+def add_node(
+    db: Database,
+    name: str,
+    uri: str,
+    memory_mb: int,
+    cpus: int,
+    networks: Sequence[str] = (ANY_NETWORK,),
+    *,
+    active: bool = True,
+    origin: str = "admin",
+) -> Node:
+    node = _validated(Node(name, uri, memory_mb, cpus, tuple(networks), active, True, origin))
+    if one(db, "select name from nodes where name = ?", [name]):
+        raise NodeExists(f"node {name!r} is already in the pool")
+    db["nodes"].insert(_to_row(node))
+    return node
+
+
+def update_node(
+    db: Database,
+    name: str,
+    *,
+    uri: str | None = None,
+    memory_mb: int | None = None,
+    cpus: int | None = None,
+    networks: Sequence[str] | None = None,
+    active: bool | None = None,
+    available: bool | None = None,
+) -> Node:
+    """Change the given fields; refuses to shrink a node below what its workspaces hold."""
+    node = get_node(db, name)
+    changes = {
+        key: value
+        for key, value in {
+            "uri": uri,
+            "memory_mb": memory_mb,
+            "cpus": cpus,
+            "networks": None if networks is None else tuple(networks),
+            "active": active,
+            "available": available,
+        }.items()
+        if value is not None
+    }
+    updated = _validated(replace(node, **changes))
+    used = usage(db).get(name, Usage())
+    if updated.memory_mb < used.memory_mb or updated.cpus < used.cpus:
+        raise NodeBusy(
+            f"node {name} holds {used.memory_mb} MB and {used.cpus} CPUs of live workspaces; "
+            f"it cannot shrink to {updated.memory_mb} MB and {updated.cpus} CPUs"
+        )
+    db["nodes"].update(name, _to_row(updated))
+    return updated
+
+
+def remove_node(db: Database, name: str) -> Node:
+    """Take a node out of the pool; refused while live workspaces are placed on it."""
+    node = get_node(db, name)
+    live = db.execute("select count(*) from workspaces where node = ? and destroyed_at is null", [name]).fetchone()[0]
+    if live:
+        raise NodeBusy(f"node {name} still has {live} live workspace(s); make it inactive to drain it first")
+    db["nodes"].delete(name)
+    return node
+
+
+def usage(db: Database) -> dict[str, Usage]:
+    """Memory and CPUs held per node, summed from the live workspaces placed there."""
+    sums = db.execute(
+        "select node, sum(memory_mb), sum(vcpus) from workspaces "
+        "where destroyed_at is null and node is not null group by node"
+    )
+    return {node: Usage(memory or 0, cpus or 0) for node, memory, cpus in sums}
+
+
+# ---- the nodes file ---------------------------------------------------------------------
+
+
+def read_nodes_file(path: Path) -> list[Node]:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        if not parser.read(path):
+            raise NodesFileError(f"cannot read nodes file {path}")
+    except configparser.Error as exc:
+        raise NodesFileError(f"nodes file {path}: {exc}") from None
+    return [_node_from_section(path, name, parser[name]) for name in parser.sections()]
+
+
+def sync_nodes_file(db: Database, nodes: Iterable[Node]) -> None:
+    """Write the file's nodes into the table; retire nodes the file no longer lists."""
+    listed = {node.name: node for node in nodes}
+    for node in listed.values():
+        row = one(db, "select * from nodes where name = ?", [node.name])
+        if row is not None:
+            current = _from_row(row)
+            db["nodes"].update(node.name, _to_row(replace(node, available=current.available, origin="file")))
+        else:
+            db["nodes"].insert(_to_row(replace(node, origin="file")))
+    for node in list_nodes(db):
+        if node.origin == "file" and node.name not in listed:
+            try:
+                remove_node(db, node.name)
+            except NodeBusy:
+                log.warning("node %s left the nodes file but has live workspaces; made inactive", node.name)
+                db["nodes"].update(node.name, {"active": 0})
+
+
+def _node_from_section(path: Path, name: str, section: configparser.SectionProxy) -> Node:
+    where = f"nodes file {path}, [{name}]"
+    unknown = set(section) - {"uri", "memory", "cpus", "networks", "active"}
+    if unknown:
+        raise NodesFileError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    try:
+        node = Node(
+            name=name,
+            uri=section["uri"],
+            memory_mb=int(section["memory"]),
+            cpus=int(section.get("cpus", "1")),
+            networks=parse_networks(section.get("networks", ANY_NETWORK)),
+            active=section.getboolean("active", True),
+            origin="file",
+        )
+    except (KeyError, ValueError) as exc:
+        raise NodesFileError(f"{where}: {exc}") from None
+    return _validated(node, where)
+
+
+def parse_networks(text: str) -> tuple[str, ...]:
+    """``*`` or a comma-separated list of network pool names."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    return names or (ANY_NETWORK,)
+
+
+def _validated(node: Node, where: str | None = None) -> Node:
+    where = where or f"node {node.name!r}"
+    if not node.name or any(char.isspace() or char in "/\\" for char in node.name):
+        raise InvalidMetadata(f"{where}: a node name must be non-empty, without spaces or slashes")
+    if "://" not in node.uri and not node.uri.startswith("test:"):
+        raise InvalidMetadata(f"{where}: {node.uri!r} is not a libvirt URI")
+    if node.memory_mb < 0 or node.cpus < 1:
+        raise InvalidMetadata(f"{where}: memory must be >= 0 MB and cpus >= 1")
+    return node
+
+
+def _from_row(row: dict) -> Node:
+    return Node(
+        name=row["name"],
+        uri=row["uri"],
+        memory_mb=row["memory_mb"],
+        cpus=row["cpus"],
+        networks=tuple(json.loads(row["networks"])),
+        active=bool(row["active"]),
+        available=bool(row["available"]),
+        origin=row["origin"] or "admin",
+    )
+
+
+def _to_row(node: Node) -> dict:
+    return {
+        "name": node.name,
+        "uri": node.uri,
+        "memory_mb": node.memory_mb,
+        "cpus": node.cpus,
+        "networks": json.dumps(list(node.networks)),
+        "active": int(node.active),
+        "available": int(node.available),
+        "origin": node.origin,
+    }

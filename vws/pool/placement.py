@@ -1,0 +1,120 @@
+"""Which node each workspace goes to: pure functions over a snapshot of node loads.
+
+Two policies, chosen by ``PoolConfig.placement``:
+
+- ``round-robin`` (Nimbus's default): the node with the most free memory, which spreads
+  consecutive workspaces over the pool.
+- ``greedy``: the node with the least free memory that still fits, which packs nodes
+  and leaves whole nodes free for large requests.
+
+Ties go to the node whose name sorts first, so placement is deterministic. Memory is
+never overcommitted, vCPUs placed on a node never exceed its CPU count, inactive and
+unavailable nodes are skipped, and a node must reach every network pool the request's
+NICs name. A group is placed whole or not at all.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from vws.errors import InvalidMetadata, SchedulingFailed
+
+
+@dataclass(frozen=True)
+class Demand:
+    memory_mb: int
+    vcpus: int
+    pools: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    name: str
+    memory_mb: int  # what vws may give out on the node
+    cpus: int
+    used_memory_mb: int = 0
+    used_cpus: int = 0
+    networks: frozenset[str] = frozenset({"*"})
+    usable: bool = True  # active and available
+
+    @property
+    def free_memory_mb(self) -> int:
+        return self.memory_mb - self.used_memory_mb
+
+    @property
+    def free_cpus(self) -> int:
+        return self.cpus - self.used_cpus
+
+    def reaches(self, pools: frozenset[str]) -> bool:
+        return "*" in self.networks or pools <= self.networks
+
+    def fits(self, demand: Demand) -> bool:
+        return (
+            self.usable
+            and self.reaches(demand.pools)
+            and demand.memory_mb <= self.free_memory_mb
+            and demand.vcpus <= self.free_cpus
+        )
+
+    def holding(self, demand: Demand) -> "NodeLoad":
+        return replace(
+            self, used_memory_mb=self.used_memory_mb + demand.memory_mb, used_cpus=self.used_cpus + demand.vcpus
+        )
+
+
+Policy = Callable[[Sequence[NodeLoad]], NodeLoad]
+
+
+def round_robin(candidates: Sequence[NodeLoad]) -> NodeLoad:
+    return min(candidates, key=lambda load: (-load.free_memory_mb, load.name))
+
+
+def greedy(candidates: Sequence[NodeLoad]) -> NodeLoad:
+    return min(candidates, key=lambda load: (load.free_memory_mb, load.name))
+
+
+POLICIES: dict[str, Policy] = {"round-robin": round_robin, "greedy": greedy}
+
+
+def policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise InvalidMetadata(f"unknown placement policy {name!r}; known: {', '.join(POLICIES)}") from None
+
+
+def place_group(loads: Sequence[NodeLoad], demand: Demand, count: int, choose: Policy) -> list[str]:
+    """Node names for ``count`` workspaces of ``demand``, or SchedulingFailed for the whole group."""
+    current = {load.name: load for load in loads}
+    chosen = []
+    for placed in range(count):
+        candidates = [load for load in current.values() if load.fits(demand)]
+        if not candidates:
+            raise SchedulingFailed(_why_not(list(current.values()), demand, placed, count))
+        node = choose(candidates)
+        current[node.name] = node.holding(demand)
+        chosen.append(node.name)
+    return chosen
+
+
+def _why_not(loads: list[NodeLoad], demand: Demand, placed: int, count: int) -> str:
+    """A reason a user can act on: which resource ran out."""
+    what = f"a {demand.memory_mb} MB, {demand.vcpus}-CPU workspace"
+    group = f" ({placed} of {count} placed; none are kept)" if count > 1 else ""
+    usable = [load for load in loads if load.usable]
+    if not usable:
+        return f"no active, available node can take {what}{group}"
+    reaching = [load for load in usable if load.reaches(demand.pools)]
+    if not reaching:
+        return f"no active node reaches network pool(s) {', '.join(sorted(demand.pools))}{group}"
+    most_memory = max(reaching, key=lambda load: load.free_memory_mb)
+    if all(load.free_memory_mb < demand.memory_mb for load in reaching):
+        return (
+            f"not enough memory for {what}{group}: the most free is "
+            f"{most_memory.free_memory_mb} MB on {most_memory.name}"
+        )
+    most_cpus = max(reaching, key=lambda load: load.free_cpus)
+    return (
+        f"not enough CPUs for {what}{group}: nodes with the memory free have at most "
+        f"{max(load.free_cpus for load in reaching if load.free_memory_mb >= demand.memory_mb)} "
+        f"CPUs free (most anywhere: {most_cpus.free_cpus} on {most_cpus.name})"
+    )

@@ -1,0 +1,69 @@
+"""Test-driver node files: the embedded default node, and bringing its domains back.
+
+A ``test:///path/node.xml`` connection reads the file once and keeps every later change
+in the process only: after a restart the node would come back empty while SQLite still
+says workspaces run there. So before each test node is opened, the pool writes a copy
+of its base file with the domains the pool recorded in ``pool_domains`` (the exact XML
+it defined, plus the power state it last put each in, as ``<test:runstate>``) and opens
+that copy. The node then holds what a real hypervisor would have kept across a restart
+of vws: defined domains, running or paused or shut off. The record is written after
+each successful libvirt call, so it is what libvirt was last seen to do, never what the
+workspace layer meant to do; reconciliation compares the two as it would on a real node.
+
+``test:///default`` is shared by the whole process and cannot be rebuilt; it is opened
+as it is.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from lxml import etree
+
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
+_RUNSTATE = {"running": "1", "paused": "3", "shutoff": "5"}
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+
+
+def node_xml(memory_mb: int, cpus: int) -> str:
+    """A ``<node>`` with ``cpus`` CPUs and ``memory_mb`` of memory and no domains."""
+    return (
+        "<node>\n"
+        f"  <cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>"
+        f"<active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu>\n"
+        f"  <memory>{memory_mb * 1024}</memory>\n"
+        "</node>\n"
+    )
+
+
+def write_node(path: Path, memory_mb: int, cpus: int) -> str:
+    """Write a node file; returns its ``test://`` URI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(node_xml(memory_mb, cpus))
+    return "test://" + str(path.resolve())
+
+
+def file_of(uri: str) -> Path | None:
+    """The node file of a ``test:///abs/path`` URI; None for test:///default and other drivers."""
+    if not uri.startswith("test:///") or uri == "test:///default":
+        return None
+    return Path(uri[len("test://") :])
+
+
+def restored(uri: str, domains: Iterable[tuple[str, str]], target: Path) -> str:
+    """The URI to open: a copy of the node file with ``(xml, state)`` domains added."""
+    base = file_of(uri)
+    if base is None:
+        return uri
+    node = etree.fromstring(base.read_bytes(), _PARSER)
+    present = {name.text for name in node.iterfind("domain/name")}
+    for xml, state in domains:
+        domain = etree.fromstring(xml.encode(), _PARSER)
+        if domain.findtext("name") in present:
+            continue
+        etree.SubElement(domain, f"{{{TEST_NS}}}runstate", nsmap={"test": TEST_NS}).text = _RUNSTATE[state]
+        node.append(domain)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(etree.tostring(node))
+    partial.replace(target)
+    return "test://" + str(target.resolve())
