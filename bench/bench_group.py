@@ -2,7 +2,7 @@
 
 The embedded default node and address pool are sized for a handful of workspaces,
 so this bench writes its own: one test-driver node with room for 100 guests and a
-"public" network pool of 254 addresses, in the GT4 file formats the pool reads.
+"public" network pool of 254 addresses, in the formats ``vws/pool/nodes.py`` and ``network.py`` read.
 Target (issue #5): a 100-member group created in under 1 s.
 """
 
@@ -14,6 +14,7 @@ from common import report, running_service
 
 from tests.gt4wire import Gt4Client, created_eprs
 from tests.resources import create, create_request, group_call, reference
+from vws.pool import testnode
 
 MEMBERS = 100
 ROUNDS = 5
@@ -21,8 +22,9 @@ ROUNDS = 5
 
 def pool_files(directory: Path) -> dict[str, Path]:
     """One big test node and a /24 of addresses: ``[pool] nodes_file`` and ``network_pools_dir``."""
-    nodes = directory / "nodes"
-    nodes.write_text("# name  libvirt URI  memory MB  CPUs  networks\nbench1 test:///default 65536 256 *\n")
+    uri = testnode.write_node(directory / "bench1.xml", memory_mb=65536, cpus=256)
+    nodes = directory / "nodes.conf"
+    nodes.write_text(f"[bench1]\nuri = {uri}\nmemory = 65536\ncpus = 256\nnetworks = *\n")
     pools = directory / "network-pools"
     pools.mkdir()
     lines = ["none"] + [f"vm-{n:03d} 10.20.0.{n} 10.20.0.1 10.20.0.255 255.255.255.0" for n in range(2, 256)]
