@@ -1,0 +1,88 @@
+"""Helpers the pool tests share (no tests here): stores, test nodes, reservations, events."""
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vws.clock import ManualClock
+from vws.config import PoolConfig
+from vws.pool import nodes, testnode
+from vws.pool.machine import DiskRequest, MachineRequest, NicRequest, Placement
+from vws.pool.manager import PoolManager
+from vws.store.database import Store
+
+SMALL = MachineRequest(memory_mb=256, vcpus=1, root=DiskRequest("file://ttylinux-xen", "sda1"))
+WITH_NIC = MachineRequest(
+    memory_mb=256, vcpus=1, root=DiskRequest("file://ttylinux-xen", "sda1"), nics=(NicRequest("eth0", "public"),)
+)
+
+
+def open_pool(state: Path, config: PoolConfig | None = None, on_event=None) -> tuple[Store, PoolManager]:
+    state.mkdir(parents=True, exist_ok=True)
+    store = Store(state / "vws.sqlite")
+    return store, PoolManager(store, config or PoolConfig(), ManualClock(), state, on_event=on_event)
+
+
+def add_test_nodes(store: Store, directory: Path, specs: Sequence[tuple[str, int, int]], networks=("*",)) -> None:
+    """Test-driver nodes: (name, memory MB, cpus) each, with its own node file."""
+    with store.transaction() as db:
+        for name, memory_mb, cpus in specs:
+            uri = testnode.write_node(directory / f"{name}.xml", memory_mb, cpus)
+            nodes.add_node(db, name, uri, memory_mb, cpus, networks)
+
+
+def reserve(
+    store: Store, pool: PoolManager, machine: MachineRequest, count: int = 1, *, allow_static: bool = False
+) -> list[Placement]:
+    """What the workspace layer does: insert rows, place, write node/domain, one transaction."""
+    with store.transaction() as db:
+        ids = [
+            db["workspaces"]
+            .insert(
+                {
+                    "owner": "/O=Grid/CN=test",
+                    "state": "Unpropagated",
+                    "memory_mb": machine.memory_mb,
+                    "vcpus": machine.vcpus,
+                    "created_at": "2026-01-01T00:00:00.000000Z",
+                    "termination_time": "2026-01-02T00:00:00.000000Z",
+                    "request": "{}",
+                }
+            )
+            .last_pk
+            for _ in range(count)
+        ]
+        placements = pool.place(db, ids, machine, allow_static=allow_static)
+        for placement in placements:
+            db["workspaces"].update(placement.workspace_id, {"node": placement.node, "domain": placement.domain})
+    return placements
+
+
+def destroy(store: Store, pool: PoolManager, placement: Placement) -> None:
+    """Remove the domain, then in one transaction mark the workspace gone and free its leases."""
+    pool.remove(placement.node, placement.domain)
+    with store.transaction() as db:
+        db["workspaces"].update(placement.workspace_id, {"destroyed_at": "2026-01-01T01:00:00.000000Z"})
+        pool.release_leases(db, placement.workspace_id)
+
+
+def live_rows(store: Store) -> int:
+    with store.reading() as db:
+        return db.execute("select count(*) from workspaces").fetchone()[0]
+
+
+class Events:
+    """Collects lifecycle events; ``wait_for`` blocks on a condition, never on a sleep."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, node: str, domain: str, event: str) -> None:
+        with self._changed:
+            self.seen.append((node, domain, event))
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, str, str]]], bool], timeout: float = 10) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self.seen), timeout)

@@ -1,0 +1,181 @@
+"""Network pools: the file format, sync, leases, static addresses, release exactly once."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_pool_helpers import SMALL, WITH_NIC, destroy, open_pool, reserve
+from vws.config import PoolConfig
+from vws.errors import BackendError, InvalidMetadata, RequestDenied, SchedulingFailed
+from vws.pool import network, nodes
+from vws.pool.machine import MachineRequest, NicRequest
+from vws.pool.network import NetworkPoolError, parse_pool
+
+REPO_SAMPLE = Path(__file__).resolve().parents[1] / "etc" / "network-pools" / "public"
+
+
+def test_format_dns_entries_none_and_comments():
+    pool = parse_pool(
+        "lab",
+        """
+        # the lab network
+        none
+        a 10.1.2.3 10.1.2.1 10.1.2.255 255.255.255.0 AA:BB:CC:00:00:01  # with MAC
+        b 10.1.2.4 none none none
+        """,
+    )
+    assert pool.dns is None
+    first, second = pool.entries
+    assert (first.hostname, first.gateway, first.broadcast, first.netmask, first.mac) == (
+        "a", "10.1.2.1", "10.1.2.255", "255.255.255.0", "aa:bb:cc:00:00:01",
+    )  # fmt: skip
+    assert (second.gateway, second.broadcast, second.netmask, second.mac) == (None, None, None, None)
+
+
+def test_missing_netmask_and_broadcast_come_from_the_address_class():
+    pool = parse_pool("p", "8.8.8.8\nc 192.168.5.9 192.168.5.1\nb 172.16.3.4 none\na 10.0.0.7 none 10.255.255.255\n")
+    c, b, a = pool.entries
+    assert (c.netmask, c.broadcast) == ("255.255.255.0", "192.168.5.255")
+    assert (b.netmask, b.broadcast) == ("255.255.0.0", "172.16.255.255")
+    assert (a.netmask, a.broadcast) == ("255.0.0.0", "10.255.255.255")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not-an-ip\n", "none\nhost 10.0.0.300 none\n", "none\nhost\n", "none\nh 10.0.0.1 none none none zz:zz\n",
+     "none\na 10.0.0.1 none\nb 10.0.0.1 none\n"],
+)  # fmt: skip
+def test_malformed_pool_files_are_refused(text):
+    with pytest.raises(NetworkPoolError):
+        parse_pool("bad", text)
+
+
+def test_bad_mac_prefixes_are_refused():
+    assert network.check_mac_prefix("A2:AA:BB") == "a2:aa:bb"
+    with pytest.raises(NetworkPoolError, match="multicast"):
+        network.check_mac_prefix("A3:AA:BB")
+    with pytest.raises(NetworkPoolError):
+        network.check_mac_prefix("A2:AA")
+
+
+def test_the_shipped_sample_matches_the_embedded_default():
+    assert REPO_SAMPLE.read_text() == network.SAMPLE_TEXT
+    pool = parse_pool("public", REPO_SAMPLE.read_text())
+    assert len(pool.entries) == 10 and pool.entries[0].hostname == "pub01"
+
+
+def test_embedded_default_creates_the_public_pool(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    assert pool.associations() == ["public"]
+    with store.reading() as db:
+        macs = [row[0] for row in db.execute("select mac from leases")]
+    assert len(macs) == len(set(macs)) == 10
+    assert all(mac.startswith("a2:aa:bb:") for mac in macs)
+
+
+def test_macs_are_stable_across_a_store_reopen(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    placed = reserve(store, pool, WITH_NIC)[0]
+    with store.reading() as db:
+        before = dict(db.execute("select ip, mac from leases").fetchall())
+    pool.close()
+    store.close()
+    store, pool = open_pool(tmp_path / "state")
+    with store.reading() as db:
+        assert dict(db.execute("select ip, mac from leases").fetchall()) == before
+        assert pool.leases(db, placed.workspace_id) == placed.leases
+
+
+def test_sync_adds_updates_and_drops_only_free_entries(tmp_path):
+    pools = tmp_path / "pools"
+    pools.mkdir()
+    (pools / "lab").write_text("none\na 10.0.0.1 none\nb 10.0.0.2 none\nc 10.0.0.3 none\n")
+    config = PoolConfig(network_pools_dir=pools)
+    store, pool = open_pool(tmp_path / "state", config)
+    machine = MachineRequest(memory_mb=64, nics=(NicRequest("eth0", "lab"),))
+    held = reserve(store, pool, machine)[0].leases[0]
+    assert held.ip == "10.0.0.1"
+    with store.reading() as db:
+        mac_b = db.execute("select mac from leases where ip = '10.0.0.2'").fetchone()[0]
+    pool.close()
+    # a and b leave the file, d arrives, b's hostname would change
+    (pools / "lab").write_text("10.0.0.53\nc 10.0.0.3 10.0.0.254\nd 10.0.0.4 none\n")
+    store, pool = open_pool(tmp_path / "state", config)
+    with store.reading() as db:
+        rows = {row[0]: row[1:] for row in db.execute("select ip, workspace_id, gateway, dns, mac from leases")}
+    assert set(rows) == {"10.0.0.1", "10.0.0.3", "10.0.0.4"}  # assigned a kept, free b dropped
+    assert rows["10.0.0.1"][0] == 1 and rows["10.0.0.1"][3] == held.mac  # untouched
+    assert rows["10.0.0.3"][1:3] == ("10.0.0.254", "10.0.0.53")  # free entry updated
+    assert mac_b not in {row[3] for row in rows.values()}
+
+
+def test_ip_exhaustion_names_the_pool(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    with store.transaction() as db:
+        nodes.update_node(db, "node1", cpus=16)  # the embedded node's 8 CPUs would run out first
+    reserve(store, pool, WITH_NIC, 10)
+    with pytest.raises(SchedulingFailed, match="network pool public has no free address"):
+        reserve(store, pool, WITH_NIC)
+
+
+def test_unknown_pool_is_a_request_error(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    with pytest.raises(InvalidMetadata, match="no network pool named 'nowhere'"):
+        reserve(store, pool, MachineRequest(memory_mb=64, nics=(NicRequest("eth0", "nowhere"),)))
+
+
+def static(ip: str) -> MachineRequest:
+    return MachineRequest(memory_mb=64, nics=(NicRequest("eth0", "public", "AcceptAndConfigure", ip=ip),))
+
+
+def test_static_address_when_allowed_and_free(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    lease = reserve(store, pool, static("192.168.128.15"), allow_static=True)[0].leases[0]
+    assert (lease.ip, lease.hostname, lease.acquisition) == ("192.168.128.15", "pub06", "AcceptAndConfigure")
+    with pytest.raises(SchedulingFailed, match="already leased"):
+        reserve(store, pool, static("192.168.128.15"), allow_static=True)
+    with pytest.raises(RequestDenied, match="not an address of network pool public"):
+        reserve(store, pool, static("10.9.9.9"), allow_static=True)
+
+
+def test_static_address_refused_when_not_allowed(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    with pytest.raises(RequestDenied, match="AcceptAndConfigure"):
+        reserve(store, pool, static("192.168.128.15"), allow_static=False)
+
+
+def test_release_happens_once_and_never_frees_a_new_holder(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    first = reserve(store, pool, WITH_NIC)[0]
+    destroy(store, pool, first)
+    second = reserve(store, pool, WITH_NIC)[0]
+    assert second.leases[0].ip == first.leases[0].ip  # the address came back once...
+    with store.transaction() as db:
+        pool.release_leases(db, first.workspace_id)  # ...and a second release of the first frees nothing
+        assert pool.leases(db, second.workspace_id) == second.leases
+
+
+def test_lease_is_kept_when_remove_fails_and_released_once_after(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    placed = reserve(store, pool, WITH_NIC)[0]
+    pool.define(placed, WITH_NIC)
+    pool.start(placed.node, placed.domain)
+    pool._driver(placed.node)._conn.close()  # the node's connection dies under the pool
+    with pytest.raises(BackendError):
+        pool.remove(placed.node, placed.domain)
+    with pytest.raises(BackendError, match="leases stay held"), store.transaction() as db:
+        pool.release_leases(db, placed.workspace_id)  # the workspace layer must not get here; if it does: refused
+    with store.reading() as db:
+        assert pool.leases(db, placed.workspace_id) == placed.leases
+    other = reserve(store, pool, WITH_NIC)[0]
+    assert other.leases[0].ip != placed.leases[0].ip  # not handed out twice (Nimbus #101)
+    assert pool.domain_states()[(placed.node, placed.domain)] == "running"  # reconnected, domain still there
+    destroy(store, pool, placed)
+    with store.reading() as db:
+        free = db.execute("select workspace_id from leases where ip = ?", [placed.leases[0].ip]).fetchone()[0]
+    assert free is None
+
+
+def test_no_nics_no_leases(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    assert reserve(store, pool, SMALL)[0].leases == ()
