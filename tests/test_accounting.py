@@ -90,7 +90,7 @@ def test_quotas_refuse_naming_the_limit_and_reserve_nothing(tmp_path, clock):
         assert "max_workspaces is 3" in refused(alice, create_request()).description
         assert "max_workspaces" in refused(alice, in_ensemble(create_request(), None)).description
         create(bob, create_request())  # quotas are per user
-        assert len(service.manager.list(SERVICE)) == 4
+        assert len(service.manager.workspaces(SERVICE)) == 4
         alice.close()
         bob.close()
 

@@ -165,7 +165,7 @@ def test_bad_metadata_and_unschedulable_requests(gt4, service, metadata_edit, fa
     with pytest.raises(SoapFault) as raised:
         gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", create_body(metadata, request))
     assert raised.value.element == qname(TYPES, fault)
-    assert service.manager.list(SERVICE) == []
+    assert service.manager.workspaces(SERVICE) == []
 
 
 def test_too_much_memory_and_too_long_are_denied(gt4, service):
@@ -179,7 +179,7 @@ def test_too_much_memory_and_too_long_are_denied(gt4, service):
             qname(TYPES, "WorkspaceResourceRequestDeniedFault"),
             qname(TYPES, "WorkspaceSchedulingFault"),
         )
-    assert service.manager.list(SERVICE) == []
+    assert service.manager.workspaces(SERVICE) == []
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def test_a_group_of_five_is_created_operated_and_destroyed_as_one(gt4, service):
     group_call(gt4, group, "start")
     assert {gt4.state(epr) for epr in members} == {"Running"}
     group_call(gt4, group, "Destroy")
-    assert service.manager.list(SERVICE) == []
+    assert service.manager.workspaces(SERVICE) == []
     with pytest.raises(SoapFault) as gone:
         group_call(gt4, group, "start")
     assert gone.value.element == qname(TYPES, "WorkspaceUnknownFault")
@@ -53,7 +53,7 @@ def test_a_group_member_destroyed_alone_leaves_the_rest_to_the_group(gt4, servic
     lone, rest = created_eprs(response)
     gt4.destroy(lone)
     group_call(gt4, reference(response, "GroupEPR"), "Destroy")
-    assert service.manager.list(SERVICE) == []
+    assert service.manager.workspaces(SERVICE) == []
 
 
 def test_ensemble_members_wait_for_done_then_start_together(gt4):
@@ -92,7 +92,7 @@ def test_an_ensemble_that_cannot_be_co_scheduled_reserves_nothing(gt4, service):
         create(gt4, in_ensemble(create_request(memory_mb=1_000_000), ensemble))
     assert refused.value.element == qname(TYPES, "WorkspaceSchedulingFault")
     assert "co-scheduled" in refused.value.description
-    assert service.manager.list(SERVICE) == []
+    assert service.manager.workspaces(SERVICE) == []
     with pytest.raises(SoapFault) as gone:
         ensemble_report(gt4, ensemble)
     assert gone.value.element == qname(TYPES, "WorkspaceUnknownFault")

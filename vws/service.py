@@ -87,7 +87,7 @@ class Service:
         """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
         self.accounting.catch_up()
         self.delivery.start()
-        self.manager.reconcile()
+        self.manager.recover()
         host, _, port = self.config.service.listen.rpartition(":")
         server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
         server.prepare()

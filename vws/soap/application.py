@@ -126,6 +126,11 @@ def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) 
     """A WSGI callable that serves one port type's SOAP POSTs."""
     methods = {op.name: _method(op) for op in port_type.operations()}
     service = type(port_type.service, (ServiceBase,), methods)
-    protocol = _WsrfSoap11(port_type, gatekeeper, clock)
-    app = Application([service], tns=_SPYNE_TNS, name=port_type.service, in_protocol=protocol, out_protocol=protocol)
+    app = Application(
+        [service],
+        tns=_SPYNE_TNS,
+        name=port_type.service,
+        in_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
+        out_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
+    )
     return WsgiApplication(app)

@@ -58,7 +58,7 @@ class Ensembles:
 
     def members(self, caller: Caller, key: str) -> list[Workspace]:
         self._owned(caller, key)
-        return [workspace for workspace in self._manager.list(caller) if workspace.ensemble_key == key]
+        return [workspace for workspace in self._manager.workspaces(caller) if workspace.ensemble_key == key]
 
     def destroy(self, caller: Caller, key: str) -> None:
         members = self.members(caller, key)

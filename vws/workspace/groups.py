@@ -36,7 +36,7 @@ class Groups:
 
     def members(self, caller: Caller, key: str) -> list[Workspace]:
         """The group's remaining members; unknown unless the caller owns some."""
-        members = [workspace for workspace in self._manager.list(caller) if workspace.group_key == key]
+        members = [workspace for workspace in self._manager.workspaces(caller) if workspace.group_key == key]
         if not members:
             raise UnknownResource(f"no group with key {key}")
         return members

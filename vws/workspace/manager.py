@@ -199,7 +199,7 @@ class WorkspaceManager:
             raise UnknownResource(f"no workspace with key {workspace_id}")
         return workspace
 
-    def list(self, caller: Caller) -> list[Workspace]:
+    def workspaces(self, caller: Caller) -> list[Workspace]:
         """The caller's live workspaces (an admin sees every one)."""
         where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
         with self._store.reading() as db:
@@ -315,30 +315,39 @@ class WorkspaceManager:
 
     # ---- reconciliation with what libvirt runs ----------------------------------------
 
+    def recover(self) -> list[str]:
+        """At start-up, before serving: finish what a crash cut off half-way, then reconcile.
+
+        A destroy that was under way is completed; a deployment that was still being
+        brought up (not one deliberately left Unpropagated) is rolled back.
+        """
+        findings = []
+        for workspace in self.workspaces(SERVICE):
+            if _cut_off(workspace):
+                findings.append(f"workspace {workspace.id}: cut off while {workspace.state.wire}; rolled back")
+                self._roll_back([workspace.id])
+        for finding in findings:
+            log.warning("recovery: %s", finding)
+        return findings + self.reconcile()
+
     def reconcile(self) -> list[str]:
-        """Compare every live workspace with its domain; returns what was found wrong.
+        """Compare every settled workspace with its domain; returns what was found wrong.
 
         A domain that died or vanished behind the service's back makes its workspace
-        Corrupted; a deployment cut off half-way (by a crash) is rolled back; domains
-        vws owns but no live workspace claims are reported, never killed.
+        Corrupted; domains vws owns that no live workspace claims are reported, never
+        killed. A mismatch is checked again under the workspace's lock, so an operation
+        in flight (its domain already changed, its state not yet committed) is not
+        mistaken for a failure.
         """
         actual = self._pool.domain_states()
-        findings = []
-        for workspace in self.list(SERVICE):
-            where = (workspace.node, workspace.domain)
-            if workspace.state in _HALF_WAY:
-                findings.append(
-                    f"workspace {workspace.id}: deployment cut off while {workspace.state.wire}; rolled back"
-                )
-                self._roll_back([workspace.id])
-                continue
-            expected = _EXPECTED_DOMAIN.get(workspace.state)
-            found = actual.get(where, "missing")  # type: ignore[arg-type]
-            if expected is not None and found != expected:
-                reason = f"libvirt reports domain {workspace.domain} {found}, expected {expected}"
-                findings.append(f"workspace {workspace.id}: {reason}")
-                self.mark_corrupted(workspace.id, reason)
-        claimed = {(w.node, w.domain) for w in self.list(SERVICE)}
+        workspaces = self.workspaces(SERVICE)
+        findings = [
+            finding
+            for workspace in workspaces
+            if _domain_mismatch(workspace, actual)
+            for finding in self._confirm_mismatch(workspace.id)
+        ]
+        claimed = {(workspace.node, workspace.domain) for workspace in workspaces}
         findings += [
             f"domain {domain} on {node} belongs to no live workspace"
             for node, domain in actual
@@ -347,6 +356,15 @@ class WorkspaceManager:
         for finding in findings:
             log.warning("reconciliation: %s", finding)
         return findings
+
+    def _confirm_mismatch(self, workspace_id: int) -> list[str]:
+        with self._locked(workspace_id):
+            workspace = self._snapshot(workspace_id)
+            reason = _domain_mismatch(workspace, self._pool.domain_states())
+            if reason is None:
+                return []
+            self._commit(workspace_id, State.CORRUPTED, fault=reason)
+            return [f"workspace {workspace_id}: {reason}"]
 
     def on_domain_event(self, node: str, domain: str, event: str) -> None:
         """A lifecycle event from libvirt; handled off the event thread so it never waits on an operation."""
@@ -437,8 +455,29 @@ class WorkspaceManager:
 
 # What libvirt should report for a domain whose workspace is in each settled state.
 _EXPECTED_DOMAIN = {State.RUNNING: "running", State.PAUSED: "paused", State.PROPAGATED: "shutoff"}
-# States a crash can leave a workspace in mid-way through create or destroy.
-_HALF_WAY = frozenset({State.UNPROPAGATED, State.PROPAGATING, State.CANCELLED})
+
+
+def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -> str | None:
+    """Why libvirt disagrees with a settled workspace, or None when it agrees."""
+    expected = _EXPECTED_DOMAIN.get(workspace.state)
+    found = actual.get((workspace.node or "", workspace.domain or ""), "missing")
+    if expected is None or found == expected:
+        return None
+    return f"libvirt reports domain {workspace.domain} {found}, expected {expected}"
+
+
+def _cut_off(workspace: Workspace) -> bool:
+    """Left half-way by a crash: being destroyed, or being brought up to its initial state.
+
+    Ensemble members wait Unpropagated for ``done`` on purpose, as do workspaces asked
+    for in the Unpropagated state.
+    """
+    if workspace.state is State.CANCELLED:
+        return True
+    bringing_up = workspace.state in (State.UNPROPAGATED, State.PROPAGATING)
+    return bringing_up and workspace.ensemble_key is None and bool(INITIAL_OPS[workspace.request.initial_state])
+
+
 _FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
 
 

@@ -48,7 +48,7 @@ class StatusPortType:
 
     def current(self, call: Call) -> etree._Element:
         response = etree.Element(qname(STATUS, "currentWorkspaces"), nsmap={"status": STATUS, **codec.NSMAP})
-        response.extend(self._one(workspace) for workspace in self._manager.list(call.caller))
+        response.extend(self._one(workspace) for workspace in self._manager.workspaces(call.caller))
         return response
 
     def used(self, call: Call) -> etree._Element:
