@@ -41,7 +41,7 @@ class EndpointReference:
         if not address:
             raise ValueError("endpoint reference without an Address")
         holder = epr.find(_PROPERTIES)
-        return cls(address.strip(), tuple(detached(child) for child in holder if holder is not None else ()))
+        return cls(address.strip(), tuple(detached(child) for child in (holder if holder is not None else ())))
 
     def key(self, tag: str) -> str | None:
         """The text of the reference property ``tag``: a resource key."""
