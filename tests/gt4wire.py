@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference, request_headers
+from vws.xmlparse import detached
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
 
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -85,7 +86,7 @@ def create_body(metadata: etree._Element, request: etree._Element) -> etree._Ele
     body = etree.Element(qname(WORKSPACE, "create"), nsmap={"types": TYPES})
     for tag, document in (("metadata", metadata), ("resourceRequest", request)):
         holder = etree.SubElement(body, qname(TYPES, tag))
-        holder.extend(child for child in list(document) if isinstance(child.tag, str))
+        holder.extend(detached(child) for child in document if isinstance(child.tag, str))
     return body
 
 

@@ -155,7 +155,7 @@ def test_factory_resource_properties(gt4):
     "metadata_edit, fault",
     [
         (lambda m: m.find(".//{*}rootVBD").getparent().remove(m.find(".//{*}rootVBD")), "WorkspaceMetadataFault"),
-        (lambda m: setattr(m.find(".//{*}association"), "text", "nowhere"), "WorkspaceSchedulingFault"),
+        (lambda m: setattr(m.find(".//{*}association"), "text", "nowhere"), "WorkspaceMetadataFault"),
     ],
 )
 def test_bad_metadata_and_unschedulable_requests(gt4, service, metadata_edit, fault):
@@ -168,17 +168,21 @@ def test_bad_metadata_and_unschedulable_requests(gt4, service, metadata_edit, fa
     assert service.manager.workspaces(SERVICE) == []
 
 
-def test_too_much_memory_and_too_long_are_denied(gt4, service):
+@pytest.mark.parametrize(
+    "path, value, fault",
+    [
+        ("IndividualPhysicalMemory/{*}Exact", "999999", "WorkspaceSchedulingFault"),
+        ("DeploymentTime/{*}minDuration", "P30D", "WorkspaceResourceRequestDeniedFault"),
+    ],
+    ids=["more-memory-than-any-node", "longer-than-the-maximum"],
+)
+def test_requests_beyond_capacity_or_policy_reserve_nothing(gt4, service, path, value, fault):
     metadata = etree.parse(str(SAMPLES / "workspace.xml")).getroot()
-    for path, value in (("IndividualPhysicalMemory/{*}Exact", "999999"), ("DeploymentTime/{*}minDuration", "P30D")):
-        request = etree.parse(str(SAMPLES / "deployment-request.xml")).getroot()
-        request.find(".//{*}" + path).text = value
-        with pytest.raises(SoapFault) as raised:
-            gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", create_body(metadata, request))
-        assert raised.value.element in (
-            qname(TYPES, "WorkspaceResourceRequestDeniedFault"),
-            qname(TYPES, "WorkspaceSchedulingFault"),
-        )
+    request = etree.parse(str(SAMPLES / "deployment-request.xml")).getroot()
+    request.find(".//{*}" + path).text = value
+    with pytest.raises(SoapFault) as raised:
+        gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", create_body(metadata, request))
+    assert raised.value.element == qname(TYPES, fault)
     assert service.manager.workspaces(SERVICE) == []
 
 

@@ -24,9 +24,12 @@ from vws.wsrf.addressing import MessageHeaders, reply_headers
 from vws.xmlns import SOAP_ENV, qname
 from vws.xmlparse import parse
 
-# spyne logs every Fault a method raises as an exception; ours are expected answers.
-logging.getLogger("spyne.application.client").setLevel(logging.CRITICAL)
-logging.getLogger("spyne.server._base").setLevel(logging.CRITICAL)
+# spyne logs every Fault a method raises as an exception; ours are expected answers,
+# and unexpected ones are logged once with an incident key by vws.soap.faults.
+for _name in ("spyne.application", "spyne.server._base"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+# Each port type is its own Application under one dispatch namespace, by design.
+logging.getLogger("spyne.util.appreg").setLevel(logging.ERROR)
 
 _SPYNE_TNS = "urn:vws:dispatch"
 
