@@ -204,7 +204,8 @@ def format_duration(length: timedelta) -> str:
 
 
 def _element(tag: str, text: str | None = None, *children: etree._Element) -> etree._Element:
-    element = etree.Element(tag, nsmap=NSMAP)
+    # No nsmap here: declaring the prefixes on every element costs more than the element.
+    element = etree.Element(tag)
     element.text = text
     element.extend(children)
     return element

@@ -148,7 +148,17 @@ def topic_properties(topics: Iterable[str]) -> list[etree._Element]:
     return [*elements, fixed, dialects]
 
 
-TOPIC_PROPERTIES = frozenset(qname(WSNT, name) for name in ("Topic", "FixedTopicSet", "TopicExpressionDialects"))
+TOPIC_PROPERTIES = tuple(qname(WSNT, name) for name in ("Topic", "FixedTopicSet", "TopicExpressionDialects"))
+
+
+def topic_property_renderers(topics: Iterable[str]) -> dict[str, Callable[[], list[etree._Element]]]:
+    """The same properties as renderers for a PropertyDocument, in document order."""
+    topics = tuple(topics)
+
+    def render(name: str) -> list[etree._Element]:
+        return [element for element in topic_properties(topics) if element.tag == name]
+
+    return {name: (lambda name=name: render(name)) for name in TOPIC_PROPERTIES}
 
 
 def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointReference, message: etree._Element):

@@ -5,8 +5,8 @@ its root with a given QName. Names the resource does not declare are a fault;
 declared but absent (minOccurs=0) properties answer with nothing.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -17,15 +17,32 @@ from vws.xmlparse import detached
 MAX_QUERY_LENGTH = 4096
 
 
+Renderer = Callable[[], list[etree._Element]]
+
+
 @dataclass(frozen=True)
 class PropertyDocument:
-    root: etree._Element
-    declared: frozenset[str]  # Clark-notation QNames the resource publishes
+    """A resource's properties, each rendered only when asked for.
+
+    ``renderers`` maps every declared property QName, in document order, to a
+    function giving its current values; Get and GetMultiple render just the names
+    requested, and only a Query builds the whole document.
+    """
+
+    tag: str
+    renderers: Mapping[str, Renderer]
+    nsmap: Mapping[str, str] = field(default_factory=dict)
 
     def values(self, name: str) -> list[etree._Element]:
-        if name not in self.declared:
+        if name not in self.renderers:
             raise InvalidPropertyName(f"the resource has no property {name}")
-        return [child for child in self.root if child.tag == name]
+        return self.renderers[name]()
+
+    def root(self) -> etree._Element:
+        document = etree.Element(self.tag, nsmap=dict(self.nsmap))
+        for render in self.renderers.values():
+            document.extend(render())
+        return document
 
 
 def get_property(document: PropertyDocument, request: etree._Element) -> etree._Element:
@@ -54,7 +71,7 @@ def query(document: PropertyDocument, request: etree._Element) -> etree._Element
     dialect = (expression.get("Dialect") or "").strip()
     if dialect != XPATH_DIALECT:
         raise UnknownQueryDialect(f"unsupported query dialect {dialect!r}; use {XPATH_DIALECT}")
-    result = _evaluate(document.root, (expression.text or "").strip(), expression.nsmap)
+    result = _evaluate(document.root(), (expression.text or "").strip(), expression.nsmap)
     response = etree.Element(qname(WSRP, "QueryResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
     _append_result(response, result)
     return response
@@ -69,8 +86,7 @@ def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
     except etree.XPathSyntaxError as exc:
         raise InvalidQuery(f"invalid XPath {text!r}: {exc}") from None
     try:
-        # A standalone copy, so `..` and `/` cannot climb out of the RP document.
-        return xpath(etree.ElementTree(root))
+        return xpath(etree.ElementTree(root))  # the document alone: `/` is its root
     except etree.XPathError as exc:
         raise InvalidQuery(f"XPath {text!r} could not be evaluated: {exc}") from None
 

@@ -75,22 +75,30 @@ class FactoryPortType:
         return created
 
     def _document(self, call: Call) -> properties.PropertyDocument:
-        root = etree.Element(qname(WORKSPACE, "FactoryRPSet"), nsmap={"types": TYPES, "jsdl": JSDL, "def": DEFINITION})
-        etree.SubElement(root, qname(TYPES, "DefaultRunningTime")).text = codec.format_duration(self._default)
-        etree.SubElement(root, qname(TYPES, "MaximumRunningTime")).text = codec.format_duration(self._maximum)
-        etree.SubElement(root, qname(JSDL, "CPUArchitectureName")).text = "x86_64"
-        associations = etree.SubElement(root, qname(TYPES, "Associations"))
+        return properties.PropertyDocument(
+            qname(WORKSPACE, "FactoryRPSet"),
+            {
+                qname(TYPES, "DefaultRunningTime"): lambda: [
+                    _text(qname(TYPES, "DefaultRunningTime"), codec.format_duration(self._default))
+                ],
+                qname(TYPES, "MaximumRunningTime"): lambda: [
+                    _text(qname(TYPES, "MaximumRunningTime"), codec.format_duration(self._maximum))
+                ],
+                qname(JSDL, "CPUArchitectureName"): lambda: [_text(qname(JSDL, "CPUArchitectureName"), "x86_64")],
+                qname(DEFINITION, "VMM"): list,  # declared by the schema, not published: no Xen or VMware here
+                qname(TYPES, "Associations"): self._association_property,
+            },
+            {"types": TYPES, "jsdl": JSDL, "def": DEFINITION},
+        )
+
+    def _association_property(self) -> list[etree._Element]:
+        associations = etree.Element(qname(TYPES, "Associations"), nsmap={"types": TYPES})
         for name in self._associations():
             etree.SubElement(associations, qname(TYPES, "association")).text = name
-        return properties.PropertyDocument(root, _FACTORY_PROPERTIES)
+        return [associations]
 
 
-_FACTORY_PROPERTIES = frozenset(
-    {
-        qname(TYPES, "DefaultRunningTime"),
-        qname(TYPES, "MaximumRunningTime"),
-        qname(JSDL, "CPUArchitectureName"),
-        qname(DEFINITION, "VMM"),
-        qname(TYPES, "Associations"),
-    }
-)
+def _text(tag: str, text: str) -> etree._Element:
+    element = etree.Element(tag)
+    element.text = text
+    return element

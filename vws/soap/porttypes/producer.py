@@ -17,7 +17,7 @@ from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import WORKSPACE_SERVICE, Endpoints, wsrf_operation
 from vws.workspace.manager import Workspace, WorkspaceManager
-from vws.wsrf import notification
+from vws.wsrf import notification, properties
 from vws.wsrf.notification import TERMINATION_TOPIC, NoCurrentMessage, NotificationProducer, Subscriptions
 from vws.xmlns import TYPES, WSNT, WSNT_ACTION, qname
 
@@ -86,8 +86,8 @@ class ProducerOperations:
             ),
         ]
 
-    def properties(self) -> list[etree._Element]:
-        return notification.topic_properties(TOPICS)
+    def property_renderers(self) -> dict[str, properties.Renderer]:
+        return notification.topic_property_renderers(TOPICS)
 
     def subscribe(self, call: Call, workspace_id: int) -> etree._Element:
         self._manager.get(call.caller, workspace_id)

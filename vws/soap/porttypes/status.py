@@ -72,6 +72,13 @@ class StatusPortType:
         return entry
 
     def _document(self, call: Call) -> properties.PropertyDocument:
-        root = etree.Element(qname(STATUS, "StatusRPSet"), nsmap={"status": STATUS})
-        etree.SubElement(root, qname(STATUS, "chargeGranularity")).text = str(self._accounting.granularity)
-        return properties.PropertyDocument(root, frozenset({qname(STATUS, "chargeGranularity")}))
+        return properties.PropertyDocument(
+            qname(STATUS, "StatusRPSet"),
+            {qname(STATUS, "chargeGranularity"): self._charge_granularity},
+            {"status": STATUS},
+        )
+
+    def _charge_granularity(self) -> list[etree._Element]:
+        element = etree.Element(qname(STATUS, "chargeGranularity"), nsmap={"status": STATUS})
+        element.text = str(self._accounting.granularity)
+        return [element]

@@ -19,7 +19,6 @@ from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
-from vws.wsrf.notification import TOPIC_PROPERTIES
 from vws.xmlns import LOGISTICS, NEGOTIABLE, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
@@ -88,28 +87,14 @@ class WorkspacePortType:
     def _document(self, call: Call) -> properties.PropertyDocument:
         workspace = self._manager.get(call.caller, self._workspace_id(call))
         now = self._clock.now()
-        root = etree.Element(qname(WORKSPACE, "ServiceRPSet"), nsmap=codec.NSMAP)
-        root.extend(
-            [
-                codec.current_state(workspace, now),
-                codec.schedule(workspace),
-                codec.resource_allocation(workspace),
-                codec.logistics(workspace),
-                *lifetime.time_properties(workspace.termination_time, now),
-                *self._producer.properties(),
-            ]
-        )
-        return properties.PropertyDocument(root, _WORKSPACE_PROPERTIES)
-
-
-_WORKSPACE_PROPERTIES = frozenset(
-    {
-        qname(TYPES, "currentState"),
-        qname(TYPES, "schedule"),
-        qname(NEGOTIABLE, "ResourceAllocation"),
-        qname(LOGISTICS, "logistics"),
-        qname(WSRL, "CurrentTime"),
-        qname(WSRL, "TerminationTime"),
-        *TOPIC_PROPERTIES,
-    }
-)
+        current, termination = lifetime.time_properties(workspace.termination_time, now)
+        renderers = {
+            qname(TYPES, "currentState"): lambda: [codec.current_state(workspace, now)],
+            qname(TYPES, "schedule"): lambda: [codec.schedule(workspace)],
+            qname(NEGOTIABLE, "ResourceAllocation"): lambda: [codec.resource_allocation(workspace)],
+            qname(LOGISTICS, "logistics"): lambda: [codec.logistics(workspace)],
+            qname(WSRL, "CurrentTime"): lambda: [current],
+            qname(WSRL, "TerminationTime"): lambda: [termination],
+            **self._producer.property_renderers(),
+        }
+        return properties.PropertyDocument(qname(WORKSPACE, "ServiceRPSet"), renderers, codec.NSMAP)
