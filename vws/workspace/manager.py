@@ -423,10 +423,12 @@ class WorkspaceManager:
 
     def _snapshot(self, workspace_id: int) -> Workspace:
         with self._store.reading() as db:
-            rows = list(db["workspaces"].rows_where("id = ?", [workspace_id]))
-            if not rows:
+            # Raw SQL on this hot path: every request reads one workspace row.
+            cursor = db.execute("select * from workspaces where id = ?", [workspace_id])
+            row = cursor.fetchone()
+            if row is None:
                 raise UnknownResource(f"no workspace with key {workspace_id}")
-            return self._from_row(db, rows[0])
+            return self._from_row(db, dict(zip([column[0] for column in cursor.description], row, strict=True)))
 
     def _from_row(self, db: Database, row: dict) -> Workspace:
         return Workspace(
