@@ -32,6 +32,7 @@ from vws.errors import (
 )
 from vws.pool.machine import NetworkLease, Placement
 from vws.pool.manager import PoolManager
+from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import INITIAL_OPS, Action, Op, State, transition
@@ -160,10 +161,12 @@ class WorkspaceManager:
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
-            ids = [db["workspaces"].insert(row).last_pk for _ in range(request.node_number)]
+            ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
-                db["workspaces"].update(placement.workspace_id, {"node": placement.node, "domain": placement.domain})
+                rows.update(
+                    db, "workspaces", placement.workspace_id, {"node": placement.node, "domain": placement.domain}
+                )
                 _record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}")
         self._notify(ids)
         return ids
@@ -203,8 +206,10 @@ class WorkspaceManager:
         """The caller's live workspaces (an admin sees every one)."""
         where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
         with self._store.reading() as db:
-            rows = list(db["workspaces"].rows_where(where, [] if caller.admin else [caller.identity], order_by="id"))
-            return [self._from_row(db, row) for row in rows]
+            found = rows.select(
+                db, f"select * from workspaces where {where} order by id", [] if caller.admin else [caller.identity]
+            )
+            return [self._from_row(db, row) for row in found]
 
     def start(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.START)
@@ -279,7 +284,7 @@ class WorkspaceManager:
         if when > latest:
             raise InvalidTerminationTime(f"termination time after {timestamp(latest)} exceeds the maximum running time")
         with self._store.transaction() as db:
-            db["workspaces"].update(workspace_id, {"termination_time": timestamp(when)})
+            rows.update(db, "workspaces", workspace_id, {"termination_time": timestamp(when)})
         self._notify([workspace_id])
         return self._snapshot(workspace_id)
 
@@ -372,10 +377,12 @@ class WorkspaceManager:
 
     def _check_domain(self, node: str, domain: str, event: str) -> None:
         with self._store.reading() as db:
-            rows = list(db["workspaces"].rows_where("node = ? and domain = ? and destroyed_at is null", [node, domain]))
-        if not rows:
+            found = rows.select(
+                db, "select id from workspaces where node = ? and domain = ? and destroyed_at is null", [node, domain]
+            )
+        if not found:
             return
-        workspace_id = rows[0]["id"]
+        workspace_id = found[0]["id"]
         with self._locked(workspace_id):  # after any operation on it has committed
             state = self._snapshot(workspace_id).state
             if event in _FATAL_EVENTS and state in (State.RUNNING, State.PAUSED):
@@ -402,7 +409,7 @@ class WorkspaceManager:
         if gone:
             changes["destroyed_at"] = timestamp(now)
         with self._store.transaction() as db:
-            db["workspaces"].update(workspace_id, changes)
+            rows.update(db, "workspaces", workspace_id, changes)
             _record_event(db, workspace_id, now, state, fault)
             if gone:
                 self._pool.release_leases(db, workspace_id)
@@ -423,12 +430,10 @@ class WorkspaceManager:
 
     def _snapshot(self, workspace_id: int) -> Workspace:
         with self._store.reading() as db:
-            # Raw SQL on this hot path: every request reads one workspace row.
-            cursor = db.execute("select * from workspaces where id = ?", [workspace_id])
-            row = cursor.fetchone()
-            if row is None:
+            found = rows.select(db, "select * from workspaces where id = ?", [workspace_id])
+            if not found:
                 raise UnknownResource(f"no workspace with key {workspace_id}")
-            return self._from_row(db, dict(zip([column[0] for column in cursor.description], row, strict=True)))
+            return self._from_row(db, found[0])
 
     def _from_row(self, db: Database, row: dict) -> Workspace:
         return Workspace(
@@ -484,6 +489,8 @@ _FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
 
 
 def _record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:
-    db["workspace_events"].insert(
-        {"workspace_id": workspace_id, "at": timestamp(at), "state": state.value, "detail": detail}
+    rows.insert(
+        db,
+        "workspace_events",
+        {"workspace_id": workspace_id, "at": timestamp(at), "state": state.value, "detail": detail},
     )

@@ -78,6 +78,8 @@ class Quotas:
         if caller.admin:
             return
         limits = self.limits_for(caller.identity)
+        if limits == Limits():
+            return  # no limit applies: skip reading the caller's history
         count = request.node_number
         standing = usage(db, caller.identity, self._granularity)
         minutes = count * charge_minutes(duration, self._granularity)

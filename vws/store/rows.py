@@ -1,0 +1,28 @@
+"""Plain-statement row access for the hot paths.
+
+sqlite-utils' Table methods introspect the schema on every call (``sqlite_master``
+and ``PRAGMA table_info``), which costs more than the write itself; the request path
+uses these instead. Table and column names always come from code, never from input.
+"""
+
+from collections.abc import Mapping, Sequence
+
+from sqlite_utils import Database
+
+
+def insert(db: Database, table: str, row: Mapping[str, object]) -> int:
+    columns = ", ".join(f'"{column}"' for column in row)
+    marks = ", ".join("?" for _ in row)
+    cursor = db.execute(f'insert into "{table}" ({columns}) values ({marks})', list(row.values()))
+    return cursor.lastrowid  # type: ignore[return-value]
+
+
+def update(db: Database, table: str, key: int, changes: Mapping[str, object]) -> None:
+    assignments = ", ".join(f'"{column}" = ?' for column in changes)
+    db.execute(f'update "{table}" set {assignments} where id = ?', [*changes.values(), key])
+
+
+def select(db: Database, sql: str, parameters: Sequence[object] = ()) -> list[dict[str, object]]:
+    cursor = db.execute(sql, list(parameters))
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
