@@ -1,6 +1,12 @@
-"""``vws-admin``: the operator's tool, one subcommand per job, reading the service's state dir.
+"""``vws-admin``: the operator's tool, one subcommand per job, on the service's state dir.
 
+vws-admin --state-dir /var/lib/vws nodes list
+vws-admin --state-dir /var/lib/vws nodes add NAME --uri qemu+ssh://n1/system --memory 7680 --cpus 8 [--networks public]
+vws-admin --state-dir /var/lib/vws nodes update NAME [--memory MB] [--cpus N] [--networks A,B] [--inactive|--active]
+vws-admin --state-dir /var/lib/vws nodes remove NAME
 vws-admin --state-dir /var/lib/vws usage [--user DN] [--since T] [--until T] [--csv]
+
+Changes to nodes take effect at once in a running service: placement reads the table.
 """
 
 import argparse
@@ -12,11 +18,51 @@ from pathlib import Path
 from vws import config as configuration
 from vws.clock import SystemClock
 from vws.errors import VwsError
+from vws.pool import nodes as pool_nodes
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting, UsageLine
 from vws.wsrf.lifetime import parse_datetime
 
 COLUMNS = ("owner", "created", "removed", "reserved_minutes", "used_minutes")
+
+
+def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
+    """List, add, update or remove hypervisor nodes, with what each holds."""
+    store = Store(settings.service.state_dir / "vws.sqlite")
+    try:
+        with store.transaction() as db:
+            if args.action == "add":
+                pool_nodes.add_node(
+                    db, args.name, args.uri, args.memory, args.cpus, args.networks or ("*",), active=not args.inactive
+                )
+            elif args.action == "update":
+                pool_nodes.update_node(
+                    db,
+                    args.name,
+                    uri=args.uri,
+                    memory_mb=args.memory,
+                    cpus=args.cpus,
+                    networks=args.networks,
+                    active=args.active,
+                )
+            elif args.action == "remove":
+                pool_nodes.remove_node(db, args.name)
+            listed, held = pool_nodes.list_nodes(db), pool_nodes.usage(db)
+    except VwsError as exc:
+        print(f"vws-admin: {exc.description}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    _write_table(
+        ("node", "uri", "memory_mb", "used_mb", "cpus", "used_cpus", "networks", "state"),
+        [_node_row(node, held.get(node.name, pool_nodes.Usage())) for node in listed],
+    )
+    return 0
+
+
+def _node_row(node: pool_nodes.Node, held: pool_nodes.Usage) -> tuple:
+    state = ("active" if node.active else "inactive") + ("" if node.available else ",unavailable")
+    return (node.name, node.uri, node.memory_mb, held.memory_mb, node.cpus, held.cpus, ",".join(node.networks), state)
 
 
 def usage(args: argparse.Namespace, settings: configuration.Config) -> int:
@@ -28,19 +74,20 @@ def usage(args: argparse.Namespace, settings: configuration.Config) -> int:
         lines = accounting.report(args.user, args.since, args.until)
     finally:
         store.close()
-    (_write_csv if args.csv else _write_table)(lines)
+    rows = [_row(line) for line in lines]
+    (_write_csv if args.csv else _write_table)(COLUMNS, rows)
     return 0
 
 
-def _write_csv(lines: list[UsageLine]) -> None:
+def _write_csv(header: tuple, rows: list[tuple]) -> None:
     writer = csv.writer(sys.stdout)
-    writer.writerow(COLUMNS)
-    writer.writerows(_row(line) for line in lines)
+    writer.writerow(header)
+    writer.writerows(rows)
 
 
-def _write_table(lines: list[UsageLine]) -> None:
-    rows = [COLUMNS, *(tuple(str(value) for value in _row(line)) for line in lines)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
+def _write_table(header: tuple, body: list[tuple]) -> None:
+    rows = [header, *(tuple(str(value) for value in row) for row in body)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     for row in rows:
         print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
@@ -61,6 +108,25 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--config", type=Path, help="vws.conf (default: the embedded default)")
     top.add_argument("--state-dir", type=Path, help="the service's state dir (overrides the config)")
     commands = top.add_subparsers(dest="command", required=True)
+    node = commands.add_parser("nodes", help="the hypervisor nodes of the pool")
+    actions = node.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every node, what it may give and what it holds")
+    for name in ("add", "update", "remove"):
+        action = actions.add_parser(name, help=f"{name} a node")
+        action.add_argument("name")
+        if name == "remove":
+            continue
+        action.add_argument("--uri", required=name == "add", help="libvirt URI, e.g. qemu+ssh://node1/system")
+        action.add_argument("--memory", type=int, required=name == "add", metavar="MB", help="memory it may give")
+        action.add_argument("--cpus", type=int, required=name == "add", help="CPUs it may give")
+        action.add_argument("--networks", type=pool_nodes.parse_networks, help="network pools it reaches (a,b or *)")
+        if name == "add":
+            action.add_argument("--inactive", action="store_true", help="add it drained: no new workspaces")
+        else:
+            switch = action.add_mutually_exclusive_group()
+            switch.add_argument("--inactive", dest="active", action="store_false", default=None, help="drain it")
+            switch.add_argument("--active", dest="active", action="store_true", help="place workspaces on it again")
+    node.set_defaults(run=nodes)
     report = commands.add_parser("usage", help="accounting: workspaces and minutes per user")
     report.add_argument("--user", metavar="DN", help="only this grid identity")
     report.add_argument("--since", type=_instant, metavar="TIME", help="records at or after (xsd:dateTime)")
