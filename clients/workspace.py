@@ -25,7 +25,7 @@ from lxml import etree
 from clients import monitor
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, XPATH_DIALECT, qname
+from vws.xmlns import LOGISTICS, TYPES, WSA, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -120,7 +120,7 @@ def ensemble_report(session: Session, args: argparse.Namespace) -> int:
 
 def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     if args.deploy_mem:
-        request.ResourceAllocation.IndividualPhysicalMemory.Exact = [args.deploy_mem]
+        request.ResourceAllocation.IndividualPhysicalMemory.Exact = [{"_value_1": float(args.deploy_mem)}]
     if args.deploy_duration:
         request.DeploymentTime.minDuration = timedelta(minutes=args.deploy_duration)
     if args.deploy_state:
@@ -141,9 +141,11 @@ def status(session: Session, args: argparse.Namespace) -> int:
 
 def rpquery(session: Session, args: argparse.Namespace) -> int:
     """Print the whole resource-property document (an XPath query for /*)."""
-    port = session.port(_read_epr(args.eprFile))
-    response = port.call("QueryResourceProperties", QueryExpression={"Dialect": XPATH_DIALECT, "_value_1": "/*"})
-    for element in _any_elements(response):
+    # QueryExpression is mixed content, which zeep cannot write: this one body is built by hand.
+    query = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP})
+    etree.SubElement(query, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT).text = "/*"
+    response = session.raw(_read_epr(args.eprFile), WSRP_ACTION + "QueryResourceProperties", query)
+    for element in response:
         print(etree.tostring(element, pretty_print=True).decode(), end="")
     return 0
 
