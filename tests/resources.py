@@ -93,9 +93,9 @@ def ensemble_report(
     client: Gt4Client, ensemble: EndpointReference, error_only: bool = False, all_at: str | None = None
 ) -> list[etree._Element]:
     body = etree.Element(qname(ENSEMBLE, "report"))
-    etree.SubElement(body, qname(ENSEMBLE, "returnOnlyIfErrorPresent")).text = "true" if error_only else "false"
+    etree.SubElement(body, qname(TYPES, "returnOnlyIfErrorPresent")).text = "true" if error_only else "false"
     if all_at:
-        etree.SubElement(body, qname(ENSEMBLE, "returnOnlyIfAllAtState")).text = all_at
+        etree.SubElement(body, qname(TYPES, "returnOnlyIfAllAtState")).text = all_at
     return list(client.call(ensemble, ENSEMBLE_ACTION + "reportRequest", body))
 
 

@@ -303,10 +303,6 @@ def test_service_replies_validate(gt4):
     inline_schema(wsdl_path("WorkspaceService")).assertValid(fault.value.detail)
 
 
-@pytest.mark.xfail(
-    reason="vws/soap/porttypes/ensemble.py reads and writes report, epr and returnOnlyIf* in the ens "
-    "namespace; reportSend_Type and reportResponse_Type are work-types types, as in GT4"
-)
 def test_ensemble_report_validates(gt4):
     body = create_body(
         etree.parse(str(SAMPLES / "workspace.xml")).getroot(),

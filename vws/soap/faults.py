@@ -93,7 +93,7 @@ SET_TERMINATION_TIME = FaultTable(
         errors.InvalidTerminationTime: qname(WSRL, "TerminationTimeChangeRejectedFault"),
     },
 )
-_UNKNOWN_RESOURCE = {errors.UnknownResource: qname(WSRP, "ResourceUnknownFault")}
+_UNKNOWN_RESOURCE = {errors.UnknownResource: qname(WSNT, "ResourceUnknownFault")}  # WSN declares its own
 _TOPIC_FAULTS = {
     notification.UnknownTopicDialect: qname(WSNT, "TopicPathDialectUnknownFault"),
     notification.InvalidTopicExpression: qname(WSNT, "InvalidTopicExpressionFault"),

@@ -63,8 +63,9 @@ class EnsemblePortType:
         return lifetime.destroy_response()
 
     def _entry(self, member: Workspace) -> etree._Element:
-        entry = etree.Element(qname(ENSEMBLE, "report"))
-        entry.append(self._endpoints.workspace(member.id).to_element(qname(ENSEMBLE, "epr")))
+        # reportResponse_Type is a work-types type, as in GT4: its children are work-types elements.
+        entry = etree.Element(qname(TYPES, "report"))
+        entry.append(self._endpoints.workspace(member.id).to_element(qname(TYPES, "epr")))
         entry.append(codec.current_state(member, self._clock.now()))
         entry.append(codec.schedule(member))
         entry.append(codec.networking(member.leases))
@@ -99,9 +100,9 @@ def _true(element: etree._Element | None) -> bool:
 
 def _wanted(request: etree._Element, members: list[Workspace]) -> bool:
     conditions = []
-    if _true(request.find(qname(ENSEMBLE, "returnOnlyIfErrorPresent"))):
+    if _true(request.find(qname(TYPES, "returnOnlyIfErrorPresent"))):
         conditions.append(any_corrupted(members))
-    state = (request.findtext(qname(ENSEMBLE, "returnOnlyIfAllAtState")) or "").strip()
+    state = (request.findtext(qname(TYPES, "returnOnlyIfAllAtState")) or "").strip()
     if state:
         conditions.append(all_at(members, state))
     return not conditions or any(conditions)
