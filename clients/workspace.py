@@ -16,7 +16,7 @@ workspace ends up Corrupted, Cancelled or destroyed instead.
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import zeep.exceptions
@@ -25,7 +25,7 @@ from lxml import etree
 from clients import monitor
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -175,7 +175,9 @@ def operate(session: Session, args: argparse.Namespace) -> int:
 
 def set_termination_time(session: Session, args: argparse.Namespace) -> int:
     port = session.port(_read_epr(args.eprFile))
-    when = datetime.now(UTC) + timedelta(minutes=args.minutes)
+    # Count from the service's clock, not ours: grid hosts' clocks disagree.
+    now = datetime.fromisoformat(_property(port, qname(WSRL, "CurrentTime")).text)
+    when = now + timedelta(minutes=args.minutes)
     response = port.call("SetTerminationTime", RequestedTerminationTime=when)
     print(f"termination time: {response.NewTerminationTime.isoformat()}")
     return 0
@@ -290,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
 
     ttl = actions.add_parser("set-termination-time", help="move the end of the lease")
     ttl.add_argument("-e", "--eprFile", type=Path, required=True)
-    ttl.add_argument("--minutes", type=int, required=True, help="from now")
+    ttl.add_argument("--minutes", type=int, required=True, help="from now, by the service's clock")
     ttl.set_defaults(run=set_termination_time)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
