@@ -1,0 +1,208 @@
+"""Trusted CAs from a directory in the ``X509_CERT_DIR`` layout.
+
+``<hash>.N`` holds a CA certificate (PEM), ``<hash>.signing_policy`` the Globus
+EACL that limits which subjects that CA may sign, ``<hash>.rN`` a CRL (PEM or
+DER). Files are matched to CAs by the certificate inside, not by the hash in the
+name, so a stale hash never hides a CA. ``refresh`` re-reads when the directory
+or any file in it changes; ``generation`` tells caches to drop their results.
+"""
+
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from vws.security import der
+from vws.security.credentials import oneline
+
+log = logging.getLogger(__name__)
+
+_CERT_FILE = re.compile(r"^[0-9a-f]{8}\.\d+$")
+_CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r\d+$")
+_POLICY_FILE = re.compile(r"^[0-9a-f]{8}\.signing_policy$")
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    """``access_id_CA X509 '<CA DN>'`` / ``pos_rights globus CA:sign`` / ``cond_subjects globus '"pattern" ...'``."""
+
+    ca_dn: str
+    subjects: tuple[str, ...]
+
+    def allows(self, subject_dn: str) -> bool:
+        return any(_glob(pattern, subject_dn) for pattern in self.subjects)
+
+
+def _glob(pattern: str, text: str) -> bool:
+    # Globus patterns: '*' matches anything (including '/'), '?' one character. Case-sensitive.
+    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
+
+
+def parse_signing_policy(text: str) -> list[SigningPolicy]:
+    """Every (CA DN, allowed subjects) pair granted CA:sign by globus in an EACL file."""
+    policies: list[SigningPolicy] = []
+    ca_dn: str | None = None
+    rights = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        keyword = words[0]
+        if keyword == "access_id_CA" and len(words) >= 3 and words[1] == "X509":
+            ca_dn, rights = words[2], False
+        elif keyword == "pos_rights" and len(words) >= 3 and words[1] == "globus":
+            rights = "CA:sign" in words[2:]
+        elif keyword == "cond_subjects" and len(words) >= 3 and words[1] == "globus" and ca_dn is not None:
+            if rights:
+                policies.append(SigningPolicy(ca_dn, tuple(shlex.split(words[2]))))
+        else:
+            log.debug("signing policy: ignoring %r", line)
+    return policies
+
+
+@dataclass
+class TrustAnchor:
+    certificate: x509.Certificate
+    path: Path
+    dn: str
+    policy: SigningPolicy | None = None
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+
+class TrustStore:
+    """The CAs a service or client trusts, read from one directory."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._by_subject: dict[bytes, list[TrustAnchor]] = {}
+        self.generation = 0
+        self.refresh()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _fingerprint(self) -> tuple:
+        try:
+            entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
+        except FileNotFoundError:
+            return ()
+        return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries if e.is_file())
+
+    def refresh(self) -> bool:
+        """Re-read the directory if anything in it changed; True when it did."""
+        stamp = self._fingerprint()
+        if stamp == self._stamp:
+            return False
+        with self._lock:
+            if stamp == self._stamp:
+                return False
+            self._by_subject = self._load()
+            self._stamp = stamp
+            self.generation += 1
+            return True
+
+    def _load(self) -> dict[bytes, list[TrustAnchor]]:
+        if not self.directory.is_dir():
+            log.warning("trust directory %s does not exist: no CA is trusted", self.directory)
+            return {}
+        anchors: dict[bytes, list[TrustAnchor]] = {}
+        by_dn: dict[str, list[TrustAnchor]] = {}
+        names = sorted(os.listdir(self.directory))
+        for name in names:
+            if not _CERT_FILE.match(name):
+                continue
+            path = self.directory / name
+            try:
+                certs = x509.load_pem_x509_certificates(path.read_bytes())
+            except ValueError as exc:
+                log.warning("trust directory: %s is not a PEM certificate (%s)", path, exc)
+                continue
+            for cert in certs:
+                anchor = TrustAnchor(cert, path, oneline(cert.subject))
+                anchors.setdefault(cert.subject.public_bytes(), []).append(anchor)
+                by_dn.setdefault(anchor.dn, []).append(anchor)
+        for name in names:
+            path = self.directory / name
+            if _POLICY_FILE.match(name):
+                for policy in parse_signing_policy(path.read_text(errors="replace")):
+                    for anchor in by_dn.get(policy.ca_dn, []):
+                        if anchor.path.name.split(".")[0] == name.split(".")[0] or anchor.policy is None:
+                            anchor.policy = _merge(anchor.policy, policy)
+            elif _CRL_FILE.match(name):
+                crl = _load_crl(path)
+                if crl is None:
+                    continue
+                for anchor in anchors.get(crl.issuer.public_bytes(), []):
+                    anchor.crls.append(crl)
+        return anchors
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def issuers(self, cert: x509.Certificate) -> list[TrustAnchor]:
+        """Trusted CAs whose subject is ``cert``'s issuer (several when a CA was re-keyed)."""
+        self.refresh()
+        return list(self._by_subject.get(cert.issuer.public_bytes(), ()))
+
+    def anchor_for(self, cert: x509.Certificate) -> TrustAnchor | None:
+        """The trust-store entry that *is* ``cert`` (a presented copy of a trusted CA)."""
+        for anchor in self._by_subject.get(cert.subject.public_bytes(), ()):
+            if anchor.certificate == cert:
+                return anchor
+        return None
+
+    def anchors(self) -> list[TrustAnchor]:
+        self.refresh()
+        return [a for group in self._by_subject.values() for a in group]
+
+    def certificates_pem(self) -> bytes:
+        return b"".join(a.certificate.public_bytes(serialization.Encoding.PEM) for a in self.anchors())
+
+
+def _merge(old: SigningPolicy | None, new: SigningPolicy) -> SigningPolicy:
+    return new if old is None else SigningPolicy(old.ca_dn, old.subjects + new.subjects)
+
+
+def _load_crl(path: Path) -> x509.CertificateRevocationList | None:
+    data = path.read_bytes()
+    try:
+        return x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        log.warning("trust directory: %s is not a CRL (%s)", path, exc)
+        return None
+
+
+# -- OpenSSL's subject hash (X509_NAME_hash_ex), so files get the names the Globus tools look up --------
+
+_CANON_TAGS = {0x0C, 0x13, 0x14, 0x16, 0x1A, 0x1C, 0x1E}  # UTF8, Printable, T61, IA5, Visible, Universal, BMP
+
+
+def subject_hash(name: x509.Name) -> str:
+    """``openssl x509 -subject_hash``: SHA-1 of the canonical name encoding, first 4 bytes little-endian."""
+    canon = b"".join(der.tlv(0x31, b"".join(sorted(_canon_attribute(a) for a in rdn))) for rdn in name.rdns)
+    digest = hashlib.sha1(canon).digest()
+    return f"{int.from_bytes(digest[:4], 'little'):08x}"
+
+
+def _canon_attribute(attribute: x509.NameAttribute) -> bytes:
+    value = attribute.value
+    tag = attribute._type.value if hasattr(attribute, "_type") else 0x0C
+    if isinstance(value, str) and tag in _CANON_TAGS:
+        text = " ".join(value.split())  # strip, and collapse internal whitespace runs to one space
+        text = "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in text)
+        encoded = der.tlv(0x0C, text.encode())
+    else:
+        raw = value if isinstance(value, bytes) else value.encode()
+        encoded = der.tlv(tag, raw)
+    return der.tlv(der.SEQUENCE, der.oid(attribute.oid.dotted_string) + encoded)
