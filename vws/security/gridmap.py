@@ -1,0 +1,148 @@
+"""The grid-mapfile: which certificate identities may use the service, as which accounts.
+
+One entry a line: a DN, quoted when it holds spaces, then accounts separated by
+commas::
+
+    "/O=Grid/OU=vws/CN=Jane Doe" jane,vwsusers
+    /O=Grid/CN=bob bob          # an unquoted DN ends at the first blank
+    # a comment
+
+Inside quotes ``\\"`` is a quote and ``\\\\`` a backslash; ``\\xx`` (two hex digits)
+is one byte of the UTF-8 text (Globus writes non-ASCII DNs so). A DN listed twice gets the
+accounts of both lines, first line first. The file is re-read when its mtime or
+size changes; a missing file authorizes nobody.
+"""
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from vws.errors import NotAuthorized
+
+log = logging.getLogger(__name__)
+
+
+class GridMapSyntaxError(ValueError):
+    pass
+
+
+def parse_line(line: str) -> tuple[str, tuple[str, ...]] | None:
+    """(DN, accounts) of one line, or None for blank and comment lines."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if text.startswith('"'):
+        dn_chars = bytearray()
+        i = 1
+        while True:
+            if i >= len(text):
+                raise GridMapSyntaxError(f"unterminated quoted DN in {line!r}")
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                nxt = text[i + 1]
+                if nxt in '"\\':
+                    dn_chars += nxt.encode()
+                    i += 2
+                    continue
+                hexpair = text[i + 1 : i + 3]
+                if len(hexpair) == 2 and all(c in "0123456789abcdefABCDEF" for c in hexpair):
+                    dn_chars.append(int(hexpair, 16))
+                    i += 3
+                    continue
+                dn_chars += nxt.encode()
+                i += 2
+                continue
+            if ch == '"':
+                break
+            dn_chars += ch.encode()
+            i += 1
+        dn = dn_chars.decode("utf-8", errors="replace")
+        rest = text[i + 1 :]
+    else:
+        dn, _, rest = text.partition(" ")
+        if "\t" in dn:
+            dn, _, more = dn.partition("\t")
+            rest = more + " " + rest
+    rest = rest.split("#", 1)[0]
+    accounts = tuple(a.strip() for a in rest.replace(" ", ",").replace("\t", ",").split(",") if a.strip())
+    if not dn:
+        raise GridMapSyntaxError(f"empty DN in {line!r}")
+    return dn, accounts
+
+
+def parse(text: str, source: str = "<grid-mapfile>") -> dict[str, tuple[str, ...]]:
+    entries: dict[str, tuple[str, ...]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            parsed = parse_line(line)
+        except GridMapSyntaxError as exc:
+            log.warning("%s:%d: %s; line ignored", source, number, exc)
+            continue
+        if parsed is None:
+            continue
+        dn, accounts = parsed
+        if not accounts:
+            log.warning("%s:%d: %s maps to no account; line ignored", source, number, dn)
+            continue
+        merged = entries.get(dn, ()) + tuple(a for a in accounts if a not in entries.get(dn, ()))
+        entries[dn] = merged
+    return entries
+
+
+def quote(dn: str) -> str:
+    return '"' + dn.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class GridMap:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, tuple[str, ...]] = {}
+
+    def _current(self) -> dict[str, tuple[str, ...]]:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp:
+            return self._entries
+        with self._lock:
+            if stamp != self._stamp:
+                if stamp is None:
+                    log.warning("grid-mapfile %s is missing: nobody is authorized", self.path)
+                    self._entries = {}
+                else:
+                    self._entries = parse(self.path.read_text(encoding="utf-8", errors="replace"), str(self.path))
+                self._stamp = stamp
+            return self._entries
+
+    def accounts(self, dn: str) -> tuple[str, ...]:
+        """Accounts of ``dn`` (first is the default), empty when it is not listed."""
+        return self._current().get(dn, ())
+
+    def authorized(self, dn: str) -> bool:
+        return bool(self.accounts(dn))
+
+    def require(self, dn: str) -> tuple[str, ...]:
+        """The accounts of ``dn``, or NotAuthorized."""
+        accounts = self.accounts(dn)
+        if not accounts:
+            raise NotAuthorized(f"{dn} is not in the grid-mapfile")
+        return accounts
+
+    def entries(self) -> dict[str, tuple[str, ...]]:
+        return dict(self._current())
+
+    def add(self, dn: str, account: str) -> bool:
+        """Append ``dn account`` unless ``dn`` already maps to ``account``; True when the file changed."""
+        if account in self.accounts(dn):
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existing = self.path.read_text() if self.path.exists() else ""
+        sep = "" if not existing or existing.endswith("\n") else "\n"
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(f"{sep}{quote(dn)} {account}\n")
+        return True
