@@ -159,6 +159,8 @@ class ChainValidator:
         infos = [_proxy_info(cert) for cert in presented]
         ee_index = next((i for i, info in enumerate(infos) if info is None), None)
         if ee_index is None:
+            if self.trust.issuers(presented[-1]):
+                raise UntrustedChain(f"proxy {oneline(presented[-1].subject)} was issued by the CA {oneline(presented[-1].issuer)}")
             raise UntrustedChain("the chain holds only proxy certificates: its end-entity certificate is missing")
         for i, cert in enumerate(presented[ee_index:], start=ee_index):
             if _has_ext(cert, PROXY_CERT_INFO_DRAFT):

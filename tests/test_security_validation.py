@@ -1,0 +1,288 @@
+"""RFC 3820 path validation: every bad chain refused for the right reason; real peers' chains accepted."""
+
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from tests.security_helpers import (
+    NOW,
+    USER_DN,
+    Keys,
+    Pki,
+    build_pki,
+    crl,
+    end_entity,
+    raw_proxy,
+)
+from vws.clock import ManualClock
+from vws.errors import AuthenticationFailed
+from vws.security import ca
+from vws.security.credentials import Credential, oneline, parse_oneline
+from vws.security.proxy import INDEPENDENT, LIMITED, ProxyCertInfo, proxy_cert_info
+from vws.security.trust import TrustStore, parse_signing_policy, subject_hash
+from vws.security.validation import ChainValidator, UntrustedChain
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory, keys) -> Pki:
+    return build_pki(tmp_path_factory.mktemp("pki"), keys)
+
+
+@pytest.fixture
+def validator(pki):
+    return ChainValidator(TrustStore(pki.trust_dir), ManualClock(NOW))
+
+
+# -- good chains -------------------------------------------------------------------------------------
+
+
+def test_end_entity_alone_validates_with_its_dn(pki, validator):
+    result = validator.validate(pki.user.chain)
+    assert result.identity == USER_DN and not result.limited and result.proxies == 0
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_proxy_chains_carry_the_end_entity_identity(pki, validator, depth):
+    cred = pki.user
+    for level in range(depth):
+        cred = pki.proxy(cred, key_index=5 + level)
+    result = validator.validate(cred.chain)
+    assert result.identity == USER_DN
+    assert result.proxies == depth and not result.limited
+    assert oneline(cred.certificate.subject).startswith(USER_DN + "/CN=")
+
+
+@pytest.mark.parametrize(
+    "levels, limited",
+    [(("limited",), True), (("limited", "full"), True), (("full", "limited"), True), (("full", "full"), False)],
+    ids=["limited", "impersonation-under-limited", "limited-under-impersonation", "impersonation"],
+)
+def test_limited_is_detected_anywhere_in_the_chain(pki, validator, levels, limited):
+    cred = pki.user
+    for n, level in enumerate(levels):
+        cred = pki.proxy(cred, key_index=5 + n, limited=level == "limited")
+    assert validator.validate(cred.chain).limited is limited
+
+
+def test_a_presented_copy_of_the_trusted_ca_is_accepted(pki, validator):
+    chain = pki.proxy().chain + (pki.ca.certificate,)
+    assert validator.validate(chain).identity == USER_DN
+
+
+def test_path_length_within_bounds(pki, validator):
+    first = pki.proxy(path_length=1)
+    second = pki.proxy(first, key_index=6)
+    assert validator.validate(second.chain).proxies == 2
+
+
+def test_intermediate_ca_presented_in_the_chain(pki, tmp_path, keys):
+    clock = ManualClock(NOW)
+    sub = ca.make_ca("/O=Grid/OU=vws-test/CN=Sub CA", clock, key=keys[7], issuer=pki.ca)
+    user = ca.issue(sub, "/O=Grid/OU=vws-test/CN=Sub User", clock, key=keys[6])
+    shutil.copytree(pki.trust_dir, tmp_path / "trust")
+    result = ChainValidator(TrustStore(tmp_path / "trust"), clock).validate(user.chain + (sub.certificate,))
+    assert result.identity == "/O=Grid/OU=vws-test/CN=Sub User"
+
+
+# -- every bad chain ---------------------------------------------------------------------------------
+
+
+def _bad_chains(pki: Pki, keys: Keys, tmp_path):
+    user, k = pki.user, keys[5]
+    return {
+        "expired proxy": (raw_proxy(user, k, not_after=NOW - timedelta(minutes=1)).chain, "expired"),
+        "proxy not yet valid": (raw_proxy(user, k, not_before=NOW + timedelta(hours=1)).chain, "not valid before"),
+        "expired end entity": (
+            end_entity(pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)).chain,
+            "expired",
+        ),
+        "wrong CA": (pki.foreign_user.chain, "not a trusted CA"),
+        "proxy of a foreign user": (raw_proxy(pki.foreign_user, k).chain, "not a trusted CA"),
+        "forged end-entity signature": (
+            end_entity(pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1),
+                       signer_key=keys[7]).chain,
+            "does not verify",
+        ),
+        "forged proxy signature": (raw_proxy(user, k, signer_key=keys[7]).chain, "does not verify"),
+        "proxy name does not extend the issuer": (
+            raw_proxy(user, k, subject=parse_oneline("/O=Grid/OU=vws-test/OU=people/CN=Someone Else/CN=123")).chain,
+            "does not extend",
+        ),
+        "two CNs added": (raw_proxy(user, k, extra_cns=2).chain, "exactly one CN"),
+        "no CN added": (raw_proxy(user, k, extra_cns=0).chain, "does not extend"),
+        "added RDN is not a CN": (
+            raw_proxy(user, k, subject=x509.Name(list(user.certificate.subject.rdns) + [
+                x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "1")])])).chain,
+            "single CN",
+        ),
+        "path length exceeded": (
+            raw_proxy(raw_proxy(user, k, path_length=0), keys[6]).chain, "allows 0 further proxies",
+        ),
+        "path length exceeded two levels up": (
+            raw_proxy(raw_proxy(raw_proxy(user, k, path_length=1), keys[6]), keys[7]).chain, "allows 1 further",
+        ),
+        "CA bit on a proxy": (raw_proxy(user, k, ca_bit=True).chain, "CA:TRUE"),
+        "missing ProxyCertInfo": (raw_proxy(user, k, pci=False).chain, "non-CA"),
+        "non-critical ProxyCertInfo": (raw_proxy(user, k, pci_critical=False).chain, "must be critical"),
+        "proxy keyUsage without digitalSignature": (
+            raw_proxy(user, k, key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False)).chain,
+            "digitalSignature",
+        ),
+        "proxy with subjectAltName": (raw_proxy(user, k, san=True).chain, "alternative name"),
+        "independent proxy": (raw_proxy(user, k, policy=INDEPENDENT).chain, "independent"),
+        "unknown proxy policy": (raw_proxy(user, k, policy="1.2.3.4").chain, "unknown policy"),
+        "proxy signed by the CA": (raw_proxy(pki.ca, k).chain[:1], "issued by the CA"),
+        "proxy without its end entity": (raw_proxy(user, k).chain[:1], "end-entity certificate is missing"),
+        "CA certificate as the end entity": ((pki.ca.certificate,), "is a CA certificate"),
+        "end entity outside the signing policy": (
+            end_entity(pki.ca, "/O=Other/CN=Outsider", keys[6], not_before=NOW - timedelta(days=1),
+                       not_after=NOW + timedelta(days=1)).chain,
+            "signing policy",
+        ),
+        "end entity with CA bit signs a proxy": (
+            raw_proxy(end_entity(pki.ca, "/O=Grid/OU=vws-test/CN=Mini CA", keys[6], not_before=NOW - timedelta(days=1),
+                                 not_after=NOW + timedelta(days=1), ca_bit=True), k).chain,
+            "signed by the CA certificate",
+        ),
+        "empty chain": ((), "no certificate"),
+    }
+
+
+BAD = [
+    "expired proxy", "proxy not yet valid", "expired end entity", "wrong CA", "proxy of a foreign user",
+    "forged end-entity signature", "forged proxy signature", "proxy name does not extend the issuer", "two CNs added",
+    "no CN added", "added RDN is not a CN", "path length exceeded", "path length exceeded two levels up",
+    "CA bit on a proxy", "missing ProxyCertInfo", "non-critical ProxyCertInfo", "proxy keyUsage without digitalSignature",
+    "proxy with subjectAltName", "independent proxy", "unknown proxy policy", "proxy signed by the CA",
+    "proxy without its end entity", "CA certificate as the end entity", "end entity outside the signing policy",
+    "end entity with CA bit signs a proxy", "empty chain",
+]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_chain_is_refused(pki, keys, validator, tmp_path, case):
+    chain, reason = _bad_chains(pki, keys, tmp_path)[case]
+    with pytest.raises(UntrustedChain, match=reason) as refused:
+        validator.validate(chain)
+    assert isinstance(refused.value, AuthenticationFailed)
+
+
+def test_revoked_by_crl(pki, keys, tmp_path):
+    shutil.copytree(pki.trust_dir, tmp_path / "trust")
+    victim = end_entity(pki.ca, "/O=Grid/OU=vws-test/CN=Revoked", keys[6], not_before=NOW - timedelta(days=1),
+                        not_after=NOW + timedelta(days=1), serial=424242)
+    validator = ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW))
+    chain = raw_proxy(victim, keys[5]).chain
+    assert validator.validate(chain).identity == "/O=Grid/OU=vws-test/CN=Revoked"  # cached, then revoked:
+    digest = subject_hash(pki.ca.certificate.subject)
+    (tmp_path / "trust" / f"{digest}.r0").write_bytes(crl(pki.ca, [424242]).public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(UntrustedChain, match="revoked"):
+        validator.validate(chain)
+    assert validator.validate(pki.user.chain).identity == USER_DN  # others still pass the CRL
+
+
+def test_expired_crl_refuses(pki, tmp_path):
+    shutil.copytree(pki.trust_dir, tmp_path / "trust")
+    digest = subject_hash(pki.ca.certificate.subject)
+    old = crl(pki.ca, [], this_update=NOW - timedelta(days=60), next_update=NOW - timedelta(days=30))
+    (tmp_path / "trust" / f"{digest}.r0").write_bytes(old.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(UntrustedChain, match="CRL .* expired"):
+        ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW)).validate(pki.user.chain)
+
+
+def test_cache_respects_validity(pki):
+    clock = ManualClock(NOW)
+    validator = ChainValidator(TrustStore(pki.trust_dir), clock)
+    chain = pki.proxy(lifetime=timedelta(hours=1)).chain
+    first = validator.validate(chain)
+    assert validator.validate(chain) is first  # cached
+    clock.advance(timedelta(hours=2))
+    with pytest.raises(UntrustedChain, match="expired"):
+        validator.validate(chain)
+
+
+def test_trusted_ca_outside_its_validity(pki):
+    with pytest.raises(UntrustedChain, match="expired"):
+        ChainValidator(TrustStore(pki.trust_dir), ManualClock(NOW + timedelta(days=365 * 50))).validate(pki.user.chain)
+
+
+def test_proxy_cert_info_round_trip():
+    for info in (ProxyCertInfo(None, LIMITED), ProxyCertInfo(0, INDEPENDENT), ProxyCertInfo(300, "1.2.840.1", b"x")):
+        assert ProxyCertInfo.from_der(info.to_der()) == info
+
+
+def test_signing_policy_parsing():
+    text = ca.signing_policy("/O=Grid/CN=CA", "/O=Grid/*", "/DC=org/*")
+    [policy] = parse_signing_policy("# comment\n" + text)
+    assert policy.ca_dn == "/O=Grid/CN=CA"
+    assert policy.allows("/O=Grid/OU=x/CN=y") and policy.allows("/DC=org/CN=z") and not policy.allows("/O=Other/CN=y")
+
+
+def test_subject_hash_matches_openssl(pki):
+    pem = pki.ca.certificate.public_bytes(serialization.Encoding.PEM)
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject_hash"], input=pem, capture_output=True, check=True)
+    assert out.stdout.decode().strip() == subject_hash(pki.ca.certificate.subject)
+
+
+# -- real peers --------------------------------------------------------------------------------------
+
+
+def _peer_env(pki: Pki) -> dict[str, str]:
+    return dict(
+        os.environ,
+        X509_CERT_DIR=str(pki.trust_dir),
+        X509_USER_CERT=str(pki.root / "user" / "cert.pem"),
+        X509_USER_KEY=str(pki.root / "user" / "key.pem"),
+    )
+
+
+def _clock_for(cred: Credential) -> ManualClock:
+    # grid-proxy-init stamps the real time; validate at a moment inside the proxy's window instead.
+    return ManualClock(cred.certificate.not_valid_before_utc + timedelta(minutes=10))
+
+
+@pytest.mark.skipif(shutil.which("grid-proxy-init") is None, reason="globus-proxy-utils not installed")
+@pytest.mark.parametrize(
+    "flags, limited, path_length",
+    [([], False, None), (["-limited"], True, None), (["-path-length", "2"], False, 2), (["-limited", "-path-length", "1"], True, 1)],
+    ids=["impersonation", "limited", "path-length", "limited-path-length-1"],
+)
+def test_grid_proxy_init_chains_validate(pki, tmp_path, flags, limited, path_length):
+    out = tmp_path / "x509up"
+    subprocess.run(["grid-proxy-init", "-bits", "1024", "-out", str(out), *flags], env=_peer_env(pki),
+                   check=True, capture_output=True)
+    cred = Credential.load(out)
+    info, critical = proxy_cert_info(cred.certificate)
+    assert critical and info.path_length == path_length
+    result = ChainValidator(TrustStore(pki.trust_dir), _clock_for(cred)).validate(cred.chain)
+    assert result.identity == USER_DN and result.limited is limited and result.proxies == 1
+
+
+@pytest.mark.skipif(shutil.which("grid-proxy-init") is None, reason="globus-proxy-utils not installed")
+def test_grid_proxy_init_path_length_is_enforced_beneath_it(pki, tmp_path):
+    # Note: grid-proxy-init writes "-path-length 0" as no constraint at all (openssl shows "infinite"),
+    # so the smallest constraint it can express is 1.
+    out = tmp_path / "x509up"
+    subprocess.run(["grid-proxy-init", "-bits", "1024", "-out", str(out), "-path-length", "1"], env=_peer_env(pki),
+                   check=True, capture_output=True)
+    cred = Credential.load(out)
+    clock = _clock_for(cred)
+    from vws.security.proxy import create_proxy
+
+    validator = ChainValidator(TrustStore(pki.trust_dir), clock)
+    once = create_proxy(cred, clock, key=pki.keys[6])
+    assert validator.validate(once.chain).proxies == 2
+    twice = create_proxy(once, clock, key=pki.keys[7])
+    with pytest.raises(UntrustedChain, match="allows 1 further"):
+        validator.validate(twice.chain)
