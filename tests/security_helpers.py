@@ -159,3 +159,17 @@ def crl(authority: Credential, serials: list[int], *, this_update: datetime = NO
 
 
 LIMITED_POLICY = LIMITED
+
+
+# Session fixtures, imported by each tests/test_security_*.py module.
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory, keys) -> Pki:
+    return build_pki(tmp_path_factory.mktemp("pki"), keys)

@@ -15,9 +15,10 @@ from tests.security_helpers import (
     USER_DN,
     Keys,
     Pki,
-    build_pki,
     crl,
     end_entity,
+    keys,  # noqa: F401 (fixture)
+    pki,  # noqa: F401 (fixture)
     raw_proxy,
 )
 from vws.clock import ManualClock
@@ -27,16 +28,6 @@ from vws.security.credentials import Credential, oneline, parse_oneline
 from vws.security.proxy import INDEPENDENT, LIMITED, ProxyCertInfo, proxy_cert_info
 from vws.security.trust import TrustStore, parse_signing_policy, subject_hash
 from vws.security.validation import ChainValidator, UntrustedChain
-
-
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory, keys) -> Pki:
-    return build_pki(tmp_path_factory.mktemp("pki"), keys)
 
 
 @pytest.fixture
