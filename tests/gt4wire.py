@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference, request_headers
-from vws.xmlparse import detached
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+from vws.xmlparse import detached
 
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"

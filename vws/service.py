@@ -10,10 +10,15 @@ from datetime import timedelta
 from cheroot import wsgi
 
 from vws.clock import Clock, Sweeper, SystemClock
-from vws.config import Config, NotificationConfig
+from vws.config import Config, ConfigError, NotificationConfig
 from vws.pool.manager import PoolManager
+from vws.security.ca import DevCA
+from vws.security.credentials import Credential
+from vws.security.gridmap import GridMap
+from vws.security.trust import TrustStore
+from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
 from vws.soap.application import wsgi_application
-from vws.soap.gatekeeper import Gatekeeper, OpenGate
+from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
@@ -61,7 +66,7 @@ class Service:
         )
         self.manager.add_listener(lambda workspace: self.leases.wake())
         self._add_notifications_and_accounting(config)
-        self.gatekeeper = gatekeeper or OpenGate()
+        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -147,4 +152,30 @@ def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
         attempts=config.attempts,
         retry=config.retry_ms / 1000,
         drop_after=config.drop_after,
+    )
+
+
+def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
+    """OpenGate only when ``--insecure`` says so; otherwise signed messages, by default from
+    the development CA that ``vws-admin ca init`` makes in the state dir."""
+    if config.service.insecure:
+        return OpenGate()
+    security = config.security
+    dev = DevCA(config.service.state_dir / "security")
+    trust_dir = security.trust_dir or dev.trust_dir
+    host_cert, host_key = security.host_cert or dev.host_cert, security.host_key or dev.host_key
+    missing = [str(path) for path in (trust_dir, host_cert, host_key) if not path.exists()]
+    if missing:
+        raise ConfigError(
+            f"signed messages need a trust dir and host credential ({', '.join(missing)} missing): "
+            "run `vws-admin ca init` for a development CA, configure [security], or pass --insecure"
+        )
+    verifier = MessageVerifier(
+        TrustStore(trust_dir), clock, SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
+    )
+    return SignedGate(
+        verifier,
+        MessageSigner(Credential.load(host_cert, host_key), clock),
+        GridMap(security.gridmap or dev.gridmap),
+        frozenset(security.admin_dns),
     )

@@ -19,6 +19,8 @@ from vws import config as configuration
 from vws.clock import SystemClock
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
+from vws.security import ca, gridmap
+from vws.security.ca import DevCA
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting, UsageLine
 from vws.wsrf.lifetime import parse_datetime
@@ -63,6 +65,19 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
 def _node_row(node: pool_nodes.Node, held: pool_nodes.Usage) -> tuple:
     state = ("active" if node.active else "inactive") + ("" if node.available else ",unavailable")
     return (node.name, node.uri, node.memory_mb, held.memory_mb, node.cpus, held.cpus, ",".join(node.networks), state)
+
+
+def ca_init(args: argparse.Namespace, settings: configuration.Config) -> int:
+    """A development CA, host and user credentials and the user's grid-mapfile line, in the state dir."""
+    dev = DevCA(settings.service.state_dir / "security")
+    user_dn = ca.init(dev.root, SystemClock(), hostname=args.hostname)
+    known = gridmap.parse(dev.gridmap.read_text()) if dev.gridmap.exists() else {}
+    if user_dn not in known:
+        with dev.gridmap.open("a") as mapfile:
+            mapfile.write(f"{gridmap.quote(user_dn)} {args.account}\n")
+    print(f"trust dir:       {dev.trust_dir}\nhost credential: {dev.host_cert}\nuser credential: {dev.user_cert}")
+    print(f"grid-mapfile:    {dev.gridmap} ({user_dn} -> {args.account})")
+    return 0
 
 
 def usage(args: argparse.Namespace, settings: configuration.Config) -> int:
@@ -127,6 +142,13 @@ def parser() -> argparse.ArgumentParser:
             switch.add_argument("--inactive", dest="active", action="store_false", default=None, help="drain it")
             switch.add_argument("--active", dest="active", action="store_true", help="place workspaces on it again")
     node.set_defaults(run=nodes)
+    authority = commands.add_parser("ca", help="a development certificate authority")
+    authority.add_subparsers(dest="action", required=True).add_parser(
+        "init", help="make (or keep) the CA, host and user credentials and grid-mapfile in <state-dir>/security"
+    )
+    authority.add_argument("--hostname", help="for the host certificate (default: this host's FQDN)")
+    authority.add_argument("--account", default="vwsuser", help="local account in the grid-mapfile line")
+    authority.set_defaults(run=ca_init)
     report = commands.add_parser("usage", help="accounting: workspaces and minutes per user")
     report.add_argument("--user", metavar="DN", help="only this grid identity")
     report.add_argument("--since", type=_instant, metavar="TIME", help="records at or after (xsd:dateTime)")

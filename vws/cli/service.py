@@ -30,13 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
+        service = Service(config)
     except configuration.ConfigError as exc:
         print(f"vws-service: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    service = Service(config)
     print(f"vws-service listening on {service.start()}", flush=True)
     stop.wait()
     service.stop()

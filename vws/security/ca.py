@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from vws.clock import Clock
 from vws.security.credentials import Credential, key_pem, oneline, parse_oneline, write_private, write_public
@@ -30,8 +30,15 @@ USER_DN = "/O=Grid/OU=vws/OU=local/CN=vws user"
 HOST_OU = "/O=Grid/OU=vws/OU=hosts"
 
 
-def make_ca(dn: str, clock: Clock, *, key=None, days: int = 3650, path_length: int | None = None,
-            issuer: Credential | None = None) -> Credential:
+def make_ca(
+    dn: str,
+    clock: Clock,
+    *,
+    key=None,
+    days: int = 3650,
+    path_length: int | None = None,
+    issuer: Credential | None = None,
+) -> Credential:
     """A CA credential: self-signed, or an intermediate when ``issuer`` is given."""
     key = key or generate_key(2048)
     name = parse_oneline(dn)
@@ -45,17 +52,23 @@ def make_ca(dn: str, clock: Clock, *, key=None, days: int = 3650, path_length: i
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
     return Credential(key, (cert,) + (issuer.chain if issuer else ()))
 
 
-def issue(ca: Credential, dn: str, clock: Clock, *, key=None, days: int = 365, server: bool = False,
-          dns_names: tuple[str, ...] = ()) -> Credential:
+def issue(
+    ca: Credential,
+    dn: str,
+    clock: Clock,
+    *,
+    key=None,
+    days: int = 365,
+    server: bool = False,
+    dns_names: tuple[str, ...] = (),
+) -> Credential:
     """An end-entity credential signed by ``ca`` (the chain holds only the leaf, as usercert.pem does)."""
     key = key or generate_key(2048)
     now = clock.now()
@@ -69,9 +82,7 @@ def issue(ca: Credential, dn: str, clock: Clock, *, key=None, days: int = 365, s
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(min(now + timedelta(days=days), ca.certificate.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if dns_names:
@@ -121,6 +132,10 @@ class DevCA:
     def host_key(self) -> Path:
         return self.root / "hostkey.pem"
 
+    @property
+    def gridmap(self) -> Path:
+        return self.root / "grid-mapfile"
+
     def user(self) -> Credential:
         return Credential.load(self.user_cert, self.user_key)
 
@@ -128,8 +143,14 @@ class DevCA:
         return Credential.load(self.host_cert, self.host_key)
 
 
-def init(directory: str | os.PathLike, clock: Clock, *, hostname: str | None = None,
-         user_dn: str = USER_DN, ca_dn: str = CA_DN) -> str:
+def init(
+    directory: str | os.PathLike,
+    clock: Clock,
+    *,
+    hostname: str | None = None,
+    user_dn: str = USER_DN,
+    ca_dn: str = CA_DN,
+) -> str:
     """Create (or keep) the development CA, trust directory, host and user credentials; return the user DN."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)

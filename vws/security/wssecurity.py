@@ -20,10 +20,10 @@ message cannot evict or poison an entry.
 """
 
 import base64
+import heapq
 import hmac
 import secrets
 import threading
-import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta

@@ -13,6 +13,8 @@ from typing import Protocol
 from lxml import etree
 
 from vws.errors import MalformedMessage
+from vws.security.gridmap import GridMap
+from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.workspace.manager import Caller
 from vws.xmlns import SOAP_ENV, qname
 
@@ -62,3 +64,33 @@ class OpenGate:
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
         pass
+
+
+class SignedGate:
+    """GSI Secure Message: a valid X.509 signature from a grid-mapped identity, or nothing.
+
+    The verifier returns the real Body and the header blocks its signature covers;
+    only those reach the dispatcher. Replies to signed requests are signed with the
+    service's host credential, so the client can check who answered.
+    """
+
+    def __init__(
+        self, verifier: MessageVerifier, signer: MessageSigner, gridmap: GridMap, admins: frozenset[str]
+    ) -> None:
+        self._verifier = verifier
+        self._signer = signer
+        self._gridmap = gridmap
+        self._admins = admins
+
+    def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
+        verified = self._verifier.verify(envelope)
+        identity = verified.identity
+        admin = identity in self._admins
+        if not admin:
+            self._gridmap.require(identity)
+        caller = Caller(identity, admin=admin, limited=verified.chain.limited)
+        return Admission(caller, payload(verified.body), verified.signed_headers, signed=True)
+
+    def seal(self, envelope: etree._Element, admission: Admission) -> None:
+        if admission.signed:
+            self._signer.sign(envelope)
