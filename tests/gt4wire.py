@@ -6,6 +6,7 @@ EPR's ReferenceProperties. Used by the end-to-end tests and the benchmarks.
 """
 
 import http.client
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,18 +21,30 @@ FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"
 WORKSPACE_ACTION = WORKSPACE + "/WorkspacePortType/"
 
 
-def envelope(to: str, action: str, body: etree._Element, key: tuple[etree._Element, ...] = ()) -> bytes:
+def envelope_element(to: str, action: str, body: etree._Element, key: tuple[etree._Element, ...] = ()):
     root = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
     etree.SubElement(root, qname(SOAP_ENV, "Header")).extend(request_headers(to, action, key))
     etree.SubElement(root, qname(SOAP_ENV, "Body")).append(body)
-    return etree.tostring(root)
+    return root
+
+
+def envelope(to: str, action: str, body: etree._Element, key: tuple[etree._Element, ...] = ()) -> bytes:
+    return etree.tostring(envelope_element(to, action, body, key))
 
 
 class Gt4Client:
     """A minimal GT4 client: one keep-alive connection, raw envelopes in and out."""
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+        sign: Callable[[etree._Element], object] | None = None,
+    ) -> None:
+        """``sign``, when given, signs each envelope in place (GSI Secure Message)."""
         self.base_url = base_url
+        self._sign = sign
+        self.last_reply: etree._Element | None = None
         self._headers = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
         parts = urlsplit(base_url)
         self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -43,7 +56,11 @@ class Gt4Client:
 
     def call(self, epr: EndpointReference, action: str, body: etree._Element) -> etree._Element:
         """POST and return the response body's payload; raise SoapFault on a fault."""
-        status, reply = self.post(epr.address, envelope(epr.address, action, body, epr.properties), action)
+        message = envelope_element(epr.address, action, body, epr.properties)
+        if self._sign is not None:
+            self._sign(message)
+        status, reply = self.post(epr.address, etree.tostring(message), action)
+        self.last_reply = reply
         payload = reply.find(qname(SOAP_ENV, "Body"))[0]
         if payload.tag == qname(SOAP_ENV, "Fault"):
             raise SoapFault(status, payload)

@@ -143,11 +143,11 @@ def parser() -> argparse.ArgumentParser:
             switch.add_argument("--active", dest="active", action="store_true", help="place workspaces on it again")
     node.set_defaults(run=nodes)
     authority = commands.add_parser("ca", help="a development certificate authority")
-    authority.add_subparsers(dest="action", required=True).add_parser(
+    init = authority.add_subparsers(dest="action", required=True).add_parser(
         "init", help="make (or keep) the CA, host and user credentials and grid-mapfile in <state-dir>/security"
     )
-    authority.add_argument("--hostname", help="for the host certificate (default: this host's FQDN)")
-    authority.add_argument("--account", default="vwsuser", help="local account in the grid-mapfile line")
+    init.add_argument("--hostname", help="for the host certificate (default: this host's FQDN)")
+    init.add_argument("--account", default="vwsuser", help="local account in the grid-mapfile line")
     authority.set_defaults(run=ca_init)
     report = commands.add_parser("usage", help="accounting: workspaces and minutes per user")
     report.add_argument("--user", metavar="DN", help="only this grid identity")
