@@ -65,8 +65,15 @@ def build_pki(root: Path, keys: Keys) -> Pki:
     ca.install_ca(root / "certificates", authority.certificate, "/O=Grid/OU=vws-test/*")
     user = ca.issue(authority, USER_DN, birth, key=keys[1], days=365 * 30)
     other = ca.issue(authority, OTHER_DN, birth, key=keys[2], days=365 * 30)
-    host = ca.issue(authority, "/O=Grid/OU=vws-test/CN=host/localhost", birth, key=keys[3], days=365 * 30,
-                    server=True, dns_names=("localhost",))
+    host = ca.issue(
+        authority,
+        "/O=Grid/OU=vws-test/CN=host/localhost",
+        birth,
+        key=keys[3],
+        days=365 * 30,
+        server=True,
+        dns_names=("localhost",),
+    )
     foreign = ca.make_ca(FOREIGN_CA_DN, birth, key=keys[4], days=365 * 40)
     foreign_user = ca.issue(foreign, "/O=Elsewhere/CN=Mallory", birth, key=keys[6], days=365 * 30)
     for name, cred in (("user", user), ("other", other), ("host", host), ("foreign", foreign_user)):
@@ -126,8 +133,17 @@ def raw_proxy(
     return Credential(key, (cert,) + issuer.chain)
 
 
-def end_entity(authority: Credential, dn: str, key, *, not_before: datetime, not_after: datetime,
-               serial: int | None = None, signer_key=None, ca_bit: bool = False) -> Credential:
+def end_entity(
+    authority: Credential,
+    dn: str,
+    key,
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    serial: int | None = None,
+    signer_key=None,
+    ca_bit: bool = False,
+) -> Credential:
     from vws.security.credentials import parse_oneline
 
     builder = (
@@ -143,8 +159,13 @@ def end_entity(authority: Credential, dn: str, key, *, not_before: datetime, not
     return Credential(key, (builder.sign(signer_key or authority.key, hashes.SHA256()),))
 
 
-def crl(authority: Credential, serials: list[int], *, this_update: datetime = NOW - timedelta(days=1),
-        next_update: datetime = NOW + timedelta(days=30)) -> x509.CertificateRevocationList:
+def crl(
+    authority: Credential,
+    serials: list[int],
+    *,
+    this_update: datetime = NOW - timedelta(days=1),
+    next_update: datetime = NOW + timedelta(days=30),
+) -> x509.CertificateRevocationList:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(authority.certificate.subject)

@@ -7,7 +7,7 @@ import pytest
 from vws.errors import NotAuthorized
 from vws.security.gridmap import GridMap, parse, parse_line, quote
 
-SAMPLE = r'''
+SAMPLE = r"""
 # vws grid-mapfile
 "/O=Grid/OU=vws/CN=Jane Doe" jane,vwsusers
 /O=Grid/CN=bob bob   # unquoted DN, trailing comment
@@ -17,7 +17,7 @@ SAMPLE = r'''
 "/O=Grid/CN=no account"
 "/O=Grid/CN=unterminated jane
 	"/O=Grid/CN=Tabbed"	tab
-'''
+"""
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,6 @@ def test_missing_file_authorizes_nobody(tmp_path):
     assert gridmap.accounts("/O=Grid/CN=A") == ("a",)
 
 
-@pytest.mark.parametrize("dn", ['/O=Grid/CN=plain', '/O=Grid/CN=with "quotes"', "/O=Grid/CN=back\\slash"])
+@pytest.mark.parametrize("dn", ["/O=Grid/CN=plain", '/O=Grid/CN=with "quotes"', "/O=Grid/CN=back\\slash"])
 def test_quote_round_trips(dn):
     assert parse(f"{quote(dn)} acct\n") == {dn: ("acct",)}

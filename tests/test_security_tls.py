@@ -8,13 +8,17 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from tests.security_helpers import NOW, USER_DN, keys, pki  # noqa: F401 (fixtures)
+from tests import security_helpers
+from tests.security_helpers import USER_DN
 from vws.clock import ManualClock
 from vws.security.credentials import Credential
 from vws.security.proxy import create_proxy
 from vws.security.tls import client_context, identity_from_leaf, peer_identity, server_context
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
+
+keys = security_helpers.keys  # session fixtures
+pki = security_helpers.pki
 
 
 def _real_now_proxy(pki, issuer: Credential, *, limited=False, key_index=5) -> Credential:
@@ -60,7 +64,9 @@ def handshake(pki, tmp_path, client: Credential, validator=None):
 @pytest.mark.parametrize("limited", [False, True])
 def test_proxy_client_certificate_identity_from_the_chain(pki, tmp_path, limited):
     proxy = _real_now_proxy(pki, pki.user, limited=limited)
-    validator = ChainValidator(TrustStore(pki.trust_dir), ManualClock(proxy.certificate.not_valid_before_utc + timedelta(hours=1)))
+    validator = ChainValidator(
+        TrustStore(pki.trust_dir), ManualClock(proxy.certificate.not_valid_before_utc + timedelta(hours=1))
+    )
     outcome, error = handshake(pki, tmp_path, proxy, validator)
     assert error is None and "error" not in outcome
     peer = outcome["peer"]
@@ -71,7 +77,9 @@ def test_proxy_client_certificate_identity_from_the_chain(pki, tmp_path, limited
 def test_proxy_of_a_proxy_through_the_chain(pki, tmp_path):
     first = _real_now_proxy(pki, pki.user, limited=True)
     second = _real_now_proxy(pki, first, key_index=6)
-    validator = ChainValidator(TrustStore(pki.trust_dir), ManualClock(second.certificate.not_valid_before_utc + timedelta(hours=1)))
+    validator = ChainValidator(
+        TrustStore(pki.trust_dir), ManualClock(second.certificate.not_valid_before_utc + timedelta(hours=1))
+    )
     outcome, error = handshake(pki, tmp_path, second, validator)
     assert error is None
     assert outcome["peer"].identity == USER_DN and outcome["peer"].limited  # impersonation under limited

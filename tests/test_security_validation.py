@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from tests import security_helpers
 from tests.security_helpers import (
     NOW,
     USER_DN,
@@ -17,8 +18,6 @@ from tests.security_helpers import (
     Pki,
     crl,
     end_entity,
-    keys,  # noqa: F401 (fixture)
-    pki,  # noqa: F401 (fixture)
     raw_proxy,
 )
 from vws.clock import ManualClock
@@ -28,6 +27,9 @@ from vws.security.credentials import Credential, oneline, parse_oneline
 from vws.security.proxy import INDEPENDENT, LIMITED, ProxyCertInfo, proxy_cert_info
 from vws.security.trust import TrustStore, parse_signing_policy, subject_hash
 from vws.security.validation import ChainValidator, UntrustedChain
+
+keys = security_helpers.keys  # session fixtures
+pki = security_helpers.pki
 
 
 @pytest.fixture
@@ -95,14 +97,22 @@ def _bad_chains(pki: Pki, keys: Keys, tmp_path):
         "expired proxy": (raw_proxy(user, k, not_after=NOW - timedelta(minutes=1)).chain, "expired"),
         "proxy not yet valid": (raw_proxy(user, k, not_before=NOW + timedelta(hours=1)).chain, "not valid before"),
         "expired end entity": (
-            end_entity(pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)).chain,
+            end_entity(
+                pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)
+            ).chain,
             "expired",
         ),
         "wrong CA": (pki.foreign_user.chain, "not a trusted CA"),
         "proxy of a foreign user": (raw_proxy(pki.foreign_user, k).chain, "not a trusted CA"),
         "forged end-entity signature": (
-            end_entity(pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1),
-                       signer_key=keys[7]).chain,
+            end_entity(
+                pki.ca,
+                USER_DN,
+                keys[6],
+                not_before=NOW - timedelta(days=1),
+                not_after=NOW + timedelta(days=1),
+                signer_key=keys[7],
+            ).chain,
             "does not verify",
         ),
         "forged proxy signature": (raw_proxy(user, k, signer_key=keys[7]).chain, "does not verify"),
@@ -113,21 +123,31 @@ def _bad_chains(pki: Pki, keys: Keys, tmp_path):
         "two CNs added": (raw_proxy(user, k, extra_cns=2).chain, "exactly one CN"),
         "no CN added": (raw_proxy(user, k, extra_cns=0).chain, "does not extend"),
         "added RDN is not a CN": (
-            raw_proxy(user, k, subject=x509.Name(list(user.certificate.subject.rdns) + [
-                x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "1")])])).chain,
+            raw_proxy(
+                user,
+                k,
+                subject=x509.Name(
+                    list(user.certificate.subject.rdns)
+                    + [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "1")])]
+                ),
+            ).chain,
             "single CN",
         ),
         "path length exceeded": (
-            raw_proxy(raw_proxy(user, k, path_length=0), keys[6]).chain, "allows 0 further proxies",
+            raw_proxy(raw_proxy(user, k, path_length=0), keys[6]).chain,
+            "allows 0 further proxies",
         ),
         "path length exceeded two levels up": (
-            raw_proxy(raw_proxy(raw_proxy(user, k, path_length=1), keys[6]), keys[7]).chain, "allows 1 further",
+            raw_proxy(raw_proxy(raw_proxy(user, k, path_length=1), keys[6]), keys[7]).chain,
+            "allows 1 further",
         ),
         "CA bit on a proxy": (raw_proxy(user, k, ca_bit=True).chain, "CA:TRUE"),
         "missing ProxyCertInfo": (raw_proxy(user, k, pci=False).chain, "non-CA"),
         "non-critical ProxyCertInfo": (raw_proxy(user, k, pci_critical=False).chain, "must be critical"),
         "proxy keyUsage without digitalSignature": (
-            raw_proxy(user, k, key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False)).chain,
+            raw_proxy(
+                user, k, key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False)
+            ).chain,
             "digitalSignature",
         ),
         "proxy with subjectAltName": (raw_proxy(user, k, san=True).chain, "alternative name"),
@@ -137,13 +157,27 @@ def _bad_chains(pki: Pki, keys: Keys, tmp_path):
         "proxy without its end entity": (raw_proxy(user, k).chain[:1], "end-entity certificate is missing"),
         "CA certificate as the end entity": ((pki.ca.certificate,), "is a CA certificate"),
         "end entity outside the signing policy": (
-            end_entity(pki.ca, "/O=Other/CN=Outsider", keys[6], not_before=NOW - timedelta(days=1),
-                       not_after=NOW + timedelta(days=1)).chain,
+            end_entity(
+                pki.ca,
+                "/O=Other/CN=Outsider",
+                keys[6],
+                not_before=NOW - timedelta(days=1),
+                not_after=NOW + timedelta(days=1),
+            ).chain,
             "signing policy",
         ),
         "end entity with CA bit signs a proxy": (
-            raw_proxy(end_entity(pki.ca, "/O=Grid/OU=vws-test/CN=Mini CA", keys[6], not_before=NOW - timedelta(days=1),
-                                 not_after=NOW + timedelta(days=1), ca_bit=True), k).chain,
+            raw_proxy(
+                end_entity(
+                    pki.ca,
+                    "/O=Grid/OU=vws-test/CN=Mini CA",
+                    keys[6],
+                    not_before=NOW - timedelta(days=1),
+                    not_after=NOW + timedelta(days=1),
+                    ca_bit=True,
+                ),
+                k,
+            ).chain,
             "signed by the CA certificate",
         ),
         "empty chain": ((), "no certificate"),
@@ -151,13 +185,32 @@ def _bad_chains(pki: Pki, keys: Keys, tmp_path):
 
 
 BAD = [
-    "expired proxy", "proxy not yet valid", "expired end entity", "wrong CA", "proxy of a foreign user",
-    "forged end-entity signature", "forged proxy signature", "proxy name does not extend the issuer", "two CNs added",
-    "no CN added", "added RDN is not a CN", "path length exceeded", "path length exceeded two levels up",
-    "CA bit on a proxy", "missing ProxyCertInfo", "non-critical ProxyCertInfo", "proxy keyUsage without digitalSignature",
-    "proxy with subjectAltName", "independent proxy", "unknown proxy policy", "proxy signed by the CA",
-    "proxy without its end entity", "CA certificate as the end entity", "end entity outside the signing policy",
-    "end entity with CA bit signs a proxy", "empty chain",
+    "expired proxy",
+    "proxy not yet valid",
+    "expired end entity",
+    "wrong CA",
+    "proxy of a foreign user",
+    "forged end-entity signature",
+    "forged proxy signature",
+    "proxy name does not extend the issuer",
+    "two CNs added",
+    "no CN added",
+    "added RDN is not a CN",
+    "path length exceeded",
+    "path length exceeded two levels up",
+    "CA bit on a proxy",
+    "missing ProxyCertInfo",
+    "non-critical ProxyCertInfo",
+    "proxy keyUsage without digitalSignature",
+    "proxy with subjectAltName",
+    "independent proxy",
+    "unknown proxy policy",
+    "proxy signed by the CA",
+    "proxy without its end entity",
+    "CA certificate as the end entity",
+    "end entity outside the signing policy",
+    "end entity with CA bit signs a proxy",
+    "empty chain",
 ]
 
 
@@ -171,8 +224,14 @@ def test_bad_chain_is_refused(pki, keys, validator, tmp_path, case):
 
 def test_revoked_by_crl(pki, keys, tmp_path):
     shutil.copytree(pki.trust_dir, tmp_path / "trust")
-    victim = end_entity(pki.ca, "/O=Grid/OU=vws-test/CN=Revoked", keys[6], not_before=NOW - timedelta(days=1),
-                        not_after=NOW + timedelta(days=1), serial=424242)
+    victim = end_entity(
+        pki.ca,
+        "/O=Grid/OU=vws-test/CN=Revoked",
+        keys[6],
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=1),
+        serial=424242,
+    )
     validator = ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW))
     chain = raw_proxy(victim, keys[5]).chain
     assert validator.validate(chain).identity == "/O=Grid/OU=vws-test/CN=Revoked"  # cached, then revoked:
@@ -246,13 +305,22 @@ def _clock_for(cred: Credential) -> ManualClock:
 @pytest.mark.skipif(shutil.which("grid-proxy-init") is None, reason="globus-proxy-utils not installed")
 @pytest.mark.parametrize(
     "flags, limited, path_length",
-    [([], False, None), (["-limited"], True, None), (["-path-length", "2"], False, 2), (["-limited", "-path-length", "1"], True, 1)],
+    [
+        ([], False, None),
+        (["-limited"], True, None),
+        (["-path-length", "2"], False, 2),
+        (["-limited", "-path-length", "1"], True, 1),
+    ],
     ids=["impersonation", "limited", "path-length", "limited-path-length-1"],
 )
 def test_grid_proxy_init_chains_validate(pki, tmp_path, flags, limited, path_length):
     out = tmp_path / "x509up"
-    subprocess.run(["grid-proxy-init", "-bits", "1024", "-out", str(out), *flags], env=_peer_env(pki),
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["grid-proxy-init", "-bits", "1024", "-out", str(out), *flags],
+        env=_peer_env(pki),
+        check=True,
+        capture_output=True,
+    )
     cred = Credential.load(out)
     info, critical = proxy_cert_info(cred.certificate)
     assert critical and info.path_length == path_length
@@ -265,8 +333,12 @@ def test_grid_proxy_init_path_length_is_enforced_beneath_it(pki, tmp_path):
     # Note: grid-proxy-init writes "-path-length 0" as no constraint at all (openssl shows "infinite"),
     # so the smallest constraint it can express is 1.
     out = tmp_path / "x509up"
-    subprocess.run(["grid-proxy-init", "-bits", "1024", "-out", str(out), "-path-length", "1"], env=_peer_env(pki),
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["grid-proxy-init", "-bits", "1024", "-out", str(out), "-path-length", "1"],
+        env=_peer_env(pki),
+        check=True,
+        capture_output=True,
+    )
     cred = Credential.load(out)
     clock = _clock_for(cred)
     from vws.security.proxy import create_proxy

@@ -13,11 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
-from tests.security_helpers import (  # noqa: F401 (fixtures)
+from tests import security_helpers
+from tests.security_helpers import (
     NOW,
     USER_DN,
-    keys,
-    pki,
 )
 from vws.clock import ManualClock, timestamp
 from vws.errors import AuthenticationFailed
@@ -34,7 +33,10 @@ from vws.security.wssecurity import (
     SecurityPolicy,
     SignatureRefused,
 )
-from vws.xmlns import DS, EXC_C14N, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
+from vws.xmlns import DS, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
+
+keys = security_helpers.keys  # session fixtures
+pki = security_helpers.pki
 
 NS = {"soapenv": SOAP_ENV, "wsa": WSA, "wsse": WSSE, "wsu": WSU, "ds": DS, "work": WORKSPACE}
 
@@ -134,7 +136,9 @@ def test_each_coverage_switch(pki, proxy, clock, missing):
     strict = MessageVerifier(TrustStore(pki.trust_dir), clock)
     with pytest.raises(SignatureRefused, match="does not cover"):
         strict.verify(copy.deepcopy(envelope))
-    policy = SecurityPolicy(require_addressing=missing != "addressing", require_workspace_headers=missing != "workspace")
+    policy = SecurityPolicy(
+        require_addressing=missing != "addressing", require_workspace_headers=missing != "workspace"
+    )
     verified = MessageVerifier(TrustStore(pki.trust_dir), clock, policy).verify(envelope)
     assert [h.tag for h in verified.signed_headers] == [h.tag for h in keep]
 
@@ -209,7 +213,9 @@ def test_signer_whose_key_does_not_match_the_token(pki, clock, verifier, signed)
     ],
 )
 def test_algorithm_allow_list(pki, proxy, clock, signature_method, digest_method, allowed_sig, allowed_digest, reason):
-    envelope = wire(MessageSigner(proxy, clock, signature_method=signature_method, digest_method=digest_method).sign(request()))
+    envelope = wire(
+        MessageSigner(proxy, clock, signature_method=signature_method, digest_method=digest_method).sign(request())
+    )
     policy = SecurityPolicy(signature_methods=frozenset(allowed_sig), digest_methods=frozenset(allowed_digest))
     verifier = MessageVerifier(TrustStore(pki.trust_dir), clock, policy)
     if reason is None:
@@ -257,7 +263,9 @@ def test_stale_timestamp_with_a_far_expiry(pki, proxy):
         verifier.verify(envelope)
 
 
-@pytest.mark.parametrize("mutation", ["no created", "naive time", "garbage", "expires before created", "two timestamps"])
+@pytest.mark.parametrize(
+    "mutation", ["no created", "naive time", "garbage", "expires before created", "two timestamps"]
+)
 def test_malformed_timestamp(signed, verifier, proxy, mutation):
     stamp = signed.find(".//wsu:Timestamp", NS)
     if mutation == "no created":
@@ -360,7 +368,8 @@ def _wrap(signed: etree._Element, variant: str, key) -> etree._Element:
         ref = signed.find(".//ds:Reference", NS)
         ref.set("URI", "#inner")
         ref.find("ds:DigestValue", NS).text = base64.b64encode(
-            _sha256(etree.tostring(payload, method="c14n", exclusive=True))).decode()
+            _sha256(etree.tostring(payload, method="c14n", exclusive=True))
+        ).decode()
         resign(signed, key)
     elif variant == "reference to a nested header element":
         block = etree.SubElement(header, "{urn:x}Outer")
@@ -368,7 +377,8 @@ def _wrap(signed: etree._Element, variant: str, key) -> etree._Element:
         ref = signed.find(".//ds:Reference", NS)
         ref.set("URI", "#nested")
         ref.find("ds:DigestValue", NS).text = base64.b64encode(
-            _sha256(etree.tostring(inner, method="c14n", exclusive=True))).decode()
+            _sha256(etree.tostring(inner, method="c14n", exclusive=True))
+        ).decode()
         resign(signed, key)
     elif variant == "reference resolves to nothing":
         signed.find(".//ds:Reference", NS).set("URI", "#nowhere")
@@ -452,8 +462,9 @@ def test_unsigned_extra_header_is_not_handed_over(pki, proxy, clock):
 # -- interop with real peers -------------------------------------------------------------------------
 
 
-def _zeep_signed(pki, tmp_path, clock, signature=xmlsec.constants.TransformRsaSha256,
-                 digest=xmlsec.constants.TransformSha256) -> etree._Element:
+def _zeep_signed(
+    pki, tmp_path, clock, signature=xmlsec.constants.TransformRsaSha256, digest=xmlsec.constants.TransformSha256
+) -> etree._Element:
     from zeep.wsse.signature import BinarySignature
 
     envelope = request()
@@ -462,8 +473,12 @@ def _zeep_signed(pki, tmp_path, clock, signature=xmlsec.constants.TransformRsaSh
     stamp = etree.SubElement(security, f"{{{WSU}}}Timestamp")
     etree.SubElement(stamp, f"{{{WSU}}}Created").text = timestamp(clock.now())
     etree.SubElement(stamp, f"{{{WSU}}}Expires").text = timestamp(clock.now() + timedelta(minutes=5))
-    plugin = BinarySignature(str(pki.root / "user" / "key.pem"), str(pki.root / "user" / "cert.pem"),
-                             signature_method=signature, digest_method=digest)
+    plugin = BinarySignature(
+        str(pki.root / "user" / "key.pem"),
+        str(pki.root / "user" / "cert.pem"),
+        signature_method=signature,
+        digest_method=digest,
+    )
     plugin.apply(envelope, {})
     return wire(envelope)
 
@@ -495,8 +510,14 @@ def test_xmlsec1_accepts_what_we_sign(pki, tmp_path, clock, who):
     message.write_bytes(etree.tostring(envelope))
     cert = tmp_path / "leaf.pem"
     cert.write_bytes(credential.certificate.public_bytes(serialization.Encoding.PEM))
-    id_attrs = [f"{SOAP_ENV}:Body", f"{WSU}:Timestamp", f"{WSA}:To", f"{WSA}:Action", f"{WSA}:MessageID",
-                f"{WORKSPACE}:WorkspaceKey"]
+    id_attrs = [
+        f"{SOAP_ENV}:Body",
+        f"{WSU}:Timestamp",
+        f"{WSA}:To",
+        f"{WSA}:Action",
+        f"{WSA}:MessageID",
+        f"{WORKSPACE}:WorkspaceKey",
+    ]
     command = ["xmlsec1", "--verify", "--pubkey-cert-pem", str(cert)]
     for spec in id_attrs:
         command += ["--id-attr:Id", spec]

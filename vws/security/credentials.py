@@ -43,9 +43,7 @@ def oneline(name: x509.Name) -> str:
     """``/O=Grid/OU=Example/CN=Jane Doe``: RDNs in certificate (DER) order, multi-valued RDNs joined by '+'."""
     parts = []
     for rdn in name.rdns:
-        parts.append(
-            "+".join(f"{_SHORT.get(a.oid, a.oid.dotted_string)}={_text(a.value)}" for a in rdn)
-        )
+        parts.append("+".join(f"{_SHORT.get(a.oid, a.oid.dotted_string)}={_text(a.value)}" for a in rdn))
     return "".join("/" + part for part in parts)
 
 
@@ -53,11 +51,15 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.hex()
 
 
-_RDN_SPLIT = re.compile(r"/(?=(?:%s)=)" % "|".join(sorted(map(re.escape, _LONG), key=len, reverse=True)))
+_KEYS = "|".join(sorted(map(re.escape, _LONG), key=len, reverse=True))
+_RDN_SPLIT = re.compile(rf"/(?=(?:{_KEYS})=)")
 
 
 def parse_oneline(dn: str) -> x509.Name:
-    """The inverse of ``oneline``; a '/' inside a value (``CN=host/example.org``) is kept when no ``KEY=`` follows it."""
+    """The inverse of ``oneline``.
+
+    A '/' inside a value (``CN=host/example.org``) is kept when no ``KEY=`` follows it.
+    """
     if not dn.startswith("/"):
         raise ValueError(f"not a /-separated DN: {dn!r}")
     rdns = []
@@ -85,8 +87,10 @@ class Credential:
         ours = self.key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        theirs = self.chain[0].public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        theirs = (
+            self.chain[0]
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         if ours != theirs:
             raise ValueError("the private key does not match the leaf certificate")
@@ -107,8 +111,9 @@ class Credential:
         return cls(key, chain)
 
     @classmethod
-    def load(cls, cert_path: str | os.PathLike, key_path: str | os.PathLike | None = None,
-             password: bytes | None = None) -> "Credential":
+    def load(
+        cls, cert_path: str | os.PathLike, key_path: str | os.PathLike | None = None, password: bytes | None = None
+    ) -> "Credential":
         """Load once: ``load(proxy_file)`` or ``load(usercert.pem, userkey.pem)``."""
         cert_pem = Path(cert_path).read_bytes()
         key_pem = Path(key_path).read_bytes() if key_path is not None else None

@@ -1,8 +1,9 @@
 """RFC 3820 proxy certificates: creation, and reading the ProxyCertInfo extension.
 
 A proxy's subject is its issuer's subject plus one ``CN=<serial>``; it carries a
-critical ProxyCertInfo (1.3.6.1.5.5.7.1.14) whose DER is
-``SEQUENCE { pCPathLenConstraint INTEGER OPTIONAL, proxyPolicy SEQUENCE { policyLanguage OID, policy OCTET STRING OPTIONAL } }``.
+critical ProxyCertInfo (1.3.6.1.5.5.7.1.14) whose DER is ``SEQUENCE {
+pCPathLenConstraint INTEGER OPTIONAL, proxyPolicy SEQUENCE { policyLanguage OID,
+policy OCTET STRING OPTIONAL } }``.
 ``cryptography`` has no class for it, so it is written and read here as raw DER.
 """
 

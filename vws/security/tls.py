@@ -43,8 +43,9 @@ class PeerIdentity:
     chain_validated: bool  # True when the whole chain went through ChainValidator
 
 
-def server_context(cert_file: str | Path, key_file: str | Path, trust_dir: str | Path, *,
-                   require_client_cert: bool = True) -> ssl.SSLContext:
+def server_context(
+    cert_file: str | Path, key_file: str | Path, trust_dir: str | Path, *, require_client_cert: bool = True
+) -> ssl.SSLContext:
     """A TLS server context: host credential, CAs from the trust directory, proxy client certs allowed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -55,8 +56,13 @@ def server_context(cert_file: str | Path, key_file: str | Path, trust_dir: str |
     return context
 
 
-def client_context(credential_file: str | Path, trust_dir: str | Path, *, key_file: str | Path | None = None,
-                   check_hostname: bool = False) -> ssl.SSLContext:
+def client_context(
+    credential_file: str | Path,
+    trust_dir: str | Path,
+    *,
+    key_file: str | Path | None = None,
+    check_hostname: bool = False,
+) -> ssl.SSLContext:
     """A TLS client context presenting a proxy file (cert, key, chain) or a cert/key pair.
 
     GSI authorizes the server by its host DN (``-z host``), not by hostname matching;

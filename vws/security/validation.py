@@ -160,11 +160,15 @@ class ChainValidator:
         ee_index = next((i for i, info in enumerate(infos) if info is None), None)
         if ee_index is None:
             if self.trust.issuers(presented[-1]):
-                raise UntrustedChain(f"proxy {oneline(presented[-1].subject)} was issued by the CA {oneline(presented[-1].issuer)}")
+                raise UntrustedChain(
+                    f"proxy {oneline(presented[-1].subject)} was issued by the CA {oneline(presented[-1].issuer)}"
+                )
             raise UntrustedChain("the chain holds only proxy certificates: its end-entity certificate is missing")
         for i, cert in enumerate(presented[ee_index:], start=ee_index):
             if _has_ext(cert, PROXY_CERT_INFO_DRAFT):
-                raise UntrustedChain(f"{oneline(cert.subject)} is a pre-RFC 3820 (draft OID) proxy, which is not accepted")
+                raise UntrustedChain(
+                    f"{oneline(cert.subject)} is a pre-RFC 3820 (draft OID) proxy, which is not accepted"
+                )
             if infos[i] is not None:
                 raise UntrustedChain(f"proxy {oneline(cert.subject)} appears above the end entity")
         end_entity = presented[ee_index]
@@ -256,7 +260,9 @@ class ChainValidator:
         if rdns[: len(issuer_rdns)] != issuer_rdns or len(rdns) != len(issuer_rdns) + 1:
             added = len(rdns) - len(issuer_rdns)
             if rdns[: len(issuer_rdns)] == issuer_rdns and added > 1:
-                raise UntrustedChain(f"proxy {name} adds {added} RDNs to its issuer's subject; exactly one CN is allowed")
+                raise UntrustedChain(
+                    f"proxy {name} adds {added} RDNs to its issuer's subject; exactly one CN is allowed"
+                )
             raise UntrustedChain(f"proxy subject {name} does not extend its issuer's subject {oneline(issuer.subject)}")
         last = list(rdns[-1])
         if len(last) != 1 or last[0].oid != x509.oid.NameOID.COMMON_NAME:
@@ -297,7 +303,9 @@ class ChainValidator:
     def _anchor(self, cert: x509.Certificate, now: datetime) -> TrustAnchor:
         candidates = self.trust.issuers(cert)
         if not candidates:
-            raise UntrustedChain(f"{oneline(cert.subject)} was issued by {oneline(cert.issuer)}, which is not a trusted CA")
+            raise UntrustedChain(
+                f"{oneline(cert.subject)} was issued by {oneline(cert.issuer)}, which is not a trusted CA"
+            )
         last: UntrustedChain | None = None
         for anchor in candidates:
             try:

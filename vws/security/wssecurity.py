@@ -180,8 +180,13 @@ def required_headers(envelope: etree._Element, policy: SecurityPolicy = DEFAULT_
 
 
 def _c14n(element: etree._Element, prefixes: Sequence[str] | None = None) -> bytes:
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False,
-                          inclusive_ns_prefixes=list(prefixes) if prefixes else None)
+    return etree.tostring(
+        element,
+        method="c14n",
+        exclusive=True,
+        with_comments=False,
+        inclusive_ns_prefixes=list(prefixes) if prefixes else None,
+    )
 
 
 def _digest(data: bytes, method: str) -> bytes:
@@ -219,8 +224,15 @@ def read_pki_path(data: bytes) -> tuple[x509.Certificate, ...]:
 class MessageSigner:
     """Signs envelopes with one credential (a user's proxy, or the service's host credential)."""
 
-    def __init__(self, credential: Credential, clock: Clock, *, signature_method: str = RSA_SHA256,
-                 digest_method: str = SHA256, lifetime: timedelta = timedelta(seconds=300)) -> None:
+    def __init__(
+        self,
+        credential: Credential,
+        clock: Clock,
+        *,
+        signature_method: str = RSA_SHA256,
+        digest_method: str = SHA256,
+        lifetime: timedelta = timedelta(seconds=300),
+    ) -> None:
         if not isinstance(credential.key, rsa.RSAPrivateKey):
             raise ValueError("only RSA credentials can sign (RSA-SHA256 / RSA-SHA1)")
         if signature_method not in (RSA_SHA1, RSA_SHA256) or digest_method not in (SHA1, SHA256):
@@ -291,9 +303,7 @@ class MessageSigner:
             etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(
                 _digest(_c14n(element), self.digest_method)
             ).decode()
-        value = self.credential.key.sign(
-            _c14n(signed_info), padding.PKCS1v15(), _HASHES[self.signature_method]()
-        )
+        value = self.credential.key.sign(_c14n(signed_info), padding.PKCS1v15(), _HASHES[self.signature_method]())
         etree.SubElement(signature, _SIGNATURE_VALUE).text = base64.b64encode(value).decode()
         key_info = etree.SubElement(signature, _KEY_INFO)
         reference = etree.SubElement(etree.SubElement(key_info, _STR), _STR_REF, URI="#" + token_id)
@@ -340,11 +350,17 @@ def _b64(text: str | None, what: str) -> bytes:
 
 
 class MessageVerifier:
-    def __init__(self, trust_or_validator, clock: Clock, policy: SecurityPolicy = DEFAULT_POLICY,
-                 replay_cache: ReplayCache | None = None) -> None:
+    def __init__(
+        self,
+        trust_or_validator,
+        clock: Clock,
+        policy: SecurityPolicy = DEFAULT_POLICY,
+        replay_cache: ReplayCache | None = None,
+    ) -> None:
         """``trust_or_validator``: a TrustStore, or a ChainValidator to share its cache."""
         self.validator = (
-            trust_or_validator if isinstance(trust_or_validator, ChainValidator)
+            trust_or_validator
+            if isinstance(trust_or_validator, ChainValidator)
             else ChainValidator(trust_or_validator, clock)
         )
         self.clock = clock
@@ -366,7 +382,9 @@ class MessageVerifier:
         if not signatures:
             raise SignatureRefused("the message is not signed: wsse:Security holds no ds:Signature")
         if len(signatures) > 1:
-            raise SignatureRefused(f"the envelope holds {len(signatures)} ds:Signature elements; exactly one is accepted")
+            raise SignatureRefused(
+                f"the envelope holds {len(signatures)} ds:Signature elements; exactly one is accepted"
+            )
         signature = signatures[0]
         if signature.getparent() is not security:
             raise SignatureRefused("the ds:Signature is not a child of the wsse:Security header")
@@ -393,7 +411,9 @@ class MessageVerifier:
         if created is None:
             raise SignatureRefused("wsu:Timestamp has no wsu:Created")
         if created > now + policy.skew:
-            raise SignatureRefused(f"wsu:Timestamp was created in the future ({created.isoformat()}, now {now.isoformat()})")
+            raise SignatureRefused(
+                f"wsu:Timestamp was created in the future ({created.isoformat()}, now {now.isoformat()})"
+            )
         if expires is not None and expires < created:
             raise SignatureRefused("wsu:Timestamp expires before it was created")
         if expires is not None and now > expires + policy.skew:
@@ -408,7 +428,9 @@ class MessageVerifier:
         signed_info = _one(signature, _SIGNED_INFO, "ds:Signature")
         c14n_method = _one(signed_info, _C14N_METHOD, "ds:SignedInfo")
         if c14n_method.get("Algorithm") != EXC_C14N:
-            raise SignatureRefused(f"canonicalization {c14n_method.get('Algorithm')} is not allowed (exclusive c14n only)")
+            raise SignatureRefused(
+                f"canonicalization {c14n_method.get('Algorithm')} is not allowed (exclusive c14n only)"
+            )
         signature_method = _one(signed_info, _SIG_METHOD, "ds:SignedInfo").get("Algorithm")
         if signature_method not in policy.signature_methods:
             raise SignatureRefused(f"signature method {signature_method} is not allowed")
@@ -422,7 +444,9 @@ class MessageVerifier:
         token_uri = token_ref.get("URI") or ""
         token = ids.get(token_uri[1:]) if token_uri.startswith("#") else None
         if token is None or token.tag != _BST or token.getparent() is not security:
-            raise SignatureRefused(f"KeyInfo {token_uri!r} does not name a BinarySecurityToken in the wsse:Security header")
+            raise SignatureRefused(
+                f"KeyInfo {token_uri!r} does not name a BinarySecurityToken in the wsse:Security header"
+            )
         chain = self._token_chain(token)
         validated = self.validator.validate(chain)
 
@@ -476,13 +500,16 @@ class MessageVerifier:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise SignatureRefused("the signer's key is not an RSA key")
         try:
-            public_key.verify(value, _c14n(signed_info, _prefix_list(c14n_method)), padding.PKCS1v15(),
-                              _HASHES[signature_method]())
+            public_key.verify(
+                value, _c14n(signed_info, _prefix_list(c14n_method)), padding.PKCS1v15(), _HASHES[signature_method]()
+            )
         except InvalidSignature:
             raise SignatureRefused(f"the signature value does not verify with the key of {validated.subject}") from None
         for target, digest_method, expected, prefixes in digests:
             if not hmac.compare_digest(_digest(_c14n(target, prefixes), digest_method), expected):
-                raise SignatureRefused(f"the digest of {target.tag} does not match: the element was changed after signing")
+                raise SignatureRefused(
+                    f"the digest of {target.tag} does not match: the element was changed after signing"
+                )
 
         if not self.replay_cache.admit(value, deadline + policy.skew):
             raise SignatureRefused("replayed message: this signature was already accepted")
