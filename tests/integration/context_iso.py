@@ -10,11 +10,12 @@ Layout (Rock Ridge and Joliet names):
 """
 
 import posixpath
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.integration.proc import run
 
 VOLUME_LABEL = "VWSCTX"
 
@@ -55,8 +56,7 @@ def make_context_iso(
             target = Path(source, relative)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
-        command = ["genisoimage", "-quiet", "-R", "-J", "-V", VOLUME_LABEL, "-o", str(path), source]
-        subprocess.run(command, check=True, capture_output=True)
+        run(["genisoimage", "-quiet", "-R", "-J", "-V", VOLUME_LABEL, "-o", path, source])
     return path
 
 

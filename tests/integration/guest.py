@@ -13,12 +13,13 @@ import lzma
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.integration.proc import CommandFailed, run
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("VWS_TEST_GUEST_CACHE", "/var/cache/vws-test-guest"))
 KERNEL_METAPACKAGE = "linux-image-amd64"
@@ -59,12 +60,17 @@ class KernelPackage:
     version: str
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(cache_dir: Path = DEFAULT_CACHE_DIR) -> str | None:
     """Why the guest cannot be built here, or None."""
     missing = [tool for tool in ("apt-get", "apt-cache", "dpkg-deb", "cpio", "qemu-img") if not shutil.which(tool)]
     if not BUSYBOX.exists():
         missing.append(f"{BUSYBOX} (busybox-static)")
-    return f"cannot build the test guest, missing: {', '.join(missing)}" if missing else None
+    if missing:
+        return f"cannot build the test guest, missing: {', '.join(missing)}"
+    existing = next(path for path in (cache_dir, *cache_dir.parents) if path.exists())
+    if not os.access(existing, os.W_OK):
+        return f"cannot write the guest cache {cache_dir} (set VWS_TEST_GUEST_CACHE)"
+    return None
 
 
 def build_guest(cache_dir: Path = DEFAULT_CACHE_DIR) -> GuestImage:
@@ -110,14 +116,13 @@ def _resolve_kernel() -> KernelPackage:
     """The versioned kernel package the metapackage's candidate depends on."""
     try:
         return _parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
-    except (subprocess.CalledProcessError, LookupError):
+    except (CommandFailed, LookupError):
         _apt_update()  # no or stale package lists (e.g. a fresh container)
         return _parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
 
 
 def _apt_show(package: str) -> str:
-    command = ["apt-cache", "show", "--no-all-versions", package]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return run(["apt-cache", "show", "--no-all-versions", package]).decode()
 
 
 def _parse_kernel_depends(show: str) -> KernelPackage:
@@ -128,7 +133,7 @@ def _parse_kernel_depends(show: str) -> KernelPackage:
 
 
 def _apt_update() -> None:
-    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+    run(["apt-get", "update", "-qq"])
 
 
 def _build(cache_dir: Path, package: KernelPackage) -> GuestImage:
@@ -136,7 +141,7 @@ def _build(cache_dir: Path, package: KernelPackage) -> GuestImage:
         work = Path(scratch)
         try:
             deb = _download(package, work)
-        except subprocess.CalledProcessError:
+        except CommandFailed:
             _apt_update()  # the lists named a version the mirror no longer has
             package = _resolve_kernel()
             deb = _download(package, work)
@@ -154,18 +159,14 @@ def _build(cache_dir: Path, package: KernelPackage) -> GuestImage:
 
 
 def _download(package: KernelPackage, work: Path) -> Path:
-    subprocess.run(
-        # As root apt would try to drop to _apt, which cannot write to our scratch dir.
-        ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{package.name}={package.version}"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    # As root apt would drop to the _apt user, which cannot write to our scratch dir.
+    sandbox = "APT::Sandbox::User=root"
+    run(["apt-get", "download", "-q", "-o", sandbox, f"{package.name}={package.version}"], cwd=work)
     return next(work.glob(f"{package.name}_*.deb"))
 
 
 def _unpack_kernel(deb: Path, root: Path, out: Path) -> None:
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+    run(["dpkg-deb", "-x", deb, root])
     (vmlinuz,) = root.glob("boot/vmlinuz-*")
     shutil.copyfile(vmlinuz, out / "vmlinuz")
     modules_dir = _modules_dir(root)
@@ -182,7 +183,7 @@ def _modules_dir(root: Path) -> Path:
 def _depmod(modules_dir: Path) -> None:
     """Debian's package ships no modules.dep (its postinst makes it): busybox makes one."""
     base = modules_dir.parent.parent.parent  # the dir holding lib/modules
-    subprocess.run([str(BUSYBOX), "depmod", "-b", str(base), modules_dir.name], check=True, capture_output=True)
+    run([BUSYBOX, "depmod", "-b", base, modules_dir.name])
 
 
 def load_order(modules_dep: str, builtin: Iterable[str], wanted: Iterable[str]) -> list[str]:
@@ -244,8 +245,7 @@ def _cpio(stage: Path) -> bytes:
     """A newc archive of the staging tree, root-owned, in sorted order."""
     names = sorted(str(path.relative_to(stage)) for path in stage.rglob("*"))
     listing = "".join(f"{name}\n" for name in names).encode()
-    command = ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"]
-    return subprocess.run(command, cwd=stage, input=listing, check=True, capture_output=True).stdout
+    return run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=stage, stdin=listing)
 
 
 def _make_base(qcow2: Path) -> None:
@@ -253,8 +253,7 @@ def _make_base(qcow2: Path) -> None:
     with open(raw, "wb") as disk:
         disk.write(BASE_HEAD)
         disk.truncate(BASE_SIZE)
-    command = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)]
-    subprocess.run(command, check=True, capture_output=True)
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2])
     raw.unlink()
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import libvirt
 
+from tests.integration.proc import run
+
 URI = "qemu:///system"
 RUN_DIR = Path("/run/libvirt")
 LIBVIRTD_SOCKET = RUN_DIR / "libvirt-sock"
@@ -121,25 +123,12 @@ def _ensure_account(name: str) -> None:
     try:
         grp.getgrnam(name)
     except KeyError:
-        subprocess.run(["groupadd", "--system", name], check=True)
+        run(["groupadd", "--system", name])
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--gid",
-                name,
-                "--no-create-home",
-                "--home-dir",
-                "/var/lib/libvirt",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ],
-            check=True,
-        )
+        home, shell = "/var/lib/libvirt", "/usr/sbin/nologin"
+        run(["useradd", "--system", "--gid", name, "--no-create-home", "--home-dir", home, "--shell", shell, name])
 
 
 def _configure_qemu() -> None:
@@ -166,19 +155,15 @@ def _start(daemon: str, sock: Path, timeout: float) -> None:
     if _answers(sock):
         return
     log = LOG_DIR / f"{daemon}.log"
-    # Daemonised, detached from pytest's session and pipes, logging to a file we can quote.
+    # Detached from pytest's session and pipes (a daemon holding a pipe would stall whoever
+    # reads it), with its log and early errors in a file we can quote.
     env = {**os.environ, "LIBVIRT_LOG_OUTPUTS": f"3:file:{log}"}
-    result = subprocess.run(
-        [daemon, "-d"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    if result.returncode:
-        raise RuntimeError(f"{daemon} -d exited {result.returncode}: {result.stderr.strip()}\n{_tail(log)}")
+    with open(log, "a") as stderr:
+        returncode = subprocess.call(
+            [daemon, "-d"], env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True
+        )
+    if returncode:
+        raise RuntimeError(f"{daemon} -d exited {returncode}\n{_tail(log)}")
     _wait_for_socket(daemon, sock, log, timeout)
 
 

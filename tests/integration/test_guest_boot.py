@@ -6,7 +6,6 @@ write landed in the overlay and not in the base.
 """
 
 import hashlib
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from tests.integration import guest
 from tests.integration.console import console_lines, wait_for_line
 from tests.integration.context_iso import Nic, make_context_iso
+from tests.integration.proc import run
 
 HOSTNAME = "vws-smoke"
 # TEST-NET-1 documentation addresses: written to the drive only, the guest has no NIC.
@@ -66,15 +66,14 @@ def test_guest_boots_reads_context_and_writes_only_its_overlay(
 
 
 def _overlay(base: Path, path: Path) -> Path:
-    command = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(path)]
-    subprocess.run(command, check=True, capture_output=True)
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", path])
     return path
 
 
 def _at_marker(qcow2: Path, tmp_path: Path) -> bytes:
     """The bytes where the guest writes its marker, as the guest sees the disk."""
     raw = tmp_path / f"{qcow2.stem}.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)], check=True, capture_output=True)
+    run(["qemu-img", "convert", "-O", "raw", qcow2, raw])
     with open(raw, "rb") as disk:
         disk.seek(guest.MARKER_OFFSET)
         return disk.read(len(guest.marker(HOSTNAME)))
