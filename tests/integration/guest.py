@@ -115,17 +115,17 @@ def _locked(path: Path) -> Iterator[None]:
 def _resolve_kernel() -> KernelPackage:
     """The versioned kernel package the metapackage's candidate depends on."""
     try:
-        return _parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
+        return parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
     except (CommandFailed, LookupError):
         _apt_update()  # no or stale package lists (e.g. a fresh container)
-        return _parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
+        return parse_kernel_depends(_apt_show(KERNEL_METAPACKAGE))
 
 
 def _apt_show(package: str) -> str:
     return run(["apt-cache", "show", "--no-all-versions", package]).decode()
 
 
-def _parse_kernel_depends(show: str) -> KernelPackage:
+def parse_kernel_depends(show: str) -> KernelPackage:
     found = re.search(r"^Depends:.*?\b(linux-image-[^\s,(]+)\s*\(=\s*([^)\s]+)\)", show, re.MULTILINE)
     if not found:
         raise LookupError(f"{KERNEL_METAPACKAGE} names no versioned kernel package:\n{show}")

@@ -27,7 +27,6 @@ RUN_DIR = Path("/run/libvirt")
 LIBVIRTD_SOCKET = RUN_DIR / "libvirt-sock"
 VIRTLOGD_SOCKET = RUN_DIR / "virtlogd-sock"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
-QEMU_CONF_BACKUP = QEMU_CONF.with_name("qemu.conf.vws-orig")
 LOG_DIR = Path("/var/log/libvirt")
 # One starter at a time across processes (several pytest runs may share a machine).
 LOCK_FILE = Path("/run/vws-test-libvirtd.lock")
@@ -115,7 +114,7 @@ def _prepare_host() -> None:
     for directory in DIRECTORIES:
         directory.mkdir(parents=True, exist_ok=True)
     _ensure_account("libvirt-qemu")
-    _configure_qemu()
+    configure_qemu()
 
 
 def _ensure_account(name: str) -> None:
@@ -131,20 +130,22 @@ def _ensure_account(name: str) -> None:
         run(["useradd", "--system", "--gid", name, "--no-create-home", "--home-dir", home, "--shell", shell, name])
 
 
-def _configure_qemu() -> None:
-    """Append the settings qemu.conf does not set yet, in one marked block, after a backup."""
-    text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
+def configure_qemu(conf: Path = QEMU_CONF) -> None:
+    """Append the settings ``conf`` does not set yet, in one marked block, after a backup
+    (``<conf>.vws-orig``, kept from the first time). Settings already there win."""
+    text = conf.read_text() if conf.exists() else ""
     if BLOCK_BEGIN in text:
         return
     missing = {key: value for key, value in QEMU_SETTINGS.items() if not _is_set(text, key)}
     if not missing:
         return
-    if QEMU_CONF.exists() and not QEMU_CONF_BACKUP.exists():
-        shutil.copy2(QEMU_CONF, QEMU_CONF_BACKUP)
+    backup = conf.with_name(conf.name + ".vws-orig")
+    if conf.exists() and not backup.exists():
+        shutil.copy2(conf, backup)
     lines = [BLOCK_BEGIN, *(f"{key} = {value}" for key, value in missing.items()), BLOCK_END]
-    staged = QEMU_CONF.with_name("qemu.conf.vws-new")
+    staged = conf.with_name(conf.name + ".vws-new")
     staged.write_text(text + ("\n" if text and not text.endswith("\n") else "") + "\n".join(lines) + "\n")
-    os.replace(staged, QEMU_CONF)
+    os.replace(staged, conf)
 
 
 def _is_set(conf: str, key: str) -> bool:
