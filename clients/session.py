@@ -13,6 +13,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.plugins import Plugin
 
+from clients.wsse import GsiSecureMessage
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.xmlns import METADATA, NEGOTIABLE, SOAP_ENV, WSA, qname
 from vws.xmlparse import parse
@@ -53,12 +54,20 @@ class Port:
 
 
 class Session:
-    def __init__(self, factory_url: str, transport: zeep.Transport | None = None, plugins: list | None = None) -> None:
+    def __init__(
+        self,
+        factory_url: str,
+        transport: zeep.Transport | None = None,
+        plugins: list | None = None,
+        wsse: GsiSecureMessage | None = None,
+    ) -> None:
+        """``wsse`` signs every request and verifies every reply (GSI Secure Message); None sends anonymously."""
         if not factory_url.endswith(FACTORY):
             raise ValueError(f"the factory URL ends with /{FACTORY}")
         self.base_url = factory_url[: -len(FACTORY)]
         self._transport = transport or zeep.Transport()
         self._plugins = plugins or []
+        self._wsse = wsse
         self._wsdl: dict[str, zeep.Client] = {}
 
     def port(self, target: EndpointReference) -> Port:
@@ -75,13 +84,18 @@ class Session:
             request_headers(target.address, action, target.properties)
         )
         etree.SubElement(envelope, qname(SOAP_ENV, "Body")).append(body)
+        if self._wsse is not None:
+            self._wsse.apply(envelope, {})
         reply = self._transport.session.post(
             target.address,
             data=etree.tostring(envelope),
             headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'},
             timeout=self._transport.operation_timeout,
         )
-        payload = parse(reply.content).find(qname(SOAP_ENV, "Body"))[0]
+        document = parse(reply.content)
+        if self._wsse is not None:
+            self._wsse.verify(document)
+        payload = document.find(qname(SOAP_ENV, "Body"))[0]
         if payload.tag == qname(SOAP_ENV, "Fault"):
             raise zeep.exceptions.Fault(payload.findtext("faultstring") or "fault without a faultstring")
         return payload
@@ -93,7 +107,9 @@ class Session:
         # One WSDL load per service; the addressing plugin is per target.
         cached = self._wsdl.get(name)
         wsdl = cached.wsdl if cached else self.base_url + name + "?wsdl"
-        client = zeep.Client(wsdl, transport=self._transport, plugins=[Addressing200403(target), *self._plugins])
+        client = zeep.Client(
+            wsdl, transport=self._transport, wsse=self._wsse, plugins=[Addressing200403(target), *self._plugins]
+        )
         self._wsdl.setdefault(name, client)
         return client
 

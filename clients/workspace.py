@@ -15,6 +15,7 @@ workspace ends up Corrupted, Cancelled or destroyed instead.
 """
 
 import argparse
+import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,10 @@ import zeep.exceptions
 from lxml import etree
 
 from clients import monitor
+from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
+from clients.wsse import GsiSecureMessage
+from vws.errors import AuthenticationFailed
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
@@ -237,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
         prog="vws-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     top.add_argument("-s", "--service", default=DEFAULT_FACTORY, help="factory URL (default %(default)s)")
+    top.add_argument("--proxy", type=Path, help="proxy credential (default: $X509_USER_PROXY, /tmp/x509up_u<uid>)")
+    top.add_argument(
+        "--trust-dir", type=Path, help="CA directory (default: $X509_CERT_DIR, /etc/grid-security/certificates)"
+    )
+    top.add_argument("--factory-id", metavar="DN", help="accept replies signed only by this service identity")
+    top.add_argument("-a", "--anonymous", action="store_true", help="send unsigned messages (an --insecure service)")
     actions = top.add_subparsers(dest="action", required=True)
 
     dep = actions.add_parser("deploy", help="create a workspace and wait for its initial state")
@@ -299,14 +309,25 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _security(args: argparse.Namespace) -> GsiSecureMessage | None:
+    """GSI Secure Message with the user's proxy, unless --anonymous."""
+    if args.anonymous:
+        return None
+    proxy = args.proxy or default_proxy_path()
+    if not proxy.exists():
+        raise ClientError(f"no proxy credential at {proxy}: run vws-proxy-init (or pass --anonymous)")
+    trust = args.trust_dir or Path(os.environ.get("X509_CERT_DIR") or "/etc/grid-security/certificates")
+    return GsiSecureMessage.from_files(proxy, trust, server_identity=args.factory_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(Session(args.service), args)
+        return args.run(Session(args.service, wsse=_security(args)), args)
     except zeep.exceptions.Fault as fault:
         print(f"vws-client: {args.action} failed: {fault.message}", file=sys.stderr)
         return EXIT_FAULT
-    except (ClientError, ValueError, OSError, TimeoutError) as exc:
+    except (ClientError, ValueError, OSError, TimeoutError, AuthenticationFailed) as exc:
         print(f"vws-client: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -31,6 +31,7 @@ from vws.security.wssecurity import (
     VerifiedMessage,
     required_headers,
 )
+from vws.xmlns import SOAP_ENV
 
 
 class GsiSecureMessage:
@@ -72,7 +73,13 @@ class GsiSecureMessage:
     def verify(self, envelope: etree._Element) -> etree._Element:
         if self.verifier is None:
             return envelope
-        if not self.require_signed_replies and envelope.find(".//{*}Security") is None:
+        unsigned = envelope.find(".//{*}Security") is None
+        if unsigned and envelope.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault") is not None:
+            # A refusal before the service knew who we are (bad signature, unknown DN) cannot be
+            # signed; a fault carries nothing to act on, so it is reported, not trusted.
+            self.last_reply = None
+            return envelope
+        if not self.require_signed_replies and unsigned:
             self.last_reply = None
             return envelope
         verified = self.verifier.verify(envelope)

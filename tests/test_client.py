@@ -12,7 +12,7 @@ def run(service, capsys):
     factory = service.base_url + "WorkspaceFactoryService"
 
     def run(*argv: object) -> tuple[int, str]:
-        code = client(["-s", factory, *map(str, argv)])
+        code = client(["-s", factory, "--anonymous", *map(str, argv)])
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 

@@ -1,8 +1,10 @@
-"""``make demo``: the main job on the embedded default, end to end, as a user would run it.
+"""``make demo``: the main job on the embedded default, end to end, as a grid user would run it.
 
-Starts ``vws-service`` (libvirt test driver, SQLite in a fresh state dir), deploys the
-sample workspace with ``vws-client``, waits for Running, prints its resource
-properties, destroys it, and stops the service with SIGTERM.
+Makes a development CA in a fresh state dir (``vws-admin ca init``), a proxy from the
+user credential it issued (``vws-proxy-init``), starts ``vws-service`` signed by default
+(libvirt test driver, SQLite), deploys the sample workspace with ``vws-client`` over
+GSI Secure Message, waits for Running, prints its resource properties, destroys it,
+and stops the service with SIGTERM.
 """
 
 import os
@@ -14,27 +16,38 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+def run(*command: object, env: dict[str, str]) -> None:
+    print(f"\n$ {' '.join(map(str, command))}", flush=True)
+    subprocess.run([BIN / str(command[0]), *map(str, command[1:])], check=True, env=env)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vws-demo-") as state:
+        security = Path(state) / "security"
+        env = {
+            **os.environ,
+            "X509_USER_CERT": str(security / "usercert.pem"),
+            "X509_USER_KEY": str(security / "userkey.pem"),
+            "X509_USER_PROXY": str(Path(state) / "proxy.pem"),
+            "X509_CERT_DIR": str(security / "certificates"),
+        }
+        run("vws-admin", "--state-dir", state, "ca", "init", env=env)
+        run("vws-proxy-init", "-hours", "1", env=env)
         service = subprocess.Popen(
-            [BIN / "vws-service", "--listen", "127.0.0.1:0", "--state-dir", state, "--insecure"],
-            stdout=subprocess.PIPE,
-            text=True,
+            [BIN / "vws-service", "--listen", "127.0.0.1:0", "--state-dir", state], stdout=subprocess.PIPE, text=True
         )
         try:
             line = service.stdout.readline().strip()
-            print(line)
-            base = line.rsplit(" ", 1)[-1]
+            print(f"\n{line}")
+            factory = line.rsplit(" ", 1)[-1] + "WorkspaceFactoryService"
             epr = Path(state) / "workspace.epr"
-            client = [BIN / "vws-client", "-s", base + "WorkspaceFactoryService"]
             for step in (
                 ["factoryrp"],
-                ["deploy", "--eprFile", epr, "--deploy-duration", "30", "--deploy-mem", "256", "--poll-delay", "100"],
+                ["deploy", "--eprFile", epr, "--deploy-duration", 30, "--deploy-mem", 256, "--poll"],
                 ["rpquery", "--eprFile", epr],
                 ["destroy", "--eprFile", epr],
             ):
-                print(f"\n$ vws-client {' '.join(map(str, step))}", flush=True)
-                subprocess.run([*client, *step], check=True, env=os.environ)
+                run("vws-client", "-s", factory, *step, env=env)
         finally:
             service.terminate()
             service.wait(timeout=30)

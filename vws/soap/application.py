@@ -79,14 +79,13 @@ class _WsrfSoap11(Soap11):
     def serialize(self, ctx, message) -> None:  # type: ignore[no-untyped-def]
         exchange: _Exchange | None = ctx.udc
         if ctx.out_error is not None:
-            ctx.out_document = self._fault_envelope(ctx.out_error)
-            return
-        assert exchange is not None
-        reply = _envelope(
-            reply_headers(exchange.operation.reply_action, exchange.call.headers.message_id),
-            ctx.out_object[0],
-        )
-        self._gatekeeper.seal(reply, exchange.admission)
+            reply = self._fault_envelope(ctx.out_error)
+        else:
+            assert exchange is not None
+            headers = reply_headers(exchange.operation.reply_action, exchange.call.headers.message_id)
+            reply = _envelope(headers, ctx.out_object[0])
+        if exchange is not None:  # admitted: its reply, fault or not, is sealed as the gate says
+            self._gatekeeper.seal(reply, exchange.admission)
         ctx.out_document = reply
 
     def _fault_envelope(self, error: Fault) -> etree._Element:
