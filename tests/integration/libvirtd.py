@@ -1,8 +1,9 @@
 """Bring up the system libvirtd (monolithic, no systemd) so tests can use ``qemu:///system``.
 
-Idempotent: a daemon that already answers is used as it is, never restarted or reconfigured.
-Otherwise the directories, the ``libvirt-qemu`` account and the qemu.conf settings it needs
-are put in place (existing settings win), then ``virtlogd -d`` and ``libvirtd -d`` start.
+Idempotent: daemons that already answer are used as they are, never restarted. When one is
+missing, the directories, the ``libvirt-qemu`` account and the qemu.conf settings it needs are
+put in place (settings already in qemu.conf win), then ``virtlogd -d`` and/or ``libvirtd -d``
+start.
 """
 
 import fcntl
@@ -59,18 +60,18 @@ class LibvirtdUnavailable(Exception):
 def ensure_libvirtd(timeout: float = 30.0) -> str:
     """Return the system URI once libvirtd serves it, starting the daemons if needed.
 
-    The first connection to a fresh daemon waits for its qemu capability probe (~8 s under
-    TCG on 2 cores, cached in /var/cache/libvirt/qemu afterwards).
+    A fresh daemon probes qemu's capabilities (4 to 8 s here), which delays the first
+    connection or the first domain start; the result is cached in /var/cache/libvirt/qemu.
     """
     reason = unavailable_reason()
     if reason:
         raise LibvirtdUnavailable(reason)
-    if not _answers(LIBVIRTD_SOCKET):
+    # libvirtd starts guests only with virtlogd up to take their qemu logs.
+    if not (_answers(VIRTLOGD_SOCKET) and _answers(LIBVIRTD_SOCKET)):
         with _start_lock():
-            if not _answers(LIBVIRTD_SOCKET):
-                _prepare_host()
-                _start("virtlogd", VIRTLOGD_SOCKET, timeout)
-                _start("libvirtd", LIBVIRTD_SOCKET, timeout)
+            _prepare_host()
+            _start("virtlogd", VIRTLOGD_SOCKET, timeout)
+            _start("libvirtd", LIBVIRTD_SOCKET, timeout)
     _check_connection()
     return URI
 
