@@ -101,7 +101,7 @@ def _recipe_hash() -> str:
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     digest.update(INIT_SCRIPT.read_bytes())
     digest.update(BUSYBOX.read_bytes())
-    digest.update(repr((MODULES, BASE_SIZE, BASE_HEAD, CMDLINE)).encode())
+    digest.update(repr((MODULES, BASE_SIZE, BASE_HEAD)).encode())
     return digest.hexdigest()[:12]
 
 
