@@ -5,12 +5,16 @@ and grid-mapfile in its state dir, and no --insecure.
 """
 
 import copy
+import queue
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from lxml import etree
 
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs, envelope_element
+from tests.resources import subscribe
 from vws.cli.admin import main as admin
 from vws.clock import ManualClock, SystemClock
 from vws.config import Config
@@ -21,6 +25,7 @@ from vws.security.trust import TrustStore
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.service import Service
 from vws.workspace.manager import SERVICE
+from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSSE, qname
 
 OTHER_DN = "/O=Grid/OU=vws/OU=local/CN=another user"
@@ -176,3 +181,36 @@ def test_security_header_must_be_understood(service, signer):
     message = signed_create(service, signer)
     security = message.find(f".//{{{WSSE}}}Security")
     assert security.get(qname(SOAP_ENV, "mustUnderstand")) == "1"
+
+
+@pytest.fixture
+def consumer():
+    """A bare HTTP consumer that keeps every POSTed envelope as it arrived."""
+    received: queue.Queue[bytes] = queue.Queue()
+
+    class Consumer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.put(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Consumer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield EndpointReference(f"http://127.0.0.1:{server.server_address[1]}/"), received
+    server.shutdown()
+    thread.join()
+
+
+def test_notifications_are_signed_by_the_service(alice, state_dir, clock, consumer):
+    reference, received = consumer
+    (epr,) = created_eprs(alice.create())
+    subscribe(alice, epr, reference, qname(TYPES, "currentState"))
+    alice.shutdown(epr, "Pause")
+    notify = etree.fromstring(received.get(timeout=10))
+    verified = MessageVerifier(TrustStore(DevCA(state_dir / "security").trust_dir), clock).verify(notify)
+    assert verified.identity.endswith("/CN=host/localhost")
+    assert b"Paused" in etree.tostring(verified.body)

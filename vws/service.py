@@ -65,8 +65,8 @@ class Service:
             name="reconciler",
         )
         self.manager.add_listener(lambda workspace: self.leases.wake())
-        self._add_notifications_and_accounting(config)
         self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
+        self._add_notifications_and_accounting(config)
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -74,9 +74,9 @@ class Service:
     def _add_notifications_and_accounting(self, config: Config) -> None:
         """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""
         self.subscriptions = Subscriptions(self.store, self.clock)
-        # seal=None: notifications go unsigned until the security layer's MessageSigner plugs in here.
+        # Notifications are signed with the host credential whenever the service signs its replies.
         self.delivery = Delivery(
-            _delivery_policy(config.notification), on_dead=lambda lane: self.producer.consumer_dead(lane), seal=None
+            _delivery_policy(config.notification), on_dead=lambda lane: self.producer.consumer_dead(lane), seal=self.gatekeeper.sign
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))

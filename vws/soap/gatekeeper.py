@@ -34,6 +34,9 @@ class Gatekeeper(Protocol):
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None: ...
 
+    def sign(self, envelope: etree._Element) -> None:
+        """Sign a message the service sends on its own (a notification), as it signs replies."""
+
 
 def envelope_parts(envelope: etree._Element) -> tuple[etree._Element | None, etree._Element]:
     """The Header (if any) and the Body of a SOAP 1.1 envelope, strictly placed."""
@@ -65,6 +68,9 @@ class OpenGate:
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
         pass
 
+    def sign(self, envelope: etree._Element) -> None:
+        pass
+
 
 class SignedGate:
     """GSI Secure Message: a valid X.509 signature from a grid-mapped identity, or nothing.
@@ -94,3 +100,6 @@ class SignedGate:
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
         if admission.signed:
             self._signer.sign(envelope)
+
+    def sign(self, envelope: etree._Element) -> None:
+        self._signer.sign(envelope)
