@@ -5,7 +5,9 @@ one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
 """
 
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from cheroot import wsgi
 
@@ -16,9 +18,10 @@ from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
 from vws.security.trust import TrustStore
+from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
 from vws.soap.application import wsgi_application
-from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate
+from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
@@ -27,6 +30,7 @@ from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
+from vws.soap.transport import GsiTransportAdapter, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
@@ -76,7 +80,9 @@ class Service:
         self.subscriptions = Subscriptions(self.store, self.clock)
         # Notifications are signed with the host credential whenever the service signs its replies.
         self.delivery = Delivery(
-            _delivery_policy(config.notification), on_dead=lambda lane: self.producer.consumer_dead(lane), seal=self.gatekeeper.sign
+            _delivery_policy(config.notification),
+            on_dead=lambda lane: self.producer.consumer_dead(lane),
+            seal=self.gatekeeper.sign,
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
@@ -95,9 +101,11 @@ class Service:
         self.manager.recover()
         host, _, port = self.config.service.listen.rpartition(":")
         server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
+        server.ssl_adapter = _transport(self.config, self.clock)
         server.prepare()
         bound_host, bound_port = server.bind_addr[:2]
-        self.base_url = self.config.service.base_url or f"http://{bound_host}:{bound_port}{SERVICES_PATH}"
+        scheme = "https" if server.ssl_adapter else "http"
+        self.base_url = self.config.service.base_url or f"{scheme}://{bound_host}:{bound_port}{SERVICES_PATH}"
         server.wsgi_app = self._router()
         self._server = server
         self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
@@ -155,27 +163,54 @@ def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
     )
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    """Where the trust dir, host credential and grid-mapfile are: [security], else the dev CA's layout."""
+
+    trust_dir: Path
+    host_cert: Path
+    host_key: Path
+    gridmap: Path
+
+    @classmethod
+    def of(cls, config: Config) -> "_Credentials":
+        security, dev = config.security, DevCA(config.service.state_dir / "security")
+        found = cls(
+            security.trust_dir or dev.trust_dir,
+            security.host_cert or dev.host_cert,
+            security.host_key or dev.host_key,
+            security.gridmap or dev.gridmap,
+        )
+        missing = [str(path) for path in (found.trust_dir, found.host_cert, found.host_key) if not path.exists()]
+        if missing:
+            raise ConfigError(
+                f"security needs a trust dir and host credential ({', '.join(missing)} missing): "
+                "run `vws-admin ca init` for a development CA, configure [security], or pass --insecure"
+            )
+        return found
+
+
 def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
-    """OpenGate only when ``--insecure`` says so; otherwise signed messages, by default from
-    the development CA that ``vws-admin ca init`` makes in the state dir."""
+    """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
+    with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
     if config.service.insecure:
         return OpenGate()
-    security = config.security
-    dev = DevCA(config.service.state_dir / "security")
-    trust_dir = security.trust_dir or dev.trust_dir
-    host_cert, host_key = security.host_cert or dev.host_cert, security.host_key or dev.host_key
-    missing = [str(path) for path in (trust_dir, host_cert, host_key) if not path.exists()]
-    if missing:
-        raise ConfigError(
-            f"signed messages need a trust dir and host credential ({', '.join(missing)} missing): "
-            "run `vws-admin ca init` for a development CA, configure [security], or pass --insecure"
-        )
-    verifier = MessageVerifier(
-        TrustStore(trust_dir), clock, SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
-    )
-    return SignedGate(
-        verifier,
-        MessageSigner(Credential.load(host_cert, host_key), clock),
-        GridMap(security.gridmap or dev.gridmap),
-        frozenset(security.admin_dns),
+    security, found = config.security, _Credentials.of(config)
+    admins, gridmap = frozenset(security.admin_dns), GridMap(found.gridmap)
+    if not security.require_signature:
+        if not security.tls:
+            raise ConfigError("[security] require_signature = no needs tls = yes (or --insecure)")
+        return TransportGate(gridmap, admins)
+    policy = SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
+    verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
+    return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
+
+
+def _transport(config: Config, clock: Clock) -> GsiTransportAdapter | None:
+    if config.service.insecure or not config.security.tls:
+        return None
+    found = _Credentials.of(config)
+    validator = ChainValidator(TrustStore(found.trust_dir), clock)
+    return GsiTransportAdapter(
+        TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator)
     )

@@ -12,9 +12,10 @@ from typing import Protocol
 
 from lxml import etree
 
-from vws.errors import MalformedMessage
+from vws.errors import MalformedMessage, NotAuthorized
 from vws.security.gridmap import GridMap
 from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
 from vws.xmlns import SOAP_ENV, qname
 
@@ -103,3 +104,25 @@ class SignedGate:
 
     def sign(self, envelope: etree._Element) -> None:
         self._signer.sign(envelope)
+
+
+class TransportGate(OpenGate):
+    """GSI Transport: the caller is the identity the TLS handshake proved (see vws.soap.transport).
+
+    The whole message is covered by the channel, so every element may be believed;
+    replies travel back on the same authenticated channel and are not signed again.
+    """
+
+    def __init__(self, gridmap: GridMap, admins: frozenset[str]) -> None:
+        self._gridmap = gridmap
+        self._admins = admins
+
+    def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
+        peer = environ.get(PEER)
+        if peer is None:
+            raise NotAuthorized("this service requires a TLS client certificate from a trusted CA")
+        admin = peer.identity in self._admins
+        if not admin:
+            self._gridmap.require(peer.identity)
+        opened = super().admit(envelope, environ)
+        return Admission(Caller(peer.identity, admin=admin, limited=peer.limited), opened.body, opened.headers)

@@ -1,0 +1,80 @@
+"""GSI Transport end to end: HTTPS with a proxy client certificate names the caller."""
+
+import http.client
+import ssl
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, envelope
+from vws.cli.admin import main as admin
+from vws.clock import ManualClock, SystemClock
+from vws.config import Config
+from vws.security import tls
+from vws.security.ca import DevCA, make_ca
+from vws.security.credentials import Credential
+from vws.security.proxy import create_proxy
+from vws.service import Service
+from vws.workspace.manager import SERVICE
+from vws.xmlns import SOAP_ENV, WORKSPACE, qname
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory) -> Path:
+    state = tmp_path_factory.mktemp("tls")
+    assert admin(["--state-dir", str(state), "ca", "init", "--hostname", "localhost"]) == 0
+    return state
+
+
+@pytest.fixture
+def service(state_dir):
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
+    config = config.with_overrides("security", tls=True, require_signature=False)
+    running = Service(config, clock=ManualClock(SystemClock().now()))
+    running.start()
+    yield running
+    running.stop()
+
+
+def proxy_file(state_dir: Path, issuer: Credential, name: str) -> Path:
+    return create_proxy(issuer, SystemClock()).write(state_dir / name)
+
+
+def create_over(service: Service, context: ssl.SSLContext) -> etree._Element:
+    url = service.base_url + "WorkspaceFactoryService"
+    body = create_body(
+        etree.parse(str(SAMPLES / "workspace.xml")).getroot(),
+        etree.parse(str(SAMPLES / "deployment-request.xml")).getroot(),
+    )
+    port = int(service.base_url.split(":")[2].split("/")[0])
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/wsrf/services/WorkspaceFactoryService",
+            envelope(url, FACTORY_ACTION + "createRequest", body),
+            {"Content-Type": "text/xml"},
+        )
+        return etree.fromstring(connection.getresponse().read()).find(qname(SOAP_ENV, "Body"))[0]
+    finally:
+        connection.close()
+
+
+def test_a_proxy_client_certificate_is_the_callers_identity(service, state_dir):
+    assert service.base_url.startswith("https://")
+    dev = DevCA(state_dir / "security")
+    proxy = proxy_file(state_dir, dev.user(), "proxy.pem")
+    reply = create_over(service, tls.client_context(proxy, dev.trust_dir))
+    assert reply.tag == qname(WORKSPACE, "createResponse")
+    (workspace,) = service.manager.workspaces(SERVICE)
+    assert workspace.owner == "/O=Grid/OU=vws/OU=local/CN=vws user"
+
+
+def test_a_certificate_from_another_ca_fails_the_handshake(service, state_dir):
+    foreign = make_ca("/O=Elsewhere/CN=Foreign CA", SystemClock())
+    proxy = proxy_file(state_dir, foreign, "foreign.pem")
+    before = service.manager.workspaces(SERVICE)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        create_over(service, tls.client_context(proxy, DevCA(state_dir / "security").trust_dir))
+    assert service.manager.workspaces(SERVICE) == before
