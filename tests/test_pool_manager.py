@@ -251,7 +251,7 @@ def test_context_iso_when_enabled_holds_hostname_network_files_and_userdata(tmp_
     lease = placed.leases[0]
     assert isoinfo(iso, "/vws/hostname") == "pub01\n"
     assert isoinfo(iso, "/vws/network") == (
-        f"eth0 {lease.mac} 192.168.128.10 255.255.255.0 192.168.128.1 192.168.128.255 192.168.128.1 pub01 public\n"
+        f"eth0 192.168.128.10 255.255.255.0 192.168.128.1 {lease.mac} pub01 192.168.128.1 192.168.128.255 public\n"
     )
     assert isoinfo(iso, "/vws/disks") == "sda1 vda\n"
     assert isoinfo(iso, "/vws/files/root/.ssh/authorized_keys") == "ssh-rsa AAAA user@host\n"

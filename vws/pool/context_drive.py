@@ -5,8 +5,9 @@ An ISO 9660 image (Rock Ridge and Joliet, volume label ``VWS-CONTEXT``, built wi
 
     vws/hostname          the first NIC's leased hostname (else the domain name)
     vws/network           one line per NIC, in NIC order:
-                          name mac ip netmask gateway broadcast dns hostname pool
-                          ('none' for a value the pool does not give)
+                          name ip netmask gateway mac hostname dns broadcast pool
+                          ('none' for a value the pool does not give; the first seven
+                          fields are the order tests/integration/context_iso.py reads)
     vws/disks             one line per disk: mountAs-from-the-metadata guest-device
     vws/files/<path>      each ContextFile (filewrite), at its pathOnVM without the leading /
     vws/user-data         the mdServerUserdata string, when given
@@ -71,13 +72,13 @@ def build_iso(source: Path, iso: Path) -> None:
 def _nic_line(lease: NetworkLease) -> str:
     values = (
         lease.nic,
-        lease.mac,
         lease.ip,
         lease.netmask,
         lease.gateway,
-        lease.broadcast,
-        lease.dns,
+        lease.mac,
         lease.hostname,
+        lease.dns,
+        lease.broadcast,
         lease.pool,
     )
     return " ".join(value or "none" for value in values) + "\n"
