@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
 from vws.clock import ManualClock
 from vws.security import ca
-from vws.security.credentials import Credential
-from vws.security.proxy import INHERIT_ALL, LIMITED, PROXY_CERT_INFO, ProxyCertInfo, generate_key
+from vws.security.credentials import Credential, parse_oneline
+from vws.security.proxy import INHERIT_ALL, PROXY_CERT_INFO, ProxyCertInfo, create_proxy, generate_key
+from vws.xmlns import SOAP_ENV, WORKSPACE, WSA, WSRP
 
 # Long-lived CA and users, so chains made by grid-proxy-init (which reads the real clock) validate too.
 PKI_BIRTH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -54,8 +57,6 @@ class Pki:
 
     def proxy(self, issuer: Credential | None = None, *, key_index: int = 5, **options) -> Credential:
         """A proxy made by ``vws.security.proxy.create_proxy`` at NOW (12 h lifetime unless told)."""
-        from vws.security.proxy import create_proxy
-
         return create_proxy(issuer or self.user, ManualClock(NOW), key=self.keys[key_index], **options)
 
 
@@ -143,9 +144,8 @@ def end_entity(
     serial: int | None = None,
     signer_key=None,
     ca_bit: bool = False,
+    key_usage: x509.KeyUsage | None = None,
 ) -> Credential:
-    from vws.security.credentials import parse_oneline
-
     builder = (
         x509.CertificateBuilder()
         .subject_name(parse_oneline(dn))
@@ -156,6 +156,8 @@ def end_entity(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca_bit, path_length=None), critical=True)
     )
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
     return Credential(key, (builder.sign(signer_key or authority.key, hashes.SHA256()),))
 
 
@@ -179,11 +181,30 @@ def crl(
     return builder.sign(authority.key, hashes.SHA256())
 
 
-LIMITED_POLICY = LIMITED
+# A GetResourceProperty request as a GT4 client sends it: WS-Addressing headers and the resource key.
+REQUEST = f"""<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:wsa="{WSA}">
+  <soapenv:Header>
+    <wsa:To>https://localhost:8443/wsrf/services/WorkspaceService</wsa:To>
+    <wsa:Action>http://docs.oasis-open.org/wsrf/2004/06/wsrf-WS-ResourceProperties/GetResourceProperty</wsa:Action>
+    <wsa:MessageID>uuid:5f0c1c0e-0000-4000-8000-000000000001</wsa:MessageID>
+    <work:WorkspaceKey xmlns:work="{WORKSPACE}">42</work:WorkspaceKey>
+  </soapenv:Header>
+  <soapenv:Body>
+    <wsrp:GetResourceProperty xmlns:wsrp="{WSRP}" xmlns:work="{WORKSPACE}">work:CurrentState</wsrp:GetResourceProperty>
+  </soapenv:Body>
+</soapenv:Envelope>""".encode()
+
+
+def request() -> etree._Element:
+    return etree.fromstring(REQUEST)
+
+
+def wire(envelope: etree._Element) -> etree._Element:
+    """What the receiver sees: the bytes re-parsed."""
+    return etree.fromstring(etree.tostring(envelope))
 
 
 # Session fixtures, imported by each tests/test_security_*.py module.
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

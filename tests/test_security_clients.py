@@ -15,8 +15,7 @@ from lxml import etree
 from clients.proxy_init import main as proxy_init
 from clients.wsse import GsiSecureMessage
 from tests import security_helpers
-from tests.security_helpers import NOW, USER_DN
-from tests.test_security_wssecurity import REQUEST, wire
+from tests.security_helpers import NOW, REQUEST, USER_DN, wire
 from vws.clock import ManualClock
 from vws.errors import AuthenticationFailed
 from vws.security.credentials import Credential

@@ -180,6 +180,20 @@ def _bad_chains(pki: Pki, keys: Keys, tmp_path):
             ).chain,
             "signed by the CA certificate",
         ),
+        "end entity without digitalSignature signs a proxy": (
+            raw_proxy(
+                end_entity(
+                    pki.ca,
+                    "/O=Grid/OU=vws-test/CN=Encipher Only",
+                    keys[6],
+                    not_before=NOW - timedelta(days=1),
+                    not_after=NOW + timedelta(days=1),
+                    key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False),
+                ),
+                k,
+            ).chain,
+            "lacks digitalSignature",
+        ),
         "empty chain": ((), "no certificate"),
     }
 
@@ -210,6 +224,7 @@ BAD = [
     "CA certificate as the end entity",
     "end entity outside the signing policy",
     "end entity with CA bit signs a proxy",
+    "end entity without digitalSignature signs a proxy",
     "empty chain",
 ]
 
@@ -249,6 +264,43 @@ def test_expired_crl_refuses(pki, tmp_path):
     (tmp_path / "trust" / f"{digest}.r0").write_bytes(old.public_bytes(serialization.Encoding.DER))
     with pytest.raises(UntrustedChain, match="CRL .* expired"):
         ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW)).validate(pki.user.chain)
+
+
+def test_cache_respects_the_crl_window(pki, tmp_path):
+    shutil.copytree(pki.trust_dir, tmp_path / "trust")
+    digest = subject_hash(pki.ca.certificate.subject)
+    soon = crl(pki.ca, [], next_update=NOW + timedelta(hours=1))
+    (tmp_path / "trust" / f"{digest}.r0").write_bytes(soon.public_bytes(serialization.Encoding.PEM))
+    clock = ManualClock(NOW)
+    validator = ChainValidator(TrustStore(tmp_path / "trust"), clock)
+    assert validator.validate(pki.user.chain).not_after == NOW + timedelta(hours=1)
+    clock.advance(timedelta(hours=2))  # the user certificate is still valid, the CRL is not
+    with pytest.raises(UntrustedChain, match="CRL .* expired"):
+        validator.validate(pki.user.chain)
+
+
+def test_untrusted_certificates_complete_a_proxy_only_chain(pki, keys):
+    leaf_only = (pki.proxy().certificate,)
+    trust = TrustStore(pki.trust_dir)
+    with pytest.raises(UntrustedChain, match="end-entity certificate is missing"):
+        ChainValidator(trust, ManualClock(NOW)).validate(leaf_only)
+    completing = ChainValidator(trust, ManualClock(NOW), untrusted=[pki.other.certificate, pki.user.certificate])
+    result = completing.validate(leaf_only)
+    assert result.identity == USER_DN and result.chain == (leaf_only[0], pki.user.certificate)
+    # A certificate with the right name but another key completes nothing.
+    impostor = end_entity(
+        pki.ca, USER_DN, keys[7], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1)
+    )
+    with pytest.raises(UntrustedChain, match="end-entity certificate is missing"):
+        ChainValidator(trust, ManualClock(NOW), untrusted=[impostor.certificate]).validate(leaf_only)
+
+
+def test_validate_der_matches_validate(pki, validator):
+    chain = pki.proxy(limited=True).chain
+    by_der = validator.validate_der([c.public_bytes(serialization.Encoding.DER) for c in chain])
+    assert by_der == validator.validate(chain) and by_der.limited
+    with pytest.raises(UntrustedChain, match="cannot be read"):
+        validator.validate_der([b"\x30\x03junk"])
 
 
 def test_cache_respects_validity(pki):

@@ -14,10 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
 from tests import security_helpers
-from tests.security_helpers import (
-    NOW,
-    USER_DN,
-)
+from tests.security_helpers import NOW, USER_DN, request, wire
 from vws.clock import ManualClock, timestamp
 from vws.errors import AuthenticationFailed
 from vws.security.trust import TrustStore
@@ -39,28 +36,6 @@ keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
 
 NS = {"soapenv": SOAP_ENV, "wsa": WSA, "wsse": WSSE, "wsu": WSU, "ds": DS, "work": WORKSPACE}
-
-REQUEST = f"""<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:wsa="{WSA}">
-  <soapenv:Header>
-    <wsa:To>https://localhost:8443/wsrf/services/WorkspaceService</wsa:To>
-    <wsa:Action>http://docs.oasis-open.org/wsrf/2004/06/wsrf-WS-ResourceProperties/GetResourceProperty</wsa:Action>
-    <wsa:MessageID>uuid:5f0c1c0e-0000-4000-8000-000000000001</wsa:MessageID>
-    <work:WorkspaceKey xmlns:work="{WORKSPACE}">42</work:WorkspaceKey>
-  </soapenv:Header>
-  <soapenv:Body>
-    <wsrp:GetResourceProperty xmlns:wsrp="http://docs.oasis-open.org/wsrf/2004/06/wsrf-WS-ResourceProperties-1.2-draft-01.xsd"
-        xmlns:work="{WORKSPACE}">work:CurrentState</wsrp:GetResourceProperty>
-  </soapenv:Body>
-</soapenv:Envelope>""".encode()
-
-
-def request() -> etree._Element:
-    return etree.fromstring(REQUEST)
-
-
-def wire(envelope: etree._Element) -> etree._Element:
-    """What the receiver sees: the bytes re-parsed."""
-    return etree.fromstring(etree.tostring(envelope))
 
 
 @pytest.fixture

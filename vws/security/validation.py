@@ -9,28 +9,38 @@ policies. So the rules are written out here, each refusal naming the rule:
 - CAs have basicConstraints CA:TRUE, keyCertSign when keyUsage is present, and
   their pathLenConstraint is respected; end entities and proxies are not CAs;
 - a trusted CA's ``.signing_policy`` must allow the subject it signed;
-- a certificate revoked by a CRL of its issuer is refused; an expired CRL too;
-- a proxy has a *critical* ProxyCertInfo, its subject is its issuer's subject
-  plus exactly one single-valued CN, it has no CA bit, no alternative names,
-  digitalSignature when keyUsage is present, its issuer is an end entity or a
-  proxy, and every proxy's pCPathLenConstraint bounds the proxies beneath it;
+- a certificate revoked by a CRL of its trusted issuer is refused; an expired CRL too;
+- a proxy has a *critical* ProxyCertInfo (3.8), its subject is its issuer's
+  subject plus exactly one single-valued CN (3.4), it has no CA bit (3.7), no
+  alternative names (3.2, 3.5), digitalSignature and no keyCertSign when keyUsage
+  is present (3.6); its issuer is an end entity or a proxy whose keyUsage, if
+  present, allows digitalSignature (3.1); every pCPathLenConstraint bounds the
+  proxies beneath it (4.1.3);
 - a chain containing a limited proxy is limited (impersonation beneath limited
   stays limited); independent and unknown proxy policies are refused.
 
+The chain is read leaf first and ends at the first certificate the trust store
+holds (a presented copy of a trusted CA). When its top is neither a trusted CA
+nor issued by one, certificates given as ``untrusted`` may complete it, as
+``openssl verify -untrusted`` does: a sender that ships only its proxy leaf
+(zeep's stock BinarySignature) validates when the service knows its end entity.
+
 The identity of a chain is its end-entity subject in OpenSSL oneline form.
-Results are cached by chain DER until the chain leaves its validity window or the
-trust directory changes.
+Results are cached by chain DER until the chain, a trusted CA or a CRL leaves
+its validity window, or the trust directory changes.
 """
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from vws.clock import Clock
 from vws.errors import AuthenticationFailed
@@ -47,6 +57,8 @@ from vws.security.trust import TrustAnchor, TrustStore
 
 MAX_CHAIN = 16
 
+Window = tuple[datetime, datetime]
+
 
 class UntrustedChain(AuthenticationFailed):
     """The presented certificate chain does not validate."""
@@ -56,10 +68,10 @@ class UntrustedChain(AuthenticationFailed):
 class ValidatedChain:
     identity: str  # end-entity subject, /O=Grid/OU=.../CN=Jane Doe
     limited: bool
-    chain: tuple[x509.Certificate, ...]  # as presented, leaf first
+    chain: tuple[x509.Certificate, ...]  # as validated, leaf first, up to (not including) the trusted CA
     end_entity: x509.Certificate
     proxies: int  # how many proxy certificates precede the end entity
-    not_before: datetime  # the window inside which every certificate on the path is valid
+    not_before: datetime  # the window inside which every certificate and CRL on the path is valid
     not_after: datetime
     anchor_dn: str
 
@@ -72,27 +84,30 @@ class ValidatedChain:
         return oneline(self.chain[0].subject)
 
 
+# -- reading certificates ---------------------------------------------------------------------------
+
+
 def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+def _load(der: bytes) -> x509.Certificate:
     try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise UntrustedChain(f"a presented certificate cannot be read: {exc}") from None
 
 
-def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
-        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
-    bc = _basic_constraints(cert)
-    return bc is not None and bc.ca
+    constraints = _extension(cert, x509.BasicConstraints)
+    return constraints is not None and constraints.ca
 
 
 def _has_ext(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
@@ -109,10 +124,199 @@ def _proxy_info(cert: x509.Certificate) -> tuple[ProxyCertInfo, bool] | None:
     return None
 
 
+def _check_validity(cert: x509.Certificate, now: datetime, what: str = "certificate") -> Window:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        raise UntrustedChain(f"{what} {oneline(cert.subject)} is not valid before {start.isoformat()}")
+    if now > end:
+        raise UntrustedChain(f"{what} {oneline(cert.subject)} expired at {end.isoformat()}")
+    return start, end
+
+
+def _check_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    if cert.issuer != issuer.subject:
+        raise UntrustedChain(
+            f"{oneline(cert.subject)} names issuer {oneline(cert.issuer)}, but the next certificate is "
+            f"{oneline(issuer.subject)}"
+        )
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise UntrustedChain(
+            f"the signature on {oneline(cert.subject)} does not verify with the key of {oneline(issuer.subject)}"
+            + (f" ({exc})" if str(exc) else "")
+        ) from None
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        _check_signature(cert, issuer)
+    except UntrustedChain:
+        return False
+    return True
+
+
+# -- the proxy rules (RFC 3820) ---------------------------------------------------------------------
+
+
+def _check_proxy_name(proxy: x509.Certificate, issuer: x509.Certificate) -> None:
+    """3.4: the subject is the issuer's subject plus exactly one single-valued CN."""
+    name = oneline(proxy.subject)
+    issuer_rdns, rdns = list(issuer.subject.rdns), list(proxy.subject.rdns)
+    extends = rdns[: len(issuer_rdns)] == issuer_rdns
+    added = len(rdns) - len(issuer_rdns)
+    if extends and added > 1:
+        raise UntrustedChain(f"proxy {name} adds {added} RDNs to its issuer's subject; exactly one CN is allowed")
+    if not extends or added != 1:
+        raise UntrustedChain(f"proxy subject {name} does not extend its issuer's subject {oneline(issuer.subject)}")
+    last = list(rdns[-1])
+    if len(last) != 1 or last[0].oid != NameOID.COMMON_NAME:
+        raise UntrustedChain(f"proxy {name}: the RDN added to the issuer's subject must be a single CN")
+
+
+def _check_proxy_extensions(proxy: x509.Certificate, critical: bool) -> None:
+    name = oneline(proxy.subject)
+    if not critical:
+        raise UntrustedChain(f"proxy {name}: ProxyCertInfo must be critical (RFC 3820 3.8)")
+    if _is_ca(proxy):
+        raise UntrustedChain(f"proxy {name} has basicConstraints CA:TRUE (RFC 3820 3.7)")
+    usage = _extension(proxy, x509.KeyUsage)
+    if usage is not None and (not usage.digital_signature or usage.key_cert_sign):
+        raise UntrustedChain(f"proxy {name}: keyUsage must allow digitalSignature and not keyCertSign (RFC 3820 3.6)")
+    for oid in (ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.ISSUER_ALTERNATIVE_NAME):
+        if _has_ext(proxy, oid):
+            raise UntrustedChain(f"proxy {name} carries an alternative name (RFC 3820 3.2, 3.5)")
+
+
+def _check_proxy_issuer(proxy: x509.Certificate, issuer: x509.Certificate) -> None:
+    """3.1: an end entity or a proxy signs proxies, and only with a key meant for signatures."""
+    if _is_ca(issuer):
+        raise UntrustedChain(f"proxy {oneline(proxy.subject)} was issued by the CA {oneline(issuer.subject)}")
+    usage = _extension(issuer, x509.KeyUsage)
+    if usage is not None and not usage.digital_signature:
+        raise UntrustedChain(
+            f"{oneline(issuer.subject)} signed a proxy, but its keyUsage lacks digitalSignature (RFC 3820 3.1)"
+        )
+
+
+def _is_limited(proxy: x509.Certificate, info: ProxyCertInfo) -> bool:
+    if info.policy_language == LIMITED:
+        return True
+    if info.policy_language == INHERIT_ALL:
+        return False
+    name = oneline(proxy.subject)
+    if info.policy_language == INDEPENDENT:
+        raise UntrustedChain(f"proxy {name} is an independent proxy, which carries no identity here")
+    raise UntrustedChain(f"proxy {name} has unknown policy language {info.policy_language}")
+
+
+def _check_proxies(path: Sequence[x509.Certificate], infos: Sequence[tuple[ProxyCertInfo, bool]]) -> bool:
+    """Every proxy of ``path`` (leaf first, its end entity last) against its issuer; True when one is limited."""
+    limited = False
+    for beneath, ((info, critical), (proxy, issuer)) in enumerate(zip(infos, pairwise(path), strict=True)):
+        _check_proxy_extensions(proxy, critical)
+        _check_proxy_issuer(proxy, issuer)
+        _check_proxy_name(proxy, issuer)
+        if info.path_length is not None and beneath > info.path_length:
+            raise UntrustedChain(
+                f"proxy {oneline(proxy.subject)} allows {info.path_length} further proxies but {beneath} follow it"
+            )
+        limited |= _is_limited(proxy, info)
+        _check_signature(proxy, issuer)
+    return limited
+
+
+# -- the CA rules (RFC 5280) ------------------------------------------------------------------------
+
+
+def _check_ca(ca: x509.Certificate, intermediates_beneath: int) -> None:
+    name = oneline(ca.subject)
+    constraints = _extension(ca, x509.BasicConstraints)
+    if constraints is None or not constraints.ca:
+        raise UntrustedChain(f"{name} signs certificates but is not a CA (basicConstraints)")
+    usage = _extension(ca, x509.KeyUsage)
+    if usage is not None and not usage.key_cert_sign:
+        raise UntrustedChain(f"CA {name}: keyUsage lacks keyCertSign")
+    if constraints.path_length is not None and intermediates_beneath > constraints.path_length:
+        raise UntrustedChain(f"CA {name}: path length {constraints.path_length} exceeded")
+
+
+def _end_entity_index(path: Sequence[x509.Certificate], infos: Sequence[tuple[ProxyCertInfo, bool] | None]) -> int:
+    """Proxies come first; the first certificate without ProxyCertInfo is the end entity."""
+    index = next((i for i, info in enumerate(infos) if info is None), None)
+    if index is None:
+        raise UntrustedChain(
+            "the chain holds only proxy certificates: its end-entity certificate is missing "
+            "(send the whole chain, as an X509PKIPathv1 token does)"
+        )
+    for cert, info in zip(path[index:], infos[index:], strict=True):
+        if info is not None:
+            raise UntrustedChain(f"proxy {oneline(cert.subject)} appears above the end entity")
+        if _has_ext(cert, PROXY_CERT_INFO_DRAFT):
+            raise UntrustedChain(f"{oneline(cert.subject)} is a pre-RFC 3820 (draft OID) proxy, which is not accepted")
+    end_entity = path[index]
+    if _is_ca(end_entity) and index > 0:
+        raise UntrustedChain(f"a proxy was signed by the CA certificate {oneline(end_entity.subject)}")
+    if _is_ca(end_entity):
+        raise UntrustedChain(f"{oneline(end_entity.subject)} is a CA certificate, not an end entity")
+    return index
+
+
+def _check_issued_path(path: Sequence[x509.Certificate]) -> int:
+    """The end entity and presented intermediate CAs (``path``, end entity first): each signed by the next.
+
+    Returns how many of the intermediates count against the anchor's pathLenConstraint
+    (RFC 5280 6.1.4 (l): self-issued certificates do not).
+    """
+    intermediates = 0
+    for cert, issuer in pairwise(path):
+        if not _is_ca(issuer):
+            raise UntrustedChain(
+                f"{oneline(cert.subject)} has no ProxyCertInfo yet was issued by the non-CA "
+                f"{oneline(issuer.subject)} (a proxy without ProxyCertInfo?)"
+            )
+        _check_ca(issuer, intermediates_beneath=intermediates)
+        _check_signature(cert, issuer)
+        intermediates += issuer.subject != issuer.issuer
+    return intermediates
+
+
+def _check_policy_and_crls(cert: x509.Certificate, anchor: TrustAnchor, now: datetime) -> datetime | None:
+    """The signing policy and CRLs of ``anchor`` on ``cert``; the earliest CRL nextUpdate, if any."""
+    name = oneline(cert.subject)
+    if anchor.policy is not None and not anchor.policy.allows(name):
+        raise UntrustedChain(f"the signing policy of {anchor.dn} does not allow it to sign {name}")
+    until = None
+    for crl in anchor.crls:
+        if not crl.is_signature_valid(anchor.certificate.public_key()):
+            raise UntrustedChain(f"the CRL of {anchor.dn} has a bad signature")
+        if crl.next_update_utc is not None:
+            if now > crl.next_update_utc:
+                raise UntrustedChain(f"the CRL of {anchor.dn} expired at {crl.next_update_utc.isoformat()}")
+            until = crl.next_update_utc if until is None else min(until, crl.next_update_utc)
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            raise UntrustedChain(f"{name} (serial {cert.serial_number}) is revoked by {anchor.dn}")
+    return until
+
+
+# -- the validator ----------------------------------------------------------------------------------
+
+
 class ChainValidator:
-    def __init__(self, trust: TrustStore, clock: Clock, *, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        trust: TrustStore,
+        clock: Clock,
+        *,
+        untrusted: Iterable[x509.Certificate] = (),
+        cache_size: int = 4096,
+    ) -> None:
+        """``untrusted``: certificates that may complete a presented chain, trusted for nothing by themselves."""
         self.trust = trust
         self.clock = clock
+        self._untrusted: dict[bytes, list[x509.Certificate]] = {}
+        for cert in untrusted:
+            self._untrusted.setdefault(cert.subject.public_bytes(), []).append(cert)
         self._cache: OrderedDict[tuple[bytes, ...], ValidatedChain] = OrderedDict()
         self._cache_size = cache_size
         self._generation = -1
@@ -120,11 +324,19 @@ class ChainValidator:
 
     def validate(self, chain: Sequence[x509.Certificate]) -> ValidatedChain:
         """The validated chain (leaf first), or UntrustedChain naming the first rule broken."""
-        if not chain:
+        return self._cached(tuple(_der(cert) for cert in chain), lambda: tuple(chain))
+
+    def validate_der(self, chain: Sequence[bytes]) -> ValidatedChain:
+        """``validate`` for DER certificates as they arrive in a token: parsed only when not cached."""
+        return self._cached(tuple(chain), lambda: tuple(_load(der) for der in chain))
+
+    def _cached(
+        self, key: tuple[bytes, ...], certificates: Callable[[], tuple[x509.Certificate, ...]]
+    ) -> ValidatedChain:
+        if not key:
             raise UntrustedChain("no certificate was presented")
-        if len(chain) > MAX_CHAIN:
-            raise UntrustedChain(f"a chain of {len(chain)} certificates is longer than {MAX_CHAIN}")
-        key = tuple(_der(cert) for cert in chain)
+        if len(key) > MAX_CHAIN:
+            raise UntrustedChain(f"a chain of {len(key)} certificates is longer than {MAX_CHAIN}")
         now = self.clock.now()
         self.trust.refresh()
         with self._lock:
@@ -132,198 +344,66 @@ class ChainValidator:
                 self._cache.clear()
                 self._generation = self.trust.generation
             hit = self._cache.get(key)
-            if hit is not None:
-                if hit.not_before <= now <= hit.not_after:
-                    self._cache.move_to_end(key)
-                    return hit
-                del self._cache[key]
-        result = self._validate(tuple(chain), now)
+            if hit is not None and hit.not_before <= now <= hit.not_after:
+                self._cache.move_to_end(key)
+                return hit
+        result = self._validate(certificates(), now)
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
 
-    # -- the rules ---------------------------------------------------------------------------
-
     def _validate(self, chain: tuple[x509.Certificate, ...], now: datetime) -> ValidatedChain:
-        # Drop a presented copy of a trusted CA at the top: the store's copy is the anchor.
-        presented = list(chain)
-        while len(presented) > 1 and self.trust.anchor_for(presented[-1]) is not None:
-            presented.pop()
-        windows: list[tuple[datetime, datetime]] = []
-        for cert in presented:
-            windows.append(self._check_validity(cert, now, "certificate"))
-
-        # Proxies come first; the first certificate without ProxyCertInfo is the end entity.
-        infos = [_proxy_info(cert) for cert in presented]
-        ee_index = next((i for i, info in enumerate(infos) if info is None), None)
-        if ee_index is None:
-            if self.trust.issuers(presented[-1]):
-                raise UntrustedChain(
-                    f"proxy {oneline(presented[-1].subject)} was issued by the CA {oneline(presented[-1].issuer)}"
-                )
-            raise UntrustedChain("the chain holds only proxy certificates: its end-entity certificate is missing")
-        for i, cert in enumerate(presented[ee_index:], start=ee_index):
-            if _has_ext(cert, PROXY_CERT_INFO_DRAFT):
-                raise UntrustedChain(
-                    f"{oneline(cert.subject)} is a pre-RFC 3820 (draft OID) proxy, which is not accepted"
-                )
-            if infos[i] is not None:
-                raise UntrustedChain(f"proxy {oneline(cert.subject)} appears above the end entity")
-        end_entity = presented[ee_index]
-        if _is_ca(end_entity) and ee_index > 0:
-            raise UntrustedChain(f"a proxy was signed by the CA certificate {oneline(end_entity.subject)}")
-        if _is_ca(end_entity):
-            raise UntrustedChain(f"{oneline(end_entity.subject)} is a CA certificate, not an end entity")
-
-        limited = False
-        for i in range(ee_index):
-            proxy, issuer = presented[i], presented[i + 1]
-            limited |= self._check_proxy(proxy, issuer, infos[i], proxies_beneath=i)
-            self._check_signature(proxy, issuer)
-
-        # End entity and presented intermediate CAs up to a trusted CA.
-        intermediates = 0
-        for i in range(ee_index, len(presented)):
-            cert = presented[i]
-            if i > ee_index:
-                self._check_ca(cert, intermediates_beneath=intermediates)
-                if cert.subject != cert.issuer:
-                    intermediates += 1
-            if i + 1 < len(presented):
-                issuer = presented[i + 1]
-                if not _is_ca(issuer):
-                    raise UntrustedChain(
-                        f"{oneline(cert.subject)} has no ProxyCertInfo yet was issued by the non-CA "
-                        f"{oneline(issuer.subject)} (a proxy without ProxyCertInfo?)"
-                    )
-                self._check_signature(cert, issuer)
-                continue
-            anchor = self._anchor(cert, now)
-            self._check_ca(anchor.certificate, intermediates_beneath=intermediates)
-            windows.append(self._check_validity(anchor.certificate, now, "trusted CA"))
-            self._check_policy_and_crl(cert, anchor, now)
-            break
-        else:  # pragma: no cover - the loop always reaches its top
-            raise UntrustedChain("no trusted CA")
-        # CRLs of presented intermediate CAs are not in the trust directory; CRLs of trusted CAs are.
-        for i in range(ee_index, len(presented) - 1):
-            for anchor in self.trust.anchors():
-                if anchor.certificate == presented[i + 1]:
-                    self._check_policy_and_crl(presented[i], anchor, now)
-
+        path = self._complete(self._up_to_anchor(chain))
+        windows = [_check_validity(cert, now) for cert in path]
+        infos = [_proxy_info(cert) for cert in path]
+        if all(info is not None for info in infos) and self.trust.issuers(path[-1]):
+            raise UntrustedChain(f"proxy {oneline(path[-1].subject)} was issued by the CA {oneline(path[-1].issuer)}")
+        ee_index = _end_entity_index(path, infos)
+        limited = _check_proxies(path[: ee_index + 1], infos[:ee_index])
+        intermediates = _check_issued_path(path[ee_index:])
+        anchor = self._anchor(path[-1])
+        _check_ca(anchor.certificate, intermediates_beneath=intermediates)
+        windows.append(_check_validity(anchor.certificate, now, "trusted CA"))
+        crls_until = _check_policy_and_crls(path[-1], anchor, now)
         return ValidatedChain(
-            identity=oneline(end_entity.subject),
+            identity=oneline(path[ee_index].subject),
             limited=limited,
-            chain=chain,
-            end_entity=end_entity,
+            chain=path,
+            end_entity=path[ee_index],
             proxies=ee_index,
-            not_before=max(w[0] for w in windows),
-            not_after=min(w[1] for w in windows),
+            not_before=max(start for start, _ in windows),
+            not_after=min([end for _, end in windows] + ([crls_until] if crls_until else [])),
             anchor_dn=anchor.dn,
         )
 
-    def _check_validity(self, cert: x509.Certificate, now: datetime, what: str) -> tuple[datetime, datetime]:
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        if now < start:
-            raise UntrustedChain(f"{what} {oneline(cert.subject)} is not valid before {start.isoformat()}")
-        if now > end:
-            raise UntrustedChain(f"{what} {oneline(cert.subject)} expired at {end.isoformat()}")
-        return start, end
+    def _up_to_anchor(self, chain: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
+        """The chain cut before the first presented copy of a trusted CA: the store's copy is the anchor."""
+        for index, cert in enumerate(chain[1:], start=1):
+            if self.trust.anchor_for(cert) is not None:
+                return chain[:index]
+        return chain
 
-    def _check_signature(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
-        if cert.issuer != issuer.subject:
-            raise UntrustedChain(
-                f"{oneline(cert.subject)} names issuer {oneline(cert.issuer)}, but the next certificate is "
-                f"{oneline(issuer.subject)}"
-            )
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError) as exc:
-            raise UntrustedChain(
-                f"the signature on {oneline(cert.subject)} does not verify with the key of {oneline(issuer.subject)}"
-                + (f" ({exc})" if str(exc) else "")
-            ) from None
+    def _complete(self, path: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
+        """Append untrusted certificates while the top of ``path`` has no trusted issuer and one of them signed it."""
+        while len(path) < MAX_CHAIN and not self.trust.issuers(path[-1]):
+            top = path[-1]
+            candidates = self._untrusted.get(top.issuer.public_bytes(), [])
+            issuer = next((c for c in candidates if c not in path and _signed_by(top, c)), None)
+            if issuer is None:
+                break
+            path += (issuer,)
+        return path
 
-    def _check_proxy(
-        self, proxy: x509.Certificate, issuer: x509.Certificate, info: tuple[ProxyCertInfo, bool], proxies_beneath: int
-    ) -> bool:
-        name = oneline(proxy.subject)
-        pci, critical = info
-        if not critical:
-            raise UntrustedChain(f"proxy {name}: ProxyCertInfo must be critical (RFC 3820 3.8)")
-        if _is_ca(issuer):
-            raise UntrustedChain(f"proxy {name} was issued by the CA {oneline(issuer.subject)}")
-        issuer_rdns = list(issuer.subject.rdns)
-        rdns = list(proxy.subject.rdns)
-        if rdns[: len(issuer_rdns)] != issuer_rdns or len(rdns) != len(issuer_rdns) + 1:
-            added = len(rdns) - len(issuer_rdns)
-            if rdns[: len(issuer_rdns)] == issuer_rdns and added > 1:
-                raise UntrustedChain(
-                    f"proxy {name} adds {added} RDNs to its issuer's subject; exactly one CN is allowed"
-                )
-            raise UntrustedChain(f"proxy subject {name} does not extend its issuer's subject {oneline(issuer.subject)}")
-        last = list(rdns[-1])
-        if len(last) != 1 or last[0].oid != x509.oid.NameOID.COMMON_NAME:
-            raise UntrustedChain(f"proxy {name}: the RDN added to the issuer's subject must be a single CN")
-        if _is_ca(proxy):
-            raise UntrustedChain(f"proxy {name} has basicConstraints CA:TRUE")
-        if proxy.issuer != issuer.subject:
-            raise UntrustedChain(f"proxy {name}: issuer name is not its signer's subject")
-        usage = _key_usage(proxy)
-        if usage is not None and (not usage.digital_signature or usage.key_cert_sign):
-            raise UntrustedChain(f"proxy {name}: keyUsage must allow digitalSignature and not keyCertSign")
-        for oid in (x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, x509.oid.ExtensionOID.ISSUER_ALTERNATIVE_NAME):
-            if _has_ext(proxy, oid):
-                raise UntrustedChain(f"proxy {name} carries an alternative name (RFC 3820 3.5, 3.6)")
-        if pci.path_length is not None and proxies_beneath > pci.path_length:
-            raise UntrustedChain(
-                f"proxy {name} allows {pci.path_length} further proxies but {proxies_beneath} follow it"
-            )
-        if pci.policy_language == LIMITED:
-            return True
-        if pci.policy_language == INHERIT_ALL:
-            return False
-        if pci.policy_language == INDEPENDENT:
-            raise UntrustedChain(f"proxy {name} is an independent proxy, which carries no identity here")
-        raise UntrustedChain(f"proxy {name} has unknown policy language {pci.policy_language}")
-
-    def _check_ca(self, ca: x509.Certificate, intermediates_beneath: int) -> None:
-        name = oneline(ca.subject)
-        bc = _basic_constraints(ca)
-        if bc is None or not bc.ca:
-            raise UntrustedChain(f"{name} signs certificates but is not a CA (basicConstraints)")
-        usage = _key_usage(ca)
-        if usage is not None and not usage.key_cert_sign:
-            raise UntrustedChain(f"CA {name}: keyUsage lacks keyCertSign")
-        if bc.path_length is not None and intermediates_beneath > bc.path_length:
-            raise UntrustedChain(f"CA {name}: path length {bc.path_length} exceeded")
-
-    def _anchor(self, cert: x509.Certificate, now: datetime) -> TrustAnchor:
+    def _anchor(self, cert: x509.Certificate) -> TrustAnchor:
         candidates = self.trust.issuers(cert)
         if not candidates:
             raise UntrustedChain(
                 f"{oneline(cert.subject)} was issued by {oneline(cert.issuer)}, which is not a trusted CA"
             )
-        last: UntrustedChain | None = None
-        for anchor in candidates:
-            try:
-                self._check_signature(cert, anchor.certificate)
+        for anchor in candidates[:-1]:
+            if _signed_by(cert, anchor.certificate):
                 return anchor
-            except UntrustedChain as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def _check_policy_and_crl(self, cert: x509.Certificate, anchor: TrustAnchor, now: datetime) -> None:
-        name = oneline(cert.subject)
-        if anchor.policy is not None and not anchor.policy.allows(name):
-            raise UntrustedChain(f"the signing policy of {anchor.dn} does not allow it to sign {name}")
-        for crl in anchor.crls:
-            if not crl.is_signature_valid(anchor.certificate.public_key()):
-                raise UntrustedChain(f"the CRL of {anchor.dn} has a bad signature")
-            if crl.next_update_utc is not None and now > crl.next_update_utc:
-                raise UntrustedChain(f"the CRL of {anchor.dn} expired at {crl.next_update_utc.isoformat()}")
-            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-                raise UntrustedChain(f"{name} (serial {cert.serial_number}) is revoked by {anchor.dn}")
+        _check_signature(cert, candidates[-1].certificate)  # the last candidate's refusal names the failure
+        return candidates[-1]
