@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from tests import security_helpers
@@ -331,10 +331,43 @@ def test_signing_policy_parsing():
     assert policy.allows("/O=Grid/OU=x/CN=y") and policy.allows("/DC=org/CN=z") and not policy.allows("/O=Other/CN=y")
 
 
-def test_subject_hash_matches_openssl(pki):
-    pem = pki.ca.certificate.public_bytes(serialization.Encoding.PEM)
+def _attribute(oid, value, string_type=None):
+    # cryptography picks the ASN.1 string type itself unless told; the hash must follow whatever arrives.
+    return x509.NameAttribute(oid, value) if string_type is None else x509.NameAttribute(oid, value, _type=string_type)
+
+
+HASHED_NAMES = {
+    "dev CA": [_attribute(NameOID.ORGANIZATION_NAME, "Grid"), _attribute(NameOID.COMMON_NAME, "vws Development CA")],
+    "case and blanks": [_attribute(NameOID.COMMON_NAME, "  Jane \t  DOE  ")],
+    "non-ASCII": [
+        _attribute(NameOID.COUNTRY_NAME, "DE", x509.name._ASN1Type.PrintableString),
+        _attribute(NameOID.COMMON_NAME, "Café Über"),
+    ],
+    "BMPString": [_attribute(NameOID.COMMON_NAME, "bmp Name", x509.name._ASN1Type.BMPString)],
+    "IA5 email and DC": [_attribute(NameOID.EMAIL_ADDRESS, "A@B.org"), _attribute(NameOID.DOMAIN_COMPONENT, "ORG")],
+}
+
+
+@pytest.mark.parametrize("case", [*HASHED_NAMES, "multi-valued RDN"])
+def test_subject_hash_matches_openssl(keys, case):
+    if case == "multi-valued RDN":
+        attributes = [_attribute(NameOID.COMMON_NAME, "b"), _attribute(NameOID.USER_ID, "Z")]
+        name = x509.Name([x509.RelativeDistinguishedName(attributes)])
+    else:
+        name = x509.Name(HASHED_NAMES[case])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(keys[0].public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .sign(keys[0], hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
     out = subprocess.run(["openssl", "x509", "-noout", "-subject_hash"], input=pem, capture_output=True, check=True)
-    assert out.stdout.decode().strip() == subject_hash(pki.ca.certificate.subject)
+    assert out.stdout.decode().strip() == subject_hash(cert.subject)
 
 
 # -- real peers --------------------------------------------------------------------------------------

@@ -185,24 +185,38 @@ def _load_crl(path: Path) -> x509.CertificateRevocationList | None:
 
 # -- OpenSSL's subject hash (X509_NAME_hash_ex), so files get the names the Globus tools look up --------
 
-_CANON_TAGS = {0x0C, 0x13, 0x14, 0x16, 0x1A, 0x1C, 0x1E}  # UTF8, Printable, T61, IA5, Visible, Universal, BMP
+# String types OpenSSL canonicalises, with the codec it reads them in (T61 is taken as Latin-1, as OpenSSL does).
+_CANON_CODECS = {
+    0x0C: "utf-8",  # UTF8String
+    0x13: "ascii",  # PrintableString
+    0x14: "latin-1",  # T61String
+    0x16: "ascii",  # IA5String
+    0x1A: "ascii",  # VisibleString
+    0x1C: "utf-32-be",  # UniversalString
+    0x1E: "utf-16-be",  # BMPString
+}
+_ASCII_SPACE = b" \t\n\v\f\r"
+_SPACE_RUN = re.compile(rb"[ \t\n\v\f\r]+")
 
 
 def subject_hash(name: x509.Name) -> str:
     """``openssl x509 -subject_hash``: SHA-1 of the canonical name encoding, first 4 bytes little-endian."""
-    canon = b"".join(der.tlv(0x31, b"".join(sorted(_canon_attribute(a) for a in rdn))) for rdn in name.rdns)
+    canon = b"".join(_canon_rdn(rdn) for rdn in der.sequence_of(name.public_bytes()))
     digest = hashlib.sha1(canon).digest()
     return f"{int.from_bytes(digest[:4], 'little'):08x}"
 
 
-def _canon_attribute(attribute: x509.NameAttribute) -> bytes:
-    value = attribute.value
-    tag = attribute._type.value if hasattr(attribute, "_type") else 0x0C
-    if isinstance(value, str) and tag in _CANON_TAGS:
-        text = " ".join(value.split())  # strip, and collapse internal whitespace runs to one space
-        text = "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in text)
-        encoded = der.tlv(0x0C, text.encode())
-    else:
-        raw = value if isinstance(value, bytes) else value.encode()
-        encoded = der.tlv(tag, raw)
-    return der.tlv(der.SEQUENCE, der.oid(attribute.oid.dotted_string) + encoded)
+def _canon_rdn(rdn: bytes) -> bytes:
+    _, attributes, _ = der.read(rdn)
+    return der.tlv(0x31, b"".join(sorted(_canon_attribute(whole) for _, _, whole in der.elements(attributes))))
+
+
+def _canon_attribute(attribute: bytes) -> bytes:
+    """One AttributeTypeAndValue with a string value re-encoded as trimmed, space-collapsed, ASCII-lowercased UTF-8."""
+    _, value, _ = der.read(attribute)
+    (_, _, oid), (tag, text, whole) = der.elements(value)
+    codec = _CANON_CODECS.get(tag)
+    if codec is not None:
+        utf8 = text.decode(codec).encode()
+        whole = der.tlv(0x0C, _SPACE_RUN.sub(b" ", utf8.strip(_ASCII_SPACE)).lower())
+    return der.tlv(der.SEQUENCE, oid + whole)
