@@ -185,13 +185,13 @@ def _load_crl(path: Path) -> x509.CertificateRevocationList | None:
 
 # -- OpenSSL's subject hash (X509_NAME_hash_ex), so files get the names the Globus tools look up --------
 
-# String types OpenSSL canonicalises, with the codec it reads them in (T61 is taken as Latin-1, as OpenSSL does).
+# String types OpenSSL canonicalises, with the codec it reads them in: every one-byte type as Latin-1.
 _CANON_CODECS = {
     0x0C: "utf-8",  # UTF8String
-    0x13: "ascii",  # PrintableString
+    0x13: "latin-1",  # PrintableString
     0x14: "latin-1",  # T61String
-    0x16: "ascii",  # IA5String
-    0x1A: "ascii",  # VisibleString
+    0x16: "latin-1",  # IA5String
+    0x1A: "latin-1",  # VisibleString
     0x1C: "utf-32-be",  # UniversalString
     0x1E: "utf-16-be",  # BMPString
 }
