@@ -18,6 +18,7 @@ node file holding the recorded domains in their recorded states, so what libvirt
 after SIGKILL + restart matches what it ran before.
 """
 
+import functools
 import json
 import logging
 import shutil
@@ -130,18 +131,9 @@ class PoolManager:
         return network.leases_of(db, workspace_id)
 
     def _loads(self, db) -> list[placement.NodeLoad]:
-        used = nodes.usage(db)
         return [
-            placement.NodeLoad(
-                name=node.name,
-                memory_mb=node.memory_mb,
-                cpus=node.cpus,
-                used_memory_mb=used.get(node.name, nodes.Usage()).memory_mb,
-                used_cpus=used.get(node.name, nodes.Usage()).cpus,
-                networks=frozenset(node.networks),
-                usable=node.active and node.available,
-            )
-            for node in nodes.list_nodes(db)
+            placement.NodeLoad(name, memory, cpus, used_memory, used_cpus, _networks(networks), bool(usable))
+            for name, memory, cpus, used_memory, used_cpus, networks, usable in db.execute(_LOADS)
         ]
 
     # ---- execution: outside any transaction -------------------------------------------------
@@ -347,6 +339,23 @@ class PoolManager:
             }
         for path in self._cache(node).evict(in_use):
             log.info("evicted cached image %s from node %s", path.name, node)
+
+
+# Every node with the memory and CPUs its live workspaces hold: one query per placement.
+_LOADS = """
+    select n.name, n.memory_mb, n.cpus, coalesce(u.memory_mb, 0), coalesce(u.vcpus, 0), n.networks,
+           n.active and n.available
+    from nodes n left join (
+        select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from workspaces
+        where destroyed_at is null and node is not null group by node
+    ) u on u.node = n.name
+    order by n.name
+"""
+
+
+@functools.lru_cache(maxsize=256)
+def _networks(text: str) -> frozenset[str]:
+    return frozenset(json.loads(text))
 
 
 def _bridges(pairs: Sequence[str]) -> dict[str, str]:
