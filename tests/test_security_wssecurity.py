@@ -81,16 +81,18 @@ def test_round_trip(pki, clock, verifier, who, token):
     security = envelope.find("soapenv:Header/wsse:Security", NS)
     assert security.get(f"{{{SOAP_ENV}}}mustUnderstand") == "1"
     verified = verifier.verify(envelope)
-    assert verified.identity == USER_DN and not verified.chain.limited
+    assert verified.identity == USER_DN and not verified.limited
     assert verified.body is envelope.find("soapenv:Body", NS)
     header = envelope.find("soapenv:Header", NS)
     assert verified.signed_headers == tuple(h for h in header if h.tag != f"{{{WSSE}}}Security")
+    stamp = envelope.find(".//wsu:Timestamp", NS)
+    assert verified.covered == (verified.body, stamp, *verified.signed_headers)
     assert verified.created == NOW and verified.expires == NOW + timedelta(minutes=5)
 
 
 def test_limited_proxy_is_reported(pki, clock, verifier):
     envelope = wire(MessageSigner(pki.proxy(limited=True), clock).sign(request()))
-    assert verifier.verify(envelope).chain.limited
+    assert verifier.verify(envelope).limited
 
 
 def test_signer_covers_only_what_it_is_told(pki, proxy, clock):
@@ -437,9 +439,11 @@ def test_unsigned_extra_header_is_not_handed_over(pki, proxy, clock):
 # -- interop with real peers -------------------------------------------------------------------------
 
 
-def _zeep_signed(
-    pki, tmp_path, clock, signature=xmlsec.constants.TransformRsaSha256, digest=xmlsec.constants.TransformSha256
-) -> etree._Element:
+BODY_AND_TIMESTAMP = SecurityPolicy(require_addressing=False, require_workspace_headers=False)
+
+
+def _zeep_signed(cert_file, key_file, clock) -> etree._Element:
+    """Signed by zeep's stock BinarySignature (RSA-SHA256), which covers Body and Timestamp only."""
     from zeep.wsse.signature import BinarySignature
 
     envelope = request()
@@ -449,31 +453,42 @@ def _zeep_signed(
     etree.SubElement(stamp, f"{{{WSU}}}Created").text = timestamp(clock.now())
     etree.SubElement(stamp, f"{{{WSU}}}Expires").text = timestamp(clock.now() + timedelta(minutes=5))
     plugin = BinarySignature(
-        str(pki.root / "user" / "key.pem"),
-        str(pki.root / "user" / "cert.pem"),
-        signature_method=signature,
-        digest_method=digest,
+        str(key_file),
+        str(cert_file),
+        signature_method=xmlsec.constants.TransformRsaSha256,
+        digest_method=xmlsec.constants.TransformSha256,
     )
     plugin.apply(envelope, {})
     return wire(envelope)
 
 
-def test_zeep_binary_signature_is_accepted_when_policy_allows_body_and_timestamp(pki, tmp_path, clock):
-    envelope = _zeep_signed(pki, tmp_path, clock)
-    relaxed = SecurityPolicy(require_addressing=False, require_workspace_headers=False)
-    verified = MessageVerifier(TrustStore(pki.trust_dir), clock, relaxed).verify(envelope)
+def test_zeep_binary_signature_with_a_plain_certificate(pki, clock):
+    user = pki.root / "user"
+    envelope = _zeep_signed(user / "cert.pem", user / "key.pem", clock)
+    with pytest.raises(SignatureRefused, match="does not cover"):  # the default policy wants the headers signed
+        MessageVerifier(TrustStore(pki.trust_dir), clock).verify(copy.deepcopy(envelope))
+    verified = MessageVerifier(TrustStore(pki.trust_dir), clock, BODY_AND_TIMESTAMP).verify(envelope)
     assert verified.identity == USER_DN and verified.signed_headers == ()
-    with pytest.raises(SignatureRefused, match="does not cover"):
-        MessageVerifier(TrustStore(pki.trust_dir), clock).verify(_zeep_signed(pki, tmp_path, clock))
 
 
-def test_zeep_wrapping_forgery_is_refused(pki, tmp_path, clock):
+def test_zeep_binary_signature_with_a_proxy(pki, tmp_path, clock):
+    # zeep puts only the proxy leaf in an X509v3 token: the service must know the end entity to validate it.
+    proxy_file = pki.proxy().write(tmp_path / "x509up")
+    envelope = _zeep_signed(proxy_file, proxy_file, clock)
+    assert envelope.find(".//wsse:BinarySecurityToken", NS).get("ValueType") == X509V3
+    with pytest.raises(UntrustedChain, match="end-entity certificate is missing"):
+        MessageVerifier(TrustStore(pki.trust_dir), clock, BODY_AND_TIMESTAMP).verify(copy.deepcopy(envelope))
+    knows_users = ChainValidator(TrustStore(pki.trust_dir), clock, untrusted=[pki.user.certificate])
+    verified = MessageVerifier(knows_users, clock, BODY_AND_TIMESTAMP).verify(envelope)
+    assert verified.identity == USER_DN and verified.chain.proxies == 1 and not verified.limited
+
+
+def test_zeep_wrapping_forgery_is_refused(pki, clock):
     # zeep's own verifier accepts this forgery (ENVIRONMENT.md); ours must not.
-    envelope = _zeep_signed(pki, tmp_path, clock)
-    relaxed = SecurityPolicy(require_addressing=False, require_workspace_headers=False)
+    envelope = _zeep_signed(pki.root / "user" / "cert.pem", pki.root / "user" / "key.pem", clock)
     forged = _wrap(envelope, "body moved into a wrapper header", pki.user.key)
     with pytest.raises(SignatureRefused, match="not the envelope's Body"):
-        MessageVerifier(TrustStore(pki.trust_dir), clock, relaxed).verify(forged)
+        MessageVerifier(TrustStore(pki.trust_dir), clock, BODY_AND_TIMESTAMP).verify(forged)
 
 
 @pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 not installed")

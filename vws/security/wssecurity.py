@@ -25,7 +25,7 @@ import hmac
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -38,6 +38,7 @@ from vws.clock import Clock, timestamp, utc
 from vws.errors import AuthenticationFailed
 from vws.security import der
 from vws.security.credentials import Credential
+from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, ValidatedChain
 from vws.xmlns import (
     BASE64_BINARY,
@@ -57,9 +58,9 @@ RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 _HASHES = {RSA_SHA1: hashes.SHA1, RSA_SHA256: hashes.SHA256, SHA1: hashes.SHA1, SHA256: hashes.SHA256}
-_XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
-# Every attribute some XML-DSig implementation resolves "#x" against: all must be unique together.
-ID_ATTRIBUTES = (f"{{{WSU}}}Id", "Id", "ID", "id", _XML_ID)
+
+# Every attribute some XML-DSig implementation resolves "#x" against: their values must be unique together.
+_ID_ATTRIBUTES = etree.XPath("//@wsu:Id | //@Id | //@ID | //@id | //@xml:id", namespaces={"wsu": WSU})
 
 _ENVELOPE = f"{{{SOAP_ENV}}}Envelope"
 _HEADER = f"{{{SOAP_ENV}}}Header"
@@ -98,7 +99,9 @@ class SecurityPolicy:
     require_addressing: bool = True  # every WS-Addressing header present must be signed
     require_workspace_headers: bool = True  # every header in a workspace namespace (resource keys) too
     skew: timedelta = timedelta(seconds=300)
-    max_age: timedelta = timedelta(seconds=300)  # a Timestamp older than this (plus skew) is stale
+    # The longest a Timestamp is believed after its Created, whatever its Expires says: this also bounds
+    # how long the replay cache must remember a signature.
+    max_age: timedelta = timedelta(seconds=300)
 
     def must_sign(self, header_block: etree._Element) -> bool:
         namespace = etree.QName(header_block).namespace or ""
@@ -145,16 +148,21 @@ class VerifiedMessage:
     chain: ValidatedChain
     body: etree._Element  # the envelope's real soapenv:Body
     signed_headers: tuple[etree._Element, ...]  # real header blocks the signature covers, in document order
+    covered: tuple[etree._Element, ...]  # every element a Reference digested, in SignedInfo order
     created: datetime
     expires: datetime
-    signature_method: str = field(default=RSA_SHA256)
+    signature_method: str
 
     @property
     def identity(self) -> str:
         return self.chain.identity
 
+    @property
+    def limited(self) -> bool:
+        return self.chain.limited
 
-# -- shared helpers ------------------------------------------------------------------------------
+
+# -- envelopes -----------------------------------------------------------------------------------
 
 
 def envelope_parts(envelope: etree._Element) -> tuple[etree._Element | None, etree._Element]:
@@ -213,9 +221,9 @@ def pki_path(chain: Sequence[x509.Certificate]) -> bytes:
     return der.tlv(der.SEQUENCE, b"".join(c.public_bytes(serialization.Encoding.DER) for c in reversed(chain)))
 
 
-def read_pki_path(data: bytes) -> tuple[x509.Certificate, ...]:
-    """The certificates of a PkiPath, leaf first."""
-    return tuple(reversed([x509.load_der_x509_certificate(whole) for whole in der.sequence_of(data)]))
+def read_pki_path(data: bytes) -> tuple[bytes, ...]:
+    """The DER certificates of a PkiPath, leaf first."""
+    return tuple(reversed(der.sequence_of(data)))
 
 
 # -- signing -------------------------------------------------------------------------------------
@@ -242,13 +250,11 @@ class MessageSigner:
         self.signature_method = signature_method
         self.digest_method = digest_method
         self.lifetime = lifetime
+        # WS-Security X.509 token profile 3.1: a PkiPath carries a proxy's whole chain, X509v3 one certificate.
         chain = credential.chain
-        if len(chain) > 1:
-            self._token_type = X509_PKIPATH
-            self._token = base64.b64encode(pki_path(chain)).decode()
-        else:
-            self._token_type = X509V3
-            self._token = base64.b64encode(chain[0].public_bytes(serialization.Encoding.DER)).decode()
+        self._token_type = X509_PKIPATH if len(chain) > 1 else X509V3
+        token = pki_path(chain) if len(chain) > 1 else chain[0].public_bytes(serialization.Encoding.DER)
+        self._token = base64.b64encode(token).decode()
 
     def sign(self, envelope: etree._Element, also_sign: Iterable[etree._Element] | None = None) -> etree._Element:
         """Add a signed wsse:Security header to ``envelope`` in place and return it.
@@ -270,45 +276,50 @@ class MessageSigner:
             if block.getparent() is not header:
                 raise ValueError(f"{block.tag} is not a header block of this envelope")
 
-        now = self.clock.now()
         security = etree.Element(_SECURITY, nsmap={"wsse": WSSE, "wsu": WSU})
         security.set(_MUST_UNDERSTAND, "1")
         header.insert(0, security)
+        stamp = self._timestamp(security)
+        token_id = self._binary_token(security)
+        targets = {id(element): element for element in (body, stamp, *extra)}  # each once, in this order
+        self._signature(security, targets.values(), token_id)
+        return envelope
+
+    def _timestamp(self, security: etree._Element) -> etree._Element:
+        now = self.clock.now()
         stamp = etree.SubElement(security, _TIMESTAMP)
-        stamp_id = _new_id("TS")
-        stamp.set(_WSU_ID, stamp_id)
+        stamp.set(_WSU_ID, _new_id("TS"))
         etree.SubElement(stamp, _CREATED).text = timestamp(now)
         etree.SubElement(stamp, _EXPIRES).text = timestamp(now + self.lifetime)
-        token = etree.SubElement(security, _BST, EncodingType=BASE64_BINARY, ValueType=self._token_type)
-        token_id = _new_id("X509")
-        token.set(_WSU_ID, token_id)
-        token.text = self._token
+        return stamp
 
+    def _binary_token(self, security: etree._Element) -> str:
+        token = etree.SubElement(security, _BST, EncodingType=BASE64_BINARY, ValueType=self._token_type)
+        token.set(_WSU_ID, _new_id("X509"))
+        token.text = self._token
+        return token.get(_WSU_ID)
+
+    def _signature(self, security: etree._Element, targets: Iterable[etree._Element], token_id: str) -> None:
         signature = etree.SubElement(security, _SIGNATURE, nsmap={"ds": DS})
         signature.set("Id", _new_id("SIG"))
         signed_info = etree.SubElement(signature, _SIGNED_INFO)
         etree.SubElement(signed_info, _C14N_METHOD, Algorithm=EXC_C14N)
         etree.SubElement(signed_info, _SIG_METHOD, Algorithm=self.signature_method)
-        targets = [(body, _ensure_id(body, "Body")), (stamp, stamp_id)]
-        seen = {id(body), id(stamp)}
-        for block in extra:
-            if id(block) not in seen:
-                seen.add(id(block))
-                targets.append((block, _ensure_id(block, "H")))
-        for element, ident in targets:
-            ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + ident)
-            transforms = etree.SubElement(ref, _TRANSFORMS)
-            etree.SubElement(transforms, _TRANSFORM, Algorithm=EXC_C14N)
-            etree.SubElement(ref, _DIGEST_METHOD, Algorithm=self.digest_method)
-            etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(
-                _digest(_c14n(element), self.digest_method)
-            ).decode()
+        for element in targets:
+            self._reference(signed_info, element)
         value = self.credential.key.sign(_c14n(signed_info), padding.PKCS1v15(), _HASHES[self.signature_method]())
         etree.SubElement(signature, _SIGNATURE_VALUE).text = base64.b64encode(value).decode()
         key_info = etree.SubElement(signature, _KEY_INFO)
         reference = etree.SubElement(etree.SubElement(key_info, _STR), _STR_REF, URI="#" + token_id)
         reference.set("ValueType", self._token_type)
-        return envelope
+
+    def _reference(self, signed_info: etree._Element, element: etree._Element) -> None:
+        prefix = "Body" if element.tag == _BODY else "H"
+        ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, prefix))
+        etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
+        etree.SubElement(ref, _DIGEST_METHOD, Algorithm=self.digest_method)
+        digest = _digest(_c14n(element), self.digest_method)
+        etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(digest).decode()
 
 
 # -- verification --------------------------------------------------------------------------------
@@ -349,63 +360,107 @@ def _b64(text: str | None, what: str) -> bytes:
         raise SignatureRefused(f"{what} is not base64") from None
 
 
+def _id_index(envelope: etree._Element) -> dict[str, etree._Element]:
+    """Id value -> element, refusing any value that occurs twice (the root of most wrapping attacks)."""
+    ids: dict[str, etree._Element] = {}
+    for value in _ID_ATTRIBUTES(envelope):
+        if value in ids:
+            raise SignatureRefused(f"the Id {str(value)!r} occurs more than once in the envelope")
+        ids[str(value)] = value.getparent()
+    return ids
+
+
+def _security_header(blocks: Sequence[etree._Element]) -> etree._Element:
+    securities = [block for block in blocks if block.tag == _SECURITY]
+    if not securities:
+        raise SignatureRefused("the message is not signed: it has no wsse:Security header")
+    if len(securities) > 1:
+        raise SignatureRefused("more than one wsse:Security header")
+    return securities[0]
+
+
+def _the_signature(envelope: etree._Element, security: etree._Element) -> etree._Element:
+    """The one ds:Signature of the envelope, a child of the Security header: a second one anywhere is refused."""
+    signatures = list(envelope.iter(_SIGNATURE))
+    if not signatures:
+        raise SignatureRefused("the message is not signed: wsse:Security holds no ds:Signature")
+    if len(signatures) > 1:
+        raise SignatureRefused(f"the envelope holds {len(signatures)} ds:Signature elements; exactly one is accepted")
+    if signatures[0].getparent() is not security:
+        raise SignatureRefused("the ds:Signature is not a child of the wsse:Security header")
+    return signatures[0]
+
+
+def _the_timestamp(envelope: etree._Element, security: etree._Element) -> etree._Element:
+    if sum(1 for _ in envelope.iter(_TIMESTAMP)) != 1:
+        raise SignatureRefused("exactly one wsu:Timestamp is required, in the wsse:Security header")
+    return _one(security, _TIMESTAMP, "wsse:Security")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    target: etree._Element
+    digest_method: str
+    digest: bytes
+    prefixes: list[str] | None
+
+
 class MessageVerifier:
     def __init__(
         self,
-        trust_or_validator,
+        trust: TrustStore | ChainValidator,
         clock: Clock,
         policy: SecurityPolicy = DEFAULT_POLICY,
         replay_cache: ReplayCache | None = None,
     ) -> None:
-        """``trust_or_validator``: a TrustStore, or a ChainValidator to share its cache."""
-        self.validator = (
-            trust_or_validator
-            if isinstance(trust_or_validator, ChainValidator)
-            else ChainValidator(trust_or_validator, clock)
-        )
+        """``trust``: a TrustStore, or a ChainValidator to share its cache and untrusted certificates."""
+        self.validator = trust if isinstance(trust, ChainValidator) else ChainValidator(trust, clock)
         self.clock = clock
         self.policy = policy
         self.replay_cache = replay_cache if replay_cache is not None else ReplayCache(clock)
 
     def verify(self, envelope: etree._Element) -> VerifiedMessage:
         """The verified message, or SignatureRefused / UntrustedChain (both AuthenticationFailed)."""
-        policy = self.policy
         header, body = envelope_parts(envelope)
         blocks = header_blocks(header)
-        securities = [block for block in blocks if block.tag == _SECURITY]
-        if not securities:
-            raise SignatureRefused("the message is not signed: it has no wsse:Security header")
-        if len(securities) > 1:
-            raise SignatureRefused("more than one wsse:Security header")
-        security = securities[0]
-        signatures = list(envelope.iter(_SIGNATURE))
-        if not signatures:
-            raise SignatureRefused("the message is not signed: wsse:Security holds no ds:Signature")
-        if len(signatures) > 1:
-            raise SignatureRefused(
-                f"the envelope holds {len(signatures)} ds:Signature elements; exactly one is accepted"
-            )
-        signature = signatures[0]
-        if signature.getparent() is not security:
-            raise SignatureRefused("the ds:Signature is not a child of the wsse:Security header")
-        if sum(1 for _ in envelope.iter(_TIMESTAMP)) != 1:
-            raise SignatureRefused("exactly one wsu:Timestamp is required, in the wsse:Security header")
-        stamp = _one(security, _TIMESTAMP, "wsse:Security")
+        security = _security_header(blocks)
+        signature = _the_signature(envelope, security)
+        stamp = _the_timestamp(envelope, security)
+        ids = _id_index(envelope)
+        created, deadline = self._check_freshness(stamp)
+        signed_info = _one(signature, _SIGNED_INFO, "ds:Signature")
+        signature_method, c14n_prefixes = self._check_methods(signed_info)
+        chain = self.validator.validate_der(self._token_chain(signature, security, ids))
 
-        # Ids: unique across every attribute any resolver might use, anywhere in the envelope.
-        ids: dict[str, etree._Element] = {}
-        for element in envelope.iter():
-            if not isinstance(element.tag, str):
-                continue
-            for name in ID_ATTRIBUTES:
-                value = element.get(name)
-                if value is not None:
-                    if value in ids:
-                        raise SignatureRefused(f"the Id {value!r} occurs more than once in the envelope")
-                    ids[value] = element
+        # What the signer may legitimately have signed: the real Body, Timestamp, tokens and header blocks.
+        # Held by identity; the dict keeps each element alive, so no id() can be reused meanwhile.
+        signable = [body, stamp, *(b for b in blocks if b is not security), *security.iterchildren(_BST)]
+        references = self._references(signed_info, ids, {id(element): element for element in signable})
+        covered = {id(ref.target) for ref in references}
+        self._check_coverage(covered, body, stamp, [b for b in blocks if b is not security])
 
-        # Timestamp: fresh, unexpired, not from the future.
-        now = self.clock.now()
+        value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
+        for ref in references:
+            if not hmac.compare_digest(_digest(_c14n(ref.target, ref.prefixes), ref.digest_method), ref.digest):
+                raise SignatureRefused(
+                    f"the digest of {ref.target.tag} does not match: the element was changed after signing"
+                )
+        if not self.replay_cache.admit(value, deadline + self.policy.skew):
+            raise SignatureRefused("replayed message: this signature was already accepted")
+        expires = _parse_time(stamp.find(_EXPIRES), "Expires")
+        return VerifiedMessage(
+            chain=chain,
+            body=body,
+            signed_headers=tuple(block for block in blocks if id(block) in covered),
+            covered=tuple(ref.target for ref in references),
+            created=created,
+            expires=expires or deadline,
+            signature_method=signature_method,
+        )
+
+    def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime]:
+        """(Created, the instant after which, plus skew, the message is no longer believed): WS-Security 1.0 10."""
+        policy, now = self.policy, self.clock.now()
         created = _parse_time(stamp.find(_CREATED), "Created")
         expires = _parse_time(stamp.find(_EXPIRES), "Expires")
         if created is None:
@@ -418,125 +473,108 @@ class MessageVerifier:
             raise SignatureRefused("wsu:Timestamp expires before it was created")
         if expires is not None and now > expires + policy.skew:
             raise SignatureRefused(f"wsu:Timestamp expired at {expires.isoformat()} (now {now.isoformat()})")
-        deadline = created + policy.max_age
-        if expires is not None:
-            deadline = min(deadline, expires)
+        deadline = created + policy.max_age if expires is None else min(created + policy.max_age, expires)
         if now > deadline + policy.skew:
             raise SignatureRefused(f"wsu:Timestamp is stale: created {created.isoformat()}, now {now.isoformat()}")
+        return created, deadline
 
-        # SignedInfo, strictly.
-        signed_info = _one(signature, _SIGNED_INFO, "ds:Signature")
+    def _check_methods(self, signed_info: etree._Element) -> tuple[str, list[str] | None]:
+        """(signature method, c14n inclusive prefixes), once both algorithms pass the policy."""
         c14n_method = _one(signed_info, _C14N_METHOD, "ds:SignedInfo")
         if c14n_method.get("Algorithm") != EXC_C14N:
             raise SignatureRefused(
                 f"canonicalization {c14n_method.get('Algorithm')} is not allowed (exclusive c14n only)"
             )
         signature_method = _one(signed_info, _SIG_METHOD, "ds:SignedInfo").get("Algorithm")
-        if signature_method not in policy.signature_methods:
+        if signature_method not in self.policy.signature_methods:
             raise SignatureRefused(f"signature method {signature_method} is not allowed")
-        references = [child for child in signed_info if child.tag == _REFERENCE]
-        if not references:
-            raise SignatureRefused("ds:SignedInfo has no ds:Reference")
+        return signature_method, _prefix_list(c14n_method)
 
-        # The signer: a BinarySecurityToken in this Security header, named by KeyInfo.
+    @staticmethod
+    def _token_chain(
+        signature: etree._Element, security: etree._Element, ids: dict[str, etree._Element]
+    ) -> tuple[bytes, ...]:
+        """The DER chain (leaf first) of the BinarySecurityToken in this Security header that KeyInfo names."""
         key_info = _one(signature, _KEY_INFO, "ds:Signature")
         token_ref = _one(_one(key_info, _STR, "ds:KeyInfo"), _STR_REF, "wsse:SecurityTokenReference")
-        token_uri = token_ref.get("URI") or ""
-        token = ids.get(token_uri[1:]) if token_uri.startswith("#") else None
+        uri = token_ref.get("URI") or ""
+        token = ids.get(uri[1:]) if uri.startswith("#") else None
         if token is None or token.tag != _BST or token.getparent() is not security:
-            raise SignatureRefused(
-                f"KeyInfo {token_uri!r} does not name a BinarySecurityToken in the wsse:Security header"
-            )
-        chain = self._token_chain(token)
-        validated = self.validator.validate(chain)
+            raise SignatureRefused(f"KeyInfo {uri!r} does not name a BinarySecurityToken in the wsse:Security header")
+        if token.get("EncodingType") not in (None, BASE64_BINARY):
+            raise SignatureRefused(f"BinarySecurityToken encoding {token.get('EncodingType')} is not supported")
+        data = _b64(token.text, "BinarySecurityToken")
+        value_type = token.get("ValueType")
+        if value_type == X509V3:
+            return (data,)
+        if value_type != X509_PKIPATH:
+            raise SignatureRefused(f"BinarySecurityToken ValueType {value_type} is not supported")
+        try:
+            return read_pki_path(data)
+        except ValueError as exc:
+            raise SignatureRefused(f"BinarySecurityToken does not hold a PkiPath: {exc}") from None
 
-        # What the signer may legitimately have signed: the real Body, Timestamp, tokens, header blocks.
-        allowed = {id(body): body, id(stamp): stamp}
-        for block in blocks:
-            if block is not security:
-                allowed[id(block)] = block
-        for child in security:
-            if child.tag == _BST:
-                allowed[id(child)] = child
-
-        covered: dict[int, etree._Element] = {}
-        digests: list[tuple[etree._Element, str, bytes, list[str] | None]] = []
-        for ref in references:
+    def _references(
+        self, signed_info: etree._Element, ids: dict[str, etree._Element], signable: dict[int, etree._Element]
+    ) -> list[_Reference]:
+        """Each ds:Reference resolved to one signable element of this envelope, each element at most once."""
+        references: list[_Reference] = []
+        seen: set[int] = set()
+        for ref in signed_info.iterchildren(_REFERENCE):
             uri = ref.get("URI")
             if uri is None or not uri.startswith("#") or len(uri) < 2:
                 raise SignatureRefused(f"reference URI {uri!r} is not a same-document '#Id' reference")
             target = ids.get(uri[1:])
             if target is None:
                 raise SignatureRefused(f"reference {uri} resolves to no element of the envelope")
-            if id(target) not in allowed or allowed[id(target)] is not target:
+            if signable.get(id(target)) is not target:
                 raise SignatureRefused(
                     f"reference {uri} resolves to {target.tag}, which is not the envelope's Body, "
                     "Timestamp, security token or a header block (signature wrapping?)"
                 )
-            if id(target) in covered:
+            if id(target) in seen:
                 raise SignatureRefused(f"{target.tag} is referenced twice")
-            covered[id(target)] = target
-            transforms = [t for t in _one(ref, _TRANSFORMS, "ds:Reference") if isinstance(t.tag, str)]
-            if len(transforms) != 1 or transforms[0].tag != _TRANSFORM or transforms[0].get("Algorithm") != EXC_C14N:
-                raise SignatureRefused(f"reference {uri}: only a single exclusive-c14n transform is accepted")
-            digest_method = _one(ref, _DIGEST_METHOD, "ds:Reference").get("Algorithm")
-            if digest_method not in policy.digest_methods:
-                raise SignatureRefused(f"digest method {digest_method} is not allowed")
-            expected = _b64(_one(ref, _DIGEST_VALUE, "ds:Reference").text, "DigestValue")
-            digests.append((target, digest_method, expected, _prefix_list(transforms[0])))
+            seen.add(id(target))
+            references.append(self._reference(ref, uri, target))
+        if not references:
+            raise SignatureRefused("ds:SignedInfo has no ds:Reference")
+        return references
 
-        # Required coverage.
+    def _reference(self, ref: etree._Element, uri: str, target: etree._Element) -> _Reference:
+        transforms = [t for t in _one(ref, _TRANSFORMS, "ds:Reference") if isinstance(t.tag, str)]
+        if len(transforms) != 1 or transforms[0].tag != _TRANSFORM or transforms[0].get("Algorithm") != EXC_C14N:
+            raise SignatureRefused(f"reference {uri}: only a single exclusive-c14n transform is accepted")
+        digest_method = _one(ref, _DIGEST_METHOD, "ds:Reference").get("Algorithm")
+        if digest_method not in self.policy.digest_methods:
+            raise SignatureRefused(f"digest method {digest_method} is not allowed")
+        digest = _b64(_one(ref, _DIGEST_VALUE, "ds:Reference").text, "DigestValue")
+        return _Reference(target, digest_method, digest, _prefix_list(transforms[0]))
+
+    def _check_coverage(
+        self, covered: set[int], body: etree._Element, stamp: etree._Element, blocks: Sequence[etree._Element]
+    ) -> None:
         if id(body) not in covered:
             raise SignatureRefused("the signature does not cover the soapenv:Body")
         if id(stamp) not in covered:
             raise SignatureRefused("the signature does not cover the wsu:Timestamp")
         for block in blocks:
-            if block is not security and policy.must_sign(block) and id(block) not in covered:
+            if self.policy.must_sign(block) and id(block) not in covered:
                 raise SignatureRefused(f"the signature does not cover the {block.tag} header")
 
-        # Cryptography: the signature over SignedInfo, then each digest.
+    @staticmethod
+    def _check_signature_value(
+        signature: etree._Element,
+        signed_info: etree._Element,
+        prefixes: list[str] | None,
+        method: str,
+        chain: ValidatedChain,
+    ) -> bytes:
         value = _b64(_one(signature, _SIGNATURE_VALUE, "ds:Signature").text, "SignatureValue")
-        public_key = validated.leaf.public_key()
+        public_key = chain.leaf.public_key()
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise SignatureRefused("the signer's key is not an RSA key")
         try:
-            public_key.verify(
-                value, _c14n(signed_info, _prefix_list(c14n_method)), padding.PKCS1v15(), _HASHES[signature_method]()
-            )
+            public_key.verify(value, _c14n(signed_info, prefixes), padding.PKCS1v15(), _HASHES[method]())
         except InvalidSignature:
-            raise SignatureRefused(f"the signature value does not verify with the key of {validated.subject}") from None
-        for target, digest_method, expected, prefixes in digests:
-            if not hmac.compare_digest(_digest(_c14n(target, prefixes), digest_method), expected):
-                raise SignatureRefused(
-                    f"the digest of {target.tag} does not match: the element was changed after signing"
-                )
-
-        if not self.replay_cache.admit(value, deadline + policy.skew):
-            raise SignatureRefused("replayed message: this signature was already accepted")
-        return VerifiedMessage(
-            chain=validated,
-            body=body,
-            signed_headers=tuple(block for block in blocks if id(block) in covered),
-            created=created,
-            expires=expires or deadline,
-            signature_method=signature_method,
-        )
-
-    @staticmethod
-    def _token_chain(token: etree._Element) -> tuple[x509.Certificate, ...]:
-        value_type = token.get("ValueType")
-        encoding = token.get("EncodingType")
-        if encoding not in (None, BASE64_BINARY):
-            raise SignatureRefused(f"BinarySecurityToken encoding {encoding} is not supported")
-        data = _b64(token.text, "BinarySecurityToken")
-        try:
-            if value_type == X509V3:
-                return (x509.load_der_x509_certificate(data),)
-            if value_type == X509_PKIPATH:
-                chain = read_pki_path(data)
-                if not chain:
-                    raise ValueError("empty PkiPath")
-                return chain
-        except ValueError as exc:
-            raise SignatureRefused(f"BinarySecurityToken does not hold certificates: {exc}") from None
-        raise SignatureRefused(f"BinarySecurityToken ValueType {value_type} is not supported")
+            raise SignatureRefused(f"the signature value does not verify with the key of {chain.subject}") from None
+        return value
