@@ -23,6 +23,7 @@ import json
 import logging
 import shutil
 import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -141,6 +142,11 @@ class PoolManager:
     def define(self, placement: Placement, machine: MachineRequest) -> None:
         """Disks, context drive and the domain definition; on failure its own files are removed."""
         driver = self._driver(placement.node)
+        if not _local(driver.uri):
+            raise BackendError(
+                f"{placement.node}: images live in this service's state dir; shipping them to a remote node "
+                f"({driver.uri}) is not implemented"
+            )
         directory = self._domain_dir(placement.node, placement.domain)
         shutil.rmtree(directory, ignore_errors=True)  # leftovers of an attempt cut off by a crash
         directory.mkdir(parents=True)
@@ -351,6 +357,12 @@ _LOADS = """
     ) u on u.node = n.name
     order by n.name
 """
+
+
+def _local(uri: str) -> bool:
+    """Whether the node shares this host's files: test nodes, qemu:///system, a localhost URI."""
+    host = urllib.parse.urlsplit(uri).hostname
+    return host in (None, "", "localhost", "127.0.0.1", "::1")
 
 
 @functools.lru_cache(maxsize=256)
