@@ -468,7 +468,9 @@ def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -
     """Why libvirt disagrees with a settled workspace, or None when it agrees."""
     expected = _EXPECTED_DOMAIN.get(workspace.state)
     found = actual.get((workspace.node or "", workspace.domain or ""), "missing")
-    if expected is None or found == expected:
+    # An unreachable node says nothing about its domains: the pool marks the node
+    # unavailable, and its workspaces keep their state until it answers again.
+    if expected is None or found in (expected, "unreachable"):
         return None
     return f"libvirt reports domain {workspace.domain} {found}, expected {expected}"
 

@@ -1,0 +1,28 @@
+"""libvirt is the truth about what runs: the service notices when a domain dies behind its back."""
+
+import threading
+
+from tests.gt4wire import created_eprs
+from vws.workspace.manager import SERVICE
+from vws.workspace.states import State
+
+
+def test_a_domain_destroyed_behind_the_services_back_makes_the_workspace_corrupted(service, gt4):
+    (epr,) = created_eprs(gt4.create())
+    (workspace,) = service.manager.workspaces(SERVICE)
+    corrupted = threading.Event()
+    service.manager.add_listener(lambda changed: changed.state is State.CORRUPTED and corrupted.set())
+    # What an operator's `virsh destroy` does; the test driver's domains live in the pool's connection.
+    service.pool._driver(workspace.node).destroy(workspace.domain)
+    assert corrupted.wait(10)
+    assert gt4.state(epr) == "Corrupted"
+    reason = gt4.get_property(epr, "{http://www.globus.org/2008/06/workspace/types}currentState")
+    assert workspace.domain in "".join(reason.itertext())
+    gt4.destroy(epr)  # the only way out of Corrupted, and it frees everything
+    assert service.manager.workspaces(SERVICE) == []
+
+
+def test_a_periodic_sweep_agrees_with_libvirt_and_changes_nothing(service, gt4):
+    created_eprs(gt4.create())
+    assert service.manager.reconcile() == []
+    assert [w.state for w in service.manager.workspaces(SERVICE)] == [State.RUNNING]
