@@ -37,8 +37,8 @@ from vws.pool import qcow2
 from vws.pool.designer import disk_target
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.machine import MachineRequest
-from vws.pool.sql import one, rows
 from vws.store.database import Store
+from vws.store.rows import one, select
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def claim(db: Database, repository: Repository, workspace_id: int, machine: Mach
     """Hold the request's partitions for the workspace: read-write ones exclusively."""
     for disk in machine.partitions:
         path = repository.key(disk.location)
-        holders = rows(db, "select * from image_claims where path = ? and workspace_id != ?", [path, workspace_id])
+        holders = select(db, "select * from image_claims where path = ? and workspace_id != ?", [path, workspace_id])
         if disk.writable and holders:
             raise RequestDenied(
                 f"partition {disk.location} is in use by another workspace; read-write partitions cannot be shared"

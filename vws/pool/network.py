@@ -33,7 +33,7 @@ from sqlite_utils import Database
 
 from vws.errors import InvalidMetadata, RequestDenied, SchedulingFailed
 from vws.pool.machine import NetworkLease, NicRequest
-from vws.pool.sql import one, rows
+from vws.store.rows import one, select
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def release(db: Database, workspace_id: int) -> int:
 
 
 def leases_of(db: Database, workspace_id: int) -> tuple[NetworkLease, ...]:
-    found = rows(db, "select * from leases where workspace_id = ? order by nic_index", [workspace_id])
+    found = select(db, "select * from leases where workspace_id = ? order by nic_index", [workspace_id])
     return tuple(_lease(row) for row in found)
 
 

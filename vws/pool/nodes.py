@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vws.errors import InvalidMetadata, RequestDenied, UnknownResource
-from vws.pool.sql import one, rows
+from vws.store.rows import one, select
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Usage:
 
 
 def list_nodes(db: Database) -> list[Node]:
-    return [_from_row(row) for row in rows(db, "select * from nodes order by name")]
+    return [_from_row(row) for row in select(db, "select * from nodes order by name")]
 
 
 def get_node(db: Database, name: str) -> Node:

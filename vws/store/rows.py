@@ -26,3 +26,8 @@ def select(db: Database, sql: str, parameters: Sequence[object] = ()) -> list[di
     cursor = db.execute(sql, list(parameters))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def one(db: Database, sql: str, parameters: Sequence[object] = ()) -> dict[str, object] | None:
+    found = select(db, sql, parameters)
+    return found[0] if found else None
