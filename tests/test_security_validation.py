@@ -26,7 +26,7 @@ from vws.security import ca
 from vws.security.credentials import Credential, oneline, parse_oneline
 from vws.security.proxy import INDEPENDENT, LIMITED, ProxyCertInfo, proxy_cert_info
 from vws.security.trust import TrustStore, parse_signing_policy, subject_hash
-from vws.security.validation import ChainValidator, UntrustedChain
+from vws.security.validation import TRUST_RECHECK, ChainValidator, UntrustedChain
 
 keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
@@ -247,11 +247,13 @@ def test_revoked_by_crl(pki, keys, tmp_path):
         not_after=NOW + timedelta(days=1),
         serial=424242,
     )
-    validator = ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW))
+    clock = ManualClock(NOW)
+    validator = ChainValidator(TrustStore(tmp_path / "trust"), clock)
     chain = raw_proxy(victim, keys[5]).chain
     assert validator.validate(chain).identity == "/O=Grid/OU=vws-test/CN=Revoked"  # cached, then revoked:
     digest = subject_hash(pki.ca.certificate.subject)
     (tmp_path / "trust" / f"{digest}.r0").write_bytes(crl(pki.ca, [424242]).public_bytes(serialization.Encoding.PEM))
+    clock.advance(TRUST_RECHECK)  # the trust directory is looked at again once a second
     with pytest.raises(UntrustedChain, match="revoked"):
         validator.validate(chain)
     assert validator.validate(pki.user.chain).identity == USER_DN  # others still pass the CRL

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from vws.security import der
 from vws.security.credentials import oneline
@@ -152,7 +151,6 @@ class TrustStore:
 
     def issuers(self, cert: x509.Certificate) -> list[TrustAnchor]:
         """Trusted CAs whose subject is ``cert``'s issuer (several when a CA was re-keyed)."""
-        self.refresh()
         return list(self._by_subject.get(cert.issuer.public_bytes(), ()))
 
     def anchor_for(self, cert: x509.Certificate) -> TrustAnchor | None:
@@ -161,13 +159,6 @@ class TrustStore:
             if anchor.certificate == cert:
                 return anchor
         return None
-
-    def anchors(self) -> list[TrustAnchor]:
-        self.refresh()
-        return [a for group in self._by_subject.values() for a in group]
-
-    def certificates_pem(self) -> bytes:
-        return b"".join(a.certificate.public_bytes(serialization.Encoding.PEM) for a in self.anchors())
 
 
 def _merge(old: SigningPolicy | None, new: SigningPolicy) -> SigningPolicy:

@@ -27,14 +27,15 @@ nor issued by one, certificates given as ``untrusted`` may complete it, as
 
 The identity of a chain is its end-entity subject in OpenSSL oneline form.
 Results are cached by chain DER until the chain, a trusted CA or a CRL leaves
-its validity window, or the trust directory changes.
+its validity window, or the trust directory changes (looked at once a second of
+the injected clock, not on every message).
 """
 
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 from cryptography import x509
@@ -56,6 +57,7 @@ from vws.security.proxy import (
 from vws.security.trust import TrustAnchor, TrustStore
 
 MAX_CHAIN = 16
+TRUST_RECHECK = timedelta(seconds=1)
 
 Window = tuple[datetime, datetime]
 
@@ -320,6 +322,7 @@ class ChainValidator:
         self._cache: OrderedDict[tuple[bytes, ...], ValidatedChain] = OrderedDict()
         self._cache_size = cache_size
         self._generation = -1
+        self._trust_checked: datetime | None = None
         self._lock = threading.Lock()
 
     def validate(self, chain: Sequence[x509.Certificate]) -> ValidatedChain:
@@ -338,7 +341,7 @@ class ChainValidator:
         if len(key) > MAX_CHAIN:
             raise UntrustedChain(f"a chain of {len(key)} certificates is longer than {MAX_CHAIN}")
         now = self.clock.now()
-        self.trust.refresh()
+        self._recheck_trust(now)
         with self._lock:
             if self._generation != self.trust.generation:
                 self._cache.clear()
@@ -353,6 +356,12 @@ class ChainValidator:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
+
+    def _recheck_trust(self, now: datetime) -> None:
+        checked = self._trust_checked
+        if checked is None or not checked <= now < checked + TRUST_RECHECK:
+            self._trust_checked = now
+            self.trust.refresh()
 
     def _validate(self, chain: tuple[x509.Certificate, ...], now: datetime) -> ValidatedChain:
         path = self._complete(self._up_to_anchor(chain))
