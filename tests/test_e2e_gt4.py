@@ -151,35 +151,32 @@ def test_factory_resource_properties(gt4):
     assert maximum[0].text == "P14DT0H0M0S"
 
 
-@pytest.mark.parametrize(
-    "metadata_edit, fault",
-    [
-        (lambda m: m.find(".//{*}rootVBD").getparent().remove(m.find(".//{*}rootVBD")), "WorkspaceMetadataFault"),
-        (lambda m: setattr(m.find(".//{*}association"), "text", "nowhere"), "WorkspaceMetadataFault"),
-    ],
-)
-def test_bad_metadata_and_unschedulable_requests(gt4, service, metadata_edit, fault):
-    metadata = etree.parse(str(SAMPLES / "workspace.xml")).getroot()
-    metadata_edit(metadata)
-    request = etree.parse(str(SAMPLES / "deployment-request.xml")).getroot()
-    with pytest.raises(SoapFault) as raised:
-        gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", create_body(metadata, request))
-    assert raised.value.element == qname(TYPES, fault)
-    assert service.manager.workspaces(SERVICE) == []
+def _drop_root_disk(metadata, request):
+    root = metadata.find(".//{*}rootVBD")
+    root.getparent().remove(root)
+
+
+def _set(document: str, path: str, value: str):
+    def edit(metadata, request):
+        (metadata if document == "metadata" else request).find(".//{*}" + path).text = value
+
+    return edit
 
 
 @pytest.mark.parametrize(
-    "path, value, fault",
+    "edit, fault",
     [
-        ("IndividualPhysicalMemory/{*}Exact", "999999", "WorkspaceSchedulingFault"),
-        ("DeploymentTime/{*}minDuration", "P30D", "WorkspaceResourceRequestDeniedFault"),
+        (_drop_root_disk, "WorkspaceMetadataFault"),
+        (_set("metadata", "association", "nowhere"), "WorkspaceMetadataFault"),
+        (_set("request", "IndividualPhysicalMemory/{*}Exact", "999999"), "WorkspaceSchedulingFault"),
+        (_set("request", "DeploymentTime/{*}minDuration", "P30D"), "WorkspaceResourceRequestDeniedFault"),
     ],
-    ids=["more-memory-than-any-node", "longer-than-the-maximum"],
+    ids=["no-root-disk", "unknown-network-pool", "more-memory-than-any-node", "longer-than-the-maximum"],
 )
-def test_requests_beyond_capacity_or_policy_reserve_nothing(gt4, service, path, value, fault):
+def test_refused_requests_get_their_fault_and_reserve_nothing(gt4, service, edit, fault):
     metadata = etree.parse(str(SAMPLES / "workspace.xml")).getroot()
     request = etree.parse(str(SAMPLES / "deployment-request.xml")).getroot()
-    request.find(".//{*}" + path).text = value
+    edit(metadata, request)
     with pytest.raises(SoapFault) as raised:
         gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", create_body(metadata, request))
     assert raised.value.element == qname(TYPES, fault)
