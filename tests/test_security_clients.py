@@ -43,58 +43,90 @@ def _env(pki, **extra) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize(
-    "flags, kind, path_length",
-    [
-        ([], "impersonation", None),
-        (["-limited"], "limited", None),
-        (["-path-length", "0"], "impersonation", 0),
-        (["-path-length", "3", "-hours", "1", "-bits", "1024"], "impersonation", 3),
-    ],
-    ids=["default", "limited", "path-length-0", "path-length-3-1h-1024"],
-)
-def test_vws_proxy_init_passes_the_real_peers(pki, tmp_path, flags, kind, path_length):
-    out = tmp_path / "proxy.pem"
-    env = _env(pki)
+FLAG_SETS = {
+    "default": ([], "impersonation", None, 2048),
+    "limited": (["-limited"], "limited", None, 2048),
+    "path-length-0": (["-path-length", "0"], "impersonation", 0, 2048),
+    "path-length-3-1h-1024": (["-path-length", "3", "-hours", "1", "-bits", "1024"], "impersonation", 3, 1024),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FLAG_SETS))
+def made(request, pki, tmp_path_factory):
+    """(proxy file, kind, path length, bits, stdout) of one vws-proxy-init run as a subprocess."""
+    flags, kind, path_length, bits = FLAG_SETS[request.param]
+    out = tmp_path_factory.mktemp("proxy") / "x509up"
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "clients.proxy_init"]
-    subprocess.run(command + ["-out", str(out), "-q", *flags], env=env, check=True)
+    run = subprocess.run(
+        command + ["-out", str(out), *flags], env=_env(pki), check=True, capture_output=True, text=True
+    )
+    return out, kind, path_length, bits, run.stdout
+
+
+def test_vws_proxy_init_writes_what_grid_proxy_init_writes(made):
+    out, _, _, _, stdout = made
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    text = out.read_text()
-    assert [m.group(1) for m in re.finditer(r"-----BEGIN ([A-Z ]+)-----", text)] == [
-        "CERTIFICATE",
-        "RSA PRIVATE KEY",
-        "CERTIFICATE",
-    ]
-    if shutil.which("grid-proxy-info"):
-        info = subprocess.run(
-            ["grid-proxy-info", "-file", str(out)], env=env, capture_output=True, text=True, check=True
-        )
-        assert f"identity : {USER_DN}" in info.stdout
-        assert f"RFC 3820 compliant {kind} proxy" in info.stdout
-        expected_bits = "1024" if "1024" in flags else "2048"
-        assert f"strength : {expected_bits} bits" in info.stdout
-    if shutil.which("openssl"):
-        verify = subprocess.run(
-            [
-                "openssl",
-                "verify",
-                "-allow_proxy_certs",
-                "-CApath",
-                str(pki.trust_dir),
-                "-untrusted",
-                str(pki.root / "user" / "cert.pem"),
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert verify.returncode == 0, verify.stderr
+    blocks = re.findall(r"-----BEGIN ([A-Z ]+)-----", out.read_text())
+    assert blocks == ["CERTIFICATE", "RSA PRIVATE KEY", "CERTIFICATE"]
+    assert stdout.splitlines()[0] == f"Your identity: {USER_DN}"
+    assert re.fullmatch(r"Your proxy is valid until: \w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}", stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(
+    shutil.which("grid-proxy-info") is None, reason="grid-proxy-info (globus-proxy-utils) not installed"
+)
+def test_grid_proxy_info_reads_vws_proxies(pki, made):
+    out, kind, _, bits, _ = made
+    info = subprocess.run(
+        ["grid-proxy-info", "-file", str(out)], env=_env(pki), capture_output=True, text=True, check=True
+    ).stdout
+    assert f"identity : {USER_DN}" in info
+    assert f"RFC 3820 compliant {kind} proxy" in info
+    assert f"strength : {bits} bits" in info
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_openssl_verifies_vws_proxies(pki, made):
+    out = made[0]
+    verify = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-allow_proxy_certs",
+            "-CAfile",
+            str(pki.root / "cacert.pem"),
+            "-untrusted",
+            str(pki.root / "user" / "cert.pem"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_vws_proxies_validate_with_their_policy(pki, made):
+    out, kind, path_length, _, _ = made
     cred = Credential.load(out)
     info, critical = proxy_cert_info(cred.certificate)
     assert critical and info.path_length == path_length and (info.policy_language == LIMITED) == (kind == "limited")
     clock = ManualClock(cred.certificate.not_valid_before_utc + timedelta(minutes=10))
     result = ChainValidator(TrustStore(pki.trust_dir), clock).validate(cred.chain)
     assert result.identity == USER_DN and result.limited == (kind == "limited")
+
+
+def test_valid_hours_minutes(pki, tmp_path):
+    out = tmp_path / "p.pem"
+    user = pki.root / "user"
+    files = ["-cert", str(user / "cert.pem"), "-key", str(user / "key.pem"), "-out", str(out)]
+    assert proxy_init([*files, "-q", "-valid", "1:30"]) == 0
+    cert = Credential.load(out).certificate
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(hours=1, minutes=35)  # 5 min backdated
+
+
+def test_missing_user_certificate(tmp_path, capsys):
+    assert proxy_init(["-cert", str(tmp_path / "none.pem"), "-key", str(tmp_path / "none.key")]) == 1
+    assert "cannot load the user credential" in capsys.readouterr().err
 
 
 def test_default_output_path_and_env(pki, tmp_path, monkeypatch):
