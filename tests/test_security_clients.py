@@ -10,9 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
+import zeep
 from lxml import etree
 
 from clients.proxy_init import main as proxy_init
+from clients.session import Addressing200403
 from clients.wsse import GsiSecureMessage
 from tests import security_helpers
 from tests.security_helpers import NOW, REQUEST, USER_DN, wire
@@ -23,6 +26,8 @@ from vws.security.proxy import LIMITED, proxy_cert_info
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.wsrf.addressing import EndpointReference, key_property
+from vws.xmlns import SOAP_ENV, WORKSPACE, WSA
 
 keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
@@ -170,12 +175,22 @@ def test_encrypted_key_with_pwstdin(pki, tmp_path, monkeypatch):
 
 # -- the zeep plugin -----------------------------------------------------------------------------------
 
+HOST_DN = "/O=Grid/OU=vws-test/CN=host/localhost"
+ADDRESS = "https://localhost:8443/wsrf/services/WorkspaceService"
+START_REPLY = (
+    f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:wsa="{WSA}"><s:Header>'
+    f"<wsa:Action>{WORKSPACE}/WorkspacePortType/startResponse</wsa:Action>"
+    f'</s:Header><s:Body><w:startWorkspaceResponse xmlns:w="{WORKSPACE}"/></s:Body></s:Envelope>'
+)
+UNSIGNED_FAULT = (
+    f'<s:Envelope xmlns:s="{SOAP_ENV}"><s:Body><s:Fault><faultcode>s:Client</faultcode>'
+    "<faultstring>/O=Grid/CN=Jane is not in the grid-mapfile</faultstring></s:Fault></s:Body></s:Envelope>"
+)
+
 
 def test_plugin_signs_addressing_and_workspace_headers_and_verifies_replies(pki):
     clock = ManualClock(NOW)
-    plugin = GsiSecureMessage(
-        pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity="/O=Grid/OU=vws-test/CN=host/localhost"
-    )
+    plugin = GsiSecureMessage(pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity=HOST_DN)
     envelope, _ = plugin.apply(etree.fromstring(REQUEST), {})
     server = MessageVerifier(TrustStore(pki.trust_dir), clock)
     verified = server.verify(wire(envelope))
@@ -183,14 +198,12 @@ def test_plugin_signs_addressing_and_workspace_headers_and_verifies_replies(pki)
     assert len(verified.signed_headers) == 4  # To, Action, MessageID, WorkspaceKey
     reply = MessageSigner(pki.host, clock).sign(etree.fromstring(REQUEST))
     plugin.verify(wire(reply))
-    assert plugin.last_reply.identity == "/O=Grid/OU=vws-test/CN=host/localhost"
+    assert plugin.last_reply.identity == HOST_DN
 
 
 def test_plugin_refuses_a_reply_from_the_wrong_signer(pki):
     clock = ManualClock(NOW)
-    plugin = GsiSecureMessage(
-        pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity="/O=Grid/OU=vws-test/CN=host/localhost"
-    )
+    plugin = GsiSecureMessage(pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity=HOST_DN)
     with pytest.raises(AuthenticationFailed, match="not by the expected service"):
         plugin.verify(wire(MessageSigner(pki.other, clock).sign(etree.fromstring(REQUEST))))
     with pytest.raises(AuthenticationFailed, match="not signed"):
@@ -201,61 +214,58 @@ class _Loopback:
     """A zeep transport that hands each request to ``answer`` instead of the network."""
 
     def __init__(self, answer):
-        import zeep
-
         self._inner = zeep.Transport()
         self.answer = answer
-        self.sent: list[etree._Element] = []
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     def post_xml(self, address, envelope, headers):
-        import requests
-
-        self.sent.append(wire(envelope))
         response = requests.Response()
         response.status_code = 200
         response.headers["Content-Type"] = "text/xml; charset=utf-8"
-        response._content = etree.tostring(self.answer(self.sent[-1]))
+        response._content = etree.tostring(self.answer(wire(envelope)))
         return response
 
 
+def _zeep_start(plugin: GsiSecureMessage, answer) -> None:
+    """Call the workspace ``start`` operation through zeep, from the WSDL, with ``answer`` as the service."""
+    target = EndpointReference(ADDRESS, (key_property(f"{{{WORKSPACE}}}WorkspaceKey", "7"),))
+    wsdl = Path(__file__).resolve().parents[1] / "wsdl" / "WorkspaceService.wsdl"
+    client = zeep.Client(str(wsdl), transport=_Loopback(answer), plugins=[Addressing200403(target)], wsse=plugin)
+    client.create_service(next(iter(client.wsdl.bindings)), ADDRESS).start()
+
+
 def test_plugin_through_a_zeep_call(pki):
-    """A real zeep call from the WSDL: WS-Addressing and WorkspaceKey headers signed, signed reply verified."""
-    import zeep
-
-    from clients.session import Addressing200403
-    from vws.wsrf.addressing import EndpointReference, key_property
-    from vws.xmlns import SOAP_ENV, WORKSPACE, WSA
-
+    """A real zeep call: WS-Addressing and WorkspaceKey headers signed, the signed reply verified."""
     clock = ManualClock(NOW)
     server = MessageVerifier(TrustStore(pki.trust_dir), clock)
     host = MessageSigner(pki.host, clock)
-    seen = {}
+    seen = []
 
     def answer(request):
-        verified = server.verify(request)
-        seen["request"] = verified
-        reply = etree.fromstring(
-            f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:wsa="{WSA}"><s:Header>'
-            f"<wsa:Action>http://www.globus.org/2008/06/workspace/WorkspacePortType/startResponse</wsa:Action>"
-            f'</s:Header><s:Body><w:startWorkspaceResponse xmlns:w="{WORKSPACE}"/></s:Body></s:Envelope>'
-        )
-        return host.sign(reply)
+        seen.append(server.verify(request))
+        return host.sign(etree.fromstring(START_REPLY))
 
-    address = "https://localhost:8443/wsrf/services/WorkspaceService"
-    target = EndpointReference(address, (key_property(f"{{{WORKSPACE}}}WorkspaceKey", "7"),))
-    plugin = GsiSecureMessage(
-        pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity="/O=Grid/OU=vws-test/CN=host/localhost"
-    )
-    wsdl = Path(__file__).resolve().parents[1] / "wsdl" / "WorkspaceService.wsdl"
-    transport = _Loopback(answer)
-    client = zeep.Client(str(wsdl), transport=transport, plugins=[Addressing200403(target)], wsse=plugin)
-    service = client.create_service(next(iter(client.wsdl.bindings)), address)
-    service.start()
-    verified = seen["request"]
+    plugin = GsiSecureMessage(pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity=HOST_DN)
+    _zeep_start(plugin, answer)
+    [verified] = seen
     assert verified.identity == USER_DN
-    tags = {etree.QName(h).localname for h in verified.signed_headers}
-    assert {"To", "Action", "MessageID", "WorkspaceKey"} <= tags
-    assert plugin.last_reply.identity == "/O=Grid/OU=vws-test/CN=host/localhost"
+    assert {etree.QName(h).localname for h in verified.signed_headers} >= {"To", "Action", "MessageID", "WorkspaceKey"}
+    assert plugin.last_reply.identity == HOST_DN
+
+
+@pytest.mark.parametrize(
+    "reply, refusal, reason",
+    [
+        (UNSIGNED_FAULT, zeep.exceptions.Fault, "not in the grid-mapfile"),
+        (START_REPLY, AuthenticationFailed, "not signed"),
+    ],
+    ids=["unsigned fault shown", "unsigned answer refused"],
+)
+def test_unsigned_replies(pki, reply, refusal, reason):
+    """The service cannot sign its refusal of a request it could not authenticate: the user must see it."""
+    plugin = GsiSecureMessage(pki.proxy(), TrustStore(pki.trust_dir), ManualClock(NOW))
+    with pytest.raises(refusal, match=reason):
+        _zeep_start(plugin, lambda request: etree.fromstring(reply))
+    assert plugin.last_reply is None
