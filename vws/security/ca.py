@@ -17,7 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from vws.clock import Clock
@@ -34,7 +35,7 @@ def make_ca(
     dn: str,
     clock: Clock,
     *,
-    key=None,
+    key: rsa.RSAPrivateKey | None = None,
     days: int = 3650,
     path_length: int | None = None,
     issuer: Credential | None = None,
@@ -64,7 +65,7 @@ def issue(
     dn: str,
     clock: Clock,
     *,
-    key=None,
+    key: rsa.RSAPrivateKey | None = None,
     days: int = 365,
     server: bool = False,
     dns_names: tuple[str, ...] = (),
@@ -178,7 +179,3 @@ def init(
     write_private(dev.user_key, key_pem(cred.key))
     write_public(dev.user_cert, [cred.certificate])
     return user_dn
-
-
-def pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
