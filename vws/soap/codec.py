@@ -68,7 +68,7 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
         kernel=_kernel(_find(definition, DEFINITION, "requirements/kernel")),
         architecture=_text(definition, DEFINITION, "requirements/jsdl:CPUArchitecture/jsdl:CPUArchitectureName"),
         files=tuple(_file(f) for f in _all(body, TYPES, "optionalParameters", "filewrite")),
-        userdata=_text(optional, TYPES, "mdServerUserdata") if optional is not None else None,
+        userdata=_userdata(optional),
     )
     minimum = _text(request, NEGOTIABLE, "DeploymentTime/minDuration")
     return DeploymentRequest(
@@ -159,7 +159,19 @@ def _nic(nic: etree._Element) -> NicRequest:
 def _kernel(kernel: etree._Element | None) -> KernelRequest | None:
     if kernel is None:
         return None
-    return KernelRequest(image=_text(kernel, DEFINITION, "image"), parameters=_text(kernel, DEFINITION, "parameters"))
+    # def:initrd is a vws extension (the GT4 Kernel_Type has only image and parameters):
+    # a modular kernel cannot mount its root without one.
+    return KernelRequest(
+        image=_text(kernel, DEFINITION, "image"),
+        initrd=_text(kernel, DEFINITION, "initrd"),
+        parameters=_text(kernel, DEFINITION, "parameters"),
+    )
+
+
+def _userdata(optional: etree._Element | None) -> str | None:
+    """mdServerUserdata verbatim: a script's final newline is part of it (not stripped)."""
+    element = None if optional is None else _find(optional, TYPES, "mdServerUserdata")
+    return None if element is None or not element.text else element.text
 
 
 def _file(filewrite: etree._Element) -> ContextFile:
