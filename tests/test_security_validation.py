@@ -259,6 +259,17 @@ def test_revoked_by_crl(pki, keys, tmp_path):
     assert validator.validate(pki.user.chain).identity == USER_DN  # others still pass the CRL
 
 
+def test_a_signing_policy_binds_only_the_ca_of_its_own_hash(pki, keys, tmp_path):
+    shutil.copytree(pki.trust_dir, tmp_path / "trust")
+    # Another file naming our CA and widening its subjects: the Globus tools never read it for this CA.
+    (tmp_path / "trust" / "00000000.signing_policy").write_text(ca.signing_policy(pki.ca.subject, "/O=Other/*"))
+    outsider = end_entity(
+        pki.ca, "/O=Other/CN=Outsider", keys[6], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1)
+    )
+    with pytest.raises(UntrustedChain, match="signing policy"):
+        ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW)).validate(outsider.chain)
+
+
 def test_expired_crl_refuses(pki, tmp_path):
     shutil.copytree(pki.trust_dir, tmp_path / "trust")
     digest = subject_hash(pki.ca.certificate.subject)

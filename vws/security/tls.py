@@ -15,11 +15,15 @@ does not name. So after the handshake:
    verified that its subject is its issuer's subject plus one CN and that its
    issuer is a proxy or an end entity; the only name we can state soundly is the
    leaf's *issuer* DN. For a single proxy that is the end entity's DN. For a
-   proxy of a proxy it is the upper proxy's DN (``.../CN=Jane/CN=123``), which is
-   no grid-mapfile entry, so the caller is refused rather than misidentified:
-   stripping more CNs could turn an end entity named ``.../CN=Jane/CN=x`` into
-   ``.../CN=Jane``. The limited flag read from a single proxy's leaf is exact;
-   for deeper chains the identity already fails closed.
+   proxy of a proxy it is the upper proxy's DN (``.../CN=Jane/CN=123``), which no
+   grid-mapfile lists unless a CA issued end entities named like another's proxies,
+   so the caller is refused rather than misidentified: stripping more CNs could
+   turn an end entity named ``.../CN=Jane/CN=x`` into ``.../CN=Jane``. The limited
+   flag read from a single proxy's leaf is exact; for deeper chains the identity
+   already fails closed.
+
+The contexts load the ``<hash>.N`` CAs of the trust directory; its CRLs and signing
+policies are applied by ``ChainValidator`` in step 1.
 """
 
 import ssl
@@ -27,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from vws.errors import AuthenticationFailed
 from vws.security.credentials import oneline
 from vws.security.proxy import LIMITED, proxy_cert_info
+from vws.security.trust import ca_files
 from vws.security.validation import ChainValidator
 
 
@@ -79,15 +83,11 @@ def client_context(
 
 
 def _load_trust(context: ssl.SSLContext, trust_dir: Path) -> None:
-    loaded = 0
-    for path in sorted(trust_dir.iterdir()) if trust_dir.is_dir() else ():
-        name = path.name
-        stem, _, suffix = name.partition(".")
-        if len(stem) == 8 and suffix.isdigit():
-            context.load_verify_locations(cafile=str(path))
-            loaded += 1
-    if not loaded:
+    files = ca_files(trust_dir) if trust_dir.is_dir() else []
+    if not files:
         raise ValueError(f"no CA certificate (<hash>.N) in {trust_dir}")
+    for path in files:
+        context.load_verify_locations(cafile=str(path))
 
 
 def peer_chain(sock: ssl.SSLSocket | ssl.SSLObject) -> tuple[x509.Certificate, ...] | None:
@@ -120,8 +120,7 @@ def peer_identity(sock: ssl.SSLSocket | ssl.SSLObject, validator: ChainValidator
         if chain:
             if chain[0] != leaf:
                 raise AuthenticationFailed("the verified TLS chain does not start with the peer's certificate")
-            # Drop trust anchors OpenSSL appended; the validator finds them in its own store.
-            result = validator.validate(chain)
+            result = validator.validate(chain)  # OpenSSL's chain ends with the trusted CA: the validator stops there
             return PeerIdentity(result.identity, result.limited, leaf, True)
     return identity_from_leaf(leaf)
 
@@ -136,7 +135,3 @@ def identity_from_leaf(leaf: x509.Certificate) -> PeerIdentity:
         return PeerIdentity(oneline(leaf.subject), False, leaf, False)
     info, _ = found
     return PeerIdentity(oneline(leaf.issuer), info.policy_language == LIMITED, leaf, False)
-
-
-def leaf_pem(leaf: x509.Certificate) -> bytes:
-    return leaf.public_bytes(serialization.Encoding.PEM)

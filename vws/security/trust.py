@@ -116,36 +116,16 @@ class TrustStore:
         if not self.directory.is_dir():
             log.warning("trust directory %s does not exist: no CA is trusted", self.directory)
             return {}
-        anchors: dict[bytes, list[TrustAnchor]] = {}
-        by_dn: dict[str, list[TrustAnchor]] = {}
-        names = sorted(os.listdir(self.directory))
-        for name in names:
-            if not _CERT_FILE.match(name):
-                continue
-            path = self.directory / name
-            try:
-                certs = x509.load_pem_x509_certificates(path.read_bytes())
-            except ValueError as exc:
-                log.warning("trust directory: %s is not a PEM certificate (%s)", path, exc)
-                continue
-            for cert in certs:
-                anchor = TrustAnchor(cert, path, oneline(cert.subject))
-                anchors.setdefault(cert.subject.public_bytes(), []).append(anchor)
-                by_dn.setdefault(anchor.dn, []).append(anchor)
-        for name in names:
-            path = self.directory / name
-            if _POLICY_FILE.match(name):
-                for policy in parse_signing_policy(path.read_text(errors="replace")):
-                    for anchor in by_dn.get(policy.ca_dn, []):
-                        if anchor.path.name.split(".")[0] == name.split(".")[0] or anchor.policy is None:
-                            anchor.policy = _merge(anchor.policy, policy)
-            elif _CRL_FILE.match(name):
-                crl = _load_crl(path)
-                if crl is None:
-                    continue
-                for anchor in anchors.get(crl.issuer.public_bytes(), []):
-                    anchor.crls.append(crl)
-        return anchors
+        anchors = [anchor for path in ca_files(self.directory) for anchor in _read_anchors(path)]
+        by_subject: dict[bytes, list[TrustAnchor]] = {}
+        for anchor in anchors:
+            by_subject.setdefault(anchor.certificate.subject.public_bytes(), []).append(anchor)
+        for path in sorted(self.directory.iterdir()):
+            if _POLICY_FILE.match(path.name):
+                _attach_policies(path, anchors)
+            elif _CRL_FILE.match(path.name):
+                _attach_crl(path, by_subject)
+        return by_subject
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -159,6 +139,35 @@ class TrustStore:
             if anchor.certificate == cert:
                 return anchor
         return None
+
+
+def ca_files(directory: Path) -> list[Path]:
+    """The ``<hash>.N`` CA certificate files of a trust directory, in name order."""
+    return [directory / name for name in sorted(os.listdir(directory)) if _CERT_FILE.match(name)]
+
+
+def _read_anchors(path: Path) -> list[TrustAnchor]:
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError as exc:
+        log.warning("trust directory: %s is not a PEM certificate (%s)", path, exc)
+        return []
+    return [TrustAnchor(cert, path, oneline(cert.subject)) for cert in certs]
+
+
+def _attach_policies(path: Path, anchors: list[TrustAnchor]) -> None:
+    """A ``<hash>.signing_policy`` binds the CAs of ``<hash>.N`` that it names, as the Globus tools read it."""
+    stem = path.name.split(".")[0]
+    for policy in parse_signing_policy(path.read_text(errors="replace")):
+        for anchor in anchors:
+            if anchor.dn == policy.ca_dn and anchor.path.name.split(".")[0] == stem:
+                anchor.policy = _merge(anchor.policy, policy)
+
+
+def _attach_crl(path: Path, by_subject: dict[bytes, list[TrustAnchor]]) -> None:
+    crl = _load_crl(path)
+    for anchor in by_subject.get(crl.issuer.public_bytes(), []) if crl is not None else ():
+        anchor.crls.append(crl)
 
 
 def _merge(old: SigningPolicy | None, new: SigningPolicy) -> SigningPolicy:
