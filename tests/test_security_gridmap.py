@@ -17,6 +17,8 @@ SAMPLE = r"""
 "/O=Grid/CN=no account"
 "/O=Grid/CN=unterminated jane
 	"/O=Grid/CN=Tabbed"	tab
+/O=Grid/CN=unquoted-tab	t1,	t2 t1
+"/O=Grid/CN=back\\slash \x" bs
 """
 
 
@@ -28,6 +30,8 @@ SAMPLE = r"""
         ('/O=Grid/CN=Q "quoted" \\ back', ("q1", "q2")),
         ("/O=Grid/CN=café", ("cafe",)),
         ("/O=Grid/CN=Tabbed", ("tab",)),
+        ("/O=Grid/CN=unquoted-tab", ("t1", "t2")),  # tabs, commas and blanks separate; repeats collapse
+        ("/O=Grid/CN=back\\slash x", ("bs",)),  # \\ is a backslash, \x (no hex pair) is x
         ("/O=Grid/CN=no account", ()),
         ("/O=Grid/CN=unterminated jane", ()),
         ("/O=Grid/OU=vws/CN=Jane", ()),  # prefixes never match

@@ -15,6 +15,7 @@ size changes; a missing file authorizes nobody.
 
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -27,48 +28,43 @@ class GridMapSyntaxError(ValueError):
     pass
 
 
+_HEX = re.compile(r"[0-9a-fA-F]{2}")
+_BLANK = re.compile(r"\s+")
+_ACCOUNT_SEPARATORS = re.compile(r"[,\s]+")
+
+
 def parse_line(line: str) -> tuple[str, tuple[str, ...]] | None:
     """(DN, accounts) of one line, or None for blank and comment lines."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
     if text.startswith('"'):
-        dn_chars = bytearray()
-        i = 1
-        while True:
-            if i >= len(text):
-                raise GridMapSyntaxError(f"unterminated quoted DN in {line!r}")
-            ch = text[i]
-            if ch == "\\" and i + 1 < len(text):
-                nxt = text[i + 1]
-                if nxt in '"\\':
-                    dn_chars += nxt.encode()
-                    i += 2
-                    continue
-                hexpair = text[i + 1 : i + 3]
-                if len(hexpair) == 2 and all(c in "0123456789abcdefABCDEF" for c in hexpair):
-                    dn_chars.append(int(hexpair, 16))
-                    i += 3
-                    continue
-                dn_chars += nxt.encode()
-                i += 2
-                continue
-            if ch == '"':
-                break
-            dn_chars += ch.encode()
-            i += 1
-        dn = dn_chars.decode("utf-8", errors="replace")
-        rest = text[i + 1 :]
+        dn, rest = _quoted_dn(text, line)
     else:
-        dn, _, rest = text.partition(" ")
-        if "\t" in dn:
-            dn, _, more = dn.partition("\t")
-            rest = more + " " + rest
-    rest = rest.split("#", 1)[0]
-    accounts = tuple(a.strip() for a in rest.replace(" ", ",").replace("\t", ",").split(",") if a.strip())
+        dn, rest = (_BLANK.split(text, maxsplit=1) + [""])[:2]
     if not dn:
         raise GridMapSyntaxError(f"empty DN in {line!r}")
-    return dn, accounts
+    accounts = _ACCOUNT_SEPARATORS.split(rest.split("#", 1)[0])
+    return dn, tuple(account for account in accounts if account)
+
+
+def _quoted_dn(text: str, line: str) -> tuple[str, str]:
+    """The DN between the opening quote of ``text`` and its closing quote, unescaped, and what follows it."""
+    dn = bytearray()
+    i = 1
+    while i < len(text) and text[i] != '"':
+        if text[i] == "\\" and _HEX.fullmatch(text, i + 1, i + 3):
+            dn.append(int(text[i + 1 : i + 3], 16))  # one byte of the UTF-8 text
+            i += 3
+        elif text[i] == "\\" and i + 1 < len(text):
+            dn += text[i + 1].encode()  # \" is a quote, \\ a backslash, \c is c
+            i += 2
+        else:
+            dn += text[i].encode()
+            i += 1
+    if i >= len(text):
+        raise GridMapSyntaxError(f"unterminated quoted DN in {line!r}")
+    return dn.decode("utf-8", errors="replace"), text[i + 1 :]
 
 
 def parse(text: str, source: str = "<grid-mapfile>") -> dict[str, tuple[str, ...]]:
@@ -85,8 +81,7 @@ def parse(text: str, source: str = "<grid-mapfile>") -> dict[str, tuple[str, ...
         if not accounts:
             log.warning("%s:%d: %s maps to no account; line ignored", source, number, dn)
             continue
-        merged = entries.get(dn, ()) + tuple(a for a in accounts if a not in entries.get(dn, ()))
-        entries[dn] = merged
+        entries[dn] = tuple(dict.fromkeys(entries.get(dn, ()) + accounts))  # first mention first, once
     return entries
 
 
