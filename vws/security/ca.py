@@ -12,6 +12,7 @@ running it twice changes nothing and returns the same user DN)::
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -158,24 +159,31 @@ def init(
     (root / "ca").mkdir(exist_ok=True, mode=0o700)
     ca_cert_path, ca_key_path = root / "ca" / "cacert.pem", root / "ca" / "cakey.pem"
     if ca_cert_path.exists() and ca_key_path.exists():
-        ca = Credential.load(ca_cert_path, ca_key_path)
+        authority = Credential.load(ca_cert_path, ca_key_path)
     else:
-        ca = make_ca(ca_dn, clock)
-        write_private(ca_key_path, key_pem(ca.key))
-        write_public(ca_cert_path, [ca.certificate])
-    prefix = ca_dn.rsplit("/", 1)[0]  # /O=Grid/OU=vws: the CA signs only below its own organisation
+        authority = make_ca(ca_dn, clock)
+        _write(authority, ca_cert_path, ca_key_path)
     dev = DevCA(root)
-    digest = subject_hash(ca.certificate.subject)
+    digest = subject_hash(authority.certificate.subject)
     if not (dev.trust_dir / f"{digest}.0").exists() or not (dev.trust_dir / f"{digest}.signing_policy").exists():
-        install_ca(dev.trust_dir, ca.certificate, prefix + "/*")
+        organisation = authority.subject.rsplit("/", 1)[0]  # /O=Grid/OU=vws: it signs only below its own name
+        install_ca(dev.trust_dir, authority.certificate, organisation + "/*")
     host = hostname or socket.getfqdn()
-    if not (dev.host_cert.exists() and dev.host_key.exists()):
-        cred = issue(ca, f"{HOST_OU}/CN=host/{host}", clock, server=True, dns_names=(host, "localhost"))
-        write_private(dev.host_key, key_pem(cred.key))
-        write_public(dev.host_cert, [cred.certificate])
-    if dev.user_cert.exists() and dev.user_key.exists():
-        return oneline(x509.load_pem_x509_certificate(dev.user_cert.read_bytes()).subject)
-    cred = issue(ca, user_dn, clock)
-    write_private(dev.user_key, key_pem(cred.key))
-    write_public(dev.user_cert, [cred.certificate])
-    return user_dn
+    names = (host, "localhost")
+    host_dn = f"{HOST_OU}/CN=host/{host}"
+    _kept(dev.host_cert, dev.host_key, lambda: issue(authority, host_dn, clock, server=True, dns_names=names))
+    return oneline(_kept(dev.user_cert, dev.user_key, lambda: issue(authority, user_dn, clock)).subject)
+
+
+def _kept(cert_path: Path, key_path: Path, make: Callable[[], Credential]) -> x509.Certificate:
+    """The certificate at ``cert_path``; made with its key by ``make`` unless both files are there."""
+    if cert_path.exists() and key_path.exists():
+        return x509.load_pem_x509_certificate(cert_path.read_bytes())
+    credential = make()
+    _write(credential, cert_path, key_path)
+    return credential.certificate
+
+
+def _write(credential: Credential, cert_path: Path, key_path: Path) -> None:
+    write_private(key_path, key_pem(credential.key))
+    write_public(cert_path, [credential.certificate])

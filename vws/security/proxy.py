@@ -100,7 +100,6 @@ def create_proxy(
     path_length: int | None = None,
     bits: int = 2048,
     key: PrivateKeyTypes | None = None,
-    policy_language: str | None = None,
 ) -> Credential:
     """A new proxy signed by ``issuer`` (a user credential or another proxy).
 
@@ -110,7 +109,7 @@ def create_proxy(
     if path_length is not None and path_length < 0:
         raise ValueError("path length must be >= 0")
     key = key or generate_key(bits)
-    language = policy_language or (LIMITED if limited else INHERIT_ALL)
+    language = LIMITED if limited else INHERIT_ALL
     serial = secrets.randbits(31) | 1 << 30  # positive, non-zero, fits an int32 like grid-proxy-init's
     issuer_cert = issuer.certificate
     subject = x509.Name(
