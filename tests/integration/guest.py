@@ -53,6 +53,14 @@ class GuestImage:
     base: Path  # base.qcow2, BASE_SIZE bytes virtual
     key: str  # cache entry name: <kernel package>_<version>+<recipe hash>
 
+    @property
+    def vmlinuz(self) -> Path:
+        return self.kernel
+
+    @property
+    def base_qcow2(self) -> Path:
+        return self.base
+
 
 @dataclass(frozen=True)
 class KernelPackage:

@@ -27,7 +27,6 @@ from tests.integration import guest
 from tests.integration.console import console_lines, wait_for_line
 from tests.integration.proc import run
 from vws.service import Service
-from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS, TYPES, WORKSPACE, qname
 
 NODE = "libvirt1"
@@ -164,7 +163,7 @@ def test_deploy_boots_a_contextualized_guest_and_destroy_frees_everything(
     base_digest = _sha256(repository / "base.qcow2")
 
     started = time.monotonic()
-    response = _create(gt4, repository)
+    response = _create(gt4)
     record_property("create_seconds", round(time.monotonic() - started, 2))
     (epr,) = created_eprs(response)
     ip = response.findtext(f".//{{{LOGISTICS}}}ipAddress")
@@ -203,14 +202,14 @@ def test_deploy_boots_a_contextualized_guest_and_destroy_frees_everything(
     assert _sha256(repository / "base.qcow2") == base_digest
 
     # The address went back to the pool: the next deploy gets the same first one.
-    again = _create(gt4, repository)
+    again = _create(gt4)
     assert again.findtext(f".//{{{LOGISTICS}}}ipAddress") == ip
     (second,) = created_eprs(again)
     gt4.destroy(second)
     _wait_until_gone(connection, f"wrksp-{second.key(qname(WORKSPACE, 'WorkspaceKey'))}")
 
 
-def _create(gt4: Gt4Client, repository: Path) -> etree._Element:
+def _create(gt4: Gt4Client) -> etree._Element:
     metadata = METADATA.format(
         pool=POOL, kernel="vmlinuz", initrd="initrd.img", base="base.qcow2", cmdline=guest.CMDLINE
     )
