@@ -384,6 +384,15 @@ def _wrap(signed: etree._Element, variant: str, key) -> etree._Element:
         transforms = signed.find(".//ds:Reference/ds:Transforms", NS)
         etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116")
         resign(signed, key)
+    elif variant == "unsigned twin of a signed header":
+        twin = etree.SubElement(header, f"{{{WSA}}}To")
+        twin.text = "https://evil.example/"
+    elif variant == "signed header wrapped, unsigned one in its place":
+        to = signed.find("soapenv:Header/wsa:To", NS)
+        forged_to = etree.Element(f"{{{WSA}}}To")
+        forged_to.text = "https://evil.example/"
+        header.replace(to, forged_to)
+        etree.SubElement(header, "{urn:attacker}Wrapper").append(to)
     elif variant == "body moved in front of the header":
         signed.remove(header)
         signed.append(header)
@@ -417,6 +426,8 @@ WRAPPING = {
     "security token outside the Security header": "does not name a BinarySecurityToken",
     "extra transform": "single exclusive-c14n transform",
     "body moved in front of the header": "optional Header and exactly one Body",
+    "unsigned twin of a signed header": "does not cover the .*To header",
+    "signed header wrapped, unsigned one in its place": "Timestamp, security token or a header block",
 }
 
 
