@@ -1,10 +1,11 @@
 """GSI security for vws: X.509 proxy credentials, trust, WS-Security signatures, TLS, grid-mapfile.
 
-- ``credentials``: ``Credential`` (key + chain, leaf first), ``oneline`` DNs.
+- ``credentials``: ``Credential`` (key + chain, leaf first, loaded once), ``oneline`` DNs.
 - ``proxy``: RFC 3820 proxies (``create_proxy``, ``ProxyCertInfo``).
-- ``trust`` / ``validation``: ``TrustStore`` over an X509_CERT_DIR, ``ChainValidator`` -> ``ValidatedChain``.
+- ``trust``: ``TrustStore`` over an X509_CERT_DIR (CAs, signing policies, CRLs), ``subject_hash``.
+- ``validation``: ``ChainValidator`` (``validate``, ``validate_der``) -> ``ValidatedChain``.
 - ``wssecurity``: ``MessageSigner``, ``MessageVerifier`` -> ``VerifiedMessage``, ``SecurityPolicy``, ``ReplayCache``.
-- ``gridmap``: ``GridMap`` (``accounts``, ``authorized``, ``require``).
+- ``gridmap``: ``GridMap`` (``accounts``, ``authorized``, ``require``, ``add``).
 - ``tls``: server/client ``SSLContext`` with proxy certificates, ``peer_identity``.
 - ``ca``: the development CA behind ``vws-admin ca init``.
 
