@@ -427,17 +427,18 @@ class MessageVerifier:
         signature = _the_signature(envelope, security)
         stamp = _the_timestamp(envelope, security)
         ids = _id_index(envelope)
-        created, deadline = self._check_freshness(stamp)
+        created, expires, deadline = self._check_freshness(stamp)
         signed_info = _one(signature, _SIGNED_INFO, "ds:Signature")
         signature_method, c14n_prefixes = self._check_methods(signed_info)
         chain = self.validator.validate_der(self._token_chain(signature, security, ids))
 
         # What the signer may legitimately have signed: the real Body, Timestamp, tokens and header blocks.
         # Held by identity; the dict keeps each element alive, so no id() can be reused meanwhile.
-        signable = [body, stamp, *(b for b in blocks if b is not security), *security.iterchildren(_BST)]
+        others = [block for block in blocks if block is not security]
+        signable = [body, stamp, *others, *security.iterchildren(_BST)]
         references = self._references(signed_info, ids, {id(element): element for element in signable})
         covered = {id(ref.target) for ref in references}
-        self._check_coverage(covered, body, stamp, [b for b in blocks if b is not security])
+        self._check_coverage(covered, body, stamp, others)
 
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
         for ref in references:
@@ -447,19 +448,18 @@ class MessageVerifier:
                 )
         if not self.replay_cache.admit(value, deadline + self.policy.skew):
             raise SignatureRefused("replayed message: this signature was already accepted")
-        expires = _parse_time(stamp.find(_EXPIRES), "Expires")
         return VerifiedMessage(
             chain=chain,
             body=body,
-            signed_headers=tuple(block for block in blocks if id(block) in covered),
+            signed_headers=tuple(block for block in others if id(block) in covered),
             covered=tuple(ref.target for ref in references),
             created=created,
             expires=expires or deadline,
             signature_method=signature_method,
         )
 
-    def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime]:
-        """(Created, the instant after which, plus skew, the message is no longer believed): WS-Security 1.0 10."""
+    def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime | None, datetime]:
+        """(Created, Expires, the instant after which, plus skew, it is no longer believed): WS-Security 1.0 10."""
         policy, now = self.policy, self.clock.now()
         created = _parse_time(stamp.find(_CREATED), "Created")
         expires = _parse_time(stamp.find(_EXPIRES), "Expires")
@@ -476,7 +476,7 @@ class MessageVerifier:
         deadline = created + policy.max_age if expires is None else min(created + policy.max_age, expires)
         if now > deadline + policy.skew:
             raise SignatureRefused(f"wsu:Timestamp is stale: created {created.isoformat()}, now {now.isoformat()}")
-        return created, deadline
+        return created, expires, deadline
 
     def _check_methods(self, signed_info: etree._Element) -> tuple[str, list[str] | None]:
         """(signature method, c14n inclusive prefixes), once both algorithms pass the policy."""
