@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -91,149 +92,92 @@ def test_intermediate_ca_presented_in_the_chain(pki, tmp_path, keys):
 # -- every bad chain ---------------------------------------------------------------------------------
 
 
-def _bad_chains(pki: Pki, keys: Keys, tmp_path):
-    user, k = pki.user, keys[5]
-    return {
-        "expired proxy": (raw_proxy(user, k, not_after=NOW - timedelta(minutes=1)).chain, "expired"),
-        "proxy not yet valid": (raw_proxy(user, k, not_before=NOW + timedelta(hours=1)).chain, "not valid before"),
-        "expired end entity": (
-            end_entity(
-                pki.ca, USER_DN, keys[6], not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)
-            ).chain,
-            "expired",
-        ),
-        "wrong CA": (pki.foreign_user.chain, "not a trusted CA"),
-        "proxy of a foreign user": (raw_proxy(pki.foreign_user, k).chain, "not a trusted CA"),
-        "forged end-entity signature": (
-            end_entity(
-                pki.ca,
-                USER_DN,
-                keys[6],
-                not_before=NOW - timedelta(days=1),
-                not_after=NOW + timedelta(days=1),
-                signer_key=keys[7],
-            ).chain,
-            "does not verify",
-        ),
-        "forged proxy signature": (raw_proxy(user, k, signer_key=keys[7]).chain, "does not verify"),
-        "proxy name does not extend the issuer": (
-            raw_proxy(user, k, subject=parse_oneline("/O=Grid/OU=vws-test/OU=people/CN=Someone Else/CN=123")).chain,
-            "does not extend",
-        ),
-        "two CNs added": (raw_proxy(user, k, extra_cns=2).chain, "exactly one CN"),
-        "no CN added": (raw_proxy(user, k, extra_cns=0).chain, "does not extend"),
-        "added RDN is not a CN": (
-            raw_proxy(
-                user,
-                k,
-                subject=x509.Name(
-                    list(user.certificate.subject.rdns)
-                    + [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "1")])]
-                ),
-            ).chain,
-            "single CN",
-        ),
-        "path length exceeded": (
-            raw_proxy(raw_proxy(user, k, path_length=0), keys[6]).chain,
-            "allows 0 further proxies",
-        ),
-        "path length exceeded two levels up": (
-            raw_proxy(raw_proxy(raw_proxy(user, k, path_length=1), keys[6]), keys[7]).chain,
-            "allows 1 further",
-        ),
-        "CA bit on a proxy": (raw_proxy(user, k, ca_bit=True).chain, "CA:TRUE"),
-        "missing ProxyCertInfo": (raw_proxy(user, k, pci=False).chain, "non-CA"),
-        "non-critical ProxyCertInfo": (raw_proxy(user, k, pci_critical=False).chain, "must be critical"),
-        "proxy keyUsage without digitalSignature": (
-            raw_proxy(
-                user, k, key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False)
-            ).chain,
-            "digitalSignature",
-        ),
-        "proxy with subjectAltName": (raw_proxy(user, k, san=True).chain, "alternative name"),
-        "independent proxy": (raw_proxy(user, k, policy=INDEPENDENT).chain, "independent"),
-        "unknown proxy policy": (raw_proxy(user, k, policy="1.2.3.4").chain, "unknown policy"),
-        "proxy signed by the CA": (raw_proxy(pki.ca, k).chain[:1], "issued by the CA"),
-        "proxy without its end entity": (raw_proxy(user, k).chain[:1], "end-entity certificate is missing"),
-        "CA certificate as the end entity": ((pki.ca.certificate,), "is a CA certificate"),
-        "end entity outside the signing policy": (
-            end_entity(
-                pki.ca,
-                "/O=Other/CN=Outsider",
-                keys[6],
-                not_before=NOW - timedelta(days=1),
-                not_after=NOW + timedelta(days=1),
-            ).chain,
-            "signing policy",
-        ),
-        "end entity with CA bit signs a proxy": (
-            raw_proxy(
-                end_entity(
-                    pki.ca,
-                    "/O=Grid/OU=vws-test/CN=Mini CA",
-                    keys[6],
-                    not_before=NOW - timedelta(days=1),
-                    not_after=NOW + timedelta(days=1),
-                    ca_bit=True,
-                ),
-                k,
-            ).chain,
-            "signed by the CA certificate",
-        ),
-        "end entity without digitalSignature signs a proxy": (
-            raw_proxy(
-                end_entity(
-                    pki.ca,
-                    "/O=Grid/OU=vws-test/CN=Encipher Only",
-                    keys[6],
-                    not_before=NOW - timedelta(days=1),
-                    not_after=NOW + timedelta(days=1),
-                    key_usage=x509.KeyUsage(False, False, True, False, False, False, False, False, False),
-                ),
-                k,
-            ).chain,
-            "lacks digitalSignature",
-        ),
-        "empty chain": ((), "no certificate"),
-    }
+Build = Callable[[Pki, Keys], tuple[x509.Certificate, ...]]
+ENCIPHER_ONLY = x509.KeyUsage(False, False, True, False, False, False, False, False, False)
 
 
-BAD = [
-    "expired proxy",
-    "proxy not yet valid",
-    "expired end entity",
-    "wrong CA",
-    "proxy of a foreign user",
-    "forged end-entity signature",
-    "forged proxy signature",
-    "proxy name does not extend the issuer",
-    "two CNs added",
-    "no CN added",
-    "added RDN is not a CN",
-    "path length exceeded",
-    "path length exceeded two levels up",
-    "CA bit on a proxy",
-    "missing ProxyCertInfo",
-    "non-critical ProxyCertInfo",
-    "proxy keyUsage without digitalSignature",
-    "proxy with subjectAltName",
-    "independent proxy",
-    "unknown proxy policy",
-    "proxy signed by the CA",
-    "proxy without its end entity",
-    "CA certificate as the end entity",
-    "end entity outside the signing policy",
-    "end entity with CA bit signs a proxy",
-    "end entity without digitalSignature signs a proxy",
-    "empty chain",
-]
+def _proxy(**breaking) -> Build:
+    """A proxy of the test user that breaks the rule ``breaking`` names."""
+    return lambda pki, keys: raw_proxy(pki.user, keys[5], **breaking).chain
 
 
-@pytest.mark.parametrize("case", BAD)
-def test_bad_chain_is_refused(pki, keys, validator, tmp_path, case):
-    chain, reason = _bad_chains(pki, keys, tmp_path)[case]
+def _end_entity(dn: str, **options) -> Build:
+    return lambda pki, keys: end_entity(pki.ca, dn, keys[6], **options).chain
+
+
+def _proxy_of_end_entity(dn: str, **options) -> Build:
+    return lambda pki, keys: raw_proxy(end_entity(pki.ca, dn, keys[6], **options), keys[5]).chain
+
+
+def _proxies_beneath(path_length: int, depth: int) -> Build:
+    """``depth`` proxies beneath one whose pCPathLenConstraint is ``path_length``."""
+
+    def build(pki: Pki, keys: Keys) -> tuple[x509.Certificate, ...]:
+        credential = raw_proxy(pki.user, keys[5], path_length=path_length)
+        for level in range(depth):
+            credential = raw_proxy(credential, keys[6 + level])
+        return credential.chain
+
+    return build
+
+
+BAD_CHAINS: dict[str, tuple[Build, str]] = {
+    "expired proxy": (_proxy(not_after=NOW - timedelta(minutes=1)), "expired"),
+    "proxy not yet valid": (_proxy(not_before=NOW + timedelta(hours=1)), "not valid before"),
+    "expired end entity": (
+        _end_entity(USER_DN, not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)),
+        "expired",
+    ),
+    "wrong CA": (lambda pki, keys: pki.foreign_user.chain, "not a trusted CA"),
+    "proxy of a foreign user": (lambda pki, keys: raw_proxy(pki.foreign_user, keys[5]).chain, "not a trusted CA"),
+    "forged end-entity signature": (
+        lambda pki, keys: end_entity(pki.ca, USER_DN, keys[6], signer_key=keys[7]).chain,
+        "does not verify",
+    ),
+    "forged proxy signature": (
+        lambda pki, keys: raw_proxy(pki.user, keys[5], signer_key=keys[7]).chain,
+        "does not verify",
+    ),
+    "proxy name does not extend the issuer": (
+        _proxy(subject=parse_oneline("/O=Grid/OU=vws-test/OU=people/CN=Someone Else/CN=123")),
+        "does not extend",
+    ),
+    "two CNs added": (_proxy(extra_cns=2), "exactly one CN"),
+    "no CN added": (_proxy(extra_cns=0), "does not extend"),
+    "added RDN is not a CN": (_proxy(subject=parse_oneline(USER_DN + "/OU=1")), "single CN"),
+    "path length exceeded": (_proxies_beneath(path_length=0, depth=1), "allows 0 further proxies"),
+    "path length exceeded two levels up": (_proxies_beneath(path_length=1, depth=2), "allows 1 further"),
+    "CA bit on a proxy": (_proxy(ca_bit=True), "CA:TRUE"),
+    "missing ProxyCertInfo": (_proxy(pci=False), "non-CA"),
+    "non-critical ProxyCertInfo": (_proxy(pci_critical=False), "must be critical"),
+    "proxy keyUsage without digitalSignature": (_proxy(key_usage=ENCIPHER_ONLY), "digitalSignature"),
+    "proxy with subjectAltName": (_proxy(san=True), "alternative name"),
+    "independent proxy": (_proxy(policy=INDEPENDENT), "independent"),
+    "unknown proxy policy": (_proxy(policy="1.2.3.4"), "unknown policy"),
+    "proxy signed by the CA": (lambda pki, keys: raw_proxy(pki.ca, keys[5]).chain[:1], "issued by the CA"),
+    "proxy without its end entity": (
+        lambda pki, keys: raw_proxy(pki.user, keys[5]).chain[:1],
+        "end-entity certificate is missing",
+    ),
+    "CA certificate as the end entity": (lambda pki, keys: (pki.ca.certificate,), "is a CA certificate"),
+    "end entity outside the signing policy": (_end_entity("/O=Other/CN=Outsider"), "signing policy"),
+    "end entity with CA bit signs a proxy": (
+        _proxy_of_end_entity("/O=Grid/OU=vws-test/CN=Mini CA", ca_bit=True),
+        "signed by the CA certificate",
+    ),
+    "end entity without digitalSignature signs a proxy": (
+        _proxy_of_end_entity("/O=Grid/OU=vws-test/CN=Encipher Only", key_usage=ENCIPHER_ONLY),
+        "lacks digitalSignature",
+    ),
+    "empty chain": (lambda pki, keys: (), "no certificate"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CHAINS)
+def test_bad_chain_is_refused(pki, keys, validator, case):
+    build, reason = BAD_CHAINS[case]
     with pytest.raises(UntrustedChain, match=reason) as refused:
-        validator.validate(chain)
+        validator.validate(build(pki, keys))
     assert isinstance(refused.value, AuthenticationFailed)
 
 
@@ -243,8 +187,6 @@ def test_revoked_by_crl(pki, keys, tmp_path):
         pki.ca,
         "/O=Grid/OU=vws-test/CN=Revoked",
         keys[6],
-        not_before=NOW - timedelta(days=1),
-        not_after=NOW + timedelta(days=1),
         serial=424242,
     )
     clock = ManualClock(NOW)
@@ -263,9 +205,7 @@ def test_a_signing_policy_binds_only_the_ca_of_its_own_hash(pki, keys, tmp_path)
     shutil.copytree(pki.trust_dir, tmp_path / "trust")
     # Another file naming our CA and widening its subjects: the Globus tools never read it for this CA.
     (tmp_path / "trust" / "00000000.signing_policy").write_text(ca.signing_policy(pki.ca.subject, "/O=Other/*"))
-    outsider = end_entity(
-        pki.ca, "/O=Other/CN=Outsider", keys[6], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1)
-    )
+    outsider = end_entity(pki.ca, "/O=Other/CN=Outsider", keys[6])
     with pytest.raises(UntrustedChain, match="signing policy"):
         ChainValidator(TrustStore(tmp_path / "trust"), ManualClock(NOW)).validate(outsider.chain)
 
@@ -301,9 +241,7 @@ def test_untrusted_certificates_complete_a_proxy_only_chain(pki, keys):
     result = completing.validate(leaf_only)
     assert result.identity == USER_DN and result.chain == (leaf_only[0], pki.user.certificate)
     # A certificate with the right name but another key completes nothing.
-    impostor = end_entity(
-        pki.ca, USER_DN, keys[7], not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1)
-    )
+    impostor = end_entity(pki.ca, USER_DN, keys[7])
     with pytest.raises(UntrustedChain, match="end-entity certificate is missing"):
         ChainValidator(trust, ManualClock(NOW), untrusted=[impostor.certificate]).validate(leaf_only)
 
