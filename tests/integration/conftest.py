@@ -1,7 +1,9 @@
 """Session fixtures for real-guest tests; every test in this package is marked integration."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from tests.integration import guest, libvirtd
@@ -32,3 +34,11 @@ def guest_image() -> guest.GuestImage:
     if reason:
         pytest.skip(reason)
     return guest.build_guest()
+
+
+@pytest.fixture
+def connection(libvirt_uri: str) -> Iterator[libvirt.virConnect]:
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions anyway
+    opened = libvirt.open(libvirt_uri)
+    yield opened
+    opened.close()

@@ -14,7 +14,6 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import libvirt
-import pytest
 
 from tests.integration import guest
 from tests.integration.console import console_lines, wait_for_line
@@ -27,14 +26,6 @@ NIC = Nic("eth0", "192.0.2.10", "255.255.255.0", "192.0.2.1", "52:54:00:00:02:0a
 FILES = {"/root/.ssh/authorized_keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIVWS vws@test\n"}
 USERDATA = "#!/bin/sh\necho user data\n"
 BOOT_TIMEOUT = 60.0  # ~5 s under TCG when idle; CI machines may be busy
-
-
-@pytest.fixture
-def connection(libvirt_uri: str) -> Iterator[libvirt.virConnect]:
-    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions anyway
-    opened = libvirt.open(libvirt_uri)
-    yield opened
-    opened.close()
 
 
 def test_guest_boots_reads_context_and_writes_only_its_overlay(

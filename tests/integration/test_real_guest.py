@@ -98,14 +98,6 @@ REQUEST = f"""\
 
 
 @pytest.fixture
-def connection(libvirt_uri: str) -> Iterator[libvirt.virConnect]:
-    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions anyway
-    opened = libvirt.open(libvirt_uri)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def repository(guest_image: guest.GuestImage, tmp_path: Path) -> Path:
     """The guest's three files in an image repository of their own (file:// names resolve
     inside it, and the service may not read files elsewhere)."""
