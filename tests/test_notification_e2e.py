@@ -22,6 +22,7 @@ from tests.resources import (
     subscribe,
     subscription_call,
 )
+from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import TOPIC_SIMPLE, TYPES, WORKSPACE, WSNT, WSNT_ACTION, WSRL, WSRP, qname
 
 
@@ -111,6 +112,19 @@ def test_pause_resume_and_destroy_a_subscription(gt4, listener):
     gt4.shutdown(epr, "Pause")
     with pytest.raises(queue.Empty):
         listener.received.get(timeout=0.2)
+
+
+def test_a_subscription_publishes_what_it_is_as_resource_properties(gt4, listener):
+    epr = propagated(gt4)
+    consumer = listener.consumer_reference(gt4.base_url)
+    subscription = subscribe(gt4, epr, consumer, STATE_TOPIC)
+    topic = gt4.get_property(subscription, qname(WSNT, "TopicExpression"))[0]
+    assert topic.text.endswith(":currentState") and topic.get("Dialect") == TOPIC_SIMPLE
+    reference = gt4.get_property(subscription, qname(WSNT, "ConsumerReference"))[0]
+    assert EndpointReference.from_element(reference).address == consumer.address
+    subscription_call(gt4, subscription, "Destroy")
+    with pytest.raises(SoapFault):
+        gt4.get_property(subscription, qname(WSNT, "TopicExpression"))
 
 
 def test_subscriptions_are_owned_and_end_with_the_workspace(tmp_path, clock, listener):

@@ -1,20 +1,27 @@
 """The SubscriptionManagerService port type: each subscription as a WS-Resource.
 
 Destroy and SetTerminationTime (WS-ResourceLifetime), PauseSubscription and
-ResumeSubscription; only the subscriber (or an administrator) may touch one.
+ResumeSubscription, and GetResourceProperty on the SubscriptionManagerRP document;
+only the subscriber (or an administrator) may see or touch one.
 """
 
 from collections.abc import Sequence
 
 from lxml import etree
 
-from vws.clock import Clock
+from vws.clock import Clock, timestamp
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation
-from vws.soap.porttypes.common import SUBSCRIPTION_KEY, SUBSCRIPTION_SERVICE, resource_key, wsrf_operation
-from vws.wsrf import lifetime
+from vws.soap.porttypes.common import (
+    SUBSCRIPTION_KEY,
+    SUBSCRIPTION_SERVICE,
+    property_operations,
+    resource_key,
+    wsrf_operation,
+)
+from vws.wsrf import lifetime, properties
 from vws.wsrf.notification import Subscriptions, empty_response
-from vws.xmlns import WSNT, WSNT_ACTION, WSRL, WSRL_ACTION
+from vws.xmlns import TOPIC_SIMPLE, WSNT, WSNT_ACTION, WSRL, WSRL_ACTION, qname
 
 
 class SubscriptionPortType:
@@ -32,7 +39,38 @@ class SubscriptionPortType:
             ),
             wsrf_operation(WSNT_ACTION, WSNT, "PauseSubscription", self.pause, faults.PAUSE_SUBSCRIPTION),
             wsrf_operation(WSNT_ACTION, WSNT, "ResumeSubscription", self.resume, faults.RESUME_SUBSCRIPTION),
+            *property_operations(self._document)[:1],  # the WSDL offers GetResourceProperty only
         ]
+
+    def _document(self, call: Call) -> properties.PropertyDocument:
+        """The SubscriptionManagerRP document: what was subscribed to, by whom, since when."""
+        subscription = self._subscriptions.get(_owner(call), resource_key(call, SUBSCRIPTION_KEY))
+
+        def element(local: str, text: str | None = None) -> etree._Element:
+            made = etree.Element(qname(WSNT, local), nsmap={"wsnt": WSNT})
+            made.text = text
+            return made
+
+        def topic() -> list[etree._Element]:
+            name = etree.QName(subscription.topic)
+            expression = etree.Element(
+                qname(WSNT, "TopicExpression"), {"Dialect": TOPIC_SIMPLE}, nsmap={"wsnt": WSNT, "t": name.namespace}
+            )
+            expression.text = f"t:{name.localname}"
+            return [expression]
+
+        renderers = {
+            qname(WSNT, "ConsumerReference"): lambda: [
+                subscription.consumer.to_element(qname(WSNT, "ConsumerReference"))
+            ],
+            qname(WSNT, "TopicExpression"): topic,
+            qname(WSNT, "UseNotify"): lambda: [element("UseNotify", "true")],
+            qname(WSNT, "Precondition"): list,
+            qname(WSNT, "Selector"): list,
+            qname(WSNT, "SubscriptionPolicy"): list,
+            qname(WSNT, "CreationTime"): lambda: [element("CreationTime", timestamp(subscription.created_at))],
+        }
+        return properties.PropertyDocument(qname(WSNT, "SubscriptionManagerRP"), renderers, {"wsnt": WSNT})
 
     def destroy(self, call: Call) -> etree._Element:
         self._subscriptions.destroy(_owner(call), resource_key(call, SUBSCRIPTION_KEY))
