@@ -9,17 +9,13 @@ the trees overlap (the shared types) but differ in which classes are faults.
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 WSDL_DIR = Path(__file__).resolve().parents[1] / "wsdl"
-SERVICES_PATH = "/wsrf/services/"
 JARS = Path("/usr/share/java")
 CLASSPATH = os.pathsep.join(
     str(JARS / f"{name}.jar")
@@ -44,36 +40,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _ServicesHandler(SimpleHTTPRequestHandler):
-    """wsdl/ as vws serves it: /wsrf/services/<path>, and <Service>?wsdl for <Service>.wsdl."""
-
-    def translate_path(self, path: str) -> str:
-        path, _, query = path.partition("?")
-        if not path.startswith(SERVICES_PATH):
-            return str(WSDL_DIR / "no-such-file")
-        if query == "wsdl":
-            path += ".wsdl"
-        return super().translate_path("/" + path[len(SERVICES_PATH) :])
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def services_url() -> Iterator[str]:
-    """The base URL of /wsrf/services/ on a stand-in HTTP server for wsdl/."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_ServicesHandler, directory=str(WSDL_DIR)))
-    thread = threading.Thread(target=server.serve_forever, name="wsdl-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}{SERVICES_PATH}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def services_url(service) -> str:
+    """The real service's /wsrf/services/ base URL (the conftest fixture, embedded default)."""
+    return service.base_url
 
 
 @pytest.fixture
 def wsdl_url(services_url: str) -> Callable[[str], str]:
-    """Where WSDL2Java reads each top-level WSDL (point services_url at a real vws to test it)."""
+    """Where WSDL2Java reads each top-level WSDL from the running service."""
     return lambda name: services_url + (f"{name}.wsdl" if name in PLAIN_FILES else f"{name}?wsdl")
 
 
