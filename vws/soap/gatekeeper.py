@@ -13,11 +13,11 @@ from typing import Protocol
 from lxml import etree
 
 from vws.errors import MalformedMessage, NotAuthorized
+from vws.security import wssecurity
 from vws.security.gridmap import GridMap
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
-from vws.xmlns import SOAP_ENV, qname
 
 ANONYMOUS = Caller("<anonymous>")
 
@@ -40,15 +40,11 @@ class Gatekeeper(Protocol):
 
 
 def envelope_parts(envelope: etree._Element) -> tuple[etree._Element | None, etree._Element]:
-    """The Header (if any) and the Body of a SOAP 1.1 envelope, strictly placed."""
-    if envelope.tag != qname(SOAP_ENV, "Envelope"):
-        raise MalformedMessage("not a SOAP 1.1 Envelope")
-    children = [child for child in envelope if isinstance(child.tag, str)]
-    header = children[0] if children and children[0].tag == qname(SOAP_ENV, "Header") else None
-    rest = children[1:] if header is not None else children
-    if len(rest) != 1 or rest[0].tag != qname(SOAP_ENV, "Body"):
-        raise MalformedMessage("an Envelope holds an optional Header and exactly one Body")
-    return header, rest[0]
+    """The Header (if any) and the Body of a SOAP 1.1 envelope, by the security layer's strict reading."""
+    try:
+        return wssecurity.envelope_parts(envelope)
+    except wssecurity.SignatureRefused as wrong:  # no signature involved here: the envelope is malformed
+        raise MalformedMessage(wrong.description) from None
 
 
 def payload(body: etree._Element) -> etree._Element:
