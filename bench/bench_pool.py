@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.test_pool_helpers import insert_rows  # noqa: E402
 from vws.clock import ManualClock  # noqa: E402
 from vws.config import PoolConfig  # noqa: E402
 from vws.pool import nodes, testnode  # noqa: E402
@@ -32,19 +33,6 @@ def open_pool(state: Path, **config: object) -> tuple[Store, PoolManager]:
     state.mkdir(parents=True, exist_ok=True)
     store = Store(state / "vws.sqlite")
     return store, PoolManager(store, PoolConfig(**config), ManualClock(), state)
-
-
-def insert_rows(db, machine: MachineRequest, count: int) -> list[int]:
-    row = {
-        "owner": "bench",
-        "state": "Unpropagated",
-        "memory_mb": machine.memory_mb,
-        "vcpus": machine.vcpus,
-        "created_at": "2026-01-01T00:00:00.000000Z",
-        "termination_time": "2026-01-02T00:00:00.000000Z",
-        "request": "{}",
-    }
-    return [db["workspaces"].insert(row).last_pk for _ in range(count)]
 
 
 def reserve(store: Store, pool: PoolManager, machine: MachineRequest, count: int = 1, timing: list | None = None):

@@ -31,27 +31,26 @@ def add_test_nodes(store: Store, directory: Path, specs: Sequence[tuple[str, int
             nodes.add_node(db, name, uri, memory_mb, cpus, networks)
 
 
+def insert_rows(db, machine: MachineRequest, count: int) -> list[int]:
+    """Workspace rows as the workspace layer inserts them before placement (node still NULL)."""
+    row = {
+        "owner": "/O=Grid/CN=test",
+        "state": "Unpropagated",
+        "memory_mb": machine.memory_mb,
+        "vcpus": machine.vcpus,
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "termination_time": "2026-01-02T00:00:00.000000Z",
+        "request": "{}",
+    }
+    return [db["workspaces"].insert(row).last_pk for _ in range(count)]
+
+
 def reserve(
     store: Store, pool: PoolManager, machine: MachineRequest, count: int = 1, *, allow_static: bool = False
 ) -> list[Placement]:
     """What the workspace layer does: insert rows, place, write node/domain, one transaction."""
     with store.transaction() as db:
-        ids = [
-            db["workspaces"]
-            .insert(
-                {
-                    "owner": "/O=Grid/CN=test",
-                    "state": "Unpropagated",
-                    "memory_mb": machine.memory_mb,
-                    "vcpus": machine.vcpus,
-                    "created_at": "2026-01-01T00:00:00.000000Z",
-                    "termination_time": "2026-01-02T00:00:00.000000Z",
-                    "request": "{}",
-                }
-            )
-            .last_pk
-            for _ in range(count)
-        ]
+        ids = insert_rows(db, machine, count)
         placements = pool.place(db, ids, machine, allow_static=allow_static)
         for placement in placements:
             db["workspaces"].update(placement.workspace_id, {"node": placement.node, "domain": placement.domain})
