@@ -111,14 +111,21 @@ def _integer(text: str, what: str) -> int:
     return int(value)
 
 
+def _choice(text: str, allowed: tuple[str, ...], what: str) -> str:
+    """An enumeration value the schema allows, or InvalidMetadata naming the choices."""
+    if text not in allowed:
+        raise InvalidMetadata(f"{what} must be one of {', '.join(allowed)}, not {text!r}")
+    return text
+
+
 def _disk(bound: etree._Element) -> DiskRequest:
     location = _text(bound, DEFINITION, "location")
     mount_as = _text(bound, DEFINITION, "mountAs")
     if not location or not mount_as:
         raise InvalidMetadata("every disk needs a location and mountAs")
-    permissions = _text(bound, DEFINITION, "permissions") or "ReadWrite"
-    if permissions not in ("ReadOnly", "ReadWrite"):
-        raise InvalidMetadata(f"permissions must be ReadOnly or ReadWrite, not {permissions!r}")
+    permissions = _choice(
+        _text(bound, DEFINITION, "permissions") or "ReadWrite", ("ReadOnly", "ReadWrite"), "permissions"
+    )
     return DiskRequest(location, mount_as, writable=permissions == "ReadWrite")
 
 
@@ -143,9 +150,11 @@ def _nic(nic: etree._Element) -> NicRequest:
     association = _text(nic, LOGISTICS, "association")
     if not name or not association:
         raise InvalidMetadata("every nic needs a name and an association (the network pool)")
-    method = _text(nic, LOGISTICS, "ipConfig/acquisitionMethod") or "AllocateAndConfigure"
-    if method not in ("AllocateAndConfigure", "AcceptAndConfigure", "Advisory"):
-        raise InvalidMetadata(f"unknown acquisitionMethod {method!r}")
+    method = _choice(
+        _text(nic, LOGISTICS, "ipConfig/acquisitionMethod") or "AllocateAndConfigure",
+        ("AllocateAndConfigure", "AcceptAndConfigure", "Advisory"),
+        "acquisitionMethod",
+    )
     return NicRequest(
         name=name,
         association=association,
