@@ -79,6 +79,12 @@ PROPERTIES = FaultTable(
     {
         errors.UnknownResource: qname(WSRP, "ResourceUnknownFault"),
         errors.InvalidPropertyName: qname(WSRP, "InvalidResourcePropertyQNameFault"),
+    },
+)
+QUERY = FaultTable(
+    None,
+    {
+        **PROPERTIES.specific,
         errors.UnknownQueryDialect: qname(WSRP, "UnknownQueryExpressionDialectFault"),
         errors.InvalidQuery: qname(WSRP, "InvalidQueryExpressionFault"),
     },

@@ -43,13 +43,11 @@ def wsrf_operation(
 def property_operations(document: DocumentSource) -> list[Operation]:
     """GetResourceProperty, GetMultipleResourceProperties and QueryResourceProperties."""
     return [
-        wsrf_operation(
-            WSRP_ACTION, WSRP, name, lambda call, read=read: read(document(call), call.body), faults.PROPERTIES
-        )
-        for name, read in (
-            ("GetResourceProperty", properties.get_property),
-            ("GetMultipleResourceProperties", properties.get_multiple),
-            ("QueryResourceProperties", properties.query),
+        wsrf_operation(WSRP_ACTION, WSRP, name, lambda call, read=read: read(document(call), call.body), table)
+        for name, read, table in (
+            ("GetResourceProperty", properties.get_property, faults.PROPERTIES),
+            ("GetMultipleResourceProperties", properties.get_multiple, faults.PROPERTIES),
+            ("QueryResourceProperties", properties.query, faults.QUERY),
         )
     ]
 
