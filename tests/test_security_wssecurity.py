@@ -66,6 +66,16 @@ def resign(envelope: etree._Element, key, method=hashes.SHA256) -> etree._Elemen
     return envelope
 
 
+def retarget(envelope: etree._Element, element: etree._Element, uri: str, key) -> etree._Element:
+    """Point the first Reference at ``element`` with a correct digest, and re-sign: only the target is wrong."""
+    reference = envelope.find(".//ds:Reference", NS)
+    reference.set("URI", uri)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(etree.tostring(element, method="c14n", exclusive=True))
+    reference.find("ds:DigestValue", NS).text = base64.b64encode(digest.finalize()).decode()
+    return resign(envelope, key)
+
+
 def body_payload(envelope):
     return envelope.find("soapenv:Body", NS)[0]
 
@@ -342,21 +352,11 @@ def _wrap(signed: etree._Element, variant: str, key) -> etree._Element:
     elif variant == "reference to an element inside the body":
         payload = body_payload(signed)
         payload.set(f"{{{WSU}}}Id", "inner")
-        ref = signed.find(".//ds:Reference", NS)
-        ref.set("URI", "#inner")
-        ref.find("ds:DigestValue", NS).text = base64.b64encode(
-            _sha256(etree.tostring(payload, method="c14n", exclusive=True))
-        ).decode()
-        resign(signed, key)
+        retarget(signed, payload, "#inner", key)
     elif variant == "reference to a nested header element":
         block = etree.SubElement(header, "{urn:x}Outer")
         inner = etree.SubElement(block, "{urn:x}Inner", Id="nested")
-        ref = signed.find(".//ds:Reference", NS)
-        ref.set("URI", "#nested")
-        ref.find("ds:DigestValue", NS).text = base64.b64encode(
-            _sha256(etree.tostring(inner, method="c14n", exclusive=True))
-        ).decode()
-        resign(signed, key)
+        retarget(signed, inner, "#nested", key)
     elif variant == "reference resolves to nothing":
         signed.find(".//ds:Reference", NS).set("URI", "#nowhere")
         resign(signed, key)
@@ -399,12 +399,6 @@ def _wrap(signed: etree._Element, variant: str, key) -> etree._Element:
     else:  # pragma: no cover
         raise AssertionError(variant)
     return wire(signed)
-
-
-def _sha256(data: bytes) -> bytes:
-    h = hashes.Hash(hashes.SHA256())
-    h.update(data)
-    return h.finalize()
 
 
 WRAPPING = {
