@@ -73,8 +73,8 @@ class Sweeper:
     """A thread that calls ``work()`` every ``period`` and whenever ``next_due()`` passes.
 
     It sleeps on the injected clock, so tests drive it by advancing a ManualClock;
-    ``wake()`` makes it look again at once (a deadline moved). Lease expiry and
-    reconciliation with libvirt both run on one.
+    ``due_by(moment)`` makes it look again at once only when ``moment`` comes before
+    the deadline it sleeps until. Lease expiry and reconciliation both run on one.
     """
 
     def __init__(
@@ -90,14 +90,18 @@ class Sweeper:
         self._work = work
         self._period = period
         self._wake = threading.Event()
+        self._deadline: datetime | None = None  # None while it works out the next one
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def due_by(self, moment: datetime) -> None:
+        """Something is due at ``moment``: look again now if that is earlier than planned."""
+        deadline = self._deadline
+        if deadline is None or moment < deadline:
+            self._wake.set()
 
     def stop(self) -> None:
         self._stopped = True
@@ -107,10 +111,12 @@ class Sweeper:
     def _run(self) -> None:
         while not self._stopped:
             self._wake.clear()
+            self._deadline = None
             try:
                 self._work()
             except Exception:
                 log.exception("%s failed; retrying next period", self._thread.name)
             deadline = self._clock.now() + self._period
             due = self._next_due()
-            self._clock.sleep_until(min(deadline, due) if due else deadline, self._wake)
+            self._deadline = min(deadline, due) if due else deadline
+            self._clock.sleep_until(self._deadline, self._wake)

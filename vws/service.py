@@ -68,7 +68,8 @@ class Service:
             timedelta(seconds=config.pool.reconcile_seconds),
             name="reconciler",
         )
-        self.manager.add_listener(lambda workspace: self.leases.wake())
+        # Only a termination time earlier than the sweeper's next deadline needs it to look again.
+        self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
         self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
         self._add_notifications_and_accounting(config)
         self._server: wsgi.Server | None = None
