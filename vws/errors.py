@@ -72,6 +72,10 @@ class BackendError(VwsError):
     """The hypervisor refused or failed an operation on a domain."""
 
 
+class Cancelled(VwsError):
+    """Work on a workspace was abandoned because the workspace is being destroyed."""
+
+
 class AuthenticationFailed(VwsError):
     """The message's signature, credentials or timestamp could not be trusted."""
 

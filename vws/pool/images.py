@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from vws.pool import qcow2
 from vws.pool.designer import disk_target
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.machine import MachineRequest
+from vws.pool.progress import Progress, ignore
 from vws.store.database import Store
 from vws.store.rows import one, select
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 SAMPLE_IMAGE = "ttylinux-xen"
 SAMPLE_SIZE = 64 * 1024 * 1024
 _CHUNK = 1 << 20
+_STEP = 64 << 20  # bytes copied between two progress reports (and chances to cancel)
 _DOWNLOAD_TIMEOUT = 60
 
 
@@ -162,14 +164,18 @@ class NodeCache:
         self.directory = directory
         self.limit_bytes = limit_mb * 1024 * 1024
 
-    def base(self, source: Path, digest: str) -> Path:
+    def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         cached = self.directory / digest
         if cached.exists():
             os.utime(cached)  # recently used: evicted last
             return cached
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = self.directory / f".{digest}.partial.{os.getpid()}"
-        copy_sparse(source, partial)
+        try:
+            copy_sparse(source, partial, progress)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, cached)  # concurrent copies of one base end in the same file
         return cached
 
@@ -198,8 +204,11 @@ def _allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def copy_sparse(source: Path, target: Path) -> None:
-    """Copy only the data extents (SEEK_DATA/SEEK_HOLE); holes stay holes."""
+def copy_sparse(source: Path, target: Path, progress: Progress = ignore) -> None:
+    """Copy only the data extents (SEEK_DATA/SEEK_HOLE); holes stay holes.
+
+    Progress counts file offsets, so skipping a hole advances it as copying data does.
+    """
     size = source.stat().st_size
     with open(source, "rb") as src, open(target, "wb") as dst:
         offset = 0
@@ -209,18 +218,20 @@ def copy_sparse(source: Path, target: Path) -> None:
             except OSError:  # ENXIO: only a hole is left
                 break
             end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
-            _copy_range(src.fileno(), dst.fileno(), start, end - start)
+            _copy_range(src.fileno(), dst.fileno(), start, end - start, lambda done: progress(done, size))
             offset = end
         dst.truncate(size)
+    progress(size, size)
 
 
-def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
+def _copy_range(src: int, dst: int, offset: int, length: int, reached: Callable[[int], None]) -> None:
     while length > 0:
-        copied = os.copy_file_range(src, dst, min(length, 1 << 30), offset, offset)
+        copied = os.copy_file_range(src, dst, min(length, _STEP), offset, offset)
         if copied == 0:
             raise OSError(f"short copy at offset {offset}")
         offset += copied
         length -= copied
+        reached(offset)
 
 
 # ---- claims -------------------------------------------------------------------------------
@@ -258,7 +269,12 @@ class PreparedDisks:
 
 
 def prepare(
-    store: Store, repository: Repository, cache: NodeCache, machine: MachineRequest, directory: Path
+    store: Store,
+    repository: Repository,
+    cache: NodeCache,
+    machine: MachineRequest,
+    directory: Path,
+    progress: Progress = ignore,
 ) -> PreparedDisks:
     """Create the workspace's disk files in ``directory``; the caller deletes it on failure."""
     disks: list[DiskSpec] = []
@@ -270,7 +286,7 @@ def prepare(
         mounts.append((mount_as, spec.target))
 
     if machine.root is not None:
-        base = _cached(store, repository, cache, machine.root.location)
+        base = _cached(store, repository, cache, machine.root.location, progress)
         bases.append(base)
         target = disk_target(len(disks))
         if machine.root.writable:
@@ -285,7 +301,7 @@ def prepare(
             path = repository.resolve(partition.location)
             add(DiskSpec(path, target, qcow2.detect_format(path)), partition.mount_as)
         else:
-            base = _cached(store, repository, cache, partition.location)
+            base = _cached(store, repository, cache, partition.location, progress)
             bases.append(base)
             add(DiskSpec(base, target, qcow2.detect_format(base), readonly=True, shareable=True), partition.mount_as)
     for blank in machine.blank_disks:
@@ -296,9 +312,9 @@ def prepare(
     return PreparedDisks(tuple(disks), tuple(bases), tuple(mounts))
 
 
-def _cached(store: Store, repository: Repository, cache: NodeCache, location: str) -> Path:
+def _cached(store: Store, repository: Repository, cache: NodeCache, location: str, progress: Progress) -> Path:
     source = repository.resolve(location)
-    return cache.base(source, checksum(store, source))
+    return cache.base(source, checksum(store, source), progress)
 
 
 def _safe(name: str) -> str:

@@ -35,6 +35,7 @@ from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.progress import Progress, ignore
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -139,8 +140,12 @@ class PoolManager:
 
     # ---- execution: outside any transaction -------------------------------------------------
 
-    def define(self, placement: Placement, machine: MachineRequest) -> None:
-        """Disks, context drive and the domain definition; on failure its own files are removed."""
+    def define(self, placement: Placement, machine: MachineRequest, progress: Progress = ignore) -> None:
+        """Disks, context drive and the domain definition; on failure its own files are removed.
+
+        ``progress`` hears how far a copy of a missing base image got; raising from it
+        abandons the define, which then cleans up like any other failure.
+        """
         driver = self._driver(placement.node)
         if not _local(driver.uri):
             raise BackendError(
@@ -151,7 +156,9 @@ class PoolManager:
         shutil.rmtree(directory, ignore_errors=True)  # leftovers of an attempt cut off by a crash
         directory.mkdir(parents=True)
         try:
-            prepared = images.prepare(self._store, self.repository, self._cache(placement.node), machine, directory)
+            prepared = images.prepare(
+                self._store, self.repository, self._cache(placement.node), machine, directory, progress
+            )
             disks = prepared.disks + self._context_disk(placement, machine, prepared, directory, driver)
             spec = designer.design(
                 machine,
@@ -165,12 +172,12 @@ class PoolManager:
             xml = spec.to_xml()
             driver.define(xml)
             self._record(placement, xml, directory, prepared.bases, driver)
-        except VwsError:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise BackendError(f"{placement.node}: preparing {placement.domain} failed: {exc}") from None
+        except BaseException:  # refused, cancelled or interrupted: nothing of it stays
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         self._evict(placement.node)
 
     def start(self, node: str, domain: str) -> None:

@@ -177,3 +177,13 @@ def m004_pool_domains_images_and_lease_order(db: Database) -> None:
     table(db, "leases").create_index(["pool", "workspace_id", "seq"])
     # Where a node row came from: "file" (nodes file, synced at start), "admin", "embedded".
     table(db, "nodes").add_column("origin", str)
+
+
+@MIGRATIONS()
+def m005_background_deployment(db: Database) -> None:
+    # 1 while the service still owes the workspace its bring-up to the requested initial
+    # state (propagation runs in the background): after a crash, recovery finishes it.
+    table(db, "workspaces").add_column("deploying", int, not_null_default=0)
+    # Set when a failed deployment gave back its node share, addresses and disks while the
+    # workspace itself stays (Corrupted, with the reason) until the client destroys it.
+    table(db, "workspaces").add_column("released_at", str)
