@@ -1,10 +1,8 @@
 """Images: qcow2 overlays checked by qemu-img, caches, claims, the repository's bounds."""
 
-import http.server
 import json
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from tests.test_pool_helpers import SMALL, destroy, open_pool, reserve
 from vws.config import PoolConfig
 from vws.errors import InvalidMetadata, RequestDenied
-from vws.pool import images, qcow2
+from vws.pool import downloads, images, qcow2
 from vws.pool.machine import BlankDiskRequest, DiskRequest, MachineRequest
 from vws.store.database import Store
 
@@ -124,42 +122,13 @@ def test_repository_resolves_names_and_refuses_escapes(tmp_path):
         repo.resolve("http://images.example.org/ttylinux")
 
 
-def test_http_images_only_from_allowed_hosts_streamed_once(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "disk.img").write_bytes(b"x" * 100_000)
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):
-            requests.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/disk.img"
-        repo = images.Repository(tmp_path / "repo", allowed_hosts=["127.0.0.1"])
-        first = repo.resolve(url)
-        assert first.read_bytes() == b"x" * 100_000
-        assert repo.resolve(url) == first and len(requests) == 1
-        with pytest.raises(RequestDenied):
-            images.Repository(tmp_path / "repo").resolve(url)
-    finally:
-        server.shutdown()
-        thread.join()
-
-
 def test_checksum_is_computed_once_per_size_and_mtime(tmp_path, monkeypatch):
     store = Store(tmp_path / "vws.sqlite")
     image = tmp_path / "image"
     image.write_bytes(b"one")
     calls = []
-    real = images._sha256
-    monkeypatch.setattr(images, "_sha256", lambda path: calls.append(path) or real(path))
+    real = downloads.sha256_file
+    monkeypatch.setattr(downloads, "sha256_file", lambda path: calls.append(path) or real(path))
     first = images.checksum(store, image)
     assert images.checksum(store, image) == first and len(calls) == 1
     image.write_bytes(b"two!")

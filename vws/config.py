@@ -44,6 +44,8 @@ class PoolConfig:
     image_repository: Path | None = None
     mac_prefix: str = "A2:AA:BB"
     allowed_image_hosts: tuple[str, ...] = ()
+    # An http(s) image larger than this (announced or sent) is refused; 0: no limit.
+    max_image_download_mb: int = 10240
     reconcile_seconds: int = 30
     # A graceful shutdown waits this long for the guest to power off, then destroys it.
     shutdown_wait_seconds: int = 30

@@ -3,8 +3,9 @@
 - **Repository** (``PoolConfig.image_repository``, default ``<state>/images`` with a sample
   ``ttylinux-xen``): ``file://name`` is relative to it; ``file:///abs/path`` must lie
   inside it (a user may not attach arbitrary files of the service host);
-  ``http(s)://host/path`` only for hosts in ``allowed_image_hosts``, streamed once into
-  ``<repository>/.downloads`` and reused after (no revalidation).
+  ``http(s)://host/path[#sha256=<hex>]`` only for hosts in ``allowed_image_hosts``, streamed
+  once into ``<repository>/.downloads`` under ``max_image_download_mb`` and reused after (no
+  revalidation; see ``downloads.py`` for the cap and the pin).
 - **Checksums**: sha256 of a repository file, stored in ``image_checksums`` and reused
   while its (size, mtime) hold, so a large base is hashed once, not per workspace.
 - **Node cache**: ``<node dir>/cache/<sha256>``, copied once per node (holes kept), named
@@ -22,10 +23,9 @@
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
+import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vws.errors import BackendError, InvalidMetadata, RequestDenied
-from vws.pool import qcow2
+from vws.pool import downloads, qcow2
 from vws.pool.designer import disk_target
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.machine import MachineRequest
@@ -45,28 +45,26 @@ log = logging.getLogger(__name__)
 
 SAMPLE_IMAGE = "ttylinux-xen"
 SAMPLE_SIZE = 64 * 1024 * 1024
-_CHUNK = 1 << 20
 _STEP = 64 << 20  # bytes copied between two progress reports (and chances to cancel)
-_DOWNLOAD_TIMEOUT = 60
 
 
 class Repository:
-    def __init__(self, root: Path, allowed_hosts: Iterable[str] = ()) -> None:
+    def __init__(self, root: Path, allowed_hosts: Iterable[str] = (), max_download_mb: int = 0) -> None:
         self.root = root.resolve()
         self.allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
+        self.max_download_bytes = max_download_mb << 20
+        self._guard = threading.Lock()
+        self._downloading: dict[Path, threading.Lock] = {}  # one download per file at a time
 
     def key(self, location: str) -> str:
-        """What two requests for the same image have in common: a path, or the URL."""
-        scheme = urllib.parse.urlsplit(location).scheme.lower()
-        if scheme in ("http", "https"):
-            self._check_host(location)
-            return location
+        """What two requests for the same image have in common: a path, or the URL (no pin)."""
+        if downloads.is_remote(location):
+            return self._remote(location).url
         return str(self._local(location))
 
-    def resolve(self, location: str) -> Path:
-        """A local file holding the image; http(s) images are downloaded once."""
-        scheme = urllib.parse.urlsplit(location).scheme.lower()
-        path = self._download(location) if scheme in ("http", "https") else self._local(location)
+    def resolve(self, location: str, progress: Progress = ignore) -> Path:
+        """A local file holding the image; http(s) images are downloaded once, reporting progress."""
+        path = self._download(location, progress) if downloads.is_remote(location) else self._local(location)
         if not path.is_file():
             raise InvalidMetadata(f"image {location} not found in the repository")
         return path
@@ -108,27 +106,29 @@ class Repository:
             raise RequestDenied(f"image {location} is outside the image repository")
         return resolved
 
-    def _check_host(self, location: str) -> None:
-        host = (urllib.parse.urlsplit(location).hostname or "").lower()
-        if host not in self.allowed_hosts:
-            raise RequestDenied(f"image host {host or '(none)'} is not in allowed_image_hosts")
+    def _remote(self, location: str) -> downloads.Remote:
+        remote = downloads.parse(location)
+        downloads.check_host(remote.url, self.allowed_hosts)
+        return remote
 
-    def _download(self, location: str) -> Path:
-        self._check_host(location)
-        name = hashlib.sha256(location.encode()).hexdigest()[:32]
-        path = self.root / ".downloads" / name
-        if path.exists():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.partial.{os.getpid()}")
-        try:
-            with urllib.request.urlopen(location, timeout=_DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out, _CHUNK)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise BackendError(f"cannot download image {location}: {exc}") from None
-        os.replace(partial, path)
+    def _download(self, location: str, progress: Progress) -> Path:
+        remote = self._remote(location)
+        path = self.root / ".downloads" / hashlib.sha256(remote.url.encode()).hexdigest()[:32]
+        with self._lock(path):
+            if not (path.exists() and downloads.matches(path, remote.sha256)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                downloads.fetch(
+                    remote,
+                    path,
+                    allowed_hosts=self.allowed_hosts,
+                    limit_bytes=self.max_download_bytes,
+                    progress=progress,
+                )
         return path
+
+    def _lock(self, path: Path) -> threading.Lock:
+        with self._guard:
+            return self._downloading.setdefault(path, threading.Lock())
 
 
 # ---- checksums and the node cache -------------------------------------------------------
@@ -141,20 +141,12 @@ def checksum(store: Store, path: Path) -> str:
         known = one(db, "select * from image_checksums where path = ?", [str(path)])
     if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
         return known["sha256"]
-    digest = _sha256(path)  # outside the store lock: a large image takes seconds
+    digest = downloads.sha256_file(path)  # outside the store lock: a large image takes seconds
     with store.transaction() as db:
         db["image_checksums"].upsert(
             {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}, pk="path"
         )
     return digest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class NodeCache:
@@ -298,7 +290,7 @@ def prepare(
     for partition in machine.partitions:
         target = disk_target(len(disks))
         if partition.writable:
-            path = repository.resolve(partition.location)
+            path = repository.resolve(partition.location, progress)
             add(DiskSpec(path, target, qcow2.detect_format(path)), partition.mount_as)
         else:
             base = _cached(store, repository, cache, partition.location, progress)
@@ -313,7 +305,7 @@ def prepare(
 
 
 def _cached(store: Store, repository: Repository, cache: NodeCache, location: str, progress: Progress) -> Path:
-    source = repository.resolve(location)
+    source = repository.resolve(location, progress)
     return cache.base(source, checksum(store, source), progress)
 
 

@@ -70,7 +70,9 @@ class PoolManager:
 
     def _open_repository(self) -> images.Repository:
         repository = images.Repository(
-            self._config.image_repository or self._dir / "images", self._config.allowed_image_hosts
+            self._config.image_repository or self._dir / "images",
+            self._config.allowed_image_hosts,
+            self._config.max_image_download_mb,
         )
         if self._config.image_repository is None:
             repository.write_sample()

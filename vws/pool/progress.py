@@ -1,8 +1,10 @@
-"""How long-running pool work (copying an image to a node) reports how far it got.
+"""How long-running pool work (downloading an image, copying it to a node) reports how far it got.
 
-A ``Progress`` is called with (bytes done, bytes in all) after every step of a copy.
+A ``Progress`` is called with (bytes done, bytes in all) after every step of a download or
+a copy; a download whose server announces no length reports 0 in all until its last call,
+(bytes done, bytes done). One define may report a download, then a copy, each from 0.
 It may raise (``vws.errors.Cancelled`` when the workspace is being destroyed) to stop
-the copy; the step that was interrupted leaves only a partial file its caller removes.
+the work; the partial file of the interrupted step is removed.
 """
 
 from collections.abc import Callable
