@@ -32,3 +32,34 @@ def test_nodes_list_shows_what_each_node_holds(service, gt4, capsys):
     header, node1 = capsys.readouterr().out.splitlines()
     assert header.split()[:4] == ["node", "uri", "memory_mb", "used_mb"]
     assert node1.split()[2:4] == ["16384", "256"]
+
+
+def test_nodes_add_and_update_set_how_a_node_gets_its_images(service, capsys):
+    state = ["--state-dir", str(service.config.service.state_dir)]
+    remote = ["nodes", "add", "far", "--uri", "qemu+ssh://far/system", "--memory", "1024", "--cpus", "1"]
+    assert admin([*state, *remote]) == 0
+    assert (
+        admin(
+            [
+                *state,
+                "nodes",
+                "add",
+                "near",
+                "--uri",
+                "qemu:///system",
+                "--memory",
+                "1024",
+                "--cpus",
+                "1",
+                "--images",
+                "upload",
+            ]
+        )
+        == 0
+    )
+    assert admin([*state, "nodes", "update", "far", "--images", "local"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["node"][-1] == "images"
+    assert (rows["far"][-1], rows["near"][-1], rows["node1"][-1]) == ("local", "upload", "local")
+    with pytest.raises(SystemExit):
+        admin([*state, "nodes", "update", "far", "--images", "rsync"])

@@ -173,6 +173,40 @@ def test_shipped_nodes_conf_parses(tmp_path):
     parsed = {node.name: node for node in nodes.read_nodes_file(ROOT / "etc" / "nodes.conf")}
     assert parsed["node1"].networks == ("public", "private") and parsed["node1"].memory_mb == 7680
     assert not parsed["node2"].active
+    assert parsed["node1"].images == nodes.UPLOAD and parsed["node2"].images is None
+
+
+@pytest.mark.parametrize(
+    ("uri", "mode"),
+    [
+        ("test:///default", nodes.LOCAL),
+        ("qemu:///system", nodes.LOCAL),
+        ("qemu+ssh://root@localhost/system", nodes.LOCAL),
+        ("qemu+tcp://127.0.0.1/system", nodes.LOCAL),
+        ("qemu+ssh://root@node1.example.org/system", nodes.UPLOAD),
+        ("qemu+tls://node2.example.org/system", nodes.UPLOAD),
+    ],
+)
+def test_image_mode_defaults_from_the_uri(uri, mode):
+    assert nodes.Node("n", uri, 1, 1).image_mode == mode
+    other = nodes.UPLOAD if mode == nodes.LOCAL else nodes.LOCAL
+    assert nodes.Node("n", uri, 1, 1, images=other).image_mode == other
+
+
+def test_nodes_file_images_key_is_stored_and_checked(tmp_path):
+    nodes_file = tmp_path / "nodes.conf"
+    nodes_file.write_text(
+        "[near]\nuri = qemu:///system\nmemory = 1\nimages = upload\n[far]\nuri = qemu+ssh://far/system\nmemory = 1\n"
+    )
+    store, pool = open_pool(tmp_path / "state", PoolConfig(nodes_file=nodes_file))
+    with store.reading() as db:
+        listed = {node.name: node for node in nodes.list_nodes(db)}
+    assert (listed["near"].images, listed["near"].image_mode) == ("upload", nodes.UPLOAD)
+    assert (listed["far"].images, listed["far"].image_mode) == (None, nodes.UPLOAD)
+    pool.close()
+    nodes_file.write_text("[near]\nuri = qemu:///system\nmemory = 1\nimages = rsync\n")
+    with pytest.raises(InvalidMetadata, match="local or upload"):
+        nodes.read_nodes_file(nodes_file)
 
 
 def test_bad_nodes_file_is_refused(tmp_path):
@@ -195,6 +229,8 @@ def test_admin_functions_add_update_remove(tmp_path):
         with pytest.raises(InvalidMetadata):
             nodes.add_node(db, "bad name", "qemu:///system", 1, 1)
         assert not nodes.update_node(db, "n2", active=False).active
+        assert nodes.update_node(db, "n2", images=nodes.LOCAL).image_mode == nodes.LOCAL
+        assert nodes.get_node(db, "n2").images == nodes.LOCAL and not nodes.get_node(db, "n2").active
         with pytest.raises(nodes.UnknownNode):
             nodes.update_node(db, "nope", memory_mb=1)
     placed = reserve(store, pool, MachineRequest(memory_mb=1024, vcpus=2))[0]

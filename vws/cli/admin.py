@@ -2,7 +2,9 @@
 
 vws-admin --state-dir /var/lib/vws nodes list
 vws-admin --state-dir /var/lib/vws nodes add NAME --uri qemu+ssh://n1/system --memory 7680 --cpus 8 [--networks public]
+          [--images local|upload]
 vws-admin --state-dir /var/lib/vws nodes update NAME [--memory MB] [--cpus N] [--networks A,B] [--inactive|--active]
+          [--images local|upload]
 vws-admin --state-dir /var/lib/vws nodes remove NAME
 vws-admin --state-dir /var/lib/vws usage [--user DN] [--since T] [--until T] [--csv]
 
@@ -35,7 +37,14 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
         with store.transaction() as db:
             if args.action == "add":
                 pool_nodes.add_node(
-                    db, args.name, args.uri, args.memory, args.cpus, args.networks or ("*",), active=not args.inactive
+                    db,
+                    args.name,
+                    args.uri,
+                    args.memory,
+                    args.cpus,
+                    args.networks or ("*",),
+                    active=not args.inactive,
+                    images=args.images,
                 )
             elif args.action == "update":
                 pool_nodes.update_node(
@@ -46,6 +55,7 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
                     cpus=args.cpus,
                     networks=args.networks,
                     active=args.active,
+                    images=args.images,
                 )
             elif args.action == "remove":
                 pool_nodes.remove_node(db, args.name)
@@ -56,7 +66,7 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
     finally:
         store.close()
     _write_table(
-        ("node", "uri", "memory_mb", "used_mb", "cpus", "used_cpus", "networks", "state"),
+        ("node", "uri", "memory_mb", "used_mb", "cpus", "used_cpus", "networks", "state", "images"),
         [_node_row(node, held.get(node.name, pool_nodes.Usage())) for node in listed],
     )
     return 0
@@ -64,7 +74,8 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
 
 def _node_row(node: pool_nodes.Node, held: pool_nodes.Usage) -> tuple:
     state = ("active" if node.active else "inactive") + ("" if node.available else ",unavailable")
-    return (node.name, node.uri, node.memory_mb, held.memory_mb, node.cpus, held.cpus, ",".join(node.networks), state)
+    networks = ",".join(node.networks)
+    return (node.name, node.uri, node.memory_mb, held.memory_mb, node.cpus, held.cpus, networks, state, node.image_mode)
 
 
 def ca_init(args: argparse.Namespace, settings: configuration.Config) -> int:
@@ -135,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
         action.add_argument("--memory", type=int, required=name == "add", metavar="MB", help="memory it may give")
         action.add_argument("--cpus", type=int, required=name == "add", help="CPUs it may give")
         action.add_argument("--networks", type=pool_nodes.parse_networks, help="network pools it reaches (a,b or *)")
+        action.add_argument(
+            "--images",
+            choices=pool_nodes.IMAGE_MODES,
+            help="local: it reads images in the state dir; upload: ship them as libvirt volumes "
+            "(default: from the URI, upload when it names a remote host)",
+        )
         if name == "add":
             action.add_argument("--inactive", action="store_true", help="add it drained: no new workspaces")
         else:

@@ -7,7 +7,8 @@ them from the live ``workspaces`` rows, so there is no second counter to drift.
 
 Nodes file (``PoolConfig.nodes_file``, sample in ``etc/nodes.conf``): INI, one section per
 node, keys ``uri``, ``memory`` (MB vws may give out), ``cpus``, ``networks`` (network pool
-names, comma-separated, or ``*``), ``active`` (yes/no). At start its nodes are written
+names, comma-separated, or ``*``), ``active`` (yes/no), ``images`` (``local`` or
+``upload``, see ``Node.image_mode``). At start its nodes are written
 into the table (the file wins for the keys it names); a node the file used to list and
 no longer does is removed when idle, else made inactive. Nodes added with the admin
 CLI are left alone. Without a nodes file the embedded default applies: one test-driver
@@ -17,6 +18,7 @@ node ``node1`` (8 CPUs, 16 GiB), created when the table is empty.
 import configparser
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,11 @@ ANY_NETWORK = "*"
 EMBEDDED = "node1"
 EMBEDDED_MEMORY_MB = 16384
 EMBEDDED_CPUS = 8
+
+# How a node gets its images (``Node.image_mode``).
+LOCAL = "local"  # files in this service's state dir, which the node reads as they are
+UPLOAD = "upload"  # libvirt storage volumes on the node, shipped over its connection
+IMAGE_MODES = (LOCAL, UPLOAD)
 
 
 class UnknownNode(UnknownResource):
@@ -60,9 +67,21 @@ class Node:
     active: bool = True  # admin's switch: inactive nodes get no new workspaces (drained)
     available: bool = True  # health: the last connection attempt worked
     origin: str = "admin"  # admin | file | embedded
+    images: str | None = None  # local | upload; None: from the URI
 
     def reaches(self, pool: str) -> bool:
         return ANY_NETWORK in self.networks or pool in self.networks
+
+    @property
+    def image_mode(self) -> str:
+        """``images`` when set, else local for nodes that share this host's files."""
+        return self.images or (LOCAL if shares_files(self.uri) else UPLOAD)
+
+
+def shares_files(uri: str) -> bool:
+    """Whether the node runs on this host: test nodes, qemu:///system, a localhost URI."""
+    host = urllib.parse.urlsplit(uri).hostname
+    return host in (None, "", "localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -92,8 +111,9 @@ def add_node(
     *,
     active: bool = True,
     origin: str = "admin",
+    images: str | None = None,
 ) -> Node:
-    node = _validated(Node(name, uri, memory_mb, cpus, tuple(networks), active, True, origin))
+    node = _validated(Node(name, uri, memory_mb, cpus, tuple(networks), active, True, origin, images))
     if one(db, "select name from nodes where name = ?", [name]):
         raise NodeExists(f"node {name!r} is already in the pool")
     db["nodes"].insert(_to_row(node))
@@ -110,6 +130,7 @@ def update_node(
     networks: Sequence[str] | None = None,
     active: bool | None = None,
     available: bool | None = None,
+    images: str | None = None,
 ) -> Node:
     """Change the given fields; refuses to shrink a node below what its workspaces hold."""
     node = get_node(db, name)
@@ -122,6 +143,7 @@ def update_node(
             "networks": None if networks is None else tuple(networks),
             "active": active,
             "available": available,
+            "images": images,
         }.items()
         if value is not None
     }
@@ -189,7 +211,7 @@ def sync_nodes_file(db: Database, nodes: Iterable[Node]) -> None:
 
 def _node_from_section(path: Path, name: str, section: configparser.SectionProxy) -> Node:
     where = f"nodes file {path}, [{name}]"
-    unknown = set(section) - {"uri", "memory", "cpus", "networks", "active"}
+    unknown = set(section) - {"uri", "memory", "cpus", "networks", "active", "images"}
     if unknown:
         raise NodesFileError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
     try:
@@ -201,6 +223,7 @@ def _node_from_section(path: Path, name: str, section: configparser.SectionProxy
             networks=parse_networks(section.get("networks", ANY_NETWORK)),
             active=section.getboolean("active", True),
             origin="file",
+            images=section.get("images"),
         )
     except (KeyError, ValueError) as exc:
         raise NodesFileError(f"{where}: {exc}") from None
@@ -221,6 +244,8 @@ def _validated(node: Node, where: str | None = None) -> Node:
         raise InvalidMetadata(f"{where}: {node.uri!r} is not a libvirt URI")
     if node.memory_mb < 0 or node.cpus < 1:
         raise InvalidMetadata(f"{where}: memory must be >= 0 MB and cpus >= 1")
+    if node.images is not None and node.images not in IMAGE_MODES:
+        raise InvalidMetadata(f"{where}: images must be {' or '.join(IMAGE_MODES)}, not {node.images!r}")
     return node
 
 
@@ -234,6 +259,7 @@ def _from_row(row: dict) -> Node:
         active=bool(row["active"]),
         available=bool(row["available"]),
         origin=row["origin"] or "admin",
+        images=row["images"],
     )
 
 
@@ -247,4 +273,5 @@ def _to_row(node: Node) -> dict:
         "active": int(node.active),
         "available": int(node.available),
         "origin": node.origin,
+        "images": node.images,
     }

@@ -187,3 +187,18 @@ def m005_background_deployment(db: Database) -> None:
     # Set when a failed deployment gave back its node share, addresses and disks while the
     # workspace itself stays (Corrupted, with the reason) until the client destroys it.
     table(db, "workspaces").add_column("released_at", str)
+
+
+@MIGRATIONS()
+def m006_node_image_transfer(db: Database) -> None:
+    # How a node gets its images: "local" (files in the state dir it reads), "upload"
+    # (libvirt storage volumes on the node); NULL: derived from its URI.
+    table(db, "nodes").add_column("images", str)
+    # Base images cached as volumes on upload nodes. libvirt cannot rename a volume, so an
+    # upload cut off by a crash leaves a volume under its final name: only a row here says
+    # it is complete. used_at orders eviction (least recently used first).
+    table(db, "node_volumes").create(
+        {"node": str, "name": str, "used_at": str},
+        pk=("node", "name"),
+        not_null={"used_at"},
+    )
