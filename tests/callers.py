@@ -12,6 +12,7 @@ from pathlib import Path
 from lxml import etree
 
 from tests.conftest import make_config
+from tests.deployments import settler
 from tests.gt4wire import Gt4Client
 from vws.clock import Clock
 from vws.service import Service
@@ -47,4 +48,4 @@ def serve(state_dir: Path, clock: Clock, **sections: Mapping[str, object]) -> It
 
 
 def client(service: Service, identity: str) -> Gt4Client:
-    return Gt4Client(service.base_url, headers={IDENTITY_HEADER: identity})
+    return Gt4Client(service.base_url, headers={IDENTITY_HEADER: identity}, settle=settler(service))

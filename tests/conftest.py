@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deployments import settler
 from tests.gt4wire import Gt4Client
 from vws.clock import ManualClock
 from vws.config import Config
@@ -33,6 +34,6 @@ def service(tmp_path, clock):
 
 @pytest.fixture
 def gt4(service):
-    client = Gt4Client(service.base_url)
+    client = Gt4Client(service.base_url, settle=settler(service))
     yield client
     client.close()

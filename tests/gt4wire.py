@@ -13,12 +13,15 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference, request_headers
-from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+from vws.xmlns import ENSEMBLE, SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
 from vws.xmlparse import detached
 
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"
 WORKSPACE_ACTION = WORKSPACE + "/WorkspacePortType/"
+ENSEMBLE_ACTION = ENSEMBLE + "/WorkspaceEnsemblePortType/"
+# Operations whose workspaces are brought up in the background.
+DEPLOYING_ACTIONS = frozenset({FACTORY_ACTION + "createRequest", ENSEMBLE_ACTION + "doneRequest"})
 
 
 def envelope_element(to: str, action: str, body: etree._Element, key: tuple[etree._Element, ...] = ()):
@@ -40,10 +43,17 @@ class Gt4Client:
         base_url: str,
         headers: dict[str, str] | None = None,
         sign: Callable[[etree._Element], object] | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
-        """``sign``, when given, signs each envelope in place (GSI Secure Message)."""
+        """``sign``, when given, signs each envelope in place (GSI Secure Message).
+
+        ``settle``, when given, is called after a create or an ensemble's done, whose
+        workspaces come up in the background: a test then sees them in their initial
+        state (the reply itself still shows what was true when it was sent).
+        """
         self.base_url = base_url
         self._sign = sign
+        self._settle = settle
         self.last_reply: etree._Element | None = None
         self._headers = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
         parts = urlsplit(base_url)
@@ -64,6 +74,8 @@ class Gt4Client:
         payload = reply.find(qname(SOAP_ENV, "Body"))[0]
         if payload.tag == qname(SOAP_ENV, "Fault"):
             raise SoapFault(status, payload)
+        if self._settle is not None and action in DEPLOYING_ACTIONS:
+            self._settle()
         return payload
 
     def factory(self) -> EndpointReference:

@@ -6,7 +6,7 @@ Hand-built GT4-style bodies, as legacy clients send them, sent with tests.gt4wir
 from lxml import etree
 
 from tests import gt4wire
-from tests.gt4wire import FACTORY_ACTION, Gt4Client, create_body
+from tests.gt4wire import ENSEMBLE_ACTION, FACTORY_ACTION, Gt4Client, create_body
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import (
     ENSEMBLE,
@@ -26,7 +26,6 @@ from vws.xmlns import (
 STATE_TOPIC = qname(TYPES, "currentState")
 TERMINATION_TOPIC = qname(WSRL, "ResourceTermination")
 GROUP_ACTION = GROUP + "/WorkspaceGroupPortType/"
-ENSEMBLE_ACTION = ENSEMBLE + "/WorkspaceEnsemblePortType/"
 STATUS_ACTION = STATUS + "/WorkspaceStatusPortType/"
 
 

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from lxml import etree
 
+from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs, envelope_element
 from tests.resources import subscribe
 from vws.cli.admin import main as admin
@@ -63,7 +64,7 @@ def signer(state_dir, clock):
 
 @pytest.fixture
 def alice(service, signer):
-    client = Gt4Client(service.base_url, sign=signer.sign)
+    client = Gt4Client(service.base_url, sign=signer.sign, settle=settler(service))
     yield client
     client.close()
 

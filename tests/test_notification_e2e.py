@@ -1,6 +1,5 @@
 """Notifications end to end: Subscribe over HTTP, state changes, Notify to a real consumer."""
 
-import argparse
 import queue
 import socket
 import threading
@@ -13,6 +12,7 @@ from lxml import etree
 from clients import monitor
 from clients.listener import TERMINATED, NotificationListener, state_of
 from tests.callers import ALICE, BOB, client, serve
+from tests.deployments import wait_options
 from tests.gt4wire import SoapFault, created_eprs
 from tests.resources import (
     STATE_TOPIC,
@@ -168,12 +168,6 @@ def test_dead_and_hanging_consumers_slow_neither_requests_nor_other_consumers(gt
         assert elapsed < 2
     finally:
         hanging.close()
-
-
-def wait_options(**overrides) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    monitor.add_options(parser)
-    return argparse.Namespace(**{**vars(parser.parse_args([])), **overrides})
 
 
 @pytest.mark.parametrize("poll", [False, True], ids=["notifications", "polling"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deployments import wait_until
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from vws.xmlns import LOGISTICS, WORKSPACE, WSRL, qname
 
@@ -44,6 +45,7 @@ def test_sigkill_then_restart_keeps_workspaces_states_leases_and_terminations(st
     try:
         client = Gt4Client(base)
         running, paused, destroyed = (created_eprs(client.create())[0] for _ in range(3))
+        wait_until(client, (running, paused, destroyed))
         client.shutdown(paused, "Pause")
         client.destroy(destroyed)
         before = snapshot(client, (running, paused))
@@ -62,6 +64,7 @@ def test_sigkill_then_restart_keeps_workspaces_states_leases_and_terminations(st
             client.state(destroyed)
         # Both survivors still hold their addresses: a new workspace gets a third one.
         fresh = created_eprs(client.create())[0]
+        wait_until(client, [fresh])
         ip = client.get_property(fresh, qname(LOGISTICS, "logistics")).findtext(f".//{{{LOGISTICS}}}ipAddress")
         assert ip not in {address for _, _, address in before.values()}
         client.shutdown(running, "Pause")  # the restarted service still drives the old domains

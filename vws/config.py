@@ -57,8 +57,14 @@ class PoolConfig:
     bridges: tuple[str, ...] = ()
     # Per-node image cache limit in MB (0: unlimited); only bases no domain uses are evicted.
     image_cache_mb: int = 0
+    # The libvirt dir storage pool that holds vws's volumes on upload nodes (nodes.py
+    # image_mode), and its directory on the node: created and started where missing.
+    storage_pool: str = "vws"
+    storage_pool_path: str = "/var/lib/libvirt/images/vws"
     # Build the contextualization ISO on test-driver nodes too (costs ~5 ms of genisoimage).
     test_node_context_iso: bool = False
+    # Deployments brought up at once (each copies its images, defines and starts domains).
+    deployers: int = 2
 
 
 @dataclass(frozen=True)

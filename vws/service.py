@@ -53,7 +53,7 @@ class Service:
         self.pool = PoolManager(
             self.store, config.pool, self.clock, state_dir, on_event=lambda *event: self.manager.on_domain_event(*event)
         )
-        self.manager = WorkspaceManager(self.store, self.pool, self.clock, config.policy)
+        self.manager = WorkspaceManager(self.store, self.pool, self.clock, config.policy, config.pool.deployers)
         self.leases = Sweeper(
             self.clock,
             self.manager.next_termination,

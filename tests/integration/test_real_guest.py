@@ -22,6 +22,7 @@ import pytest
 from lxml import etree
 
 from tests.conftest import make_config
+from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, Gt4Client, create_body, created_eprs
 from tests.integration import guest
 from tests.integration.console import console_lines, wait_for_line
@@ -139,7 +140,7 @@ def service(libvirt_uri: str, repository: Path, tmp_path: Path) -> Iterator[Serv
 
 @pytest.fixture
 def gt4(service: Service) -> Iterator[Gt4Client]:
-    client = Gt4Client(service.base_url)
+    client = Gt4Client(service.base_url, settle=settler(service))
     yield client
     client.close()
 

@@ -158,18 +158,19 @@ class NodeCache:
 
     def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         cached = self.directory / digest
-        if cached.exists():
-            os.utime(cached)  # recently used: evicted last
+        with _copying(cached):  # two deployments needing one base copy it once
+            if cached.exists():
+                os.utime(cached)  # recently used: evicted last
+                return cached
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial = self.directory / f".{digest}.partial.{os.getpid()}"
+            try:
+                copy_sparse(source, partial, progress)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            os.replace(partial, cached)
             return cached
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.directory / f".{digest}.partial.{os.getpid()}"
-        try:
-            copy_sparse(source, partial, progress)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, cached)  # concurrent copies of one base end in the same file
-        return cached
 
     def evict(self, in_use: set[Path]) -> list[Path]:
         """Delete least recently used bases until under the limit; bases in use always stay."""
@@ -190,6 +191,15 @@ class NodeCache:
             path.unlink()
             evicted.append(path)
         return evicted
+
+
+_copy_locks: dict[Path, threading.Lock] = {}
+_copy_locks_guard = threading.Lock()
+
+
+def _copying(cached: Path) -> threading.Lock:
+    with _copy_locks_guard:
+        return _copy_locks.setdefault(cached, threading.Lock())
 
 
 def _allocated(path: Path) -> int:

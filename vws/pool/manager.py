@@ -362,7 +362,7 @@ _LOADS = """
            n.active and n.available
     from nodes n left join (
         select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from workspaces
-        where destroyed_at is null and node is not null group by node
+        where destroyed_at is null and released_at is null and node is not null group by node
     ) u on u.node = n.name
     order by n.name
 """

@@ -5,6 +5,12 @@ network leases) are taken in the same transaction that records the workspace and
 are released in the one that records it gone. The hypervisor is driven between
 transactions, under a per-workspace lock that only writers take, so reads never
 wait behind a slow destroy (Nimbus issue #102).
+
+Creation answers as soon as the reservation is committed: the workspaces are
+Unpropagated, and deployer threads bring them to their initial state (copying a
+missing image can take minutes). A deployment that fails gives back what it
+reserved and leaves its workspaces Corrupted with the reason; destroying a
+workspace while its image is being copied abandons the copy.
 """
 
 import logging
@@ -22,7 +28,8 @@ from vws.clock import Clock, parse_timestamp, timestamp
 from vws.config import PolicyConfig
 from vws.errors import (
     BackendError,
-    CreationFailed,
+    Cancelled,
+    IllegalState,
     InvalidMetadata,
     InvalidTerminationTime,
     OperationDisabled,
@@ -32,6 +39,7 @@ from vws.errors import (
 )
 from vws.pool.machine import NetworkLease, Placement
 from vws.pool.manager import PoolManager
+from vws.pool.progress import Progress
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.request import DeploymentRequest
@@ -69,6 +77,7 @@ class Workspace:
     leases: tuple[NetworkLease, ...]
     group_key: str | None
     ensemble_key: str | None
+    deploying: bool  # the service still owes it the bring-up to its initial state
 
     @property
     def duration(self) -> timedelta:
@@ -85,8 +94,17 @@ Listener = Callable[[Workspace], None]
 AdmissionCheck = Callable[[Database, Caller, DeploymentRequest, timedelta], None]
 
 
+@dataclass(frozen=True)
+class Propagation:
+    """How far the copy of a workspace's image to its node has got."""
+
+    node: str
+    done_bytes: int
+    total_bytes: int
+
+
 class WorkspaceManager:
-    def __init__(self, store: Store, pool: PoolManager, clock: Clock, policy: PolicyConfig) -> None:
+    def __init__(self, store: Store, pool: PoolManager, clock: Clock, policy: PolicyConfig, deployers: int = 2) -> None:
         self._store = store
         self._pool = pool
         self._clock = clock
@@ -96,6 +114,11 @@ class WorkspaceManager:
         self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domain-events")
+        self._deployers = ThreadPoolExecutor(max_workers=deployers, thread_name_prefix="deploy")
+        # Workspaces a destroy is waiting for, and copies in flight: read by deployer threads.
+        self._cancelled: set[int] = set()
+        self._propagations: dict[int, Propagation] = {}
+        self._closing = threading.Event()
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(workspace)`` runs after every committed state change."""
@@ -104,20 +127,82 @@ class WorkspaceManager:
     # ---- creation ---------------------------------------------------------------
 
     def create(self, caller: Caller, request: DeploymentRequest) -> list[Workspace]:
-        """Place, define and bring ``node_number`` workspaces to the initial state, or none."""
+        """Place and reserve ``node_number`` workspaces, or none; they are Unpropagated now
+        and reach the requested initial state in the background."""
         duration = self._check_policy(caller, request)
-        return self._bring_up(self._reserve(caller, request, duration))
-
-    def _bring_up(self, ids: list[int]) -> list[Workspace]:
-        """Take reserved workspaces to their requested initial states, all of them or none."""
-        try:
-            for workspace_id in ids:
-                for op in INITIAL_OPS[self._snapshot(workspace_id).request.initial_state]:
-                    self._apply(workspace_id, op)
-        except VwsError as exc:
-            self._roll_back(ids)
-            raise CreationFailed(f"deployment failed and was rolled back: {exc.description}") from exc
+        ids = self._reserve(caller, request, duration)
+        self._deploy(ids)
         return [self._snapshot(workspace_id) for workspace_id in ids]
+
+    def _deploy(self, ids: list[int]) -> None:
+        if any(self._snapshot(workspace_id).deploying for workspace_id in ids):
+            self._deployers.submit(self._bring_up, ids)
+
+    def _bring_up(self, ids: list[int]) -> None:
+        """Take reserved workspaces to their initial states, stage by stage.
+
+        Every member is propagated before any is started, so a group or ensemble runs
+        together or not at all: one failure abandons them all. A member destroyed
+        meanwhile is simply left out.
+        """
+        plans = {workspace_id: INITIAL_OPS[self._snapshot(workspace_id).request.initial_state] for workspace_id in ids}
+        try:
+            for stage in range(max(len(ops) for ops in plans.values())):
+                for workspace_id, ops in plans.items():
+                    if stage < len(ops):
+                        self._advance(workspace_id, ops[stage])
+        except _Interrupted:
+            return  # the service is stopping; recovery takes the deployment up at the next start
+        except _DeploymentFailed as failure:
+            self._abandon(ids, failure)
+        self._deployed(ids)
+
+    def _advance(self, workspace_id: int, op: Op) -> None:
+        if self._closing.is_set():
+            raise _Interrupted
+        try:
+            self._apply(workspace_id, op)
+        except _Interrupted:
+            raise
+        except (Cancelled, IllegalState):
+            if self._being_destroyed(workspace_id):
+                return
+            raise _DeploymentFailed(workspace_id, "its state changed while it was being deployed") from None
+        except VwsError as exc:
+            raise _DeploymentFailed(workspace_id, exc.description) from None
+        except Exception as exc:  # a deployer thread has nobody else to tell
+            log.exception("deployment of workspace %s failed unexpectedly", workspace_id)
+            raise _DeploymentFailed(workspace_id, f"internal error: {type(exc).__name__}") from None
+
+    def _being_destroyed(self, workspace_id: int) -> bool:
+        return workspace_id in self._cancelled or self._snapshot(workspace_id).state in (
+            State.CANCELLED,
+            State.DESTROYED,
+        )
+
+    def _abandon(self, ids: list[int], failure: "_DeploymentFailed") -> None:
+        """Give back what a failed deployment holds; its workspaces stay, Corrupted, with the reason."""
+        log.warning("deployment of workspace %s failed: %s", failure.workspace_id, failure.reason)
+        for workspace_id in ids:
+            reason = failure.reason
+            if workspace_id != failure.workspace_id:
+                reason = f"workspace {failure.workspace_id} of the same request failed: {reason}"
+            with self._locked(workspace_id):
+                workspace = self._snapshot(workspace_id)
+                if workspace.state in (State.CANCELLED, State.DESTROYED):
+                    continue
+                try:
+                    if workspace.node and workspace.domain:
+                        self._pool.remove(workspace.node, workspace.domain)
+                except VwsError as exc:  # its domain may live on: keep the addresses it may use
+                    self._commit(workspace_id, State.CORRUPTED, fault=f"{reason}; cleanup failed: {exc.description}")
+                    continue
+                self._commit(workspace_id, State.CORRUPTED, fault=f"deployment failed: {reason}", release=True)
+
+    def _deployed(self, ids: list[int]) -> None:
+        with self._store.transaction() as db:
+            db.execute(f"update workspaces set deploying = 0 where id in ({_marks(ids)})", ids)
+        self._notify([workspace_id for workspace_id in ids if not self._snapshot(workspace_id).state.gone])
 
     def _check_policy(self, caller: Caller, request: DeploymentRequest) -> timedelta:
         policy = self._policy
@@ -157,6 +242,8 @@ class WorkspaceManager:
             "request": request.to_json(),
             "group_key": group,
             "ensemble_key": ensemble_key,
+            # Ensemble members wait, held, until the ensemble is done.
+            "deploying": int(ensemble_key is None and bool(INITIAL_OPS[request.initial_state])),
         }
         with self._store.transaction() as db:
             for check in self._admission_checks:
@@ -171,13 +258,6 @@ class WorkspaceManager:
         self._notify(ids)
         return ids
 
-    def _roll_back(self, ids: list[int]) -> None:
-        for workspace_id in ids:
-            try:
-                self._apply(workspace_id, Op.DESTROY)
-            except VwsError:
-                log.exception("rollback of workspace %s left it behind", workspace_id)
-
     # ---- hooks for quotas and ensembles (issue #5) ------------------------------------
 
     def add_admission_check(self, check: AdmissionCheck) -> None:
@@ -190,8 +270,15 @@ class WorkspaceManager:
         return [self._snapshot(workspace_id) for workspace_id in self._reserve(caller, request, duration, ensemble_key)]
 
     def release_held(self, ids: list[int]) -> list[Workspace]:
-        """Start held workspaces together: every one reaches its initial state, or all are destroyed."""
-        return self._bring_up(ids)
+        """Bring held workspaces up together, in the background: every one reaches its initial
+        state, or all end Corrupted with what they held given back."""
+        with self._store.transaction() as db:
+            db.execute(
+                f"update workspaces set deploying = 1 where state = ? and id in ({_marks(ids)})",
+                [State.UNPROPAGATED.value, *ids],
+            )
+        self._deploy(ids)
+        return [self._snapshot(workspace_id) for workspace_id in ids]
 
     # ---- operations ---------------------------------------------------------------
 
@@ -231,11 +318,11 @@ class WorkspaceManager:
 
     def _apply(self, workspace_id: int, op: Op) -> Workspace:
         """Check the transition, drive the hypervisor, commit the new state."""
+        if op is Op.DESTROY:
+            return self._destroy(workspace_id)
         with self._locked(workspace_id):
             workspace = self._snapshot(workspace_id)
             step = transition(workspace.state, op)
-            if op is Op.DESTROY:
-                return self._remove(workspace)
             try:
                 for action in step.actions:
                     self._perform(action, workspace)
@@ -243,6 +330,17 @@ class WorkspaceManager:
                 self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
                 raise
             return self._commit(workspace_id, step.target, started=op is Op.START)
+
+    def _destroy(self, workspace_id: int) -> Workspace:
+        """Remove the workspace; a copy of its image in flight is abandoned rather than waited for."""
+        self._cancelled.add(workspace_id)
+        try:
+            with self._locked(workspace_id):
+                workspace = self._snapshot(workspace_id)
+                transition(workspace.state, Op.DESTROY)
+                return self._remove(workspace)
+        finally:
+            self._cancelled.discard(workspace_id)
 
     def _remove(self, workspace: Workspace) -> Workspace:
         self._commit(workspace.id, State.CANCELLED)
@@ -257,7 +355,7 @@ class WorkspaceManager:
         assert node and domain
         match action:
             case Action.DEFINE:
-                self._pool.define(workspace.placement, workspace.request.machine)
+                self._pool.define(workspace.placement, workspace.request.machine, self._watch(workspace.id, node))
             case Action.START:
                 self._pool.start(node, domain)
             case Action.SHUTDOWN:
@@ -272,6 +370,32 @@ class WorkspaceManager:
                 self._pool.unpropagate(node, domain, workspace.request.save_target)
             case Action.REMOVE:
                 self._pool.remove(node, domain)
+
+    def _watch(self, workspace_id: int, node: str) -> Progress:
+        """The progress callback of one workspace's propagation: records it, logs every tenth,
+        and stops the copy when a destroy is waiting."""
+        logged = [-1]
+
+        def progress(done: int, total: int) -> None:
+            if self._closing.is_set():
+                self._propagations.pop(workspace_id, None)
+                raise _Interrupted
+            if workspace_id in self._cancelled:
+                self._propagations.pop(workspace_id, None)
+                raise Cancelled(f"workspace {workspace_id} is being destroyed")
+            self._propagations[workspace_id] = Propagation(node, done, total)
+            tenth = 10 * done // total if total else 10
+            if tenth != logged[0]:
+                logged[0] = tenth
+                log.info("workspace %s: image to %s, %d%% of %d MB", workspace_id, node, 10 * tenth, total >> 20)
+            if done >= total:
+                self._propagations.pop(workspace_id, None)
+
+        return progress
+
+    def propagation(self, workspace_id: int) -> Propagation | None:
+        """How far the copy of the workspace's image has got, while one runs."""
+        return self._propagations.get(workspace_id)
 
     # ---- leases ---------------------------------------------------------------------
 
@@ -313,27 +437,53 @@ class WorkspaceManager:
                 self._apply(workspace_id, Op.SHUTDOWN)
         except VwsError as exc:
             log.warning("graceful shutdown of expired workspace %s failed: %s", workspace_id, exc)
-        try:
-            self._apply(workspace_id, Op.DESTROY)
-        except VwsError:
-            log.exception("could not destroy expired workspace %s; will retry", workspace_id)
+        self._quietly(workspace_id, Op.DESTROY)
 
     # ---- reconciliation with what libvirt runs ----------------------------------------
 
     def recover(self) -> list[str]:
         """At start-up, before serving: finish what a crash cut off half-way, then reconcile.
 
-        A destroy that was under way is completed; a deployment that was still being
-        brought up (not one deliberately left Unpropagated) is rolled back.
+        A destroy that was under way is completed. A deployment still owed is started
+        again from its reservation: whatever it had put on the node is removed first, so
+        a half-copied image or a half-defined domain never counts as done.
         """
         findings = []
+        owed: dict[str, list[int]] = {}
         for workspace in self.workspaces(SERVICE):
-            if _cut_off(workspace):
-                findings.append(f"workspace {workspace.id}: cut off while {workspace.state.wire}; rolled back")
-                self._roll_back([workspace.id])
+            if workspace.state is State.CANCELLED:
+                findings.append(f"workspace {workspace.id}: its destroy was cut off; finished")
+                self._quietly(workspace.id, Op.DESTROY)
+            elif workspace.deploying:
+                findings.append(f"workspace {workspace.id}: its deployment was cut off; started again")
+                self._reset(workspace)
+                owed.setdefault(workspace.group_key or workspace.ensemble_key or str(workspace.id), []).append(
+                    workspace.id
+                )
         for finding in findings:
             log.warning("recovery: %s", finding)
-        return findings + self.reconcile()
+        findings += self.reconcile()
+        for ids in owed.values():
+            self._deploy(ids)
+        return findings
+
+    def _reset(self, workspace: Workspace) -> None:
+        """Back to a bare reservation: the domain and its files go, the leases stay."""
+        with self._locked(workspace.id):
+            try:
+                if workspace.node and workspace.domain:
+                    self._pool.remove(workspace.node, workspace.domain)
+            except VwsError as exc:
+                self._commit(workspace.id, State.CORRUPTED, fault=f"recovery could not clean up: {exc.description}")
+                return
+            if workspace.state is not State.UNPROPAGATED:
+                self._commit(workspace.id, State.UNPROPAGATED)
+
+    def _quietly(self, workspace_id: int, op: Op) -> None:
+        try:
+            self._apply(workspace_id, op)
+        except VwsError:
+            log.exception("could not %s workspace %s; will retry", op.value, workspace_id)
 
     def reconcile(self) -> list[str]:
         """Compare every settled workspace with its domain; returns what was found wrong.
@@ -389,6 +539,9 @@ class WorkspaceManager:
                 self._commit(workspace_id, State.CORRUPTED, fault=f"domain {domain} {event} unexpectedly")
 
     def close(self) -> None:
+        """Stop deploying (a copy in flight stops at its next step) and handling events."""
+        self._closing.set()
+        self._deployers.shutdown(wait=True, cancel_futures=True)
         self._events.shutdown(wait=True)
 
     # ---- state and snapshots --------------------------------------------------------
@@ -400,18 +553,28 @@ class WorkspaceManager:
                 self._commit(workspace_id, State.CORRUPTED, fault=reason)
 
     def _commit(
-        self, workspace_id: int, state: State, *, fault: str | None = None, started: bool = False, gone: bool = False
+        self,
+        workspace_id: int,
+        state: State,
+        *,
+        fault: str | None = None,
+        started: bool = False,
+        gone: bool = False,
+        release: bool = False,
     ) -> Workspace:
+        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks."""
         now = self._clock.now()
         changes: dict[str, object] = {"state": state.value, "fault": fault}
         if started:
             changes["started_at"] = timestamp(now)
         if gone:
             changes["destroyed_at"] = timestamp(now)
+        if release:
+            changes["released_at"] = timestamp(now)
         with self._store.transaction() as db:
             rows.update(db, "workspaces", workspace_id, changes)
             _record_event(db, workspace_id, now, state, fault)
-            if gone:
+            if gone or release:
                 self._pool.release_leases(db, workspace_id)
         if gone:
             with self._locks_guard:
@@ -450,6 +613,7 @@ class WorkspaceManager:
             leases=self._pool.leases(db, row["id"]),
             group_key=row["group_key"],
             ensemble_key=row["ensemble_key"],
+            deploying=bool(row["deploying"]),
         )
 
     @contextmanager
@@ -475,19 +639,22 @@ def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -
     return f"libvirt reports domain {workspace.domain} {found}, expected {expected}"
 
 
-def _cut_off(workspace: Workspace) -> bool:
-    """Left half-way by a crash: being destroyed, or being brought up to its initial state.
-
-    Ensemble members wait Unpropagated for ``done`` on purpose, as do workspaces asked
-    for in the Unpropagated state.
-    """
-    if workspace.state is State.CANCELLED:
-        return True
-    bringing_up = workspace.state in (State.UNPROPAGATED, State.PROPAGATING)
-    return bringing_up and workspace.ensemble_key is None and bool(INITIAL_OPS[workspace.request.initial_state])
-
-
 _FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
+
+
+def _marks(ids: list[int]) -> str:
+    return ", ".join("?" * len(ids))
+
+
+class _Interrupted(Exception):
+    """The service is stopping in the middle of a deployment."""
+
+
+class _DeploymentFailed(Exception):
+    def __init__(self, workspace_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.workspace_id = workspace_id
+        self.reason = reason
 
 
 def _record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:

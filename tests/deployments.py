@@ -1,0 +1,49 @@
+"""Waiting for the deployments a create starts in the background, on the manager's events."""
+
+import argparse
+import threading
+from collections.abc import Callable, Sequence
+
+from clients import monitor
+from tests.gt4wire import Gt4Client
+from vws.workspace.manager import SERVICE, Workspace, WorkspaceManager
+from vws.wsrf.addressing import EndpointReference
+
+
+class Deployments:
+    """Wakes on every committed state change and checks whether any deployment is still owed."""
+
+    def __init__(self, manager: WorkspaceManager) -> None:
+        self._manager = manager
+        self._changed = threading.Condition()
+        manager.add_listener(self._seen)
+
+    def _seen(self, workspace: Workspace) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def settle(self, timeout: float = 30) -> None:
+        with self._changed:
+            idle = self._changed.wait_for(self._idle, timeout)
+        assert idle, f"deployments still running after {timeout} s"
+
+    def _idle(self) -> bool:
+        return not any(workspace.deploying for workspace in self._manager.workspaces(SERVICE))
+
+
+def settler(service) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """What a test client calls after a create or an ensemble's done (see ``Gt4Client``)."""
+    return Deployments(service.manager).settle
+
+
+def wait_options(**overrides: object) -> argparse.Namespace:
+    """vws-client's waiting options, defaults unless overridden."""
+    parser = argparse.ArgumentParser()
+    monitor.add_options(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args([])), **overrides})
+
+
+def wait_until(client: Gt4Client, eprs: Sequence[EndpointReference], target: str = "Running") -> None:
+    """For a service in another process: wait as vws-client does, on the Notify of each state change."""
+    outcome = monitor.wait_for(list(eprs), target, client.state, client.call, wait_options(timeout=60), client.base_url)
+    assert outcome == 0, f"a workspace ended elsewhere than {target}"
