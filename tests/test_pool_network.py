@@ -179,3 +179,84 @@ def test_lease_is_kept_when_remove_fails_and_released_once_after(tmp_path):
 def test_no_nics_no_leases(tmp_path):
     store, pool = open_pool(tmp_path / "state")
     assert reserve(store, pool, SMALL)[0].leases == ()
+
+
+# ---- requested MACs and Advisory addresses ---------------------------------------------------
+
+
+def nic(acquisition: str = "AllocateAndConfigure", *, mac: str | None = None, ip: str | None = None):
+    return MachineRequest(memory_mb=64, nics=(NicRequest("eth0", "public", acquisition, mac=mac, ip=ip),))
+
+
+def test_a_requested_mac_is_used_while_leased_and_the_entry_keeps_its_own(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    machine = nic(mac="A2:AA:BB:12:34:56")
+    placed = reserve(store, pool, machine, allow_static=True)[0]
+    assert placed.leases[0].mac == "a2:aa:bb:12:34:56"
+    pool.define(placed, machine)
+    assert "<mac address='a2:aa:bb:12:34:56'/>" in pool._driver(placed.node).xml(placed.domain)
+    with store.reading() as db:
+        assert pool.leases(db, placed.workspace_id)[0].mac == "a2:aa:bb:12:34:56"
+        own = db.execute("select mac from leases where ip = ?", [placed.leases[0].ip]).fetchone()[0]
+    destroy(store, pool, placed)
+    again = reserve(store, pool, nic())[0].leases[0]
+    assert (again.ip, again.mac) == (placed.leases[0].ip, own)  # released: the entry's own MAC again
+
+
+def test_a_requested_mac_needs_the_static_policy(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    with pytest.raises(RequestDenied, match="requesting a MAC address is not allowed"):
+        reserve(store, pool, nic(mac="a2:aa:bb:12:34:56"))
+    with store.reading() as db:
+        assert db.execute("select count(*) from leases where workspace_id is not null").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "mac, problem",
+    [
+        ("a2:aa:bb:12:34", "not a MAC address"),
+        ("a2-aa-bb-12-34-56", "not a MAC address"),
+        ("a2:aa:bb:12:34:5g", "not a MAC address"),
+        ("a3:aa:bb:12:34:56", "not a unicast MAC"),
+        ("ff:ff:ff:ff:ff:ff", "not a unicast MAC"),
+        ("00:00:00:00:00:00", "not a unicast MAC"),
+    ],
+)
+def test_a_malformed_or_multicast_mac_is_refused(tmp_path, mac, problem):
+    store, pool = open_pool(tmp_path / "state")
+    with pytest.raises(InvalidMetadata, match=problem):
+        reserve(store, pool, nic(mac=mac), allow_static=True)
+
+
+def test_a_mac_another_lease_uses_or_another_entry_owns_is_refused(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    reserve(store, pool, nic(mac="a2:aa:bb:12:34:56"), allow_static=True)
+    with pytest.raises(SchedulingFailed, match="in use by workspace"):
+        reserve(store, pool, nic(mac="A2:AA:BB:12:34:56"), allow_static=True)
+    with store.reading() as db:
+        last_ip, last_mac = db.execute("select ip, mac from leases order by seq desc limit 1").fetchone()
+    with pytest.raises(RequestDenied, match=f"belongs to {last_ip} of network pool public"):
+        reserve(store, pool, nic(mac=last_mac), allow_static=True)
+    with pytest.raises(SchedulingFailed, match="in use by workspace"):  # two NICs of one request
+        twice = NicRequest("eth0", "public", mac="a2:aa:bb:00:00:99")
+        reserve(store, pool, MachineRequest(memory_mb=64, nics=(twice, twice)), allow_static=True)
+    own = reserve(store, pool, nic("AcceptAndConfigure", ip=last_ip, mac=last_mac), allow_static=True)[0]
+    assert own.leases[0].mac == last_mac  # an entry's own MAC asked for with its own address
+
+
+def test_a_pool_file_may_not_take_a_mac_a_lease_requested(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    reserve(store, pool, nic(mac="a2:aa:bb:12:34:56"), allow_static=True)
+    entry = "pub11 192.168.128.99 none none none a2:aa:bb:12:34:56\n"
+    grown = network.parse_pool("public", network.SAMPLE_TEXT + entry)
+    with pytest.raises(NetworkPoolError, match="a2:aa:bb:12:34:56"), store.transaction() as db:
+        network.sync(db, [grown], "A2:AA:BB")
+
+
+def test_advisory_takes_the_requested_address_when_free_else_allocates(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    taken = reserve(store, pool, nic("Advisory", ip="192.168.128.15"))[0].leases[0]
+    assert (taken.ip, taken.acquisition) == ("192.168.128.15", "AcceptAndConfigure")  # no policy needed
+    for wanted in ("192.168.128.15", "10.9.9.9", None):  # leased, outside the pool, none given
+        lease = reserve(store, pool, nic("Advisory", ip=wanted))[0].leases[0]
+        assert lease.acquisition == "AllocateAndConfigure" and lease.ip != "192.168.128.15"

@@ -29,6 +29,7 @@ class PolicyConfig:
     default_running_seconds: int = 86400
     maximum_running_seconds: int = 1209600
     maximum_memory_mb: int = 0  # 0: only the node sizes limit it
+    # May a NIC ask for a particular address (AcceptAndConfigure) or MAC (nic/MAC)?
     allow_static_addresses: bool = False
     limited_proxy_may_create: bool = False
     # Lease sweeper period; it also wakes at the next known termination time.

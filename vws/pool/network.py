@@ -19,6 +19,17 @@ while they are free, and never touches an assigned lease.
 
 Leases are taken inside the caller's reservation transaction and released once, by
 workspace id, only after the pool has seen the domain gone (Nimbus issue #101).
+
+What a NIC may ask for (GT4 ``nic``: ``MAC``, ``ipConfig/acquisitionMethod``):
+
+- ``AllocateAndConfigure``: the first free entry of the pool, in file order.
+- ``Advisory``: the entry with the requested ``ipAddress`` if it is free, else as Allocate
+  (a hint, so no policy gates it); the lease then says which of the two happened.
+- ``AcceptAndConfigure``: exactly the requested address, only with
+  ``[policy] allow_static_addresses``.
+- ``MAC``: used instead of the entry's own (kept as ``requested_mac``, given back with the
+  lease), only with ``allow_static_addresses``; it must be a unicast address that no other
+  pool entry owns and no other live lease uses.
 """
 
 import ipaddress
@@ -41,6 +52,8 @@ ALLOCATE = "AllocateAndConfigure"
 ACCEPT = "AcceptAndConfigure"
 ADVISORY = "Advisory"
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+# Rows other than (pool, ip) that own a MAC (an entry's own) or use it (a live lease's requested one).
+_MAC_HOLDERS = "select * from leases where (mac = ? or requested_mac = ?) and not (pool = ? and ip = ?)"
 
 SAMPLE_POOL = "public"
 SAMPLE_TEXT = """\
@@ -216,15 +229,15 @@ def _drop_free(db: Database, pool: str, keep: set[str]) -> None:
 def _new_mac(db: Database, prefix: str, rng: random.Random) -> str:
     while True:
         mac = prefix + "".join(f":{rng.randrange(256):02x}" for _ in range(3))
-        if not db.execute("select 1 from leases where mac = ?", [mac]).fetchone():
+        if not db.execute("select 1 from leases where mac = ? or requested_mac = ?", [mac, mac]).fetchone():
             return mac
 
 
 def _check_mac_free(db: Database, mac: str, pool: str, ip: str) -> None:
-    owner = db.execute("select pool, ip from leases where mac = ?", [mac]).fetchone()
-    if owner and tuple(owner) != (pool, ip):
+    holder = one(db, _MAC_HOLDERS, [mac, mac, pool, ip])
+    if holder:
         raise NetworkPoolError(
-            f"network pool {pool}: MAC {mac} of {ip} is already used by {owner[1]} in pool {owner[0]}"
+            f"network pool {pool}: MAC {mac} of {ip} is already used by {holder['ip']} in pool {holder['pool']}"
         )
 
 
@@ -239,12 +252,13 @@ def allocate(
     leases = []
     for index, nic in enumerate(nics):
         row = _pick(db, nic, allow_static)
-        acquisition = ACCEPT if nic.acquisition == ACCEPT else ALLOCATE
+        acquisition, mac = _acquisition(nic, row), _requested_mac(db, nic, row, allow_static)
         db.execute(
-            "update leases set workspace_id = ?, nic = ?, nic_index = ?, acquisition = ? where pool = ? and ip = ?",
-            [workspace_id, nic.name, index, acquisition, row["pool"], row["ip"]],
+            "update leases set workspace_id = ?, nic = ?, nic_index = ?, acquisition = ?, requested_mac = ? "
+            "where pool = ? and ip = ?",
+            [workspace_id, nic.name, index, acquisition, mac, row["pool"], row["ip"]],
         )
-        leases.append(_lease(row | {"nic": nic.name, "acquisition": acquisition}))
+        leases.append(_lease(row | {"nic": nic.name, "acquisition": acquisition, "requested_mac": mac}))
     return tuple(leases)
 
 
@@ -254,10 +268,38 @@ def _pick(db: Database, nic: NicRequest, allow_static: bool) -> dict:
         raise InvalidMetadata(f"nic {nic.name}: there is no network pool named {pool!r}")
     if nic.acquisition == ACCEPT:
         return _pick_static(db, nic, allow_static)
+    if nic.acquisition == ADVISORY and nic.ip:
+        wanted = one(db, "select * from leases where pool = ? and ip = ? and workspace_id is null", [pool, nic.ip])
+        if wanted is not None:
+            return wanted
     row = one(db, "select * from leases where pool = ? and workspace_id is null order by seq limit 1", [pool])
     if row is None:
         raise SchedulingFailed(f"network pool {pool} has no free address")
     return row
+
+
+def _acquisition(nic: NicRequest, row: dict) -> str:
+    """How the address was acquired: Accept when it is the one the client asked for."""
+    return ACCEPT if nic.acquisition in (ACCEPT, ADVISORY) and nic.ip == row["ip"] else ALLOCATE
+
+
+def _requested_mac(db: Database, nic: NicRequest, row: dict, allow_static: bool) -> str | None:
+    """The NIC's own MAC, checked; None when it asked for none (the entry's MAC applies)."""
+    if nic.mac is None:
+        return None
+    if not allow_static:
+        raise RequestDenied(f"nic {nic.name}: requesting a MAC address is not allowed here")
+    mac = nic.mac.lower()
+    if not _MAC.match(mac):
+        raise InvalidMetadata(f"nic {nic.name}: {nic.mac!r} is not a MAC address (six hex octets with colons)")
+    if int(mac[:2], 16) & 0x01 or mac == "00:00:00:00:00:00":
+        raise InvalidMetadata(f"nic {nic.name}: {nic.mac} is not a unicast MAC address")
+    holder = one(db, _MAC_HOLDERS, [mac, mac, row["pool"], row["ip"]])
+    if holder is None:
+        return None if mac == row["mac"] else mac
+    if holder["mac"] == mac:
+        raise RequestDenied(f"nic {nic.name}: MAC {mac} belongs to {holder['ip']} of network pool {holder['pool']}")
+    raise SchedulingFailed(f"nic {nic.name}: MAC {mac} is in use by workspace {holder['workspace_id']}")
 
 
 def _pick_static(db: Database, nic: NicRequest, allow_static: bool) -> dict:
@@ -276,8 +318,8 @@ def _pick_static(db: Database, nic: NicRequest, allow_static: bool) -> dict:
 def release(db: Database, workspace_id: int) -> int:
     """Free every lease the workspace holds; a second call finds none and frees nothing."""
     cursor = db.execute(
-        "update leases set workspace_id = null, nic = null, nic_index = null, acquisition = null "
-        "where workspace_id = ?",
+        "update leases set workspace_id = null, nic = null, nic_index = null, acquisition = null, "
+        "requested_mac = null where workspace_id = ?",
         [workspace_id],
     )
     return cursor.rowcount
@@ -294,7 +336,7 @@ def _lease(row: dict) -> NetworkLease:
         pool=row["pool"],
         ip=row["ip"],
         hostname=row["hostname"],
-        mac=row["mac"],
+        mac=row["requested_mac"] or row["mac"],
         gateway=row["gateway"],
         broadcast=row["broadcast"],
         netmask=row["netmask"],

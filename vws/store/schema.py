@@ -202,3 +202,10 @@ def m006_node_image_transfer(db: Database) -> None:
         pk=("node", "name"),
         not_null={"used_at"},
     )
+
+
+@MIGRATIONS()
+def m007_requested_mac(db: Database) -> None:
+    # The MAC a NIC asked for (GT4 nic/MAC), used instead of the entry's own while leased.
+    table(db, "leases").add_column("requested_mac", str)
+    table(db, "leases").create_index(["requested_mac"], unique=True)
