@@ -29,7 +29,7 @@ from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port
 from clients.wsse import GsiSecureMessage
 from vws.errors import AuthenticationFailed
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import LOGISTICS, PROPAGATION, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -138,6 +138,9 @@ def status(session: Session, args: argparse.Namespace) -> int:
         return status_all(session, args)
     port = session.port(_read_epr(args.eprFile))
     print(f"state: {_state(port)}")
+    for copy in _values(port, qname(PROPAGATION, "propagation")):
+        done, total = int(copy.get("bytesDone")), int(copy.get("bytesTotal"))
+        print(f"  image to {copy.get('node')}: {100 * done // max(total, 1)}% of {total / 2**20:.0f} MB")
     for nic in _property(port, qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic")):
         print(f"  {nic.findtext(qname(LOGISTICS, 'name'))}: {_address(nic)}")
     return 0
@@ -209,9 +212,12 @@ def _state(port: Port) -> str:
 
 
 def _property(port: Port, name: str) -> etree._Element:
-    response = port.call("GetResourceProperty", etree.QName(name))
-    (element,) = _any_elements(response)
+    (element,) = _values(port, name)
     return element
+
+
+def _values(port: Port, name: str) -> list[etree._Element]:
+    return _any_elements(port.call("GetResourceProperty", etree.QName(name)))
 
 
 def _any_elements(response) -> list[etree._Element]:  # type: ignore[no-untyped-def]

@@ -22,12 +22,12 @@ from vws.pool.machine import (
     NetworkLease,
     NicRequest,
 )
-from vws.workspace.manager import Workspace
+from vws.workspace.manager import Propagation, Workspace
 from vws.workspace.request import DeploymentRequest
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, TYPES, qname
+from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
 
-NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
+NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL, "vws": PROPAGATION}
 
 
 def _find(parent: etree._Element, namespace: str, path: str) -> etree._Element | None:
@@ -253,6 +253,15 @@ def current_state(workspace: Workspace, now: datetime) -> etree._Element:
     if workspace.fault:
         state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, now))
     return state
+
+
+def propagation(progress: Propagation) -> etree._Element:
+    return etree.Element(
+        qname(PROPAGATION, "propagation"),
+        node=progress.node,
+        bytesDone=str(progress.done_bytes),
+        bytesTotal=str(progress.total_bytes),
+    )
 
 
 def resource_allocation(workspace: Workspace) -> etree._Element:

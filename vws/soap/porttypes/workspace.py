@@ -19,7 +19,7 @@ from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
-from vws.xmlns import LOGISTICS, NEGOTIABLE, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
+from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
     "Normal": Op.SHUTDOWN,
@@ -93,6 +93,9 @@ class WorkspacePortType:
             qname(TYPES, "schedule"): lambda: [codec.schedule(workspace)],
             qname(NEGOTIABLE, "ResourceAllocation"): lambda: [codec.resource_allocation(workspace)],
             qname(LOGISTICS, "logistics"): lambda: [codec.logistics(workspace)],
+            qname(PROPAGATION, "propagation"): lambda: [
+                codec.propagation(progress) for progress in [self._manager.propagation(workspace.id)] if progress
+            ],
             qname(WSRL, "CurrentTime"): lambda: [current],
             qname(WSRL, "TerminationTime"): lambda: [termination],
             **self._producer.property_renderers(),
