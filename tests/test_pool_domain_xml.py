@@ -7,7 +7,19 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vws.pool.designer import KVM, QEMU, TEST, KernelFiles, NodeFacts, design, disk_target, domain_name, virt_type
+from vws.errors import InvalidMetadata
+from vws.pool.designer import (
+    KVM,
+    QEMU,
+    TEST,
+    KernelFiles,
+    NodeFacts,
+    design,
+    disk_target,
+    domain_name,
+    domain_prefix,
+    virt_type,
+)
 from vws.pool.domain_xml import DiskSpec, owner_of
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 
@@ -15,7 +27,7 @@ LEASES = (
     NetworkLease(nic="eth0", pool="public", ip="192.168.128.10", hostname="pub01", mac="a2:aa:bb:00:00:01"),
     NetworkLease(nic="eth1", pool="private", ip="10.0.0.5", hostname="priv05", mac="a2:aa:bb:00:00:02"),
 )
-PLACEMENT = Placement(12, "n1", domain_name(12), LEASES)
+PLACEMENT = Placement(12, "n1", domain_name("wrksp-", 12), LEASES)
 DISKS = (
     DiskSpec(Path("/var/lib/vws/root.qcow2"), "vda"),
     DiskSpec(Path("/var/lib/vws/ro.raw"), "vdb", "raw", readonly=True, shareable=True),
@@ -29,7 +41,14 @@ def render(node: NodeFacts, **kwargs) -> etree._Element:
 
 def test_disk_targets_and_names():
     assert [disk_target(i) for i in (0, 1, 25, 26, 27)] == ["vda", "vdb", "vdz", "vdaa", "vdab"]
-    assert domain_name(7) == "wrksp-7"
+    assert domain_name("wrksp-", 7) == "wrksp-7"
+
+
+@pytest.mark.parametrize("prefix", ["", "vws1", "a/b-", "x y-", "é-"])
+def test_a_domain_prefix_must_split_from_the_id_one_way(prefix):
+    with pytest.raises(InvalidMetadata, match="domain_prefix"):
+        domain_prefix(prefix)
+    assert domain_prefix("site_b.vws-") == "site_b.vws-"
 
 
 def test_domain_type_per_node():

@@ -331,3 +331,22 @@ def test_define_on_a_remote_node_is_refused_clearly(tmp_path, monkeypatch):
     with pytest.raises(BackendError, match="remote node"):
         pool.define(placed, SMALL)
     assert pool.domain_states() == {}
+
+
+def test_services_with_different_domain_prefixes_share_a_node_apart(tmp_path):
+    nodes_file = tmp_path / "nodes.conf"
+    nodes_file.write_text("[shared]\nuri = test:///default\nmemory = 4096\ncpus = 4\n")  # one libvirt for all
+    pools = {
+        prefix: open_pool(tmp_path / prefix, PoolConfig(nodes_file=nodes_file, domain_prefix=prefix))
+        for prefix in ("alpha-", "beta-")
+    }
+    placed = {prefix: reserve(store, pool, SMALL)[0] for prefix, (store, pool) in pools.items()}
+    try:
+        for prefix, (_, pool) in pools.items():
+            pool.define(placed[prefix], SMALL)  # both are workspace 1 of their own service
+        for prefix, (_, pool) in pools.items():
+            assert pool.domain_states() == {("shared", f"{prefix}1"): "shutoff"}
+    finally:
+        for prefix, (store, pool) in pools.items():
+            destroy(store, pool, placed[prefix])
+    assert all(pool.domain_states() == {} for _, pool in pools.values())

@@ -56,6 +56,8 @@ class PoolConfig:
     # "pool=bridge" pairs: NICs of that network pool join that host bridge; other pools get
     # QEMU user networking (the leased MAC still applies). Test nodes ignore this.
     bridges: tuple[str, ...] = ()
+    # Domains are named <prefix><workspace id>; services sharing a libvirtd need different ones.
+    domain_prefix: str = "wrksp-"
     # Per-node image cache limit in MB (0: unlimited); only bases no domain uses are evicted.
     image_cache_mb: int = 0
     # The libvirt dir storage pool that holds vws's volumes on upload nodes (nodes.py

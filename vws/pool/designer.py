@@ -5,11 +5,13 @@ the domain type per node, virtio everywhere, guest device names, how a NIC joins
 network, and where the console is logged.
 """
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vws.errors import InvalidMetadata
 from vws.pool.domain_xml import DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 
@@ -44,9 +46,23 @@ class KernelFiles:
     cmdline: str | None = None
 
 
-def domain_name(workspace_id: int) -> str:
-    """Nimbus names its domains ``wrksp-<id>``; keeping the name helps admins who knew it."""
-    return f"wrksp-{workspace_id}"
+# Ends in a non-digit, so a name splits into (prefix, id) one way only: services with
+# different prefixes never make the same name.
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]*[A-Za-z_.-]")
+
+
+def domain_prefix(prefix: str) -> str:
+    """``[pool] domain_prefix``, checked: letters, digits, ``_.-``, not ending in a digit."""
+    if not _PREFIX.fullmatch(prefix):
+        raise InvalidMetadata(
+            f"[pool] domain_prefix {prefix!r}: use letters, digits and _.- only, ending in a non-digit"
+        )
+    return prefix
+
+
+def domain_name(prefix: str, workspace_id: int) -> str:
+    """``<prefix><id>``; Nimbus named its domains ``wrksp-<id>``, the default prefix, which admins know."""
+    return f"{prefix}{workspace_id}"
 
 
 def disk_target(index: int) -> str:

@@ -33,7 +33,7 @@ from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.pool import context_drive, designer, images, network, nodes, placement, testnode
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
-from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver
+from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, OwnedDomain
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 from vws.pool.progress import Progress, ignore
 from vws.store.database import Store
@@ -60,6 +60,7 @@ class PoolManager:
         self._on_event = on_event
         self._policy = placement.policy(config.placement)
         self._bridges = _bridges(config.bridges)
+        self._prefix = designer.domain_prefix(config.domain_prefix)
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
         self.repository = self._open_repository()
@@ -121,7 +122,7 @@ class PoolManager:
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 images.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
-                placed.append(Placement(workspace_id, node, designer.domain_name(workspace_id), leases))
+                placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
 
     def release_leases(self, db, workspace_id: int) -> None:
@@ -230,7 +231,7 @@ class PoolManager:
             all_nodes = nodes.list_nodes(db)
         for node in all_nodes:
             try:
-                owned = self._healthy_driver(node.name).owned()
+                owned = self._owned(self._healthy_driver(node.name))
             except VwsError as exc:
                 log.warning("node %s unreachable: %s", node.name, exc.description)
                 self._set_available(node.name, False)
@@ -239,6 +240,17 @@ class PoolManager:
             self._set_available(node.name, True)
             states.update({(node.name, name): domain.state for name, domain in owned.items()})
         return states
+
+    def _owned(self, driver: Driver) -> dict[str, OwnedDomain]:
+        """The node's vws domains that are this service's: named as it names that workspace.
+
+        Another service on the same libvirtd marks its domains alike; its prefix differs.
+        """
+        return {
+            name: domain
+            for name, domain in driver.owned().items()
+            if name == designer.domain_name(self._prefix, domain.workspace_id)
+        }
 
     def associations(self) -> list[str]:
         """Network pool names, published as the factory's ``Associations`` property."""
