@@ -176,6 +176,8 @@ def operate(session: Session, args: argparse.Namespace) -> int:
         return 0
     else:
         port.call("shutdown", shutdownType=_SHUTDOWN_TYPES[args.action])
+    if args.action == "shutdown-save":  # the disk is saved in the background
+        return _wait(session, [_read_epr(args.eprFile)], "TransportReady", args)
     print(f"state: {_state(port)}")
     return 0
 
@@ -305,6 +307,8 @@ def parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=text)
         sub.add_argument("-e", "--eprFile", type=Path, required=True)
         sub.set_defaults(run=run)
+        if name == "shutdown-save":
+            monitor.add_options(sub)
 
     ttl = actions.add_parser("set-termination-time", help="move the end of the lease")
     ttl.add_argument("-e", "--eprFile", type=Path, required=True)

@@ -181,8 +181,8 @@ def m004_pool_domains_images_and_lease_order(db: Database) -> None:
 
 @MIGRATIONS()
 def m005_background_deployment(db: Database) -> None:
-    # 1 while the service still owes the workspace its bring-up to the requested initial
-    # state (propagation runs in the background): after a crash, recovery finishes it.
+    # 1 while the service owes the workspace background work: its bring-up to the requested
+    # initial state, or an unpropagation. After a crash, recovery takes it up again.
     table(db, "workspaces").add_column("deploying", int, not_null_default=0)
     # Set when a failed deployment gave back its node share, addresses and disks while the
     # workspace itself stays (Corrupted, with the reason) until the client destroys it.

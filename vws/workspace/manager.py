@@ -43,7 +43,7 @@ from vws.pool.progress import Progress
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.request import DeploymentRequest
-from vws.workspace.states import INITIAL_OPS, Action, Op, State, transition
+from vws.workspace.states import INITIAL_OPS, Action, Op, State, Transition, transition
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Workspace:
     leases: tuple[NetworkLease, ...]
     group_key: str | None
     ensemble_key: str | None
-    deploying: bool  # the service still owes it the bring-up to its initial state
+    deploying: bool  # background work is owed: its bring-up, or an unpropagation
 
     @property
     def duration(self) -> timedelta:
@@ -323,6 +323,10 @@ class WorkspaceManager:
         with self._locked(workspace_id):
             workspace = self._snapshot(workspace_id)
             step = transition(workspace.state, op)
+            if step.via is not None:
+                committed = self._commit(workspace_id, step.via, owed=True)
+                self._deployers.submit(self._finish, workspace_id, step)
+                return committed
             try:
                 for action in step.actions:
                     self._perform(action, workspace)
@@ -331,9 +335,28 @@ class WorkspaceManager:
                 raise
             return self._commit(workspace_id, step.target, started=op is Op.START)
 
+    def _finish(self, workspace_id: int, step: Transition) -> None:
+        """The background half of a transition that waits in ``step.via``; a destroy may come first."""
+        try:
+            with self._locked(workspace_id):
+                if self._snapshot(workspace_id).state is not step.via:
+                    return
+                workspace = self._snapshot(workspace_id)
+                try:
+                    for action in step.actions:
+                        self._perform(action, workspace)
+                except VwsError as exc:
+                    self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
+                    return
+                self._commit(workspace_id, step.target)
+        finally:
+            self._deployed([workspace_id])
+
     def _destroy(self, workspace_id: int) -> Workspace:
         """Remove the workspace; a copy of its image in flight is abandoned rather than waited for."""
         self._cancelled.add(workspace_id)
+        if workspace_id in self._propagations:
+            log.info("workspace %s: destroyed while its image is copied; abandoning the copy", workspace_id)
         try:
             with self._locked(workspace_id):
                 workspace = self._snapshot(workspace_id)
@@ -454,6 +477,9 @@ class WorkspaceManager:
             if workspace.state is State.CANCELLED:
                 findings.append(f"workspace {workspace.id}: its destroy was cut off; finished")
                 self._quietly(workspace.id, Op.DESTROY)
+            elif workspace.state is State.UNPROPAGATING:
+                findings.append(f"workspace {workspace.id}: its unpropagation was cut off; started again")
+                self._deployers.submit(self._finish, workspace.id, self._unpropagation(workspace))
             elif workspace.deploying:
                 findings.append(f"workspace {workspace.id}: its deployment was cut off; started again")
                 self._reset(workspace)
@@ -466,6 +492,12 @@ class WorkspaceManager:
         for ids in owed.values():
             self._deploy(ids)
         return findings
+
+    def _unpropagation(self, workspace: Workspace) -> Transition:
+        """What is left of an unpropagation: shutting the domain down, if it still runs, and saving."""
+        power = self._pool.domain_states().get((workspace.node or "", workspace.domain or ""))
+        source = State.RUNNING if power in ("running", "paused") else State.PROPAGATED
+        return transition(source, Op.READY_FOR_TRANSPORT)
 
     def _reset(self, workspace: Workspace) -> None:
         """Back to a bare reservation: the domain and its files go, the leases stay."""
@@ -561,10 +593,14 @@ class WorkspaceManager:
         started: bool = False,
         gone: bool = False,
         release: bool = False,
+        owed: bool = False,
     ) -> Workspace:
-        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks."""
+        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks;
+        ``owed`` says background work on it has begun."""
         now = self._clock.now()
         changes: dict[str, object] = {"state": state.value, "fault": fault}
+        if owed:
+            changes["deploying"] = 1
         if started:
             changes["started_at"] = timestamp(now)
         if gone:

@@ -41,7 +41,7 @@ _WIRE = {
     State.PROPAGATED: "Propagated",
     State.RUNNING: "Running",
     State.PAUSED: "Paused",
-    State.UNPROPAGATING: "TransportReady",
+    State.UNPROPAGATING: "Propagated",  # shut down, its disk still being saved
     State.TRANSPORT_READY: "TransportReady",
     State.CORRUPTED: "Corrupted",
     State.CANCELLED: "Cancelled",
@@ -81,6 +81,9 @@ class Transition:
     op: Op
     target: State
     actions: tuple[Action, ...]
+    # Where the workspace waits while the actions run in the background, for the
+    # transitions too slow to finish inside a request (unpropagation copies a whole disk).
+    via: State | None = None
 
 
 _S, _O, _A = State, Op, Action
@@ -92,9 +95,14 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(_S.PAUSED, _O.SHUTDOWN, _S.PROPAGATED, (_A.SHUTDOWN,)),
     Transition(_S.RUNNING, _O.PAUSE, _S.PAUSED, (_A.SUSPEND,)),
     Transition(_S.RUNNING, _O.REBOOT, _S.RUNNING, (_A.REBOOT,)),
-    Transition(_S.RUNNING, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.SHUTDOWN, _A.UNPROPAGATE)),
-    Transition(_S.PAUSED, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.SHUTDOWN, _A.UNPROPAGATE)),
-    Transition(_S.PROPAGATED, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, (_A.UNPROPAGATE,)),
+    *(
+        Transition(state, _O.READY_FOR_TRANSPORT, _S.TRANSPORT_READY, actions, via=_S.UNPROPAGATING)
+        for state, actions in (
+            (_S.RUNNING, (_A.SHUTDOWN, _A.UNPROPAGATE)),
+            (_S.PAUSED, (_A.SHUTDOWN, _A.UNPROPAGATE)),
+            (_S.PROPAGATED, (_A.UNPROPAGATE,)),
+        )
+    ),
     *(Transition(state, _O.DESTROY, _S.DESTROYED, (_A.REMOVE,)) for state in State if not state.gone),
 )
 
