@@ -11,7 +11,7 @@ from lxml import etree
 
 from tests.test_pool_helpers import SMALL, WITH_NIC, Events, destroy, open_pool, reserve
 from vws.config import PoolConfig
-from vws.errors import BackendError, InvalidMetadata
+from vws.errors import InvalidMetadata
 from vws.pool import context_drive, nodes
 from vws.pool.machine import ContextFile, DiskRequest, KernelRequest, MachineRequest, NicRequest
 from vws.pool.manager import UNREACHABLE
@@ -322,15 +322,6 @@ def test_kernel_boot_uses_repository_files(tmp_path):
     assert os_element.findtext("kernel") == str(pool.repository.root / "vmlinuz")
     assert os_element.findtext("initrd") == str(pool.repository.root / "initrd.gz")
     assert os_element.findtext("cmdline") == "console=ttyS0"
-
-
-def test_define_on_a_remote_node_is_refused_clearly(tmp_path, monkeypatch):
-    store, pool = open_pool(tmp_path / "state")
-    placed = reserve(store, pool, SMALL)[0]
-    monkeypatch.setattr(pool._driver("node1"), "uri", "qemu+ssh://root@far.example.org/system")
-    with pytest.raises(BackendError, match="remote node"):
-        pool.define(placed, SMALL)
-    assert pool.domain_states() == {}
 
 
 def test_services_with_different_domain_prefixes_share_a_node_apart(tmp_path):

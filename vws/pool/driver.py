@@ -4,7 +4,8 @@ The same class serves ``test:///path/node.xml`` (unit tests, the embedded defaul
 ``qemu:///system``, ``qemu+ssh://host/system`` and ``qemu+tls://host/system``.
 
 - ``libvirt.libvirtError`` becomes ``BackendError`` (``DomainMissing`` when the domain is
-  not there) in one place, ``_translated``, carrying libvirt's own message.
+  not there) in one place, ``translated``, carrying libvirt's own message (``volumes.py``
+  uses it too, over ``connection``, for the storage API).
 - Lifecycle events run on one process-wide event-loop thread (libvirt wants its event
   implementation registered before any connection opens) and are handed upward as
   ``on_event(node, domain, event)`` with plain strings, so this module never imports
@@ -17,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import libvirt
@@ -77,6 +78,18 @@ class Capacity:
 class OwnedDomain:
     workspace_id: int
     state: str
+
+
+@contextmanager
+def translated(node: str, action: str, name: str | None = None) -> Iterator[None]:
+    """The one place libvirtError becomes a vws error, with libvirt's message."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        subject = f" {name}" if name else ""
+        message = f"{node}: {action}{subject} failed: {exc.get_error_message() or exc}"
+        kind = DomainMissing if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else BackendError
+        raise kind(message, cause=str(exc)) from None
 
 
 _loop_guard = threading.Lock()
@@ -206,6 +219,11 @@ class Driver:
             self._virt_types = frozenset(caps.xpath("guest[os_type='hvm']/arch/domain/@type"))
         return self._virt_types
 
+    @property
+    def connection(self) -> libvirt.virConnect:
+        """The open connection, for the storage API (``volumes.py``)."""
+        return self._conn
+
     def alive(self) -> bool:
         try:
             return bool(self._conn.isAlive())
@@ -224,16 +242,8 @@ class Driver:
 
     # ---- internals --------------------------------------------------------------------
 
-    @contextmanager
-    def _translated(self, action: str, name: str | None = None) -> Iterator[None]:
-        """The one place libvirtError becomes a vws error, with libvirt's message."""
-        try:
-            yield
-        except libvirt.libvirtError as exc:
-            subject = f" {name}" if name else ""
-            message = f"{self.node}: {action}{subject} failed: {exc.get_error_message() or exc}"
-            kind = DomainMissing if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else BackendError
-            raise kind(message, cause=str(exc)) from None
+    def _translated(self, action: str, name: str | None = None) -> AbstractContextManager[None]:
+        return translated(self.node, action, name)
 
     def _lookup(self, name: str) -> libvirt.virDomain:
         return self._conn.lookupByName(name)

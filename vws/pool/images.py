@@ -9,26 +9,30 @@
 - **Checksums**: sha256 of a repository file, stored in ``image_checksums`` and reused
   while its (size, mtime) hold, so a large base is hashed once, not per workspace.
 - **Node cache**: ``<node dir>/cache/<sha256>``, copied once per node (holes kept), named
-  by content so a changed image never hides behind a stale copy. Only local nodes
-  (test, ``qemu:///system``) have a node dir; shipping images to remote nodes is not
-  implemented. With ``image_cache_mb`` set, least recently used bases that no defined
-  domain reads through are evicted.
-- **Per-workspace disks**: a writable root is a qcow2 overlay over the cached base
-  (``qcow2.write_overlay``: constant cost whatever the base size); a read-only root or
-  partition is the cached base itself, attached read-only and shareable; a read-write
-  partition is the repository file itself, written in place, so only one live workspace
-  may hold it (``claim`` refuses a second); blank partitions are sparse raw files.
+  by content so a changed image never hides behind a stale copy. That is for local nodes
+  (``nodes.LOCAL``: test, ``qemu:///system``), which read the state dir; upload nodes keep
+  the same cache as storage volumes (``volumes.py``). With ``image_cache_mb`` set, least
+  recently used bases that no defined domain reads through are evicted (``over_limit``).
+- **Per-workspace disks** (``prepare``, the same for both kinds of node through
+  ``DomainFiles``): a writable root is a qcow2 overlay over the cached base; a read-only
+  root or partition is the cached base itself, attached read-only and shareable; a
+  read-write partition is the repository file itself, written in place, so only one live
+  workspace may hold it (``claim`` refuses a second); blank partitions are sparse raw.
+  ``LocalFiles`` makes them as files in the domain's directory (an overlay written by
+  ``qcow2.write_overlay``: constant cost whatever the base size).
 """
 
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sqlite_utils import Database
 
@@ -37,7 +41,7 @@ from vws.pool import downloads, qcow2
 from vws.pool.designer import disk_target
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.machine import MachineRequest
-from vws.pool.progress import Progress, ignore
+from vws.pool.progress import STEP, Progress, ignore
 from vws.store.database import Store
 from vws.store.rows import one, select
 
@@ -45,7 +49,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE_IMAGE = "ttylinux-xen"
 SAMPLE_SIZE = 64 * 1024 * 1024
-_STEP = 64 << 20  # bytes copied between two progress reports (and chances to cancel)
+# A domain's own files, named alike in its directory and (prefixed) as volumes.
+ROOT_OVERLAY = "root.qcow2"
+CONSOLE_LOG = "console.log"
 
 
 class Repository:
@@ -53,8 +59,6 @@ class Repository:
         self.root = root.resolve()
         self.allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self.max_download_bytes = max_download_mb << 20
-        self._guard = threading.Lock()
-        self._downloading: dict[Path, threading.Lock] = {}  # one download per file at a time
 
     def key(self, location: str) -> str:
         """What two requests for the same image have in common: a path, or the URL (no pin)."""
@@ -74,12 +78,22 @@ class Repository:
 
     def save(self, source: Path, target: str) -> str:
         """Flatten ``source`` (an overlay) into a standalone qcow2 at ``target``; returns its URI."""
+        return self.receive(
+            target, lambda partial: _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(source), str(partial)])
+        )
+
+    def receive(self, target: str, write: Callable[[Path], None]) -> str:
+        """A new image at ``target``, which ``write`` fills under a partial name first; its URI."""
         path = self._local(target)
         if path.exists():
             raise RequestDenied(f"image {target} already exists in the repository")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
-        _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(source), str(partial)])
+        try:
+            write(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, path)
         return self.uri(path)
 
@@ -114,7 +128,7 @@ class Repository:
     def _download(self, location: str, progress: Progress) -> Path:
         remote = self._remote(location)
         path = self.root / ".downloads" / hashlib.sha256(remote.url.encode()).hexdigest()[:32]
-        with self._lock(path):
+        with keyed_lock(path):  # one download per file at a time
             if not (path.exists() and downloads.matches(path, remote.sha256)):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 downloads.fetch(
@@ -125,10 +139,6 @@ class Repository:
                     progress=progress,
                 )
         return path
-
-    def _lock(self, path: Path) -> threading.Lock:
-        with self._guard:
-            return self._downloading.setdefault(path, threading.Lock())
 
 
 # ---- checksums and the node cache -------------------------------------------------------
@@ -158,7 +168,7 @@ class NodeCache:
 
     def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         cached = self.directory / digest
-        with _copying(cached):  # two deployments needing one base copy it once
+        with keyed_lock(cached):  # two deployments needing one base copy it once
             if cached.exists():
                 os.utime(cached)  # recently used: evicted last
                 return cached
@@ -180,26 +190,33 @@ class NodeCache:
             (path for path in self.directory.iterdir() if not path.name.startswith(".")),
             key=lambda path: path.stat().st_mtime_ns,
         )
-        total = sum(_allocated(path) for path in bases)
-        evicted = []
-        for path in bases:
-            if total <= self.limit_bytes:
-                break
-            if path in in_use:
-                continue
-            total -= _allocated(path)
+        evicted = over_limit([(path, _allocated(path)) for path in bases], in_use, self.limit_bytes)
+        for path in evicted:
             path.unlink()
-            evicted.append(path)
         return evicted
 
 
-_copy_locks: dict[Path, threading.Lock] = {}
-_copy_locks_guard = threading.Lock()
+def over_limit(bases: Sequence[tuple[Path, int]], in_use: set[Path], limit_bytes: int) -> list[Path]:
+    """Which of ``bases`` (path, bytes; least recently used first) to evict to get under the limit."""
+    total = sum(size for _, size in bases)
+    evicted = []
+    for path, size in bases:
+        if total <= limit_bytes:
+            break
+        if path not in in_use:
+            total -= size
+            evicted.append(path)
+    return evicted
 
 
-def _copying(cached: Path) -> threading.Lock:
-    with _copy_locks_guard:
-        return _copy_locks.setdefault(cached, threading.Lock())
+_locks: dict[Hashable, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def keyed_lock(key: Hashable) -> threading.Lock:
+    """The one lock for ``key``: work on one thing (a download, a base's copy to a node) runs once at a time."""
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
 
 
 def _allocated(path: Path) -> int:
@@ -228,7 +245,7 @@ def copy_sparse(source: Path, target: Path, progress: Progress = ignore) -> None
 
 def _copy_range(src: int, dst: int, offset: int, length: int, reached: Callable[[int], None]) -> None:
     while length > 0:
-        copied = os.copy_file_range(src, dst, min(length, _STEP), offset, offset)
+        copied = os.copy_file_range(src, dst, min(length, STEP), offset, offset)
         if copied == 0:
             raise OSError(f"short copy at offset {offset}")
         offset += copied
@@ -263,6 +280,95 @@ def release_claims(db: Database, workspace_id: int) -> None:
 # ---- per-workspace disks ----------------------------------------------------------------
 
 
+class DomainFiles(Protocol):
+    """Where one domain's disks and files go on its node; every path returned is as the node sees it.
+
+    ``LocalFiles`` here (state-dir files the node reads), ``volumes.UploadedFiles`` (storage
+    volumes on the node). Each new file is the domain's own, and ``discard`` deletes them
+    all; ``base`` copies are shared by content and stay.
+    """
+
+    def base(self, source: Path, progress: Progress) -> Path:
+        """The node's cached copy of repository image ``source``, made if missing."""
+        ...
+
+    def overlay(self, base: Path, base_format: str, size: int) -> Path:
+        """A new empty qcow2 root of ``size`` bytes over ``base``."""
+        ...
+
+    def blank(self, name: str, size: int) -> Path:
+        """A new sparse raw disk for blank partition ``name``."""
+        ...
+
+    def in_place(self, source: Path) -> Path:
+        """Repository file ``source`` itself, for a read-write partition."""
+        ...
+
+    def boot_file(self, source: Path, progress: Progress) -> Path:
+        """Repository kernel or initrd ``source``."""
+        ...
+
+    def attach(self, local: Path) -> Path:
+        """A file made for the domain in its local directory (the context drive)."""
+        ...
+
+    def console_log(self) -> Path:
+        """Where the domain's serial console is written."""
+        ...
+
+    def save_root(self, repository: Repository, target: str) -> str:
+        """The root overlay, flattened, as a new repository image at ``target``; its URI."""
+        ...
+
+    def discard(self) -> None:
+        """Delete the domain's own files; any that are missing are fine."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalFiles:
+    """A local node's files: bases in its cache, the domain's own in ``directory``."""
+
+    store: Store
+    cache: NodeCache
+    directory: Path
+
+    def base(self, source: Path, progress: Progress) -> Path:
+        return self.cache.base(source, checksum(self.store, source), progress)
+
+    def overlay(self, base: Path, base_format: str, size: int) -> Path:
+        path = self.directory / ROOT_OVERLAY
+        qcow2.write_overlay(path, base, base_format, size)
+        return path
+
+    def blank(self, name: str, size: int) -> Path:
+        path = self.directory / blank_name(name)
+        with open(path, "xb") as file:
+            file.truncate(size)
+        return path
+
+    def in_place(self, source: Path) -> Path:
+        return source
+
+    def boot_file(self, source: Path, progress: Progress) -> Path:
+        return source
+
+    def attach(self, local: Path) -> Path:
+        return local
+
+    def console_log(self) -> Path:
+        return self.directory / CONSOLE_LOG
+
+    def save_root(self, repository: Repository, target: str) -> str:
+        overlay = self.directory / ROOT_OVERLAY
+        if not overlay.exists():
+            raise BackendError(f"{self.directory.name} has no writable root disk to save")
+        return repository.save(overlay, target)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class PreparedDisks:
     disks: tuple[DiskSpec, ...]
@@ -271,14 +377,12 @@ class PreparedDisks:
 
 
 def prepare(
-    store: Store,
-    repository: Repository,
-    cache: NodeCache,
-    machine: MachineRequest,
-    directory: Path,
-    progress: Progress = ignore,
+    repository: Repository, files: DomainFiles, machine: MachineRequest, progress: Progress = ignore
 ) -> PreparedDisks:
-    """Create the workspace's disk files in ``directory``; the caller deletes it on failure."""
+    """Make the workspace's disks through ``files``; the caller discards them on failure.
+
+    Formats and sizes are read from the repository file, which the cached copy equals.
+    """
     disks: list[DiskSpec] = []
     bases: list[Path] = []
     mounts: list[tuple[str, str]] = []
@@ -287,43 +391,38 @@ def prepare(
         disks.append(spec)
         mounts.append((mount_as, spec.target))
 
-    if machine.root is not None:
-        base = _cached(store, repository, cache, machine.root.location, progress)
+    def cached(location: str) -> tuple[Path, DiskSpec]:
+        """The repository file and its cached copy, attached read-only and shareable."""
+        source = repository.resolve(location, progress)
+        base = files.base(source, progress)
         bases.append(base)
-        target = disk_target(len(disks))
+        fmt = qcow2.detect_format(source)
+        return source, DiskSpec(base, disk_target(len(disks)), fmt, readonly=True, shareable=True)
+
+    if machine.root is not None:
+        source, spec = cached(machine.root.location)
         if machine.root.writable:
-            overlay = directory / "root.qcow2"
-            qcow2.write_overlay(overlay, base, qcow2.detect_format(base), qcow2.virtual_size(base))
-            add(DiskSpec(overlay, target, "qcow2"), machine.root.mount_as)
-        else:
-            add(DiskSpec(base, target, qcow2.detect_format(base), readonly=True, shareable=True), machine.root.mount_as)
+            overlay = files.overlay(spec.path, spec.format, qcow2.virtual_size(source))
+            spec = DiskSpec(overlay, spec.target, "qcow2")
+        add(spec, machine.root.mount_as)
     for partition in machine.partitions:
-        target = disk_target(len(disks))
         if partition.writable:
-            path = repository.resolve(partition.location, progress)
-            add(DiskSpec(path, target, qcow2.detect_format(path)), partition.mount_as)
+            path = files.in_place(repository.resolve(partition.location, progress))
+            add(DiskSpec(path, disk_target(len(disks)), qcow2.detect_format(path)), partition.mount_as)
         else:
-            base = _cached(store, repository, cache, partition.location, progress)
-            bases.append(base)
-            add(DiskSpec(base, target, qcow2.detect_format(base), readonly=True, shareable=True), partition.mount_as)
+            add(cached(partition.location)[1], partition.mount_as)
     for blank in machine.blank_disks:
-        path = directory / f"blank-{_safe(blank.partition_name)}.raw"
-        with open(path, "xb") as file:
-            file.truncate(blank.size_mb * 1024 * 1024)
+        path = files.blank(blank.partition_name, blank.size_mb * 1024 * 1024)
         add(DiskSpec(path, disk_target(len(disks)), "raw"), blank.mount_as)
     return PreparedDisks(tuple(disks), tuple(bases), tuple(mounts))
 
 
-def _cached(store: Store, repository: Repository, cache: NodeCache, location: str, progress: Progress) -> Path:
-    source = repository.resolve(location, progress)
-    return cache.base(source, checksum(store, source), progress)
-
-
-def _safe(name: str) -> str:
-    cleaned = "".join(char if char.isalnum() or char in "-_." else "_" for char in name)
+def blank_name(partition_name: str) -> str:
+    """The file name of a blank partition's disk."""
+    cleaned = "".join(char if char.isalnum() or char in "-_." else "_" for char in partition_name)
     if not cleaned.strip("."):
-        raise InvalidMetadata(f"blank partition name {name!r} is not usable as a file name")
-    return cleaned
+        raise InvalidMetadata(f"blank partition name {partition_name!r} is not usable as a file name")
+    return f"blank-{cleaned}.raw"
 
 
 def kernel_files(repository: Repository, locations: Sequence[str | None]) -> list[Path | None]:

@@ -13,6 +13,11 @@ Two kinds of call:
   gone yet — ``release_leases`` refuses while it exists, so an address is never handed
   out twice after a failed destroy (Nimbus #101).
 
+Where a domain's disks and files go follows its node's image mode (``nodes.Node.image_mode``):
+``images.LocalFiles`` in the state dir, or ``volumes.UploadedFiles`` as storage volumes
+over the node's connection. ``_files`` makes that one choice for define, unpropagate and
+remove; eviction picks the matching cache.
+
 Restart survival on test nodes: each ``test:///file`` node is opened from a copy of its
 node file holding the recorded domains in their recorded states, so what libvirt runs
 after SIGKILL + restart matches what it ran before.
@@ -21,16 +26,14 @@ after SIGKILL + restart matches what it ran before.
 import functools
 import json
 import logging
-import shutil
 import threading
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, images, network, nodes, placement, testnode
+from vws.pool import context_drive, designer, images, network, nodes, placement, testnode, volumes
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, OwnedDomain
@@ -150,38 +153,35 @@ class PoolManager:
         abandons the define, which then cleans up like any other failure.
         """
         driver = self._driver(placement.node)
-        if not _local(driver.uri):
-            raise BackendError(
-                f"{placement.node}: images live in this service's state dir; shipping them to a remote node "
-                f"({driver.uri}) is not implemented"
-            )
+        files = self._files(placement.node, placement.domain, driver)
+        files.discard()  # leftovers of an attempt cut off by a crash
         directory = self._domain_dir(placement.node, placement.domain)
-        shutil.rmtree(directory, ignore_errors=True)  # leftovers of an attempt cut off by a crash
         directory.mkdir(parents=True)
         try:
-            prepared = images.prepare(
-                self._store, self.repository, self._cache(placement.node), machine, directory, progress
-            )
-            disks = prepared.disks + self._context_disk(placement, machine, prepared, directory, driver)
+            prepared = images.prepare(self.repository, files, machine, progress)
+            kernel = self._kernel(machine, files, progress)
+            disks = prepared.disks + self._context_disk(placement, machine, prepared, directory, driver, files)
             spec = designer.design(
                 machine,
                 placement,
                 NodeFacts(placement.node, driver.virt_types(), self._bridges),
                 disks,
                 wanted_type=self._config.virt_type,
-                kernel=self._kernel(machine),
-                console_log=directory / "console.log",
+                kernel=kernel,
+                console_log=files.console_log(),
             )
             xml = spec.to_xml()
             driver.define(xml)
-            self._record(placement, xml, directory, prepared.bases, driver)
+            # Kernel and initrd are cached bases too on upload nodes: kept out of eviction alike.
+            boot = () if kernel is None else tuple(path for path in (kernel.kernel, kernel.initrd) if path)
+            self._record(placement, xml, directory, prepared.bases + boot, driver)
         except OSError as exc:
-            shutil.rmtree(directory, ignore_errors=True)
+            files.discard()
             raise BackendError(f"{placement.node}: preparing {placement.domain} failed: {exc}") from None
         except BaseException:  # refused, cancelled or interrupted: nothing of it stays
-            shutil.rmtree(directory, ignore_errors=True)
+            files.discard()
             raise
-        self._evict(placement.node)
+        self._evict(placement.node, driver)
 
     def start(self, node: str, domain: str) -> None:
         self._driver(node).start(domain)
@@ -206,10 +206,8 @@ class PoolManager:
 
     def unpropagate(self, node: str, domain: str, target: str | None) -> str:
         """Save the root overlay (base + the guest's writes) as a new repository image; its URI."""
-        overlay = self._domain_dir(node, domain) / "root.qcow2"
-        if not overlay.exists():
-            raise BackendError(f"{domain} has no writable root disk to save")
-        return self.repository.save(overlay, target or f"file://{domain}.qcow2")
+        files = self._files(node, domain, self._driver(node))
+        return files.save_root(self.repository, target or f"file://{domain}.qcow2")
 
     def remove(self, node: str, domain: str) -> None:
         """Destroy, undefine, delete the workspace's files; a domain already gone is fine."""
@@ -219,7 +217,7 @@ class PoolManager:
             driver.undefine(domain)
         except DomainMissing:
             pass
-        shutil.rmtree(self._domain_dir(node, domain), ignore_errors=True)
+        self._files(node, domain, driver).discard()
         with self._store.transaction() as db:
             db.execute("delete from pool_domains where node = ? and domain = ?", [node, domain])
 
@@ -295,12 +293,30 @@ class PoolManager:
     def _cache(self, node: str) -> images.NodeCache:
         return images.NodeCache(self._dir / "nodes" / node / "cache", self._config.image_cache_mb)
 
-    def _kernel(self, machine: MachineRequest) -> KernelFiles | None:
+    def _uploads(self, node: str) -> bool:
+        with self._store.reading() as db:
+            return nodes.get_node(db, node).image_mode == nodes.UPLOAD
+
+    def _files(self, node: str, domain: str, driver: Driver) -> images.DomainFiles:
+        """Where the domain's disks and files go: the state dir, or volumes on an upload node."""
+        directory = self._domain_dir(node, domain)
+        if self._uploads(node):
+            return volumes.UploadedFiles(self._volumes(driver), self._store, domain, directory)
+        return images.LocalFiles(self._store, self._cache(node), directory)
+
+    def _volumes(self, driver: Driver) -> volumes.NodeVolumes:
+        return volumes.NodeVolumes(driver, self._store, self._clock, self._config)
+
+    def _kernel(self, machine: MachineRequest, files: images.DomainFiles, progress: Progress) -> KernelFiles | None:
         if machine.kernel is None or machine.kernel.image is None:
             return None
         kernel, initrd = images.kernel_files(self.repository, [machine.kernel.image, machine.kernel.initrd])
         assert kernel is not None
-        return KernelFiles(kernel, initrd, machine.kernel.parameters)
+        return KernelFiles(
+            files.boot_file(kernel, progress),
+            None if initrd is None else files.boot_file(initrd, progress),
+            machine.kernel.parameters,
+        )
 
     def _context_disk(
         self,
@@ -309,16 +325,17 @@ class PoolManager:
         prepared: images.PreparedDisks,
         directory: Path,
         driver: Driver,
+        files: images.DomainFiles,
     ) -> tuple[DiskSpec, ...]:
         if not context_drive.needed(machine):
             return ()
         if designer.TEST in driver.virt_types() and not self._config.test_node_context_iso:
             return ()  # see context_drive: building it costs more than the rest of a test-node define
-        files = context_drive.layout(machine, placement.leases, prepared.mounts, placement.domain)
-        context_drive.write_layout(directory / "context", files)
+        layout = context_drive.layout(machine, placement.leases, prepared.mounts, placement.domain)
+        context_drive.write_layout(directory / "context", layout)
         iso = directory / "context.iso"
         context_drive.build_iso(directory / "context", iso)
-        return (DiskSpec(iso, designer.disk_target(len(prepared.disks)), "raw", readonly=True),)
+        return (DiskSpec(files.attach(iso), designer.disk_target(len(prepared.disks)), "raw", readonly=True),)
 
     def _record(self, placement: Placement, xml: str, directory: Path, bases: Sequence[Path], driver: Driver) -> None:
         try:
@@ -355,7 +372,7 @@ class PoolManager:
         with self._store.reading() as db:
             return [row[0] for row in db.execute("select domain from pool_domains where node = ?", [node])]
 
-    def _evict(self, node: str) -> None:
+    def _evict(self, node: str, driver: Driver) -> None:
         if not self._config.image_cache_mb:
             return
         with self._store.reading() as db:
@@ -364,7 +381,8 @@ class PoolManager:
                 for (bases,) in db.execute("select bases from pool_domains where node = ?", [node])
                 for base in json.loads(bases or "[]")
             }
-        for path in self._cache(node).evict(in_use):
+        cache = self._volumes(driver) if self._uploads(node) else self._cache(node)
+        for path in cache.evict(in_use):
             log.info("evicted cached image %s from node %s", path.name, node)
 
 
@@ -378,12 +396,6 @@ _LOADS = """
     ) u on u.node = n.name
     order by n.name
 """
-
-
-def _local(uri: str) -> bool:
-    """Whether the node shares this host's files: test nodes, qemu:///system, a localhost URI."""
-    host = urllib.parse.urlsplit(uri).hostname
-    return host in (None, "", "localhost", "127.0.0.1", "::1")
 
 
 @functools.lru_cache(maxsize=256)

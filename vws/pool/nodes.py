@@ -154,6 +154,11 @@ def update_node(
             f"node {name} holds {used.memory_mb} MB and {used.cpus} CPUs of live workspaces; "
             f"it cannot shrink to {updated.memory_mb} MB and {updated.cpus} CPUs"
         )
+    if updated.image_mode != node.image_mode and used.cpus:
+        raise NodeBusy(
+            f"node {name} has live workspaces whose disks are {node.image_mode} ones; "
+            f"it cannot switch to {updated.image_mode} under them"
+        )
     db["nodes"].update(name, _to_row(updated))
     return updated
 

@@ -10,6 +10,7 @@ the work; the partial file of the interrupted step is removed.
 from collections.abc import Callable
 
 Progress = Callable[[int, int], None]
+STEP = 64 << 20  # bytes a copy or an upload moves between two reports (and chances to stop it)
 
 
 def ignore(done: int, total: int) -> None:
