@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common import report, running_service
 
+from tests.deployments import settler
 from tests.gt4wire import Gt4Client, created_eprs
 from tests.resources import create, create_request, group_call, reference
 from vws.pool import testnode
@@ -34,7 +35,7 @@ def pool_files(directory: Path) -> dict[str, Path]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, running_service(pool=pool_files(Path(scratch))) as service:
-        client = Gt4Client(service.base_url)
+        client = Gt4Client(service.base_url, settle=settler(service))  # create returns once all run
         latencies = []
         for _ in range(ROUNDS):
             started = time.perf_counter()

@@ -11,6 +11,7 @@ import time
 from common import report, running_service
 
 from clients.listener import NotificationListener, state_of
+from tests.deployments import settler
 from tests.gt4wire import Gt4Client, created_eprs
 from tests.resources import STATE_TOPIC, create, create_request, subscribe
 
@@ -19,7 +20,7 @@ COUNT = 1000
 
 def main() -> None:
     with running_service() as service, NotificationListener(("127.0.0.1", 0)) as listener:
-        client = Gt4Client(service.base_url)
+        client = Gt4Client(service.base_url, settle=settler(service))
         (epr,) = created_eprs(create(client, create_request(initial_state="Propagated")))
         subscribe(client, epr, listener.consumer_reference(service.base_url), STATE_TOPIC)
         committed: list[float] = []

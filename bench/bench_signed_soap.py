@@ -11,6 +11,7 @@ from pathlib import Path
 from common import report, timed
 from lxml import etree
 
+from tests.deployments import settler
 from tests.gt4wire import Gt4Client, created_eprs, envelope_element
 from vws.cli.admin import main as admin
 from vws.clock import SystemClock
@@ -49,7 +50,7 @@ def main() -> None:
         service.start()
         try:
             user = MessageSigner(create_proxy(dev.user(), clock), clock)
-            client = Gt4Client(service.base_url, sign=user.sign)
+            client = Gt4Client(service.base_url, sign=user.sign, settle=settler(service))
             (epr,) = created_eprs(client.create())
             # A fresh replay cache per measurement: every message here is new anyway.
             verifier = MessageVerifier(TrustStore(dev.trust_dir), clock, replay_cache=ReplayCache(clock))

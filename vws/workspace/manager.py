@@ -150,18 +150,18 @@ class WorkspaceManager:
             for stage in range(max(len(ops) for ops in plans.values())):
                 for workspace_id, ops in plans.items():
                     if stage < len(ops):
-                        self._advance(workspace_id, ops[stage])
+                        self._advance(workspace_id, ops[stage], last=stage == len(ops) - 1)
         except _Interrupted:
-            return  # the service is stopping; recovery takes the deployment up at the next start
+            pass  # the service is stopping; recovery takes the deployment up at the next start
         except _DeploymentFailed as failure:
             self._abandon(ids, failure)
-        self._deployed(ids)
 
-    def _advance(self, workspace_id: int, op: Op) -> None:
+    def _advance(self, workspace_id: int, op: Op, last: bool) -> None:
+        """One step of a bring-up; the last one's commit also says nothing more is owed."""
         if self._closing.is_set():
             raise _Interrupted
         try:
-            self._apply(workspace_id, op)
+            self._apply(workspace_id, op, owed=False if last else None)
         except _Interrupted:
             raise
         except (Cancelled, IllegalState):
@@ -198,11 +198,6 @@ class WorkspaceManager:
                     self._commit(workspace_id, State.CORRUPTED, fault=f"{reason}; cleanup failed: {exc.description}")
                     continue
                 self._commit(workspace_id, State.CORRUPTED, fault=f"deployment failed: {reason}", release=True)
-
-    def _deployed(self, ids: list[int]) -> None:
-        with self._store.transaction() as db:
-            db.execute(f"update workspaces set deploying = 0 where id in ({_marks(ids)})", ids)
-        self._notify([workspace_id for workspace_id in ids if not self._snapshot(workspace_id).state.gone])
 
     def _check_policy(self, caller: Caller, request: DeploymentRequest) -> timedelta:
         policy = self._policy
@@ -316,8 +311,8 @@ class WorkspaceManager:
             raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
         return self._apply(workspace_id, op)
 
-    def _apply(self, workspace_id: int, op: Op) -> Workspace:
-        """Check the transition, drive the hypervisor, commit the new state."""
+    def _apply(self, workspace_id: int, op: Op, owed: bool | None = None) -> Workspace:
+        """Check the transition, drive the hypervisor, commit the new state (and ``owed``)."""
         if op is Op.DESTROY:
             return self._destroy(workspace_id)
         with self._locked(workspace_id):
@@ -333,24 +328,21 @@ class WorkspaceManager:
             except BackendError as exc:
                 self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
                 raise
-            return self._commit(workspace_id, step.target, started=op is Op.START)
+            return self._commit(workspace_id, step.target, started=op is Op.START, owed=owed)
 
     def _finish(self, workspace_id: int, step: Transition) -> None:
         """The background half of a transition that waits in ``step.via``; a destroy may come first."""
-        try:
-            with self._locked(workspace_id):
-                if self._snapshot(workspace_id).state is not step.via:
-                    return
-                workspace = self._snapshot(workspace_id)
-                try:
-                    for action in step.actions:
-                        self._perform(action, workspace)
-                except VwsError as exc:
-                    self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
-                    return
-                self._commit(workspace_id, step.target)
-        finally:
-            self._deployed([workspace_id])
+        with self._locked(workspace_id):
+            workspace = self._snapshot(workspace_id)
+            if workspace.state is not step.via:
+                return
+            try:
+                for action in step.actions:
+                    self._perform(action, workspace)
+            except VwsError as exc:
+                self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
+                return
+            self._commit(workspace_id, step.target, owed=False)
 
     def _destroy(self, workspace_id: int) -> Workspace:
         """Remove the workspace; a copy of its image in flight is abandoned rather than waited for."""
@@ -593,14 +585,19 @@ class WorkspaceManager:
         started: bool = False,
         gone: bool = False,
         release: bool = False,
-        owed: bool = False,
+        owed: bool | None = None,
     ) -> Workspace:
-        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks;
-        ``owed`` says background work on it has begun."""
+        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
+
+        ``owed`` says whether background work on it is still owed (None: unchanged); none
+        is owed to a workspace that is Corrupted or gone.
+        """
         now = self._clock.now()
         changes: dict[str, object] = {"state": state.value, "fault": fault}
-        if owed:
-            changes["deploying"] = 1
+        if owed is None and state in (State.CORRUPTED, State.DESTROYED):
+            owed = False
+        if owed is not None:
+            changes["deploying"] = int(owed)
         if started:
             changes["started_at"] = timestamp(now)
         if gone:
