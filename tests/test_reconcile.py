@@ -2,7 +2,12 @@
 
 import threading
 
+import pytest
+
+from tests.conftest import make_config
 from tests.gt4wire import created_eprs
+from vws.pool.domain_xml import VWS_NS
+from vws.service import Service
 from vws.workspace.manager import SERVICE
 from vws.workspace.states import State
 
@@ -26,3 +31,25 @@ def test_a_periodic_sweep_agrees_with_libvirt_and_changes_nothing(service, gt4):
     created_eprs(gt4.create())
     assert service.manager.reconcile() == []
     assert [w.state for w in service.manager.workspaces(SERVICE)] == [State.RUNNING]
+
+
+STRAY = f"""<domain type='test'>
+  <name>wrksp-999</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>
+  <metadata><vws:workspace xmlns:vws='{VWS_NS}' id='999' node='node1'/></metadata>
+</domain>"""
+
+
+@pytest.mark.parametrize("remove", [False, True], ids=["reported", "removed"])
+def test_a_domain_no_workspace_claims_is_reported_and_removed_only_when_configured(tmp_path, clock, remove):
+    config = make_config(tmp_path / "state").with_overrides("pool", remove_unclaimed_domains=remove)
+    service = Service(config, clock=clock)
+    service.start()
+    try:
+        driver = service.pool._driver("node1")
+        driver.define(STRAY)  # what a crash between libvirt and the database can leave behind
+        (finding,) = service.manager.reconcile()
+        assert "wrksp-999 on node1 belongs to no live workspace" in finding
+        assert finding.endswith("; removed" if remove else "; left alone")
+        assert ("wrksp-999" in driver.owned()) is not remove
+    finally:
+        service.stop()

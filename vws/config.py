@@ -48,6 +48,9 @@ class PoolConfig:
     # An http(s) image larger than this (announced or sent) is refused; 0: no limit.
     max_image_download_mb: int = 10240
     reconcile_seconds: int = 30
+    # A domain marked as this service's that no live workspace claims is reported; with
+    # this set it is also destroyed and undefined (its files and volumes deleted).
+    remove_unclaimed_domains: bool = False
     # A graceful shutdown waits this long for the guest to power off, then destroys it.
     shutdown_wait_seconds: int = 30
     # Domain type on qemu nodes: "qemu" (TCG, always boots), "kvm", or "auto" (kvm when the

@@ -250,6 +250,10 @@ class PoolManager:
             if name == designer.domain_name(self._prefix, domain.workspace_id)
         }
 
+    @property
+    def removes_unclaimed(self) -> bool:
+        return self._config.remove_unclaimed_domains
+
     def associations(self) -> list[str]:
         """Network pool names, published as the factory's ``Associations`` property."""
         return list(self._associations)

@@ -513,10 +513,10 @@ class WorkspaceManager:
         """Compare every settled workspace with its domain; returns what was found wrong.
 
         A domain that died or vanished behind the service's back makes its workspace
-        Corrupted; domains vws owns that no live workspace claims are reported, never
-        killed. A mismatch is checked again under the workspace's lock, so an operation
-        in flight (its domain already changed, its state not yet committed) is not
-        mistaken for a failure.
+        Corrupted; domains vws owns that no live workspace claims are reported, and
+        removed only when ``[pool] remove_unclaimed_domains`` says so. A mismatch is
+        checked again under the workspace's lock, so an operation in flight (its domain
+        already changed, its state not yet committed) is not mistaken for a failure.
         """
         actual = self._pool.domain_states()
         workspaces = self.workspaces(SERVICE)
@@ -527,14 +527,21 @@ class WorkspaceManager:
             for finding in self._confirm_mismatch(workspace.id)
         ]
         claimed = {(workspace.node, workspace.domain) for workspace in workspaces}
-        findings += [
-            f"domain {domain} on {node} belongs to no live workspace"
-            for node, domain in actual
-            if (node, domain) not in claimed
-        ]
+        findings += [self._unclaimed(node, domain) for node, domain in actual if (node, domain) not in claimed]
         for finding in findings:
             log.warning("reconciliation: %s", finding)
         return findings
+
+    def _unclaimed(self, node: str, domain: str) -> str:
+        """Report a domain of ours that no live workspace claims; remove it only when configured."""
+        finding = f"domain {domain} on {node} belongs to no live workspace"
+        if not self._pool.removes_unclaimed:
+            return finding + "; left alone"
+        try:
+            self._pool.remove(node, domain)
+        except VwsError as exc:
+            return finding + f"; removing it failed: {exc.description}"
+        return finding + "; removed"
 
     def _confirm_mismatch(self, workspace_id: int) -> list[str]:
         with self._locked(workspace_id):
