@@ -1,12 +1,22 @@
-"""Session fixtures for real-guest tests; every test in this package is marked integration."""
+"""Fixtures for real-guest tests; every test in this package is marked integration.
 
+``service`` runs vws with one node, ``qemu:///system`` (TCG), the guest's files in its image
+repository and the ``public`` network pool of ``deploy.py``; a test module changes the node's
+nodes-file lines with ``node_options`` and the ``[pool]`` settings with ``pool_options``.
+"""
+
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
-from tests.integration import guest, libvirtd
+from tests.conftest import make_config
+from tests.deployments import settler
+from tests.gt4wire import Gt4Client
+from tests.integration import deploy, guest, libvirtd
+from vws.service import Service
 
 HERE = Path(__file__).parent
 
@@ -42,3 +52,67 @@ def connection(libvirt_uri: str) -> Iterator[libvirt.virConnect]:
     opened = libvirt.open(libvirt_uri)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def repository(guest_image: guest.GuestImage, tmp_path: Path) -> Path:
+    """The guest's three files in an image repository of their own (file:// names resolve
+    inside it, and the service may not read files elsewhere)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    for source in (guest_image.kernel, guest_image.initrd, guest_image.base):
+        shutil.copyfile(source, root / source.name)
+    return root
+
+
+@pytest.fixture
+def node_options() -> str:
+    """Extra nodes-file lines for the node (e.g. ``images = upload``)."""
+    return ""
+
+
+@pytest.fixture
+def pool_options() -> dict[str, object]:
+    """Extra ``[pool]`` settings."""
+    return {}
+
+
+@pytest.fixture
+def service(
+    libvirt_uri: str, repository: Path, tmp_path: Path, node_options: str, pool_options: dict[str, object]
+) -> Iterator[Service]:
+    nodes_file = tmp_path / "nodes.conf"
+    # Room for one guest and a half: the second deploy fits only once the first is gone.
+    memory = deploy.MEMORY_MB + deploy.MEMORY_MB // 2
+    nodes_file.write_text(
+        f"[{deploy.NODE}]\nuri = {libvirt_uri}\nmemory = {memory}\ncpus = 1\nnetworks = {deploy.POOL}\n{node_options}"
+    )
+    pools = tmp_path / "network-pools"
+    pools.mkdir()
+    (pools / deploy.POOL).write_text(deploy.POOL_TEXT)
+    config = make_config(tmp_path / "state").with_overrides(
+        "pool",
+        nodes_file=nodes_file,
+        network_pools_dir=pools,
+        image_repository=repository,
+        virt_type="qemu",
+        shutdown_wait_seconds=5,
+        **pool_options,
+    )
+    running = Service(config)
+    running.start()
+    try:
+        yield running
+    finally:
+        with running.store.reading() as db:
+            leftovers = [row[0] for row in db.execute("select domain from pool_domains")]
+        running.stop()
+        deploy.remove_domains(libvirt_uri, leftovers)
+
+
+@pytest.fixture
+def gt4(service: Service) -> Iterator[Gt4Client]:
+    """A client whose create returns once the deployment it started has settled."""
+    client = Gt4Client(service.base_url, settle=settler(service))
+    yield client
+    client.close()

@@ -1,0 +1,135 @@
+"""Upload nodes on a real libvirtd: the node is ``qemu:///system`` registered with ``images =
+upload``, so everything the guest needs goes over its libvirt connection as it would to a
+remote ``qemu+ssh://`` node: base, kernel and initrd uploaded once into the node's storage
+pool as volumes named by their sha256, the overlay and the context drive as volumes of the
+domain. The guest must boot and read its context from them; a second deploy of the same
+image must find the base already there; destroy must delete the domain's volumes and keep
+the bases; shutdown-save must bring the flattened root (the guest's write included) back
+into the repository.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import libvirt
+import pytest
+from lxml import etree
+
+from tests.deployments import wait_until
+from tests.gt4wire import Gt4Client, created_eprs
+from tests.integration import guest
+from tests.integration.console import wait_for_line
+from tests.integration.deploy import (
+    BOOT_TIMEOUT,
+    assert_contextualized,
+    at_marker,
+    backing,
+    console_path,
+    create,
+    disk_sources,
+    domain_name,
+    sha256,
+    wait_until_gone,
+)
+from vws.service import Service
+from vws.wsrf.addressing import EndpointReference
+from vws.xmlns import LOGISTICS
+
+UPLOADED = "uploaded "  # how vws.pool.volumes logs each upload of a base
+
+
+@pytest.fixture
+def node_options() -> str:
+    return "images = upload\n"
+
+
+@pytest.fixture
+def pool_options(tmp_path: Path, connection: libvirt.virConnect) -> Iterator[dict[str, object]]:
+    """A storage pool of this test's own, so its first deploy starts from an empty cache; the
+    pool and its volumes are deleted afterwards (this fixture outlives ``service``)."""
+    name = f"vws-test-{uuid.uuid4().hex[:8]}"
+    yield {"storage_pool": name, "storage_pool_path": str(tmp_path / "node-pool")}
+    with suppress(libvirt.libvirtError):
+        storage = connection.storagePoolLookupByName(name)
+        for volume in storage.listAllVolumes(0):
+            volume.delete(0)
+        storage.destroy()
+        storage.undefine()
+
+
+def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
+    service: Service,
+    gt4: Gt4Client,
+    connection: libvirt.virConnect,
+    repository: Path,
+    pool_options: dict[str, object],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    record_property,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vws.pool.volumes")
+    bases = {sha256(repository / name) for name in ("base.qcow2", "vmlinuz", "initrd.img")}
+    base = sha256(repository / "base.qcow2")
+
+    started = time.monotonic()
+    response = create(gt4)
+    record_property("first_deploy_seconds", round(time.monotonic() - started, 2))
+    (epr,) = created_eprs(response)
+    assert gt4.state(epr) == "Running"
+    assert sum(UPLOADED in message for message in caplog.messages) == len(bases)
+    storage = connection.storagePoolLookupByName(str(pool_options["storage_pool"]))
+    on_node = Path(etree.fromstring(storage.XMLDesc(0)).findtext("target/path"))
+    name = domain_name(epr)
+    own = {f"{name}.{file}" for file in ("root.qcow2", "context.iso", "console.log")}
+    assert _volumes(storage) == bases | own
+
+    domain = connection.lookupByName(name)
+    assert disk_sources(domain) == [on_node / f"{name}.root.qcow2", on_node / f"{name}.context.iso"]
+    assert backing(on_node / f"{name}.root.qcow2") == on_node / base
+    console = console_path(domain)
+    assert console == on_node / f"{name}.console.log"
+    hostname = response.findtext(f".//{{{LOGISTICS}}}hostname")
+    wait_for_line(console, f"^{guest.BOOTED}$", BOOT_TIMEOUT)
+    wait_for_line(console, f"^{guest.WROTE}$", 30)
+    assert_contextualized(console, hostname, response.findtext(f".//{{{LOGISTICS}}}ipAddress"))
+
+    _destroy(gt4, connection, epr)
+    assert _volumes(storage) == bases  # the domain's volumes went, the cache stays
+
+    uploaded_at = _changed(storage.storageVolLookupByName(base))
+    started = time.monotonic()
+    (again,) = created_eprs(create(gt4))
+    record_property("second_deploy_seconds", round(time.monotonic() - started, 2))
+    assert gt4.state(again) == "Running"
+    assert sum(UPLOADED in message for message in caplog.messages) == len(bases)  # none since the first
+    assert _changed(storage.storageVolLookupByName(base)) == uploaded_at
+    wait_for_line(console_path(connection.lookupByName(domain_name(again))), f"^{guest.WROTE}$", BOOT_TIMEOUT)
+
+    # Shutdown-save: the overlay flattened on the node comes back as a standalone image.
+    started = time.monotonic()
+    gt4.shutdown(again, "ReadyForTransport")  # saved in the background
+    wait_until(gt4, [again], "TransportReady")
+    record_property("save_seconds", round(time.monotonic() - started, 2))
+    saved = repository / f"{domain_name(again)}.qcow2"
+    assert backing(saved) is None
+    assert at_marker(saved, tmp_path, "vws-real-1") == guest.marker("vws-real-1")
+    _destroy(gt4, connection, again)
+    assert _volumes(storage) == bases
+
+
+def _volumes(storage: libvirt.virStoragePool) -> set[str]:
+    return {volume.name() for volume in storage.listAllVolumes(0)}
+
+
+def _changed(volume: libvirt.virStorageVol) -> str | None:
+    """The volume file's ctime, as libvirt reports it: a new upload would change it."""
+    return etree.fromstring(volume.XMLDesc(0)).findtext("target/timestamps/ctime")
+
+
+def _destroy(gt4: Gt4Client, connection: libvirt.virConnect, epr: EndpointReference) -> None:
+    gt4.destroy(epr)
+    wait_until_gone(connection, domain_name(epr))
