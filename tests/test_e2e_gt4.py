@@ -125,7 +125,8 @@ def test_get_multiple_and_xpath_query(gt4):
     [
         ("urn:not-xpath", "/*", "UnknownQueryExpressionDialectFault"),
         (XPATH_DIALECT, "/*[", "InvalidQueryExpressionFault"),
-        (XPATH_DIALECT, "t:nope()", "InvalidQueryExpressionFault"),
+        (XPATH_DIALECT, "t:nope()", "QueryEvaluationErrorFault"),
+        (XPATH_DIALECT, "count(1)", "QueryEvaluationErrorFault"),
     ],
 )
 def test_bad_queries_get_their_declared_faults(gt4, dialect, text, fault):

@@ -60,6 +60,10 @@ class InvalidQuery(VwsError):
     """A QueryResourceProperties expression that cannot be evaluated."""
 
 
+class QueryEvaluationFailed(VwsError):
+    """A well-formed query that failed while being evaluated (unknown function, wrong types)."""
+
+
 class UnknownQueryDialect(VwsError):
     """A query dialect other than XPath 1.0."""
 

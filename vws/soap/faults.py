@@ -30,6 +30,7 @@ _CLIENT_ERRORS = (
     errors.Unsupported,
     errors.InvalidPropertyName,
     errors.InvalidQuery,
+    errors.QueryEvaluationFailed,
     errors.UnknownQueryDialect,
     errors.InvalidTerminationTime,
     errors.AuthenticationFailed,
@@ -87,6 +88,7 @@ QUERY = FaultTable(
         **PROPERTIES.specific,
         errors.UnknownQueryDialect: qname(WSRP, "UnknownQueryExpressionDialectFault"),
         errors.InvalidQuery: qname(WSRP, "InvalidQueryExpressionFault"),
+        errors.QueryEvaluationFailed: qname(WSRP, "QueryEvaluationErrorFault"),
     },
 )
 DESTROY = FaultTable(

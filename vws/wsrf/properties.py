@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, UnknownQueryDialect
+from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, QueryEvaluationFailed, UnknownQueryDialect
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
 from vws.xmlparse import detached
 
@@ -88,7 +88,7 @@ def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
     try:
         return xpath(etree.ElementTree(root))  # the document alone: `/` is its root
     except etree.XPathError as exc:
-        raise InvalidQuery(f"XPath {text!r} could not be evaluated: {exc}") from None
+        raise QueryEvaluationFailed(f"XPath {text!r} could not be evaluated: {exc}") from None
 
 
 def _append_result(response: etree._Element, result: object) -> None:
