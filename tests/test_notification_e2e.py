@@ -12,8 +12,9 @@ from lxml import etree
 from clients import monitor
 from clients.listener import TERMINATED, NotificationListener, state_of
 from tests.callers import ALICE, BOB, client, serve
-from tests.deployments import wait_options
-from tests.gt4wire import SoapFault, created_eprs
+from tests.conftest import make_config
+from tests.deployments import settler, wait_options
+from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import (
     STATE_TOPIC,
     TERMINATION_TOPIC,
@@ -22,6 +23,7 @@ from tests.resources import (
     subscribe,
     subscription_call,
 )
+from vws.service import Service
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import TOPIC_SIMPLE, TYPES, WORKSPACE, WSNT, WSNT_ACTION, WSRL, WSRP, qname
 
@@ -221,3 +223,29 @@ def raw(gt4, subscribed: threading.Event | None = None):
         return reply
 
     return call
+
+
+def test_notifications_owed_at_a_stop_are_delivered_after_the_next_start(tmp_path, clock):
+    """The consumer is down when the state changes; the service stops and starts again; it comes back."""
+    config = make_config(tmp_path / "state").with_overrides("notification", attempts=1000)
+    with NotificationListener(("127.0.0.1", 0)) as first:
+        port = first._server.server_address[1]
+        consumer = first.consumer_reference("http://127.0.0.1/")
+    service = Service(config, clock=clock)
+    service.start()
+    try:
+        gt4 = Gt4Client(service.base_url, settle=settler(service))
+        (epr,) = created_eprs(gt4.create())
+        subscribe(gt4, epr, consumer, STATE_TOPIC)
+        gt4.shutdown(epr, "Pause")  # its Notify finds nobody listening
+        gt4.close()
+    finally:
+        service.stop()
+    with NotificationListener(("127.0.0.1", port)) as back:
+        service = Service(config, clock=clock)
+        service.start()
+        try:
+            assert state_of(back.received.get(timeout=10)) == "Paused"
+            assert service.delivery.pending() == 0
+        finally:
+            service.stop()

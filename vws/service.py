@@ -38,7 +38,7 @@ from vws.workspace.ensembles import Ensembles
 from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.quotas import Quotas
-from vws.wsrf.delivery import Delivery, DeliveryPolicy
+from vws.wsrf.delivery import Delivery, DeliveryPolicy, Outbox
 from vws.wsrf.notification import NotificationProducer, Subscriptions
 
 
@@ -84,6 +84,7 @@ class Service:
             _delivery_policy(config.notification),
             on_dead=lambda lane: self.producer.consumer_dead(lane),
             seal=self.gatekeeper.sign,
+            outbox=Outbox(self.store),
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))

@@ -209,3 +209,15 @@ def m007_requested_mac(db: Database) -> None:
     # The MAC a NIC asked for (GT4 nic/MAC), used instead of the entry's own while leased.
     table(db, "leases").add_column("requested_mac", str)
     table(db, "leases").create_index(["requested_mac"], unique=True)
+
+
+@MIGRATIONS()
+def m008_notification_outbox(db: Database) -> None:
+    # Notify messages queued and not yet delivered or dropped, in queueing order (id), so
+    # a restart sends what the consumers had not received; a row goes when its fate is known.
+    table(db, "notification_outbox").create(
+        {"id": int, "lane": str, "address": str, "envelope": str},
+        pk="id",
+        not_null={"lane", "address", "envelope"},
+    )
+    table(db, "notification_outbox").create_index(["lane"])

@@ -10,8 +10,11 @@ within the timeout): a message is tried ``attempts`` times, the waits between
 tries doubling from ``retry``; then it is logged and dropped, and the lane moves
 on, so a consumer that comes back gets later messages. When ``drop_after``
 messages in a row have been dropped, the lane's backlog is discarded and
-``on_dead(lane)`` is told, which destroys the subscription. Queued messages live
-in memory only: after a restart, subscriptions remain and new changes are sent.
+``on_dead(lane)`` is told, which destroys the subscription.
+
+With an ``Outbox`` every queued message is also a row in SQLite until it is delivered
+or dropped, and ``start`` queues the rows again: a restart loses no notification, and
+delivers each at least once (one in flight at a SIGKILL is sent again).
 """
 
 import heapq
@@ -27,7 +30,9 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from vws.store.database import Store
 from vws.wsrf.notification import NOTIFY_ACTION
+from vws.xmlparse import parse
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +48,40 @@ class DeliveryPolicy:
     drop_after: int = 3
 
 
+class Outbox:
+    """The messages still owed to consumers, in SQLite; ids keep the queueing order."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, lane: str, address: str, envelope: etree._Element) -> int:
+        with self._store.transaction() as db:
+            cursor = db.execute(
+                "insert into notification_outbox (lane, address, envelope) values (?, ?, ?)",
+                [lane, address, etree.tostring(envelope, encoding="unicode")],
+            )
+            return cursor.lastrowid or 0
+
+    def remove(self, message_id: int) -> None:
+        with self._store.transaction() as db:
+            db.execute("delete from notification_outbox where id = ?", [message_id])
+
+    def discard(self, lane: str) -> None:
+        with self._store.transaction() as db:
+            db.execute("delete from notification_outbox where lane = ?", [lane])
+
+    def owed(self) -> list[tuple[int, str, str, etree._Element]]:
+        """(id, lane, address, envelope) of every message still owed, oldest first."""
+        with self._store.reading() as db:
+            rows = db.execute("select id, lane, address, envelope from notification_outbox order by id").fetchall()
+        return [(message_id, lane, address, parse(text.encode())) for message_id, lane, address, text in rows]
+
+
 @dataclass
 class _Lane:
     key: str
     address: str = ""
-    queue: deque[etree._Element] = field(default_factory=deque)
+    queue: deque[tuple[int, etree._Element]] = field(default_factory=deque)  # (outbox id or 0, envelope)
     scheduled: bool = False  # a worker holds it, or it waits in the ready or retry queue
     attempt: int = 0
     dropped_in_a_row: int = 0
@@ -59,9 +93,11 @@ class Delivery:
         policy: DeliveryPolicy = DeliveryPolicy(),
         on_dead: Callable[[str], None] = lambda lane: None,
         seal: Seal | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._policy = policy
         self._on_dead = on_dead
+        self._outbox = outbox
         # Signs each envelope when the service signs (the security layer's MessageSigner).
         self._seal = seal
         self._lanes: dict[str, _Lane] = {}
@@ -75,6 +111,9 @@ class Delivery:
         ]
 
     def start(self) -> None:
+        """Queue what the outbox still owes, then deliver."""
+        for message_id, lane, address, envelope in self._outbox.owed() if self._outbox else ():
+            self._queue(lane, address, message_id, envelope)
         for worker in self._workers:
             worker.start()
 
@@ -87,10 +126,14 @@ class Delivery:
 
     def send(self, lane_key: str, address: str, envelope: etree._Element) -> None:
         """Queue ``envelope`` for ``address`` behind everything already queued on the lane."""
+        message_id = self._outbox.add(lane_key, address, envelope) if self._outbox else 0
+        self._queue(lane_key, address, message_id, envelope)
+
+    def _queue(self, lane_key: str, address: str, message_id: int, envelope: etree._Element) -> None:
         with self._changed:
             lane = self._lanes.setdefault(lane_key, _Lane(lane_key))
             lane.address = address
-            lane.queue.append(envelope)
+            lane.queue.append((message_id, envelope))
             if not lane.scheduled:
                 lane.scheduled = True
                 self._ready.append(lane)
@@ -105,7 +148,10 @@ class Delivery:
 
     def _work(self) -> None:
         while (lane := self._next_lane()) is not None:
-            delivered = self._post(lane, lane.queue[0])
+            message_id, envelope = lane.queue[0]
+            delivered = self._post(lane, envelope)
+            if self._outbox and message_id and (delivered or lane.attempt + 1 >= self._policy.attempts):
+                self._outbox.remove(message_id)  # delivered, or about to be dropped
             self._settle(lane, delivered)
 
     def _next_lane(self) -> _Lane | None:
@@ -139,6 +185,8 @@ class Delivery:
             elif self._lanes.get(lane.key) is lane:
                 del self._lanes[lane.key]  # an idle lane costs nothing to make again
         if dead:
+            if self._outbox:
+                self._outbox.discard(lane.key)
             self._on_dead(lane.key)
 
     def _give_up(self, lane: _Lane) -> bool:
