@@ -60,6 +60,15 @@ class Gt4Client:
         self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
 
     def post(self, url: str, data: bytes, action: str = "") -> tuple[int, etree._Element]:
+        try:
+            return self._exchange(url, data, action)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closes a keep-alive connection idle for 10 s (a long boot or settle)
+            # before reading anything more from it: the request goes again on a new one.
+            self._connection.close()
+            return self._exchange(url, data, action)
+
+    def _exchange(self, url: str, data: bytes, action: str) -> tuple[int, etree._Element]:
         self._connection.request("POST", urlsplit(url).path, data, {**self._headers, "SOAPAction": f'"{action}"'})
         response = self._connection.getresponse()
         return response.status, etree.fromstring(response.read())
