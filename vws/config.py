@@ -53,9 +53,10 @@ class PoolConfig:
     remove_unclaimed_domains: bool = False
     # A graceful shutdown waits this long for the guest to power off, then destroys it.
     shutdown_wait_seconds: int = 30
-    # Domain type on qemu nodes: "qemu" (TCG, always boots), "kvm", or "auto" (kvm when the
-    # node's capabilities offer it; a PVM-backed /dev/kvm offers it and still hangs guests).
-    virt_type: str = "qemu"
+    # Domain type on qemu nodes: "auto": kvm where the node's capabilities offer it and a probe
+    # guest really runs under it (checked once per node; a PVM-backed /dev/kvm offers kvm and
+    # crawls), else qemu; or always "qemu" (TCG) or "kvm". Test nodes ignore it.
+    virt_type: str = "auto"
     # "pool=bridge" pairs: NICs of that network pool join that host bridge; other pools get
     # QEMU user networking (the leased MAC still applies). Test nodes ignore this.
     bridges: tuple[str, ...] = ()

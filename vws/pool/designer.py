@@ -18,6 +18,7 @@ from vws.pool.machine import MachineRequest, NetworkLease, Placement
 TEST = "test"
 QEMU = "qemu"
 KVM = "kvm"
+AUTO = "auto"  # a wanted type: kvm where the node offers it, else qemu
 
 # GT4 metadata names architectures loosely (JSDL); libvirt wants its own names.
 _ARCHITECTURES = {
@@ -35,7 +36,7 @@ class NodeFacts:
     """What the designer needs to know about the node a domain goes to."""
 
     name: str
-    virt_types: frozenset[str]  # domain types the node's capabilities offer
+    virt_types: frozenset[str]  # domain types the node offers (and, for kvm, that run: see kvm_probe)
     bridges: Mapping[str, str] = field(default_factory=dict)  # network pool -> host bridge
 
 
@@ -79,7 +80,7 @@ def virt_type(node: NodeFacts, wanted: str) -> str:
     """``test`` on test nodes; otherwise ``wanted`` (qemu|kvm), with ``auto`` preferring kvm."""
     if TEST in node.virt_types:
         return TEST
-    if wanted == "auto":
+    if wanted == AUTO:
         return KVM if KVM in node.virt_types else QEMU
     return wanted
 

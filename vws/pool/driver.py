@@ -113,6 +113,34 @@ def _run_event_loop() -> None:
         libvirt.virEventRunDefaultImpl()
 
 
+class _Console:
+    """A console stream's output, collected on the event-loop thread until a marker shows."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.output = b""
+        self.ended = threading.Event()
+
+    def read(self, stream: libvirt.virStream, _events: int, _opaque: object) -> None:
+        try:
+            data = stream.recv(4096)
+        except libvirt.libvirtError:
+            data = b""  # the domain went away: the console ended
+        if data == -2:  # nothing to read after all
+            return
+        self.output += data
+        if not data or self.marker in self.output:
+            self.ended.set()
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    """Tear-down of what may already be gone."""
+    try:
+        call()
+    except libvirt.libvirtError:
+        pass
+
+
 class Driver:
     def __init__(self, node: str, uri: str, on_event: EventCallback | None = None) -> None:
         ensure_event_loop()
@@ -183,6 +211,26 @@ class Driver:
                 return _STATES.get(self._lookup(name).state()[0], RUNNING)
         except DomainMissing:
             return MISSING
+
+    def run_transient(self, xml: str, marker: bytes, timeout: float) -> bytes:
+        """Run a transient domain until its serial console shows ``marker``, ends, or ``timeout``
+        passes, then destroy it; what the console showed. It starts paused and runs once the
+        console is open, so no early output is lost."""
+        console = _Console(marker)
+        with self._translated("start transient domain"):
+            domain = self._conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
+        stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+        try:
+            with self._translated("read the console of", domain.name()):
+                domain.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+                stream.eventAddCallback(libvirt.VIR_STREAM_EVENT_READABLE, console.read, None)
+                domain.resume()
+            console.ended.wait(timeout)
+        finally:
+            _quietly(stream.eventRemoveCallback)
+            _quietly(stream.abort)
+            _quietly(domain.destroy)
+        return console.output
 
     def xml(self, name: str) -> str:
         with self._translated("read XML of", name):

@@ -33,7 +33,7 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, images, network, nodes, placement, testnode, volumes
+from vws.pool import context_drive, designer, images, kvm_probe, network, nodes, placement, testnode, volumes
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, OwnedDomain
@@ -66,6 +66,7 @@ class PoolManager:
         self._prefix = designer.domain_prefix(config.domain_prefix)
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
+        self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
         self.repository = self._open_repository()
         self._load_network_pools()
         self._load_nodes()
@@ -164,7 +165,7 @@ class PoolManager:
             spec = designer.design(
                 machine,
                 placement,
-                NodeFacts(placement.node, driver.virt_types(), self._bridges),
+                NodeFacts(placement.node, self._virt_types(placement.node, driver, files), self._bridges),
                 disks,
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
@@ -310,6 +311,33 @@ class PoolManager:
 
     def _volumes(self, driver: Driver) -> volumes.NodeVolumes:
         return volumes.NodeVolumes(driver, self._store, self._clock, self._config)
+
+    def _virt_types(self, node: str, driver: Driver, files: images.DomainFiles) -> frozenset[str]:
+        """The node's domain types; with ``virt_type = auto``, kvm only where a probe guest ran."""
+        offered = driver.virt_types()
+        if self._config.virt_type != designer.AUTO or designer.KVM not in offered:
+            return offered
+        return offered if self._kvm_probed(node, driver, files) else offered - {designer.KVM}
+
+    def _kvm_probed(self, node: str, driver: Driver, files: images.DomainFiles) -> bool:
+        """The kvm probe's verdict for the node, probed once (concurrent defines wait for it)."""
+        key = (node, driver.uri)
+        with images.keyed_lock(("kvm probe", *key)):
+            if key not in self._kvm_runs:
+                verdict = kvm_probe.probe(driver, files.boot_file(self._probe_kernel(), ignore))
+                kind = "kvm" if verdict.kvm else "qemu (TCG)"
+                log.info("node %s runs its guests under %s: %s", node, kind, verdict.reason)
+                self._kvm_runs[key] = verdict.kvm
+            return self._kvm_runs[key]
+
+    def _probe_kernel(self) -> Path:
+        path = self._dir / "kvm-probe.bin"
+        with images.keyed_lock(path):  # nodes probed at once share the file
+            if not path.exists() or path.read_bytes() != kvm_probe.PROBE_KERNEL:
+                partial = path.with_name(path.name + ".partial")
+                partial.write_bytes(kvm_probe.PROBE_KERNEL)
+                partial.replace(path)
+        return path
 
     def _kernel(self, machine: MachineRequest, files: images.DomainFiles, progress: Progress) -> KernelFiles | None:
         if machine.kernel is None or machine.kernel.image is None:
