@@ -25,6 +25,7 @@ from tests.integration import guest
 from tests.integration.console import wait_for_line
 from tests.integration.deploy import (
     BOOT_TIMEOUT,
+    NODE,
     assert_contextualized,
     at_marker,
     backing,
@@ -35,7 +36,14 @@ from tests.integration.deploy import (
     sha256,
     wait_until_gone,
 )
+from vws.clock import ManualClock
+from vws.config import PoolConfig
+from vws.errors import Cancelled
+from vws.pool.driver import Driver
+from vws.pool.progress import STEP
+from vws.pool.volumes import NodeVolumes
 from vws.service import Service
+from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS
 
@@ -119,6 +127,32 @@ def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
     assert at_marker(saved, tmp_path, "vws-real-1") == guest.marker("vws-real-1")
     _destroy(gt4, connection, again)
     assert _volumes(storage) == bases
+
+
+def test_an_upload_abandoned_from_its_progress_callback_leaves_no_volume(
+    libvirt_uri: str, connection: libvirt.virConnect, pool_options: dict[str, object], tmp_path: Path
+) -> None:
+    image = tmp_path / "big.img"
+    with open(image, "wb") as file:  # data, a hole of 3 progress steps, data
+        file.write(b"head")
+        file.seek(3 * STEP)
+        file.write(b"tail")
+    store = Store(tmp_path / "vws.sqlite")
+    driver = Driver(NODE, libvirt_uri)
+    reports: list[int] = []
+
+    def destroyed_meanwhile(done: int, total: int) -> None:
+        reports.append(done)
+        raise Cancelled("workspace 1 is being destroyed")
+
+    try:
+        node = NodeVolumes(driver, store, ManualClock(), PoolConfig(**pool_options))  # type: ignore[arg-type]
+        with pytest.raises(Cancelled):
+            node.cached(image, sha256(image), destroyed_meanwhile)
+    finally:
+        driver.close()
+    assert reports == [3 * STEP]  # stopped at the first report, before the end
+    assert _volumes(connection.storagePoolLookupByName(str(pool_options["storage_pool"]))) == set()
 
 
 def _volumes(storage: libvirt.virStoragePool) -> set[str]:

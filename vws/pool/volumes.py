@@ -86,7 +86,7 @@ class NodeVolumes:
         if not self._limit_bytes:
             return []
         with self._store.reading() as db:
-            names = [row[0] for row in db.execute(_CACHED, [self.node])]
+            names = [row[0] for row in db.execute(_LEAST_RECENTLY_USED_FIRST, [self.node])]
         volumes = {}
         for name in names:
             volume = self._volume(name)
@@ -114,10 +114,10 @@ class NodeVolumes:
                 stream = self._conn.newStream(0)
                 volume.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
                 _send(stream, _SparseFile(file.fileno(), size, progress))
+            progress(size, size)
         except BaseException:
             self._delete(volume)
             raise
-        progress(size, size)
         return Path(volume.path())
 
     def create(self, name: str, size: int, fmt: str, backing: tuple[Path, str] | None = None) -> Path:
@@ -185,7 +185,7 @@ class NodeVolumes:
             db.execute("delete from node_volumes where node = ? and name = ?", [self.node, name])
 
 
-_CACHED = "select name from node_volumes where node = ? order by used_at"
+_LEAST_RECENTLY_USED_FIRST = "select name from node_volumes where node = ? order by used_at"
 _IS_CACHED = "select 1 from node_volumes where node = ? and name = ?"
 
 
