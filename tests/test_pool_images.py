@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_pool_helpers import SMALL, destroy, open_pool, reserve
 from vws.config import PoolConfig
-from vws.errors import InvalidMetadata, RequestDenied
+from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import downloads, images, qcow2
 from vws.pool.machine import BlankDiskRequest, DiskRequest, MachineRequest
 from vws.store.database import Store
@@ -135,12 +135,12 @@ def test_checksum_is_computed_once_per_size_and_mtime(tmp_path, monkeypatch):
     assert images.checksum(store, image) != first and len(calls) == 2
 
 
-def test_node_cache_copies_once_keeps_holes_and_evicts_only_unused(tmp_path):
+def test_node_cache_copies_once_and_keeps_holes(tmp_path):
     source = sparse(tmp_path / "base.raw", GIB)
     with open(source, "r+b") as file:
         file.seek(GIB // 2)
         file.write(b"data")
-    cache = images.NodeCache(tmp_path / "cache", limit_mb=1)
+    cache = images.NodeCache(tmp_path / "cache")
     cached = cache.base(source, "a" * 64)
     assert cached.stat().st_size == GIB and cached.stat().st_blocks * 512 < (1 << 20)
     with open(cached, "rb") as file:
@@ -148,11 +148,80 @@ def test_node_cache_copies_once_keeps_holes_and_evicts_only_unused(tmp_path):
         assert file.read(4) == b"data"
     inode = cached.stat().st_ino
     assert cache.base(source, "a" * 64).stat().st_ino == inode  # a hit: no second copy
-    other = tmp_path / "other.raw"
-    other.write_bytes(os.urandom(2 << 20))  # 2 MB allocated: over the 1 MB limit
-    kept = cache.base(other, "b" * 64)
-    assert cache.evict(in_use={kept, cached}) == []  # everything in use stays, even over the limit
-    assert cache.evict(in_use={cached}) == [kept]
+
+
+# ---- the cache limit: room made before a copy ------------------------------------------------
+
+
+def mib_images(directory: Path, *names: str) -> dict[str, Path]:
+    directory.mkdir(exist_ok=True)
+    for name in names:
+        (directory / name).write_bytes(os.urandom(1 << 20))  # 1 MiB allocated each
+    return {name: directory / name for name in names}
+
+
+def fill(cache: images.NodeCache, sources: dict[str, Path]) -> dict[str, Path]:
+    """Copy each source in, oldest first (distinct mtimes order eviction)."""
+    cached = {}
+    for index, (name, source) in enumerate(sources.items()):
+        cached[name] = cache.base(source, name * 64)
+        os.utime(cached[name], ns=(index, index))
+    return cached
+
+
+def test_room_is_made_before_the_copy_least_recently_used_first(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a", "b", "c")
+    cache = images.NodeCache(tmp_path / "cache", limit_mb=2)
+    cached = fill(cache, {"a": sources["a"], "b": sources["b"]})
+    cache.base(sources["a"], "a" * 64)  # a hit: a is now the most recently used
+    during: list[bool] = []
+    cache.base(sources["c"], "c" * 64, lambda done, total: during.append(cached["b"].exists()))
+    assert during and not any(during)  # b went before c's copy began
+    assert sorted(path.name[0] for path in (tmp_path / "cache").iterdir()) == ["a", "c"]
+
+
+def test_a_base_that_cannot_fit_is_refused_before_anything_is_evicted_or_copied(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a", "b", "c")
+    kept: set[Path] = set()
+    cache = images.NodeCache(tmp_path / "cache", limit_mb=2, keep=lambda: kept)
+    cached = fill(cache, {"a": sources["a"], "b": sources["b"]})
+    kept.add(cached["b"])
+    kept.add(cached["a"])
+    with pytest.raises(images.CacheFull, match=r"1 MB image does not fit .* 2 MB of it hold images") as full:
+        cache.base(sources["c"], "c" * 64)
+    assert isinstance(full.value, BackendError)
+    assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == ["a" * 64, "b" * 64]
+    with pytest.raises(images.CacheFull, match="larger than the 1 MB image cache"):
+        big = tmp_path / "big"
+        big.write_bytes(os.urandom(2 << 20))
+        images.NodeCache(tmp_path / "small", limit_mb=1).base(big, "d" * 64)
+
+
+def test_bases_a_define_in_progress_took_are_kept_until_it_is_over(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a", "b")
+    holds = images.Holds()
+    with holds.define("n1") as take:
+        cache = images.NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1"), take=take)
+        taken = cache.base(sources["a"], "a" * 64)
+        assert holds.of("n1") == {taken} and holds.of("n2") == set()
+        with pytest.raises(images.CacheFull):
+            cache.base(sources["b"], "b" * 64)  # a is held: no room
+    assert holds.of("n1") == set()
+    images.NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1")).base(sources["b"], "b" * 64)
+    assert not taken.exists()  # let go: evicted for b
+
+
+def test_a_copy_waiting_for_another_into_the_same_cache_can_be_cancelled(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a")
+    cache = images.NodeCache(tmp_path / "cache", limit_mb=4, name="node n1")
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled("workspace 3 is being destroyed")
+
+    with images.keyed_lock(("node n1", "room")):  # another copy into n1's cache is under way
+        with pytest.raises(Cancelled):
+            cache.base(sources["a"], "a" * 64, cancel)
+    assert not (tmp_path / "cache").exists()
 
 
 # ---- through PoolManager: disks per workspace, claims ----------------------------------------
@@ -243,19 +312,20 @@ def test_unpropagate_saves_base_plus_writes_as_a_new_image(tmp_path):
     assert pool.unpropagate(placed.node, placed.domain, None) == f"file://{placed.domain}.qcow2"
 
 
-def test_cache_limit_evicts_bases_no_domain_uses(tmp_path):
+def test_define_makes_room_in_the_node_cache_or_fails_without_copying(tmp_path):
     store, pool = open_pool(tmp_path / "state", PoolConfig(image_cache_mb=1))
-    for name in ("one", "two"):
-        (pool.repository.root / name).write_bytes(os.urandom(1 << 20))
+    sources = mib_images(pool.repository.root, "one", "two")
     first = MachineRequest(memory_mb=64, root=DiskRequest("file://one", "sda1"))
     second = MachineRequest(memory_mb=64, root=DiskRequest("file://two", "sda1"))
     a = reserve(store, pool, first)[0]
     pool.define(a, first)
-    b = reserve(store, pool, second)[0]
-    pool.define(b, second)
     cache = tmp_path / "state" / "nodes" / "node1" / "cache"
-    assert len(list(cache.iterdir())) == 2  # both in use: over the limit, nothing evicted
+    b = reserve(store, pool, second)[0]
+    with pytest.raises(BackendError, match="does not fit in the 1 MB image cache of node node1"):
+        pool.define(b, second)  # one's base is in use: no room for two's
+    assert [path.name for path in cache.iterdir()] == [images.checksum(store, sources["one"])]  # two not copied
+    assert not (tmp_path / "state" / "nodes" / "node1" / "domains" / b.domain).exists()
     destroy(store, pool, a)
-    c = reserve(store, pool, second)[0]
-    pool.define(c, second)
-    assert len(list(cache.iterdir())) == 1  # one's base went once nothing read through it
+    pool.define(b, second)  # one's base goes first, then two's is copied
+    assert [path.name for path in cache.iterdir()] == [images.checksum(store, sources["two"])]
+    assert pool.domain_states()[(b.node, b.domain)] == "shutoff"

@@ -62,7 +62,8 @@ class PoolConfig:
     bridges: tuple[str, ...] = ()
     # Domains are named <prefix><workspace id>; services sharing a libvirtd need different ones.
     domain_prefix: str = "wrksp-"
-    # Per-node image cache limit in MB (0: unlimited); only bases no domain uses are evicted.
+    # Per-node image cache limit in MB (0: unlimited). Room is made before a new image is copied
+    # in (least recently used images no workspace uses go first); one that cannot fit is refused.
     image_cache_mb: int = 0
     # The libvirt dir storage pool that holds vws's volumes on upload nodes (nodes.py
     # image_mode), and its directory on the node: created and started where missing.

@@ -9,10 +9,12 @@ into the repository.
 """
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
+from datetime import timedelta
 from pathlib import Path
 
 import libvirt
@@ -40,6 +42,7 @@ from vws.clock import ManualClock
 from vws.config import PoolConfig
 from vws.errors import Cancelled
 from vws.pool.driver import Driver
+from vws.pool.images import CacheFull
 from vws.pool.progress import STEP
 from vws.pool.volumes import NodeVolumes
 from vws.service import Service
@@ -167,3 +170,30 @@ def _changed(volume: libvirt.virStorageVol) -> str | None:
 def _destroy(gt4: Gt4Client, connection: libvirt.virConnect, epr: EndpointReference) -> None:
     gt4.destroy(epr)
     wait_until_gone(connection, domain_name(epr))
+
+
+def test_the_volume_cache_makes_room_before_an_upload_or_refuses_it(
+    libvirt_uri: str, connection: libvirt.virConnect, pool_options: dict[str, object], tmp_path: Path
+) -> None:
+    sources = {}
+    for name in ("a", "b", "c"):
+        sources[name] = tmp_path / name
+        sources[name].write_bytes(os.urandom(1 << 20))  # 1 MiB allocated each, under a 2 MB limit
+    store, clock, kept = Store(tmp_path / "vws.sqlite"), ManualClock(), set()
+    driver = Driver(NODE, libvirt_uri)
+    try:
+        config = PoolConfig(image_cache_mb=2, **pool_options)  # type: ignore[arg-type]
+        node = NodeVolumes(driver, store, clock, config, keep=lambda: kept)
+        uploaded = {}
+        for name in ("a", "b"):
+            uploaded[name] = node.cached(sources[name], sha256(sources[name]))
+            clock.advance(timedelta(seconds=1))  # a used before b
+        kept.add(uploaded["b"])
+        uploaded["c"] = node.cached(sources["c"], sha256(sources["c"]))  # a goes first
+        kept.add(uploaded["c"])
+        with pytest.raises(CacheFull, match="does not fit"):
+            node.cached(sources["a"], sha256(sources["a"]))  # b and c are kept: refused, nothing uploaded
+    finally:
+        driver.close()
+    storage = connection.storagePoolLookupByName(str(pool_options["storage_pool"]))
+    assert _volumes(storage) == {uploaded["b"].name, uploaded["c"].name}

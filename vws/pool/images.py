@@ -11,8 +11,11 @@
 - **Node cache**: ``<node dir>/cache/<sha256>``, copied once per node (holes kept), named
   by content so a changed image never hides behind a stale copy. That is for local nodes
   (``nodes.LOCAL``: test, ``qemu:///system``), which read the state dir; upload nodes keep
-  the same cache as storage volumes (``volumes.py``). With ``image_cache_mb`` set, least
-  recently used bases that no defined domain reads through are evicted (``over_limit``).
+  the same cache as storage volumes (``volumes.py``). With ``image_cache_mb`` set, room is
+  made before a new base is copied in (``room_for``, the one rule for both kinds of node):
+  least recently used bases go that no defined domain reads through (``pool_domains``) and
+  no define in progress has taken (``Holds``); a base that cannot fit even then is refused
+  (``CacheFull``) before anything is evicted or copied.
 - **Per-workspace disks** (``prepare``, the same for both kinds of node through
   ``DomainFiles``): a writable root is a qcow2 overlay over the cached base; a read-only
   root or partition is the cached base itself, attached read-only and shareable; a
@@ -29,7 +32,9 @@ import shutil
 import subprocess
 import threading
 import urllib.parse
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -160,53 +165,166 @@ def checksum(store: Store, path: Path) -> str:
 
 
 class NodeCache:
-    """Base images copied to one node, named by their sha256."""
+    """Base images copied to one local node, named by their sha256, under ``image_cache_mb``.
 
-    def __init__(self, directory: Path, limit_mb: int = 0) -> None:
+    ``keep`` says which bases must stay (see ``room_for``); ``take`` hears of every base
+    handed out, which the define asking for it then reads through.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        limit_mb: int = 0,
+        keep: Callable[[], set[Path]] = set,
+        take: Callable[[Path], None] = lambda base: None,
+        name: str = "",
+    ) -> None:
         self.directory = directory
-        self.limit_bytes = limit_mb * 1024 * 1024
+        self.name = name or str(directory)
+        self.limit_bytes = limit_mb << 20
+        self.keep = keep
+        self._take = take
 
     def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         cached = self.directory / digest
-        with keyed_lock(cached):  # two deployments needing one base copy it once
+        with self.lock(cached):  # two deployments needing one base copy it once
             if cached.exists():
                 os.utime(cached)  # recently used: evicted last
-                return cached
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial = self.directory / f".{digest}.partial.{os.getpid()}"
-            try:
-                copy_sparse(source, partial, progress)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            os.replace(partial, cached)
-            return cached
+            else:
+                with room_for(self, allocated(source), source.stat().st_size, progress):
+                    self._copy(source, cached, progress)
+            self._take(cached)
+        return cached
 
-    def evict(self, in_use: set[Path]) -> list[Path]:
-        """Delete least recently used bases until under the limit; bases in use always stay."""
-        if not self.limit_bytes or not self.directory.exists():
+    def bases(self) -> list[tuple[Path, int]]:
+        """(base, bytes allocated), least recently used first."""
+        if not self.directory.exists():
             return []
-        bases = sorted(
-            (path for path in self.directory.iterdir() if not path.name.startswith(".")),
-            key=lambda path: path.stat().st_mtime_ns,
+        found = (path for path in self.directory.iterdir() if not path.name.startswith("."))
+        return [(path, allocated(path)) for path in sorted(found, key=lambda path: path.stat().st_mtime_ns)]
+
+    def lock(self, base: Path) -> threading.Lock:
+        return keyed_lock(base)
+
+    def delete(self, base: Path) -> None:
+        base.unlink(missing_ok=True)
+
+    def _copy(self, source: Path, cached: Path, progress: Progress) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.directory / f".{cached.name}.partial.{os.getpid()}"
+        try:
+            copy_sparse(source, partial, progress)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, cached)
+
+
+class LimitedCache(Protocol):
+    """What ``room_for`` needs of a node's base cache (``NodeCache``, ``volumes.NodeVolumes``)."""
+
+    name: str  # the node's name: for the lock that orders copies into its cache, and for messages
+    limit_bytes: int  # 0: no limit
+    keep: Callable[[], set[Path]]  # bases that must stay: defined domains or defines in progress use them
+
+    def bases(self) -> list[tuple[Path, int]]:
+        """(base, bytes allocated), least recently used first."""
+        ...
+
+    def lock(self, base: Path) -> threading.Lock:
+        """The lock held while that base is copied in or handed out."""
+        ...
+
+    def delete(self, base: Path) -> None: ...
+
+
+class CacheFull(BackendError):
+    """A new base does not fit under ``image_cache_mb`` even with every base nobody uses gone."""
+
+
+@contextmanager
+def room_for(cache: LimitedCache, need: int, size: int, progress: Progress) -> Iterator[None]:
+    """Around copying a new base of ``need`` bytes (``size`` in all) into ``cache``: with a limit,
+    one copy into it at a time, after least recently used bases that nobody keeps made room."""
+    if not cache.limit_bytes:
+        yield
+        return
+    turn = keyed_lock((cache.name, "room"))
+    while not turn.acquire(timeout=0.5):
+        progress(0, size)  # waiting for another copy into this cache is a chance to cancel too
+    try:
+        _make_room(cache, need)
+        yield
+    finally:
+        turn.release()
+
+
+def _make_room(cache: LimitedCache, need: int) -> None:
+    bases, keep = cache.bases(), cache.keep()
+    victims = to_evict(bases, keep, cache.limit_bytes, need)
+    if victims is None:
+        limit = f"the {_mb(cache.limit_bytes)} MB image cache of {cache.name} ([pool] image_cache_mb)"
+        if need > cache.limit_bytes:
+            raise CacheFull(f"a {_mb(need)} MB image is larger than {limit}")
+        kept = sum(size for base, size in bases if base in keep)
+        raise CacheFull(
+            f"a {_mb(need)} MB image does not fit in {limit}: {_mb(kept)} MB of it hold images live workspaces use"
         )
-        evicted = over_limit([(path, _allocated(path)) for path in bases], in_use, self.limit_bytes)
-        for path in evicted:
-            path.unlink()
-        return evicted
+    for base in victims:
+        with cache.lock(base):
+            if base not in cache.keep():  # a define took it since the list was made: it stays
+                cache.delete(base)
+                log.info("evicted cached image %s from %s", base.name, cache.name)
 
 
-def over_limit(bases: Sequence[tuple[Path, int]], in_use: set[Path], limit_bytes: int) -> list[Path]:
-    """Which of ``bases`` (path, bytes; least recently used first) to evict to get under the limit."""
+def to_evict(bases: Sequence[tuple[Path, int]], keep: set[Path], limit_bytes: int, need: int) -> list[Path] | None:
+    """Which of ``bases`` (base, bytes; least recently used first) to evict so that ``need`` more
+    bytes fit under the limit, never one in ``keep``; None when even evicting all others would not do."""
     total = sum(size for _, size in bases)
     evicted = []
-    for path, size in bases:
-        if total <= limit_bytes:
+    for base, size in bases:
+        if total + need <= limit_bytes:
             break
-        if path not in in_use:
+        if base not in keep:
             total -= size
-            evicted.append(path)
-    return evicted
+            evicted.append(base)
+    return evicted if total + need <= limit_bytes else None
+
+
+class Holds:
+    """Bases the defines in progress took from node caches: kept until each define is over.
+
+    A define records the bases its domain reads through (``pool_domains.bases``) only at its
+    end; until then its holds keep another define's room-making from evicting them.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: Counter[tuple[str, Path]] = Counter()
+
+    def of(self, node: str) -> set[Path]:
+        with self._guard:
+            return {base for held_node, base in self._held if held_node == node}
+
+    @contextmanager
+    def define(self, node: str) -> Iterator[Callable[[Path], None]]:
+        """For one define on ``node``: the ``take`` its caches call; all it took is let go after."""
+        taken: list[Path] = []
+
+        def take(base: Path) -> None:
+            with self._guard:
+                self._held[(node, base)] += 1
+            taken.append(base)
+
+        try:
+            yield take
+        finally:
+            with self._guard:
+                self._held -= Counter((node, base) for base in taken)
+
+
+def _mb(size: int) -> int:
+    return -(-size // (1 << 20))
 
 
 _locks: dict[Hashable, threading.Lock] = {}
@@ -219,7 +337,8 @@ def keyed_lock(key: Hashable) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _allocated(path: Path) -> int:
+def allocated(path: Path) -> int:
+    """Bytes a file takes on disk (holes take none)."""
     return path.stat().st_blocks * 512
 
 

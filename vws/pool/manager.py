@@ -47,6 +47,10 @@ EventCallback = Callable[[str, str, str], None]
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
 
 
+def _defines_nothing(base: Path) -> None:
+    """The ``take`` of callers that define no domain, so take no base."""
+
+
 class PoolManager:
     def __init__(
         self,
@@ -67,6 +71,7 @@ class PoolManager:
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
         self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
+        self._holds = images.Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
         self._load_nodes()
@@ -153,8 +158,14 @@ class PoolManager:
         ``progress`` hears how far a copy of a missing base image got; raising from it
         abandons the define, which then cleans up like any other failure.
         """
+        with self._holds.define(placement.node) as take:  # its bases stay until its domain records them
+            self._define(placement, machine, progress, take)
+
+    def _define(
+        self, placement: Placement, machine: MachineRequest, progress: Progress, take: Callable[[Path], None]
+    ) -> None:
         driver = self._driver(placement.node)
-        files = self._files(placement.node, placement.domain, driver)
+        files = self._files(placement.node, placement.domain, driver, take)
         files.discard()  # leftovers of an attempt cut off by a crash
         directory = self._domain_dir(placement.node, placement.domain)
         directory.mkdir(parents=True)
@@ -182,7 +193,6 @@ class PoolManager:
         except BaseException:  # refused, cancelled or interrupted: nothing of it stays
             files.discard()
             raise
-        self._evict(placement.node, driver)
 
     def start(self, node: str, domain: str) -> None:
         self._driver(node).start(domain)
@@ -295,22 +305,27 @@ class PoolManager:
     def _domain_dir(self, node: str, domain: str) -> Path:
         return self._dir / "nodes" / node / "domains" / domain
 
-    def _cache(self, node: str) -> images.NodeCache:
-        return images.NodeCache(self._dir / "nodes" / node / "cache", self._config.image_cache_mb)
+    def _cache(self, node: str, take: Callable[[Path], None]) -> images.NodeCache:
+        keep = functools.partial(self._kept, node)
+        directory = self._dir / "nodes" / node / "cache"
+        return images.NodeCache(directory, self._config.image_cache_mb, keep, take, name=f"node {node}")
 
     def _uploads(self, node: str) -> bool:
         with self._store.reading() as db:
             return nodes.get_node(db, node).image_mode == nodes.UPLOAD
 
-    def _files(self, node: str, domain: str, driver: Driver) -> images.DomainFiles:
+    def _files(
+        self, node: str, domain: str, driver: Driver, take: Callable[[Path], None] = _defines_nothing
+    ) -> images.DomainFiles:
         """Where the domain's disks and files go: the state dir, or volumes on an upload node."""
         directory = self._domain_dir(node, domain)
         if self._uploads(node):
-            return volumes.UploadedFiles(self._volumes(driver), self._store, domain, directory)
-        return images.LocalFiles(self._store, self._cache(node), directory)
+            return volumes.UploadedFiles(self._volumes(driver, take), self._store, domain, directory)
+        return images.LocalFiles(self._store, self._cache(node, take), directory)
 
-    def _volumes(self, driver: Driver) -> volumes.NodeVolumes:
-        return volumes.NodeVolumes(driver, self._store, self._clock, self._config)
+    def _volumes(self, driver: Driver, take: Callable[[Path], None] = _defines_nothing) -> volumes.NodeVolumes:
+        keep = functools.partial(self._kept, driver.node)
+        return volumes.NodeVolumes(driver, self._store, self._clock, self._config, keep, take)
 
     def _virt_types(self, node: str, driver: Driver, files: images.DomainFiles) -> frozenset[str]:
         """The node's domain types; with ``virt_type = auto``, kvm only where a probe guest ran."""
@@ -404,18 +419,15 @@ class PoolManager:
         with self._store.reading() as db:
             return [row[0] for row in db.execute("select domain from pool_domains where node = ?", [node])]
 
-    def _evict(self, node: str, driver: Driver) -> None:
-        if not self._config.image_cache_mb:
-            return
+    def _kept(self, node: str) -> set[Path]:
+        """The node's cached bases that must stay: defined domains and defines in progress read them."""
         with self._store.reading() as db:
-            in_use = {
+            recorded = {
                 Path(base)
                 for (bases,) in db.execute("select bases from pool_domains where node = ?", [node])
                 for base in json.loads(bases or "[]")
             }
-        cache = self._volumes(driver) if self._uploads(node) else self._cache(node)
-        for path in cache.evict(in_use):
-            log.info("evicted cached image %s from node %s", path.name, node)
+        return recorded | self._holds.of(node)
 
 
 # Every node with the memory and CPUs its live workspaces hold: one query per placement.

@@ -12,7 +12,7 @@ no agent, no shared filesystem.
   raising from the progress callback aborts the stream and deletes the partial volume.
   libvirt cannot rename a volume, so an upload cut off by a crash would leave a volume
   under its final name: a ``node_volumes`` row, written once the upload is complete,
-  is what marks it usable, and its ``used_at`` orders eviction.
+  is what marks it usable, and its ``used_at`` orders eviction (``images.room_for``).
 - **A domain's volumes** are named ``<domain>.<file>`` (the file names of the local
   layout, ``images.ROOT_OVERLAY`` ...): the writable root is a qcow2 volume whose
   ``<backingStore>`` is the cached base, blank partitions are sparse raw volumes, the
@@ -28,7 +28,9 @@ no agent, no shared filesystem.
 import logging
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
@@ -47,14 +49,28 @@ log = logging.getLogger(__name__)
 
 
 class NodeVolumes:
-    """vws's storage pool on one node: the base cache and every domain's volumes."""
+    """vws's storage pool on one node: the base cache and every domain's volumes.
 
-    def __init__(self, driver: Driver, store: Store, clock: Clock, config: PoolConfig) -> None:
+    ``keep`` and ``take`` are as for ``images.NodeCache``.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        store: Store,
+        clock: Clock,
+        config: PoolConfig,
+        keep: Callable[[], set[Path]] = set,
+        take: Callable[[Path], None] = lambda base: None,
+    ) -> None:
         self.node = driver.node
+        self.name = f"node {driver.node}"
         self._conn = driver.connection
         self._store = store
         self._clock = clock
-        self._limit_bytes = config.image_cache_mb << 20
+        self.limit_bytes = config.image_cache_mb << 20
+        self.keep = keep
+        self._take = take
         with images.keyed_lock((self.node, "pool")), self._translated("open storage pool", config.storage_pool):
             self._pool = _started_pool(self._conn, config.storage_pool, config.storage_pool_path)
 
@@ -66,12 +82,15 @@ class NodeVolumes:
             volume = self._volume(digest)
             if volume is not None and self._complete(digest):
                 self._used(digest)
+                self._take(Path(volume.path()))
                 return Path(volume.path())
             if volume is not None:  # cut off by a crash, or not ours: start again
                 self._delete(volume)
             started = time.monotonic()
-            path = self.upload(digest, source, progress)
+            with images.room_for(self, images.allocated(source), source.stat().st_size, progress):
+                path = self.upload(digest, source, progress)
             self._used(digest)
+            self._take(path)
         log.info(
             "uploaded %s (%d MB) to %s in %.1f s",
             source.name,
@@ -81,26 +100,28 @@ class NodeVolumes:
         )
         return path
 
-    def evict(self, in_use: set[Path]) -> list[Path]:
-        """Delete least recently used bases until under ``image_cache_mb``; bases in use stay."""
-        if not self._limit_bytes:
-            return []
+    def bases(self) -> list[tuple[Path, int]]:
+        """(base, bytes allocated), least recently used first."""
         with self._store.reading() as db:
             names = [row[0] for row in db.execute(_LEAST_RECENTLY_USED_FIRST, [self.node])]
-        volumes = {}
+        found = []
         for name in names:
             volume = self._volume(name)
             if volume is None:
                 self._forget(name)  # deleted behind vws's back
                 continue
             with self._translated("read size of", name):
-                volumes[Path(volume.path())] = (name, volume, volume.info()[2])
-        victims = images.over_limit([(path, size) for path, (_, _, size) in volumes.items()], in_use, self._limit_bytes)
-        for path in victims:
-            name, volume, _ = volumes[path]
-            self._forget(name)
+                found.append((Path(volume.path()), volume.info()[2]))
+        return found
+
+    def lock(self, base: Path) -> threading.Lock:
+        return images.keyed_lock((self.node, base.name))  # a base volume's file name is its name
+
+    def delete(self, base: Path) -> None:
+        self._forget(base.name)
+        volume = self._volume(base.name)
+        if volume is not None:
             self._delete(volume)
-        return victims
 
     # ---- volumes ----------------------------------------------------------------------
 
