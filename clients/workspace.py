@@ -140,7 +140,8 @@ def status(session: Session, args: argparse.Namespace) -> int:
     print(f"state: {_state(port)}")
     for copy in _values(port, qname(PROPAGATION, "propagation")):
         done, total = int(copy.get("bytesDone")), int(copy.get("bytesTotal"))
-        print(f"  image to {copy.get('node')}: {100 * done // max(total, 1)}% of {total / 2**20:.0f} MB")
+        so_far = f"{100 * done // total}% of {total / 2**20:.0f} MB" if total else f"{done / 2**20:.0f} MB so far"
+        print(f"  image to {copy.get('node')}: {so_far}")
     for nic in _property(port, qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic")):
         print(f"  {nic.findtext(qname(LOGISTICS, 'name'))}: {_address(nic)}")
     return 0

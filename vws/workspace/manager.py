@@ -370,7 +370,10 @@ class WorkspaceManager:
         assert node and domain
         match action:
             case Action.DEFINE:
-                self._pool.define(workspace.placement, workspace.request.machine, self._watch(workspace.id, node))
+                try:
+                    self._pool.define(workspace.placement, workspace.request.machine, self._watch(workspace.id, node))
+                finally:
+                    self._propagations.pop(workspace.id, None)
             case Action.START:
                 self._pool.start(node, domain)
             case Action.SHUTDOWN:
@@ -387,24 +390,24 @@ class WorkspaceManager:
                 self._pool.remove(node, domain)
 
     def _watch(self, workspace_id: int, node: str) -> Progress:
-        """The progress callback of one workspace's propagation: records it, logs every tenth,
-        and stops the copy when a destroy is waiting."""
+        """The progress callback of one workspace's propagation: records it, logs every tenth
+        (every 64 MB when the size is not known yet: total 0), and stops the copy when a
+        destroy is waiting or the service is stopping."""
         logged = [-1]
 
         def progress(done: int, total: int) -> None:
             if self._closing.is_set():
-                self._propagations.pop(workspace_id, None)
                 raise _Interrupted
             if workspace_id in self._cancelled:
-                self._propagations.pop(workspace_id, None)
                 raise Cancelled(f"workspace {workspace_id} is being destroyed")
             self._propagations[workspace_id] = Propagation(node, done, total)
-            tenth = 10 * done // total if total else 10
-            if tenth != logged[0]:
-                logged[0] = tenth
-                log.info("workspace %s: image to %s, %d%% of %d MB", workspace_id, node, 10 * tenth, total >> 20)
-            if done >= total:
-                self._propagations.pop(workspace_id, None)
+            step = 10 * done // total if total > 0 else done >> 26
+            if step != logged[0]:
+                logged[0] = step
+                if total > 0:
+                    log.info("workspace %s: image to %s, %d%% of %d MB", workspace_id, node, 10 * step, total >> 20)
+                else:
+                    log.info("workspace %s: image to %s, %d MB so far", workspace_id, node, done >> 20)
 
         return progress
 
