@@ -221,3 +221,9 @@ def m008_notification_outbox(db: Database) -> None:
         not_null={"lane", "address", "envelope"},
     )
     table(db, "notification_outbox").create_index(["lane"])
+
+
+@MIGRATIONS()
+def m009_workspaces_by_owner(db: Database) -> None:
+    # A user's workspaces (status service, quota checks) without scanning everyone's history.
+    table(db, "workspaces").create_index(["owner", "destroyed_at"])
