@@ -219,16 +219,18 @@ class Driver:
         console = _Console(marker)
         with self._translated("start transient domain"):
             domain = self._conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
-        stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+        stream = None
         try:
             with self._translated("read the console of", domain.name()):
+                stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
                 domain.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
                 stream.eventAddCallback(libvirt.VIR_STREAM_EVENT_READABLE, console.read, None)
                 domain.resume()
             console.ended.wait(timeout)
         finally:
-            _quietly(stream.eventRemoveCallback)
-            _quietly(stream.abort)
+            if stream is not None:
+                _quietly(stream.eventRemoveCallback)
+                _quietly(stream.abort)
             _quietly(domain.destroy)
         return console.output
 
