@@ -149,10 +149,7 @@ class Delivery:
     def _work(self) -> None:
         while (lane := self._next_lane()) is not None:
             message_id, envelope = lane.queue[0]
-            delivered = self._post(lane, envelope)
-            if self._outbox and message_id and (delivered or lane.attempt + 1 >= self._policy.attempts):
-                self._outbox.remove(message_id)  # delivered, or about to be dropped
-            self._settle(lane, delivered)
+            self._settle(lane, message_id, self._post(lane, envelope))
 
     def _next_lane(self) -> _Lane | None:
         with self._changed:
@@ -165,7 +162,8 @@ class Delivery:
                 self._changed.wait(self._retries[0][0] - now if self._retries else None)
             return None
 
-    def _settle(self, lane: _Lane, delivered: bool) -> None:
+    def _settle(self, lane: _Lane, message_id: int, delivered: bool) -> None:
+        """Retry the lane's first message later, or be done with it: delivered or dropped."""
         dead = False
         with self._changed:
             if delivered:
@@ -184,9 +182,9 @@ class Delivery:
                 self._changed.notify()
             elif self._lanes.get(lane.key) is lane:
                 del self._lanes[lane.key]  # an idle lane costs nothing to make again
+        if self._outbox:
+            self._outbox.discard(lane.key) if dead else self._outbox.remove(message_id)
         if dead:
-            if self._outbox:
-                self._outbox.discard(lane.key)
             self._on_dead(lane.key)
 
     def _give_up(self, lane: _Lane) -> bool:
