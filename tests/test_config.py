@@ -35,3 +35,8 @@ def test_unknown_keys_are_refused(tmp_path):
 def test_environment_overrides_the_file():
     loaded = config.load(SAMPLE, environ={"VWS_POLICY_MAXIMUM_MEMORY_MB": "2048"})
     assert loaded.policy.maximum_memory_mb == 2048
+
+
+def test_deployers_must_be_at_least_one():
+    with pytest.raises(config.ConfigError, match="deployers"):
+        config.Config().with_overrides("pool", deployers=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vws.errors import InvalidMetadata
+from vws.config import ConfigError
 from vws.pool.designer import (
     KVM,
     QEMU,
@@ -46,7 +46,7 @@ def test_disk_targets_and_names():
 
 @pytest.mark.parametrize("prefix", ["", "vws1", "a/b-", "x y-", "é-"])
 def test_a_domain_prefix_must_split_from_the_id_one_way(prefix):
-    with pytest.raises(InvalidMetadata, match="domain_prefix"):
+    with pytest.raises(ConfigError, match="domain_prefix"):
         domain_prefix(prefix)
     assert domain_prefix("site_b.vws-") == "site_b.vws-"
 

@@ -74,6 +74,10 @@ class PoolConfig:
     # Deployments brought up at once (each copies its images, defines and starts domains).
     deployers: int = 2
 
+    def __post_init__(self) -> None:
+        if self.deployers < 1:
+            raise ConfigError("[pool] deployers must be at least 1")
+
 
 @dataclass(frozen=True)
 class SecurityConfig:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vws.errors import InvalidMetadata
+from vws.config import ConfigError
 from vws.pool.domain_xml import DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 
@@ -55,9 +55,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_.-]*[A-Za-z_.-]")
 def domain_prefix(prefix: str) -> str:
     """``[pool] domain_prefix``, checked: letters, digits, ``_.-``, not ending in a digit."""
     if not _PREFIX.fullmatch(prefix):
-        raise InvalidMetadata(
-            f"[pool] domain_prefix {prefix!r}: use letters, digits and _.- only, ending in a non-digit"
-        )
+        raise ConfigError(f"[pool] domain_prefix {prefix!r}: use letters, digits and _.- only, ending in a non-digit")
     return prefix
 
 
