@@ -152,6 +152,9 @@ class NodeVolumes:
         if source is None:
             raise BackendError(f"{self.node}: no volume {name} to save")
         flat_name = f"{name}.flat"
+        leftover = self._volume(flat_name)
+        if leftover is not None:  # a save cut off by a crash: this one starts again
+            self._delete(leftover)
         with self._translated("flatten", name):
             flat = self._pool.createXMLFrom(_volume_xml(flat_name, source.info()[1], "qcow2"), source, 0)
         try:
