@@ -24,6 +24,7 @@ from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import create, create_request
 from tests.test_restart import SERVICE as SERVICE_COMMAND
 from vws.service import Service
+from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import DEFINITION, LOGISTICS, PROPAGATION, TYPES, WSA, qname
 
@@ -237,3 +238,11 @@ def test_a_restart_during_propagation_finishes_the_deployment(tmp_path, image):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_an_image_missing_from_the_repository_is_refused_by_create_itself(service, client):
+    with pytest.raises(SoapFault) as refused:
+        create(client, from_url("file://no-such-image"))
+    assert refused.value.element == qname(TYPES, "WorkspaceMetadataFault")
+    assert "not found" in refused.value.description
+    assert service.manager.workspaces(SERVICE) == []

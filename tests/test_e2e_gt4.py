@@ -242,3 +242,14 @@ def test_lease_expiry_destroys_the_workspace_driven_by_the_clock(gt4, service, c
     with pytest.raises(SoapFault):
         gt4.state(epr)
     assert service.pool.domain_states() == {}
+
+
+def test_shutdown_save_onto_a_taken_image_is_refused_at_once_and_changes_nothing(gt4, service):
+    epr = deploy(gt4)
+    (workspace,) = service.manager.workspaces(SERVICE)
+    (service.pool.repository.root / f"{workspace.domain}.qcow2").write_bytes(b"someone else's image")
+    with pytest.raises(SoapFault) as refused:
+        gt4.shutdown(epr, "ReadyForTransport")
+    assert refused.value.element == qname(TYPES, "WorkspaceShutdownFault")
+    assert "already exists" in refused.value.description
+    assert gt4.state(epr) == "Running"

@@ -3,6 +3,7 @@ virStorageVolUpload, so uploads are stood in for by empty volumes (``uploads``);
 stream itself is driven through libvirt-python's own ``sparseSendAll`` loop. The real
 upload is tests/integration/test_upload_node.py."""
 
+import dataclasses
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -105,8 +106,10 @@ def test_define_puts_every_disk_and_file_in_volumes_and_remove_keeps_only_the_ba
 def test_a_failed_define_leaves_no_volume_of_its_own(tmp_path, uploads):
     store, pool = upload_pool(tmp_path)
     machine = MachineRequest(memory_mb=256, root=SMALL.root, blank_disks=(BlankDiskRequest("..", "sdb1", 1),))
-    placed = reserve(store, pool, machine)[0]
     with pytest.raises(InvalidMetadata, match="not usable as a file name"):
+        reserve(store, pool, machine)  # refused before it is accepted...
+    placed = reserve(store, pool, dataclasses.replace(machine, blank_disks=()))[0]
+    with pytest.raises(InvalidMetadata, match="not usable as a file name"):  # ...and by define, after the base
         pool.define(placed, machine)
     assert volume_names(pool) == {digest(pool, store, "ttylinux-xen")}
     assert pool.domain_states() == {}

@@ -32,10 +32,6 @@ class SchedulingFailed(VwsError):
     """No node, address or image can satisfy the request right now."""
 
 
-class CreationFailed(VwsError):
-    """The backend failed while deploying; everything reserved was released."""
-
-
 class UnknownResource(VwsError):
     """No resource has this key, or the caller may not know that it has."""
 

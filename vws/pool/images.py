@@ -71,6 +71,13 @@ class Repository:
             return self._remote(location).url
         return str(self._local(location))
 
+    def check(self, location: str) -> None:
+        """Refuse now what ``resolve`` would refuse later: a file that is not there, a host not
+        allowed, a location outside the repository (a download itself is left for later)."""
+        if not downloads.is_remote(location) and not self._local(location).is_file():
+            raise InvalidMetadata(f"image {location} not found in the repository")
+        self.key(location)
+
     def resolve(self, location: str, progress: Progress = ignore) -> Path:
         """A local file holding the image; http(s) images are downloaded once, reporting progress."""
         path = self._download(location, progress) if downloads.is_remote(location) else self._local(location)
@@ -87,11 +94,16 @@ class Repository:
             target, lambda partial: _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(source), str(partial)])
         )
 
-    def receive(self, target: str, write: Callable[[Path], None]) -> str:
-        """A new image at ``target``, which ``write`` fills under a partial name first; its URI."""
+    def check_new(self, target: str) -> Path:
+        """Where a new image at ``target`` goes; refused when outside the repository or taken."""
         path = self._local(target)
         if path.exists():
             raise RequestDenied(f"image {target} already exists in the repository")
+        return path
+
+    def receive(self, target: str, write: Callable[[Path], None]) -> str:
+        """A new image at ``target``, which ``write`` fills under a partial name first; its URI."""
+        path = self.check_new(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
         try:
@@ -373,6 +385,16 @@ def _copy_range(src: int, dst: int, offset: int, length: int, reached: Callable[
 
 
 # ---- claims -------------------------------------------------------------------------------
+
+
+def check_request(repository: Repository, machine: MachineRequest) -> None:
+    """Everything about a request's disks that can be refused before it is accepted."""
+    disks = ([machine.root] if machine.root else []) + list(machine.partitions)
+    kernel = [machine.kernel.image, machine.kernel.initrd] if machine.kernel else []
+    for location in [disk.location for disk in disks] + [location for location in kernel if location]:
+        repository.check(location)
+    for blank in machine.blank_disks:
+        blank_name(blank.partition_name)
 
 
 def claim(db: Database, repository: Repository, workspace_id: int, machine: MachineRequest) -> None:

@@ -124,6 +124,7 @@ class PoolManager:
         """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held."""
         if machine.memory_mb < 1 or machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
+        images.check_request(self.repository, machine)
         demand = placement.Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
             chosen = placement.place_group(self._loads(db), demand, len(workspace_ids), self._policy)
@@ -218,7 +219,11 @@ class PoolManager:
     def unpropagate(self, node: str, domain: str, target: str | None) -> str:
         """Save the root overlay (base + the guest's writes) as a new repository image; its URI."""
         files = self._files(node, domain, self._driver(node))
-        return files.save_root(self.repository, target or f"file://{domain}.qcow2")
+        return files.save_root(self.repository, _save_target(domain, target))
+
+    def check_save_target(self, domain: str, target: str | None) -> None:
+        """Refuse, before any work, a save-as target that is not allowed or already taken."""
+        self.repository.check_new(_save_target(domain, target))
 
     def remove(self, node: str, domain: str) -> None:
         """Destroy, undefine, delete the workspace's files; a domain already gone is fine."""
@@ -431,13 +436,10 @@ class PoolManager:
 
 
 # Every node with the memory and CPUs its live workspaces hold: one query per placement.
-_LOADS = """
+_LOADS = f"""
     select n.name, n.memory_mb, n.cpus, coalesce(u.memory_mb, 0), coalesce(u.vcpus, 0), n.networks,
            n.active and n.available
-    from nodes n left join (
-        select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from workspaces
-        where destroyed_at is null and released_at is null and node is not null group by node
-    ) u on u.node = n.name
+    from nodes n left join ({nodes.HELD_PER_NODE}) u on u.node = n.name
     order by n.name
 """
 
@@ -445,6 +447,11 @@ _LOADS = """
 @functools.lru_cache(maxsize=256)
 def _networks(text: str) -> frozenset[str]:
     return frozenset(json.loads(text))
+
+
+def _save_target(domain: str, target: str | None) -> str:
+    """Where shutdown-save puts the root: the PostShutdown target, or one named for the domain."""
+    return target or f"file://{domain}.qcow2"
 
 
 def _bridges(pairs: Sequence[str]) -> dict[str, str]:

@@ -173,13 +173,17 @@ def remove_node(db: Database, name: str) -> Node:
     return node
 
 
+# Memory and CPUs held per node: by the live workspaces placed there, except those whose
+# failed deployment gave their share back. The one definition placement and admin share.
+HELD_PER_NODE = """
+    select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from workspaces
+    where destroyed_at is null and released_at is null and node is not null group by node
+"""
+
+
 def usage(db: Database) -> dict[str, Usage]:
-    """Memory and CPUs held per node, summed from the live workspaces placed there."""
-    sums = db.execute(
-        "select node, sum(memory_mb), sum(vcpus) from workspaces "
-        "where destroyed_at is null and node is not null group by node"
-    )
-    return {node: Usage(memory or 0, cpus or 0) for node, memory, cpus in sums}
+    """Memory and CPUs held per node."""
+    return {node: Usage(memory or 0, cpus or 0) for node, memory, cpus in db.execute(HELD_PER_NODE)}
 
 
 # ---- the nodes file ---------------------------------------------------------------------

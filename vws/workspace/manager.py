@@ -136,7 +136,18 @@ class WorkspaceManager:
 
     def _deploy(self, ids: list[int]) -> None:
         if any(self._snapshot(workspace_id).deploying for workspace_id in ids):
-            self._deployers.submit(self._bring_up, ids)
+            self._in_background(self._bring_up, ids)
+
+    def _in_background(self, work: Callable[..., None], *args: object) -> None:
+        """Run ``work`` on a deployer thread; what it fails to handle is logged, not lost."""
+
+        def logged() -> None:
+            try:
+                work(*args)
+            except Exception:
+                log.exception("background work %s%s failed", work.__name__, args)
+
+        self._deployers.submit(logged)
 
     def _bring_up(self, ids: list[int]) -> None:
         """Take reserved workspaces to their initial states, stage by stage.
@@ -161,7 +172,7 @@ class WorkspaceManager:
         if self._closing.is_set():
             raise _Interrupted
         try:
-            self._apply(workspace_id, op, owed=False if last else None)
+            self._apply(workspace_id, op, owed=False if last else None, failure_corrupts=False)
         except _Interrupted:
             raise
         except (Cancelled, IllegalState):
@@ -311,22 +322,31 @@ class WorkspaceManager:
             raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
         return self._apply(workspace_id, op)
 
-    def _apply(self, workspace_id: int, op: Op, owed: bool | None = None) -> Workspace:
-        """Check the transition, drive the hypervisor, commit the new state (and ``owed``)."""
+    def _apply(
+        self, workspace_id: int, op: Op, owed: bool | None = None, *, failure_corrupts: bool = True
+    ) -> Workspace:
+        """Check the transition, drive the hypervisor, commit the new state (and ``owed``).
+
+        A hypervisor failure makes the workspace Corrupted, unless the caller (a bring-up,
+        which gives back what the workspace holds) records that itself.
+        """
         if op is Op.DESTROY:
             return self._destroy(workspace_id)
         with self._locked(workspace_id):
             workspace = self._snapshot(workspace_id)
             step = transition(workspace.state, op)
-            if step.via is not None:
+            if step.via is not None:  # an unpropagation: what can be refused now is refused now
+                assert workspace.domain
+                self._pool.check_save_target(workspace.domain, workspace.request.save_target)
                 committed = self._commit(workspace_id, step.via, owed=True)
-                self._deployers.submit(self._finish, workspace_id, step)
+                self._in_background(self._finish, workspace_id, step)
                 return committed
             try:
                 for action in step.actions:
                     self._perform(action, workspace)
             except BackendError as exc:
-                self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
+                if failure_corrupts:
+                    self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
                 raise
             return self._commit(workspace_id, step.target, started=op is Op.START, owed=owed)
 
@@ -339,8 +359,11 @@ class WorkspaceManager:
             try:
                 for action in step.actions:
                     self._perform(action, workspace)
-            except VwsError as exc:
-                self._commit(workspace_id, State.CORRUPTED, fault=exc.description)
+            except Exception as exc:  # whatever it was, the client must see it in currentState
+                if not isinstance(exc, VwsError):
+                    log.exception("%s of workspace %s failed unexpectedly", step.op.value, workspace_id)
+                reason = exc.description if isinstance(exc, VwsError) else f"internal error: {type(exc).__name__}"
+                self._commit(workspace_id, State.CORRUPTED, fault=reason)
                 return
             self._commit(workspace_id, step.target, owed=False)
 
@@ -474,7 +497,8 @@ class WorkspaceManager:
                 self._quietly(workspace.id, Op.DESTROY)
             elif workspace.state is State.UNPROPAGATING:
                 findings.append(f"workspace {workspace.id}: its unpropagation was cut off; started again")
-                self._deployers.submit(self._finish, workspace.id, self._unpropagation(workspace))
+                # Shutting down a domain that is already off returns at once.
+                self._in_background(self._finish, workspace.id, transition(State.RUNNING, Op.READY_FOR_TRANSPORT))
             elif workspace.deploying:
                 findings.append(f"workspace {workspace.id}: its deployment was cut off; started again")
                 self._reset(workspace)
@@ -487,12 +511,6 @@ class WorkspaceManager:
         for ids in owed.values():
             self._deploy(ids)
         return findings
-
-    def _unpropagation(self, workspace: Workspace) -> Transition:
-        """What is left of an unpropagation: shutting the domain down, if it still runs, and saving."""
-        power = self._pool.domain_states().get((workspace.node or "", workspace.domain or ""))
-        source = State.RUNNING if power in ("running", "paused") else State.PROPAGATED
-        return transition(source, Op.READY_FOR_TRANSPORT)
 
     def _reset(self, workspace: Workspace) -> None:
         """Back to a bare reservation: the domain and its files go, the leases stay."""
