@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pool_helpers import open_pool, reserve
+from tests.test_pool_helpers import cancel, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import downloads, images
@@ -18,12 +18,14 @@ MIB = 1 << 20
 
 
 class ImageServer:
-    """Serves ``files`` by name under four behaviours, chosen by the first path segment:
+    """Serves ``files`` by name under five behaviours, chosen by the first path segment:
     ``/files/`` (with Content-Length), ``/stream/`` (none: read until close), ``/short/``
-    (announces twice the size it sends) and ``/redirect/<url>``. Records each request line."""
+    (announces twice the size it sends), ``/gated/`` (as ``/files/``, but the second half
+    only once ``gate`` is set) and ``/redirect/<url>``. Records each request line."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.gate = threading.Event()
         self.requests: list[str] = []
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -48,6 +50,10 @@ class ImageServer:
                 if kind != "stream":
                     self.send_header("Content-Length", str(len(body) * (2 if kind == "short" else 1)))
                 self.end_headers()
+                if kind == "gated":
+                    self.wfile.write(body[: len(body) // 2])
+                    server.gate.wait()
+                    body = body[len(body) // 2 :]
                 self.wfile.write(body)
                 self.close_connection = True
 
@@ -61,6 +67,7 @@ class ImageServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.gate.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -180,6 +187,22 @@ def test_a_download_reports_progress_and_stops_when_the_callback_raises(tmp_path
     with pytest.raises(Cancelled):
         repo.resolve(server.url("/stream/disk.img"), cancel)
     assert [name for name in left_in_downloads(repo) if "partial" in name] == []
+
+
+def test_waiting_for_another_download_of_the_same_image_can_be_cancelled(tmp_path, server):
+    server.files["disk.img"] = b"w" * (2 * MIB)
+    url = server.url("/gated/disk.img")
+    repo = repository(tmp_path, max_mb=0)
+    downloading = threading.Event()
+    first = threading.Thread(target=repo.resolve, args=(url, lambda done, total: downloading.set()))
+    first.start()
+    try:
+        assert downloading.wait(10)  # the first download holds the file's lock, half done
+        assert isinstance(raised_within(lambda: repo.resolve(url, cancel)), Cancelled)
+    finally:
+        server.gate.set()
+        first.join()
+    assert repo.resolve(url).read_bytes() == b"w" * (2 * MIB) and len(server.requests) == 1
 
 
 def test_define_reports_the_download_then_the_copy(tmp_path, server):

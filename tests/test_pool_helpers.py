@@ -6,6 +6,7 @@ from pathlib import Path
 
 from vws.clock import ManualClock
 from vws.config import PoolConfig
+from vws.errors import Cancelled
 from vws.pool import nodes, testnode
 from vws.pool.machine import DiskRequest, MachineRequest, NicRequest, Placement
 from vws.pool.manager import PoolManager
@@ -68,6 +69,30 @@ def destroy(store: Store, pool: PoolManager, placement: Placement) -> None:
 def live_rows(store: Store) -> int:
     with store.reading() as db:
         return db.execute("select count(*) from workspaces").fetchone()[0]
+
+
+def raised_within(call: Callable[[], object], seconds: float = 10) -> BaseException | None:
+    """What ``call``, run in a thread of its own, raised (None: it returned); it must end within
+    ``seconds``, which is waited for on an event (a call that blocks on and on fails the test)."""
+    done = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            raised.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(seconds), f"still blocked after {seconds} s"
+    return raised[0] if raised else None
+
+
+def cancel(done: int, total: int) -> None:
+    """The progress of a define whose workspace is being destroyed."""
+    raise Cancelled("the workspace is being destroyed")
 
 
 class Events:

@@ -3,12 +3,13 @@
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_pool_helpers import SMALL, destroy, open_pool, reserve
+from tests.test_pool_helpers import SMALL, cancel, destroy, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import downloads, images, qcow2
@@ -222,6 +223,26 @@ def test_a_copy_waiting_for_another_into_the_same_cache_can_be_cancelled(tmp_pat
         with pytest.raises(Cancelled):
             cache.base(sources["a"], "a" * 64, cancel)
     assert not (tmp_path / "cache").exists()
+
+
+def test_waiting_for_another_copy_of_the_same_base_can_be_cancelled(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a")
+    cache = images.NodeCache(tmp_path / "cache")
+    copying, gate = threading.Event(), threading.Event()
+
+    def held(done: int, total: int) -> None:
+        copying.set()
+        gate.wait()
+
+    first = threading.Thread(target=cache.base, args=(sources["a"], "a" * 64, held))
+    first.start()
+    try:
+        assert copying.wait(10)  # the first copy holds the base's lock
+        assert isinstance(raised_within(lambda: cache.base(sources["a"], "a" * 64, cancel)), Cancelled)
+    finally:
+        gate.set()
+        first.join()
+    assert cache.base(sources["a"], "a" * 64).read_bytes() == sources["a"].read_bytes()
 
 
 # ---- through PoolManager: disks per workspace, claims ----------------------------------------

@@ -5,6 +5,7 @@ upload is tests/integration/test_upload_node.py."""
 
 import dataclasses
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.test_pool_helpers import SMALL, destroy, open_pool, reserve
+from tests.test_pool_helpers import SMALL, cancel, destroy, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import images, nodes, testnode, volumes
@@ -40,7 +41,9 @@ def uploads(monkeypatch) -> list[str]:
         sent.append(name)
         size = f"{source.stat().st_size}"
         xml = f"<volume><name>{name}</name><capacity>{size}</capacity><allocation>{size}</allocation></volume>"
-        return Path(self._pool.createXML(xml, 0).path())
+        path = Path(self._pool.createXML(xml, 0).path())
+        progress(int(size), int(size))  # as a real upload's last report
+        return path
 
     monkeypatch.setattr(volumes.NodeVolumes, "upload", upload)
     return sent
@@ -166,6 +169,29 @@ def test_room_is_made_before_an_upload_least_recently_used_bases_no_domain_reads
     pool.define(third, machines["next.img"])
     assert old not in volume_names(pool) and new in volume_names(pool)  # old went; new is in use
     assert digest(pool, store, "next.img") in volume_names(pool)
+
+
+def test_waiting_for_another_upload_of_the_same_base_can_be_cancelled(tmp_path, uploads):
+    store, pool = upload_pool(tmp_path)
+    source = pool.repository.root / "data.img"
+    uploading, gate = threading.Event(), threading.Event()
+
+    def held(done: int, total: int) -> None:
+        uploading.set()
+        gate.wait()
+
+    def cached(progress) -> Path:
+        return pool._volumes(pool._driver(NODE)).cached(source, digest(pool, store, "data.img"), progress)
+
+    first = threading.Thread(target=cached, args=(held,))
+    first.start()
+    try:
+        assert uploading.wait(10)  # the first upload holds the base's lock
+        assert isinstance(raised_within(lambda: cached(cancel)), Cancelled)
+    finally:
+        gate.set()
+        first.join()
+    assert uploads == [digest(pool, store, "data.img")]
 
 
 def test_image_mode_may_not_change_under_live_workspaces(tmp_path, uploads):

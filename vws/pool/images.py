@@ -15,7 +15,9 @@
   made before a new base is copied in (``room_for``, the one rule for both kinds of node):
   least recently used bases go that no defined domain reads through (``pool_domains``) and
   no define in progress has taken (``Holds``); a base that cannot fit even then is refused
-  (``CacheFull``) before anything is evicted or copied.
+  (``CacheFull``) before anything is evicted or copied. A define waiting for another's
+  download, copy or room-making (``acquire``) keeps calling its progress, so a destroy or a
+  stop need not wait for the other's work to end.
 - **Per-workspace disks** (``prepare``, the same for both kinds of node through
   ``DomainFiles``): a writable root is a qcow2 overlay over the cached base; a read-only
   root or partition is the cached base itself, attached read-only and shareable; a
@@ -145,7 +147,7 @@ class Repository:
     def _download(self, location: str, progress: Progress) -> Path:
         remote = self._remote(location)
         path = self.root / ".downloads" / hashlib.sha256(remote.url.encode()).hexdigest()[:32]
-        with keyed_lock(path):  # one download per file at a time
+        with acquire(keyed_lock(path), progress):  # one download per file at a time
             if not (path.exists() and downloads.matches(path, remote.sha256)):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 downloads.fetch(
@@ -199,7 +201,7 @@ class NodeCache:
 
     def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         cached = self.directory / digest
-        with self.lock(cached):  # two deployments needing one base copy it once
+        with acquire(self.lock(cached), progress):  # two deployments needing one base copy it once
             if cached.exists():
                 os.utime(cached)  # recently used: evicted last
             else:
@@ -261,17 +263,12 @@ def room_for(cache: LimitedCache, need: int, size: int, progress: Progress) -> I
     if not cache.limit_bytes:
         yield
         return
-    turn = keyed_lock((cache.name, "room"))
-    while not turn.acquire(timeout=0.5):
-        progress(0, size)  # waiting for another copy into this cache is a chance to cancel too
-    try:
-        _make_room(cache, need)
+    with acquire(keyed_lock((cache.name, "room")), progress, size):
+        _make_room(cache, need, progress)
         yield
-    finally:
-        turn.release()
 
 
-def _make_room(cache: LimitedCache, need: int) -> None:
+def _make_room(cache: LimitedCache, need: int, progress: Progress) -> None:
     bases, keep = cache.bases(), cache.keep()
     victims = to_evict(bases, keep, cache.limit_bytes, need)
     if victims is None:
@@ -283,7 +280,7 @@ def _make_room(cache: LimitedCache, need: int) -> None:
             f"a {_mb(need)} MB image does not fit in {limit}: {_mb(kept)} MB of it hold images live workspaces use"
         )
     for base in victims:
-        with cache.lock(base):
+        with acquire(cache.lock(base), progress):
             if base not in cache.keep():  # a define took it since the list was made: it stays
                 cache.delete(base)
                 log.info("evicted cached image %s from %s", base.name, cache.name)
@@ -347,6 +344,22 @@ def keyed_lock(key: Hashable) -> threading.Lock:
     """The one lock for ``key``: work on one thing (a download, a base's copy to a node) runs once at a time."""
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
+
+
+@contextmanager
+def acquire(lock: threading.Lock, progress: Progress, size: int = 0) -> Iterator[None]:
+    """Hold ``lock``, which another define may hold for as long as a whole download or copy
+    takes: while waiting, ``progress(0, size)`` every half second gives a destroy or a
+    stop waiting on this define its chance to raise, as the work itself would."""
+    while not lock.acquire(timeout=_WAIT_STEP):
+        progress(0, size)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+_WAIT_STEP = 0.5  # seconds
 
 
 def allocated(path: Path) -> int:

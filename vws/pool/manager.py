@@ -177,7 +177,7 @@ class PoolManager:
             spec = designer.design(
                 machine,
                 placement,
-                NodeFacts(placement.node, self._virt_types(placement.node, driver, files), self._bridges),
+                NodeFacts(placement.node, self._virt_types(placement.node, driver, files, progress), self._bridges),
                 disks,
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
@@ -332,17 +332,17 @@ class PoolManager:
         keep = functools.partial(self._kept, driver.node)
         return volumes.NodeVolumes(driver, self._store, self._clock, self._config, keep, take)
 
-    def _virt_types(self, node: str, driver: Driver, files: images.DomainFiles) -> frozenset[str]:
+    def _virt_types(self, node: str, driver: Driver, files: images.DomainFiles, progress: Progress) -> frozenset[str]:
         """The node's domain types; with ``virt_type = auto``, kvm only where a probe guest ran."""
         offered = driver.virt_types()
         if self._config.virt_type != designer.AUTO or designer.KVM not in offered:
             return offered
-        return offered if self._kvm_probed(node, driver, files) else offered - {designer.KVM}
+        return offered if self._kvm_probed(node, driver, files, progress) else offered - {designer.KVM}
 
-    def _kvm_probed(self, node: str, driver: Driver, files: images.DomainFiles) -> bool:
+    def _kvm_probed(self, node: str, driver: Driver, files: images.DomainFiles, progress: Progress) -> bool:
         """The kvm probe's verdict for the node, probed once (concurrent defines wait for it)."""
         key = (node, driver.uri)
-        with images.keyed_lock(("kvm probe", *key)):
+        with images.acquire(images.keyed_lock(("kvm probe", *key)), progress):
             if key not in self._kvm_runs:
                 verdict = kvm_probe.probe(driver, files.boot_file(self._probe_kernel(), ignore))
                 kind = "kvm" if verdict.kvm else "qemu (TCG)"

@@ -4,7 +4,9 @@ A ``Progress`` is called with (bytes done, bytes in all) after every step of a d
 a copy; a download whose server announces no length reports 0 in all until its last call,
 (bytes done, bytes done). One define may report a download, then a copy, each from 0.
 It may raise (``vws.errors.Cancelled`` when the workspace is being destroyed) to stop
-the work; the partial file of the interrupted step is removed.
+the work; the partial file of the interrupted step is removed. A define waiting for another
+one's download or copy (``images.acquire``) hears (0, size) every half second meanwhile,
+so it can be stopped while it waits too.
 """
 
 from collections.abc import Callable

@@ -78,7 +78,8 @@ class NodeVolumes:
 
     def cached(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         """The node's volume holding ``source`` (sha256 ``digest``), uploaded if it has none."""
-        with images.keyed_lock((self.node, digest)):  # two deployments needing one base upload it once
+        # Two deployments needing one base upload it once.
+        with images.acquire(images.keyed_lock((self.node, digest)), progress):
             volume = self._volume(digest)
             if volume is not None and self._complete(digest):
                 self._used(digest)
