@@ -12,7 +12,7 @@ from tests.test_pool_helpers import cancel, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import downloads, images
-from vws.pool.machine import DiskRequest, MachineRequest
+from vws.pool.machine import DiskRequest, KernelRequest, MachineRequest
 
 MIB = 1 << 20
 
@@ -203,6 +203,22 @@ def test_waiting_for_another_download_of_the_same_image_can_be_cancelled(tmp_pat
         server.gate.set()
         first.join()
     assert repo.resolve(url).read_bytes() == b"w" * (2 * MIB) and len(server.requests) == 1
+
+
+def test_a_define_reports_its_kernel_and_initrd_downloads_and_stops_when_the_callback_raises(tmp_path, server):
+    server.files["vmlinuz"] = b"k" * (2 * MIB)
+    server.files["initrd.gz"] = b"i" * MIB
+    store, pool = open_pool(tmp_path / "state", PoolConfig(allowed_image_hosts=("127.0.0.1",)))
+    kernel = KernelRequest(server.url("/files/vmlinuz"), server.url("/files/initrd.gz"), "console=ttyS0")
+    machine = MachineRequest(memory_mb=64, kernel=kernel)
+    placed = reserve(store, pool, machine)[0]
+    with pytest.raises(Cancelled):
+        pool.define(placed, machine, cancel)
+    assert server.requests == ["GET /files/vmlinuz HTTP/1.1"] and pool.domain_states() == {}
+    seen: list[tuple[int, int]] = []
+    pool.define(placed, machine, lambda done, total: seen.append((done, total)))
+    assert seen == [(MIB, 2 * MIB), (2 * MIB, 2 * MIB), (2 * MIB, 2 * MIB), (MIB, MIB), (MIB, MIB)]
+    assert pool.domain_states() == {(placed.node, placed.domain): "shutoff"}
 
 
 def test_define_reports_the_download_then_the_copy(tmp_path, server):

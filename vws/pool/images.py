@@ -579,10 +579,6 @@ def blank_name(partition_name: str) -> str:
     return f"blank-{cleaned}.raw"
 
 
-def kernel_files(repository: Repository, locations: Sequence[str | None]) -> list[Path | None]:
-    return [None if location is None else repository.resolve(location) for location in locations]
-
-
 def _run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:

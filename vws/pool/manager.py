@@ -362,12 +362,13 @@ class PoolManager:
     def _kernel(self, machine: MachineRequest, files: images.DomainFiles, progress: Progress) -> KernelFiles | None:
         if machine.kernel is None or machine.kernel.image is None:
             return None
-        kernel, initrd = images.kernel_files(self.repository, [machine.kernel.image, machine.kernel.initrd])
-        assert kernel is not None
+
+        def boot_file(location: str) -> Path:  # an http(s) one is downloaded first, reported alike
+            return files.boot_file(self.repository.resolve(location, progress), progress)
+
+        initrd = machine.kernel.initrd
         return KernelFiles(
-            files.boot_file(kernel, progress),
-            None if initrd is None else files.boot_file(initrd, progress),
-            machine.kernel.parameters,
+            boot_file(machine.kernel.image), None if initrd is None else boot_file(initrd), machine.kernel.parameters
         )
 
     def _context_disk(
