@@ -13,6 +13,7 @@ from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
 from vws.pool import downloads, images
 from vws.pool.machine import DiskRequest, KernelRequest, MachineRequest
+from vws.store.database import Store
 
 MIB = 1 << 20
 
@@ -80,7 +81,8 @@ def server() -> Iterator[ImageServer]:
 
 
 def repository(tmp_path: Path, max_mb: int = 1) -> images.Repository:
-    return images.Repository(tmp_path / "repo", allowed_hosts=["127.0.0.1"], max_download_mb=max_mb)
+    store = Store(tmp_path / "vws.sqlite")
+    return images.Repository(tmp_path / "repo", store, allowed_hosts=["127.0.0.1"], max_download_mb=max_mb)
 
 
 def left_in_downloads(repo: images.Repository) -> list[str]:
@@ -100,7 +102,7 @@ def test_http_images_only_from_allowed_hosts_streamed_once(tmp_path, server):
     assert first.read_bytes() == b"x" * 100_000
     assert repo.resolve(url) == first and len(server.requests) == 1
     with pytest.raises(RequestDenied, match="allowed_image_hosts"):
-        images.Repository(tmp_path / "repo").resolve(url)
+        images.Repository(tmp_path / "repo", repo.store).resolve(url)
 
 
 def test_a_redirect_must_stay_on_allowed_hosts(tmp_path, server):
@@ -156,7 +158,7 @@ def test_a_pin_is_checked_never_sent_and_shares_the_download_only_when_it_matche
         repo.resolve(f"{url}#sha256={'0' * 64}")
     assert len(server.requests) == 2  # a mismatching pin fetched afresh, then refused
     assert path.read_bytes() == body  # the download the others share stays
-    assert left_in_downloads(repo) == [path.name, path.name + ".sha256"]
+    assert left_in_downloads(repo) == [path.name]
 
 
 def test_a_mismatching_pin_leaves_no_file(tmp_path, server):
@@ -219,6 +221,22 @@ def test_a_define_reports_its_kernel_and_initrd_downloads_and_stops_when_the_cal
     pool.define(placed, machine, lambda done, total: seen.append((done, total)))
     assert seen == [(MIB, 2 * MIB), (2 * MIB, 2 * MIB), (2 * MIB, 2 * MIB), (MIB, MIB), (MIB, MIB)]
     assert pool.domain_states() == {(placed.node, placed.domain): "shutoff"}
+
+
+def test_a_download_is_hashed_as_it_streams_in_and_never_again(tmp_path, server, monkeypatch):
+    body = b"h" * MIB
+    server.files["root.img"] = body
+    hashed: list[Path] = []
+    real = downloads.sha256_file
+    monkeypatch.setattr(downloads, "sha256_file", lambda path: hashed.append(path) or real(path))
+    store, pool = open_pool(tmp_path / "state", PoolConfig(allowed_image_hosts=("127.0.0.1",)))
+    url = server.url("/files/root.img")
+    machine = MachineRequest(memory_mb=64, root=DiskRequest(pinned(url, body), "sda1"))
+    pool.define(reserve(store, pool, machine)[0], machine)  # the download's digest names the cached base
+    download = pool.repository.resolve(pinned(url, body))  # the pin checked against the recorded digest
+    assert images.checksum(store, download) == hashlib.sha256(body).hexdigest()
+    assert hashed == [] and len(server.requests) == 1
+    assert left_in_downloads(pool.repository) == [download.name]
 
 
 def test_define_reports_the_download_then_the_copy(tmp_path, server):

@@ -110,7 +110,7 @@ def test_overlay_refuses_to_overwrite(tmp_path):
 
 
 def test_repository_resolves_names_and_refuses_escapes(tmp_path):
-    repo = images.Repository(tmp_path / "repo")
+    repo = images.Repository(tmp_path / "repo", Store(tmp_path / "vws.sqlite"))
     repo.write_sample()
     assert repo.resolve("file://ttylinux-xen") == (tmp_path / "repo" / "ttylinux-xen").resolve()
     assert repo.resolve(f"file://{tmp_path}/repo/ttylinux-xen") == repo.resolve("file://ttylinux-xen")

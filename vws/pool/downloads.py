@@ -8,9 +8,10 @@
   The fragment is never sent (it is not part of the request), and it does not name the
   download: every location of one URL shares one file, used for a pinned location only
   while its digest matches the pin.
-- Whatever fails, no partial file is left and the previous download stays as it was. The
-  digest of each download is kept beside it (``<file>.sha256``), so checking a pin against
-  a file already there costs no second read of it.
+- Whatever fails, no partial file is left and the previous download stays as it was.
+  ``fetch`` returns the sha256 it computed as the bytes streamed in; the repository records
+  it with every other image's (``images.checksum``), so neither a pin checked against a file
+  already there nor the define that copies it reads the file again to hash it.
 """
 
 import hashlib
@@ -69,13 +70,8 @@ def check_host(url: str, allowed_hosts: Iterable[str]) -> None:
         raise RequestDenied(f"image host {host or '(none)'} of {url} is not in allowed_image_hosts")
 
 
-def matches(path: Path, sha256: str | None) -> bool:
-    """Whether the download at ``path`` may serve a location pinned to ``sha256`` (None: any)."""
-    return sha256 is None or _recorded_digest(path) == sha256
-
-
-def fetch(remote: Remote, target: Path, *, allowed_hosts: frozenset[str], limit_bytes: int, progress: Progress) -> None:
-    """Download ``remote`` into ``target``, replacing it only once the whole file checked out."""
+def fetch(remote: Remote, target: Path, *, allowed_hosts: frozenset[str], limit_bytes: int, progress: Progress) -> str:
+    """Download ``remote`` into ``target``, replacing it only once the whole file checked out; its sha256."""
     descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     partial = Path(name)
     try:
@@ -86,9 +82,8 @@ def fetch(remote: Remote, target: Path, *, allowed_hosts: frozenset[str], limit_
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _digest_file(target).unlink(missing_ok=True)  # a crash from here on leaves no stale digest
     os.replace(partial, target)
-    _write_digest(target, digest)
+    return digest
 
 
 def _receive(url: str, out: BinaryIO, allowed_hosts: frozenset[str], limit_bytes: int, progress: Progress) -> str:
@@ -137,29 +132,9 @@ class _AllowedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _digest_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _recorded_digest(path: Path) -> str:
-    """The digest recorded at download; a download from before records were kept is hashed once."""
-    recorded = _digest_file(path)
-    if recorded.exists():
-        return recorded.read_text().strip()
-    digest = sha256_file(path)
-    _write_digest(path, digest)
-    return digest
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _write_digest(path: Path, digest: str) -> None:
-    partial = path.with_name(f".{path.name}.sha256.partial")
-    partial.write_text(digest + "\n")
-    os.replace(partial, _digest_file(path))

@@ -7,7 +7,8 @@
   once into ``<repository>/.downloads`` under ``max_image_download_mb`` and reused after (no
   revalidation; see ``downloads.py`` for the cap and the pin).
 - **Checksums**: sha256 of a repository file, stored in ``image_checksums`` and reused
-  while its (size, mtime) hold, so a large base is hashed once, not per workspace.
+  while its (size, mtime) hold, so a large base is hashed once, not per workspace; a
+  download's is the one computed as it streamed in, so it is never hashed again.
 - **Node cache**: ``<node dir>/cache/<sha256>``, copied once per node (holes kept), named
   by content so a changed image never hides behind a stale copy. That is for local nodes
   (``nodes.LOCAL``: test, ``qemu:///system``), which read the state dir; upload nodes keep
@@ -62,8 +63,9 @@ CONSOLE_LOG = "console.log"
 
 
 class Repository:
-    def __init__(self, root: Path, allowed_hosts: Iterable[str] = (), max_download_mb: int = 0) -> None:
+    def __init__(self, root: Path, store: Store, allowed_hosts: Iterable[str] = (), max_download_mb: int = 0) -> None:
         self.root = root.resolve()
+        self.store = store  # for checksums: a pin is checked against the one recorded at download
         self.allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self.max_download_bytes = max_download_mb << 20
 
@@ -148,15 +150,16 @@ class Repository:
         remote = self._remote(location)
         path = self.root / ".downloads" / hashlib.sha256(remote.url.encode()).hexdigest()[:32]
         with acquire(keyed_lock(path), progress):  # one download per file at a time
-            if not (path.exists() and downloads.matches(path, remote.sha256)):
+            if not (path.exists() and remote.sha256 in (None, checksum(self.store, path))):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                downloads.fetch(
+                digest = downloads.fetch(
                     remote,
                     path,
                     allowed_hosts=self.allowed_hosts,
                     limit_bytes=self.max_download_bytes,
                     progress=progress,
                 )
+                record_checksum(self.store, path, digest)
         return path
 
 
@@ -171,11 +174,17 @@ def checksum(store: Store, path: Path) -> str:
     if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
         return known["sha256"]
     digest = downloads.sha256_file(path)  # outside the store lock: a large image takes seconds
+    record_checksum(store, path, digest, stat)
+    return digest
+
+
+def record_checksum(store: Store, path: Path, digest: str, stat: os.stat_result | None = None) -> None:
+    """``digest`` is the sha256 of ``path`` while its size and mtime stay as ``stat`` (default: now) has them."""
+    stat = stat or path.stat()
     with store.transaction() as db:
         db["image_checksums"].upsert(
             {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}, pk="path"
         )
-    return digest
 
 
 class NodeCache:

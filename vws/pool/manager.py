@@ -81,6 +81,7 @@ class PoolManager:
     def _open_repository(self) -> images.Repository:
         repository = images.Repository(
             self._config.image_repository or self._dir / "images",
+            self._store,
             self._config.allowed_image_hosts,
             self._config.max_image_download_mb,
         )
