@@ -245,6 +245,20 @@ def test_waiting_for_another_copy_of_the_same_base_can_be_cancelled(tmp_path):
     assert cache.base(sources["a"], "a" * 64).read_bytes() == sources["a"].read_bytes()
 
 
+def test_copying_in_handing_out_and_evicting_a_base_wait_on_one_lock(tmp_path):
+    sources = mib_images(tmp_path / "repo", "a", "b")
+    cache = images.NodeCache(tmp_path / "cache", limit_mb=1, name="node n1")
+    a = images.cached_base(cache, sources["a"], "a" * 64)
+    with images.base_lock(cache, a.name):  # a define is handing a out...
+        with pytest.raises(Cancelled):
+            images.cached_base(cache, sources["a"], "a" * 64, cancel)  # ...so another waits to take it
+        with pytest.raises(Cancelled):
+            images.cached_base(cache, sources["b"], "b" * 64, cancel)  # ...and to evict it to make room for b
+    assert a.exists() and not (cache.directory / ("b" * 64)).exists()
+    images.cached_base(cache, sources["b"], "b" * 64)
+    assert not a.exists()
+
+
 # ---- through PoolManager: disks per workspace, claims ----------------------------------------
 
 

@@ -194,6 +194,25 @@ def test_waiting_for_another_upload_of_the_same_base_can_be_cancelled(tmp_path, 
     assert uploads == [digest(pool, store, "data.img")]
 
 
+def test_uploading_handing_out_and_evicting_a_base_volume_wait_on_one_lock(tmp_path, uploads):
+    store, pool = upload_pool(tmp_path, image_cache_mb=1)
+    node = pool._volumes(pool._driver(NODE))
+    sources = {}
+    for name in ("a.img", "b.img"):
+        sources[name] = pool.repository.root / name
+        sources[name].write_bytes(name.encode() * (120 << 10))  # 600 KB: two do not fit in 1 MB
+    a = node.cached(sources["a.img"], digest(pool, store, "a.img"))
+    later(pool)
+    with images.base_lock(node, a.name):  # a define is handing a out...
+        with pytest.raises(Cancelled):
+            node.cached(sources["a.img"], digest(pool, store, "a.img"), cancel)  # ...so another waits to take it
+        with pytest.raises(Cancelled):
+            node.cached(sources["b.img"], digest(pool, store, "b.img"), cancel)  # ...and to evict it for b
+    assert volume_names(pool) == {a.name}
+    node.cached(sources["b.img"], digest(pool, store, "b.img"))
+    assert volume_names(pool) == {digest(pool, store, "b.img")}
+
+
 def test_image_mode_may_not_change_under_live_workspaces(tmp_path, uploads):
     store, pool = upload_pool(tmp_path)
     placed = reserve(store, pool, SMALL)[0]

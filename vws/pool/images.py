@@ -12,7 +12,8 @@
 - **Node cache**: ``<node dir>/cache/<sha256>``, copied once per node (holes kept), named
   by content so a changed image never hides behind a stale copy. That is for local nodes
   (``nodes.LOCAL``: test, ``qemu:///system``), which read the state dir; upload nodes keep
-  the same cache as storage volumes (``volumes.py``). With ``image_cache_mb`` set, room is
+  the same cache as storage volumes (``volumes.py``); ``cached_base`` fills both alike, under
+  one lock per base (``base_lock``) that eviction takes too. With ``image_cache_mb`` set, room is
   made before a new base is copied in (``room_for``, the one rule for both kinds of node):
   least recently used bases go that no defined domain reads through (``pool_domains``) and
   no define in progress has taken (``Holds``); a base that cannot fit even then is refused
@@ -188,7 +189,8 @@ def record_checksum(store: Store, path: Path, digest: str, stat: os.stat_result 
 
 
 class NodeCache:
-    """Base images copied to one local node, named by their sha256, under ``image_cache_mb``.
+    """Base images copied to one local node, named by their sha256, under ``image_cache_mb``:
+    a ``BaseCache`` of files in ``directory``, least recently used the oldest mtime.
 
     ``keep`` says which bases must stay (see ``room_for``); ``take`` hears of every base
     handed out, which the define asking for it then reads through.
@@ -206,17 +208,28 @@ class NodeCache:
         self.name = name or str(directory)
         self.limit_bytes = limit_mb << 20
         self.keep = keep
-        self._take = take
+        self.take = take
 
     def base(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
+        return cached_base(self, source, digest, progress)
+
+    def present(self, digest: str) -> Path | None:
         cached = self.directory / digest
-        with acquire(self.lock(cached), progress):  # two deployments needing one base copy it once
-            if cached.exists():
-                os.utime(cached)  # recently used: evicted last
-            else:
-                with room_for(self, allocated(source), source.stat().st_size, progress):
-                    self._copy(source, cached, progress)
-            self._take(cached)
+        return cached if cached.exists() else None  # a copy is renamed into place only once complete
+
+    def touch(self, base: Path) -> None:
+        os.utime(base)
+
+    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cached = self.directory / digest
+        partial = self.directory / f".{digest}.partial.{os.getpid()}"
+        try:
+            copy_sparse(source, partial, progress)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, cached)
         return cached
 
     def bases(self) -> list[tuple[Path, int]]:
@@ -226,39 +239,55 @@ class NodeCache:
         found = (path for path in self.directory.iterdir() if not path.name.startswith("."))
         return [(path, allocated(path)) for path in sorted(found, key=lambda path: path.stat().st_mtime_ns)]
 
-    def lock(self, base: Path) -> threading.Lock:
-        return keyed_lock(base)
-
     def delete(self, base: Path) -> None:
         base.unlink(missing_ok=True)
 
-    def _copy(self, source: Path, cached: Path, progress: Progress) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.directory / f".{cached.name}.partial.{os.getpid()}"
-        try:
-            copy_sparse(source, partial, progress)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, cached)
 
+class BaseCache(Protocol):
+    """A node's cache of base images (``NodeCache``, ``volumes.NodeVolumes``), as ``cached_base``
+    and ``room_for`` use it. A base is named by its sha256: ``base.name`` is its digest."""
 
-class LimitedCache(Protocol):
-    """What ``room_for`` needs of a node's base cache (``NodeCache``, ``volumes.NodeVolumes``)."""
-
-    name: str  # the node's name: for the lock that orders copies into its cache, and for messages
+    name: str  # the node's name: for the locks that order work on its cache, and for messages
     limit_bytes: int  # 0: no limit
     keep: Callable[[], set[Path]]  # bases that must stay: defined domains or defines in progress use them
+    take: Callable[[Path], None]  # hears of every base handed out (``Holds.define``)
+
+    def present(self, digest: str) -> Path | None:
+        """The complete base of ``digest``, if the cache has one (what is left of an incomplete copy is deleted)."""
+        ...
+
+    def touch(self, base: Path) -> None:
+        """``base`` was just used: evicted last."""
+        ...
+
+    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
+        """Copy ``source`` in as the base of ``digest``, reporting progress; a failed copy leaves nothing."""
+        ...
 
     def bases(self) -> list[tuple[Path, int]]:
         """(base, bytes allocated), least recently used first."""
         ...
 
-    def lock(self, base: Path) -> threading.Lock:
-        """The lock held while that base is copied in or handed out."""
-        ...
-
     def delete(self, base: Path) -> None: ...
+
+
+def cached_base(cache: BaseCache, source: Path, digest: str, progress: Progress = ignore) -> Path:
+    """The cache's base holding ``source`` (sha256 ``digest``), copied in if it has none, after
+    room was made; two defines needing one base copy it once, the second waiting (``acquire``)."""
+    with acquire(base_lock(cache, digest), progress):
+        base = cache.present(digest)
+        if base is not None:
+            cache.touch(base)
+        else:
+            with room_for(cache, allocated(source), source.stat().st_size, progress):
+                base = cache.fill(source, digest, progress)
+        cache.take(base)
+    return base
+
+
+def base_lock(cache: BaseCache, digest: str) -> threading.Lock:
+    """The lock held while the base of ``digest`` is copied in, handed out or evicted."""
+    return keyed_lock((cache.name, "base", digest))
 
 
 class CacheFull(BackendError):
@@ -266,7 +295,7 @@ class CacheFull(BackendError):
 
 
 @contextmanager
-def room_for(cache: LimitedCache, need: int, size: int, progress: Progress) -> Iterator[None]:
+def room_for(cache: BaseCache, need: int, size: int, progress: Progress) -> Iterator[None]:
     """Around copying a new base of ``need`` bytes (``size`` in all) into ``cache``: with a limit,
     one copy into it at a time, after least recently used bases that nobody keeps made room."""
     if not cache.limit_bytes:
@@ -277,7 +306,7 @@ def room_for(cache: LimitedCache, need: int, size: int, progress: Progress) -> I
         yield
 
 
-def _make_room(cache: LimitedCache, need: int, progress: Progress) -> None:
+def _make_room(cache: BaseCache, need: int, progress: Progress) -> None:
     bases, keep = cache.bases(), cache.keep()
     victims = to_evict(bases, keep, cache.limit_bytes, need)
     if victims is None:
@@ -289,7 +318,7 @@ def _make_room(cache: LimitedCache, need: int, progress: Progress) -> None:
             f"a {_mb(need)} MB image does not fit in {limit}: {_mb(kept)} MB of it hold images live workspaces use"
         )
     for base in victims:
-        with acquire(cache.lock(base), progress):
+        with acquire(base_lock(cache, base.name), progress):
             if base not in cache.keep():  # a define took it since the list was made: it stays
                 cache.delete(base)
                 log.info("evicted cached image %s from %s", base.name, cache.name)

@@ -28,7 +28,6 @@ no agent, no shared filesystem.
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
@@ -70,28 +69,33 @@ class NodeVolumes:
         self._clock = clock
         self.limit_bytes = config.image_cache_mb << 20
         self.keep = keep
-        self._take = take
+        self.take = take
         with images.keyed_lock((self.node, "pool")), self._translated("open storage pool", config.storage_pool):
             self._pool = _started_pool(self._conn, config.storage_pool, config.storage_pool_path)
 
     # ---- the base cache ---------------------------------------------------------------
 
+    # An ``images.BaseCache``: a base volume is named by its digest (and so is its file).
+
     def cached(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         """The node's volume holding ``source`` (sha256 ``digest``), uploaded if it has none."""
-        # Two deployments needing one base upload it once.
-        with images.acquire(images.keyed_lock((self.node, digest)), progress):
-            volume = self._volume(digest)
-            if volume is not None and self._complete(digest):
-                self._used(digest)
-                self._take(Path(volume.path()))
-                return Path(volume.path())
-            if volume is not None:  # cut off by a crash, or not ours: start again
-                self._delete(volume)
-            started = time.monotonic()
-            with images.room_for(self, images.allocated(source), source.stat().st_size, progress):
-                path = self.upload(digest, source, progress)
-            self._used(digest)
-            self._take(path)
+        return images.cached_base(self, source, digest, progress)
+
+    def present(self, digest: str) -> Path | None:
+        volume = self._volume(digest)
+        if volume is not None and self._complete(digest):
+            return Path(volume.path())
+        if volume is not None:  # cut off by a crash, or not ours: start again
+            self._delete(volume)
+        return None
+
+    def touch(self, base: Path) -> None:
+        self._used(base.name)
+
+    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
+        started = time.monotonic()
+        path = self.upload(digest, source, progress)
+        self._used(digest)  # complete: usable from now on
         log.info(
             "uploaded %s (%d MB) to %s in %.1f s",
             source.name,
@@ -114,9 +118,6 @@ class NodeVolumes:
             with self._translated("read size of", name):
                 found.append((Path(volume.path()), volume.info()[2]))
         return found
-
-    def lock(self, base: Path) -> threading.Lock:
-        return images.keyed_lock((self.node, base.name))  # a base volume's file name is its name
 
     def delete(self, base: Path) -> None:
         self._forget(base.name)
