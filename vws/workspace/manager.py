@@ -130,13 +130,13 @@ class WorkspaceManager:
         """Place and reserve ``node_number`` workspaces, or none; they are Unpropagated now
         and reach the requested initial state in the background."""
         duration = self._check_policy(caller, request)
-        ids = self._reserve(caller, request, duration)
-        self._deploy(ids)
-        return [self._snapshot(workspace_id) for workspace_id in ids]
+        return self._deploy([self._snapshot(workspace_id) for workspace_id in self._reserve(caller, request, duration)])
 
-    def _deploy(self, ids: list[int]) -> None:
-        if any(self._snapshot(workspace_id).deploying for workspace_id in ids):
-            self._in_background(self._bring_up, ids)
+    def _deploy(self, workspaces: list[Workspace]) -> list[Workspace]:
+        """Hand the workspaces to a deployer when a bring-up is owed; returns them."""
+        if any(workspace.deploying for workspace in workspaces):
+            self._in_background(self._bring_up, [workspace.id for workspace in workspaces])
+        return workspaces
 
     def _in_background(self, work: Callable[..., None], *args: object) -> None:
         """Run ``work`` on a deployer thread; what it fails to handle is logged, not lost."""
@@ -280,11 +280,10 @@ class WorkspaceManager:
         state, or all end Corrupted with what they held given back."""
         with self._store.transaction() as db:
             db.execute(
-                f"update workspaces set deploying = 1 where state = ? and id in ({_marks(ids)})",
+                f"update workspaces set deploying = 1 where state = ? and id in ({', '.join('?' * len(ids))})",
                 [State.UNPROPAGATED.value, *ids],
             )
-        self._deploy(ids)
-        return [self._snapshot(workspace_id) for workspace_id in ids]
+        return self._deploy([self._snapshot(workspace_id) for workspace_id in ids])
 
     # ---- operations ---------------------------------------------------------------
 
@@ -509,7 +508,7 @@ class WorkspaceManager:
             log.warning("recovery: %s", finding)
         findings += self.reconcile()
         for ids in owed.values():
-            self._deploy(ids)
+            self._in_background(self._bring_up, ids)
         return findings
 
     def _reset(self, workspace: Workspace) -> None:
@@ -701,10 +700,6 @@ def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -
 
 
 _FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
-
-
-def _marks(ids: list[int]) -> str:
-    return ", ".join("?" * len(ids))
 
 
 class _Interrupted(Exception):
