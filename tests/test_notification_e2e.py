@@ -15,6 +15,7 @@ from tests.callers import ALICE, BOB, client, serve
 from tests.conftest import make_config
 from tests.deployments import settler, wait_options
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
+from tests.logwatch import LogWatch
 from tests.resources import (
     STATE_TOPIC,
     TERMINATION_TOPIC,
@@ -249,3 +250,27 @@ def test_notifications_owed_at_a_stop_are_delivered_after_the_next_start(tmp_pat
             assert service.delivery.pending() == 0
         finally:
             service.stop()
+
+
+def test_a_consumer_gone_for_the_configured_number_of_messages_loses_its_subscriptions(tmp_path, clock):
+    """Each message is dropped before the next is sent: the count of failures in a row still adds up."""
+    config = make_config(tmp_path / "state").with_overrides("notification", attempts=1, drop_after=2)
+    service = Service(config, clock=clock)
+    service.start()
+    gt4 = Gt4Client(service.base_url, settle=settler(service))
+    try:
+        epr = propagated(gt4)
+        with NotificationListener(("127.0.0.1", 0)) as went_away:
+            subscription = subscribe(gt4, epr, went_away.consumer_reference(gt4.base_url), STATE_TOPIC)
+        with LogWatch("vws.wsrf.delivery", "dropped") as dropped, LogWatch("vws.wsrf.notification", "ended") as ended:
+            gt4.start(epr)
+            assert dropped.wait()
+            gt4.shutdown(epr, "Pause")
+            assert dropped.wait()
+            assert ended.wait()
+        with pytest.raises(SoapFault) as gone:
+            subscription_call(gt4, subscription, "Destroy")
+        assert gone.value.element == qname(WSRL, "ResourceUnknownFault")
+    finally:
+        gt4.close()
+        service.stop()
