@@ -120,7 +120,9 @@ def _run(watch: "_Watch", source: Source, args: argparse.Namespace) -> int:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise TimeoutError(f"no workspace reached {watch.target} within {args.timeout:g} s")
-        wait = min(progress_delay, left or progress_delay) if watch.copying() else left
+        wait = left
+        if watch.copying():  # a copy's progress is read at the poll delay
+            wait = progress_delay if left is None else min(progress_delay, left)
         for key, current in source(wait):
             watch.see(key, current)
         watch.show_copies()
