@@ -302,7 +302,11 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     )
     dep.add_argument("-n", "--numnodes", type=int)
     dep.add_argument("--trash-at-shutdown", action="store_true", help="destroy it when its running time is over")
-    dep.add_argument("--save-target", metavar="URL", help="where shutdown-save saves the disk (default: its source)")
+    dep.add_argument(
+        "--save-target",
+        metavar="URL",
+        help="where shutdown-save saves the disk (default: an image named for the workspace)",
+    )
     dep.add_argument("--groupfile", type=Path, help="write the group's EPR here (with --numnodes > 1)")
     together = dep.add_mutually_exclusive_group()
     together.add_argument("--new-ensemble", action="store_true", help="start a new ensemble with this request")
