@@ -113,10 +113,9 @@ class Session:
     @staticmethod
     def fault_name(error: Exception) -> str | None:
         """The local name of the fault element in a SOAP fault's detail (zeep's or ``raw``'s)."""
-        detail = getattr(error, "detail", None) if isinstance(error, zeep.exceptions.Fault) else None
-        if detail is None or not len(detail):
+        if not isinstance(error, zeep.exceptions.Fault) or error.detail is None or not len(error.detail):
             return None
-        return etree.QName(detail[0]).localname
+        return etree.QName(error.detail[0]).localname
 
     @property
     def factory_epr(self) -> EndpointReference:
@@ -141,7 +140,9 @@ def load_document(path: Path, port: Port, name: str):  # type: ignore[no-untyped
     try:
         root = etree.parse(str(path)).getroot()
         return port.element(name).parse(root, port.client.wsdl.types)
-    except (OSError, etree.XMLSyntaxError, zeep.exceptions.XMLParseError, zeep.exceptions.ValidationError) as exc:
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except (etree.XMLSyntaxError, zeep.exceptions.XMLParseError, zeep.exceptions.ValidationError) as exc:
         raise ValueError(f"{path} is not a valid {etree.QName(name).localname} document: {exc}") from None
 
 

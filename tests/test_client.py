@@ -9,6 +9,8 @@ from clients.workspace import EXIT_TIMEOUT, SAMPLES, read_epr
 from clients.workspace import main as client
 from vws.soap.porttypes.producer import producer_key
 
+SAMPLE_METADATA = (SAMPLES / "workspace.xml").read_text()
+
 
 @pytest.fixture
 def run(service, capsys):
@@ -119,13 +121,23 @@ def test_the_epr_file_names_the_service_so_s_is_not_needed(run, tmp_path, capsys
     assert capsys.readouterr().out.strip() == "state: Paused"
 
 
-def test_a_metadata_file_the_schema_refuses_is_one_line_and_exit_2(run, tmp_path):
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (SAMPLE_METADATA.replace("<name>", "<title>").replace("</name>", "</title>"), "not a valid VirtualWorkspace"),
+        ("<VirtualWorkspace", "not a valid VirtualWorkspace"),
+        (None, "cannot read"),
+    ],
+    ids=["schema-invalid", "not-xml", "missing"],
+)
+def test_a_bad_metadata_file_is_one_line_naming_it_and_exit_2(run, tmp_path, content, message):
     bad = tmp_path / "bad.xml"
-    bad.write_text((SAMPLES / "workspace.xml").read_text().replace("<name>", "<title>").replace("</name>", "</title>"))
+    if content is not None:
+        bad.write_text(content)
     code, out = run("deploy", "--metadata", bad, "--file", tmp_path / "ws.epr")
     assert code == 2
     (line,) = out.strip().splitlines()
-    assert "bad.xml is not a valid VirtualWorkspace document" in line and "title" in line
+    assert f"{message}" in line and "bad.xml" in line
 
 
 def test_a_timeout_has_its_own_exit_status_and_leaves_no_subscription_behind(run, tmp_path, service):
