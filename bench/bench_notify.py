@@ -10,7 +10,7 @@ import time
 
 from common import report, running_service
 
-from clients.listener import NotificationListener, state_of
+from clients.listener import NotificationListener, notified_state
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client, created_eprs
 from tests.resources import STATE_TOPIC, create, create_request, subscribe
@@ -30,7 +30,7 @@ def main() -> None:
             client.start(epr) if n % 2 == 0 else client.shutdown(epr, "Pause")
             notification = listener.received.get(timeout=10)
             latencies.append(time.perf_counter() - committed[-1])
-            assert state_of(notification) == ("Running" if n % 2 == 0 else "Paused")
+            assert notified_state(notification).state == ("Running" if n % 2 == 0 else "Paused")
         report("state change -> Notify received", latencies[50:])
         client.close()
 

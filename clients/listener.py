@@ -13,6 +13,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from clients.resource import DESTROYED, CurrentState
 from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference, key_property
 from vws.wsrf.notification import TERMINATION_TOPIC, Notification, parse_notify
@@ -21,11 +22,11 @@ from vws.xmlparse import parse
 
 # Echoed back by the service in every Notify, so one listener can tell its subscriptions apart.
 CONSUMER_KEY = qname("http://www.globus.org/2008/06/workspace/client", "ConsumerKey")
-TERMINATED = "Destroyed"  # what ``state_of`` reports for the ResourceTermination topic
 
 
 class NotificationListener:
     def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), advertise: str | None = None) -> None:
+        """``advertise``: HOST or HOST:PORT to give the service instead of this side's address and port."""
         self.received: queue.Queue[Notification] = queue.Queue()
         self._server = ThreadingHTTPServer(bind, _handler(self.received))
         self._server.daemon_threads = True
@@ -49,9 +50,10 @@ class NotificationListener:
 
     def address(self, service_url: str) -> str:
         """The URL a service at ``service_url`` can POST to."""
-        if self._advertise:
-            return f"http://{self._advertise}/"
         host, port = self._server.server_address[:2]
+        if self._advertise:
+            advertised, _, advertised_port = self._advertise.partition(":")
+            return f"http://{advertised}:{advertised_port or port}/"
         if host in ("0.0.0.0", ""):
             host = _facing(service_url)
         return f"http://{host}:{port}/"
@@ -60,11 +62,12 @@ class NotificationListener:
         return EndpointReference(self.address(service_url), (key_property(CONSUMER_KEY, str(uuid.uuid4())),))
 
 
-def state_of(notification: Notification) -> str | None:
-    """The workspace state a Notify carries; TERMINATED for ResourceTermination."""
+def notified_state(notification: Notification) -> CurrentState | None:
+    """The state a Notify tells of: the new currentState, or Destroyed for ResourceTermination."""
     if notification.topic == TERMINATION_TOPIC:
-        return TERMINATED
-    return notification.message.findtext(f"{{{WSRP}}}NewValue/{{{TYPES}}}currentState/{{{TYPES}}}state")
+        return CurrentState(DESTROYED)
+    element = notification.message.find(f"{{{WSRP}}}NewValue/{{{TYPES}}}currentState")
+    return None if element is None else CurrentState.from_element(element)
 
 
 def _facing(service_url: str) -> str:

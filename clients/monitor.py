@@ -2,9 +2,14 @@
 
 By default a NotificationListener receives the service's Notify messages and the
 client subscribes each workspace to its currentState and ResourceTermination
-topics. Clients behind NAT, or any that ask (``--poll``), poll currentState with
-GetResourceProperty every ``--poll-delay`` ms instead; so does a client whose
-listener cannot bind its port.
+topics. However the wait ends (the state reached, a failure, a timeout, Ctrl-C),
+the client destroys those subscriptions, so the service is not left posting to a
+listener that is gone. Clients behind NAT, or any that ask (``--poll``), poll
+currentState every ``--poll-delay`` ms instead; so does a client whose listener
+cannot bind its port.
+
+An image copy is not a notification topic: while a workspace is Unpropagated, its
+``propagation`` property is read every ``--poll-delay`` ms and shown (clients.progress).
 """
 
 import argparse
@@ -13,98 +18,227 @@ import sys
 import time
 from collections.abc import Callable
 
-from clients.listener import TERMINATED, NotificationListener, state_of
+from clients.listener import NotificationListener, notified_state
+from clients.progress import Display
+from clients.resource import DESTROYED, CurrentState, Remote, copies, current_state, destroy, unknown
 from vws.wsrf.addressing import EndpointReference
 from vws.wsrf.notification import TERMINATION_TOPIC, subscribe_request
-from vws.xmlns import TYPES, WORKSPACE, WSNT_ACTION, qname
+from vws.xmlns import TYPES, WORKSPACE, WSNT, WSNT_ACTION, qname
 
 STATE_TOPIC = qname(TYPES, "currentState")
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
-TERMINAL = {"Corrupted", "Cancelled", TERMINATED}
+PROBLEMS = frozenset({"Corrupted", "Cancelled"})  # states a workspace does not leave but to be destroyed
+STATES = (
+    "Unstaged",
+    "Unpropagated",
+    "Propagated",
+    "Running",
+    "Paused",
+    "TransportReady",
+    "StagedOut",
+    "Corrupted",
+    "Cancelled",
+    DESTROYED,
+)
 EXIT_STATE = 3  # a workspace ended up somewhere it can no longer leave for the exit state
 
-StateReader = Callable[[EndpointReference], str]
-Raw = Callable[[EndpointReference, str, object], object]
+# Waits up to the given number of seconds; returns the workspaces whose state it learnt.
+Source = Callable[[float | None], list[tuple[str | None, CurrentState]]]
+
+
+def state_name(text: str) -> str:
+    """A state named in any case, spelt as the service spells it (an argparse type)."""
+    for state in STATES:
+        if state.lower() == text.lower():
+            return state
+    raise argparse.ArgumentTypeError(f"{text!r} is not a workspace state (one of {', '.join(STATES)})")
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exit-state", help="state to wait for (default: the initial state, or Running)")
-    parser.add_argument("--poll", action="store_true", help="poll instead of listening for notifications")
-    parser.add_argument("--poll-delay", type=int, default=200, metavar="MS", help="polling interval")
     parser.add_argument(
-        "--listener-address", metavar="HOST:PORT", help="where the service can reach this client (NAT); binds PORT"
+        "--exit-state", type=state_name, help="state to wait for, in any case (Destroyed: until the workspace is gone)"
     )
-    parser.add_argument("--timeout", type=float, default=3600, metavar="S", help="give up waiting after this long")
+    parser.add_argument("--poll", action="store_true", help="poll instead of listening for notifications")
+    parser.add_argument(
+        "--poll-delay", type=int, default=200, metavar="MS", help="polling interval, of states and of image copies"
+    )
+    parser.add_argument(
+        "--listener-address",
+        metavar="HOST[:PORT]",
+        help="where the service can reach this client (NAT); binds PORT, else any port",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3600, metavar="S", help="give up waiting after this long (0: never)"
+    )
+    parser.add_argument(
+        "--auto-destroy", action="store_true", help="destroy a workspace that ends up Corrupted or Cancelled"
+    )
 
 
 def open_listener(args: argparse.Namespace) -> NotificationListener | None:
     """A started listener, or None to poll (asked for, or the port cannot be bound)."""
     if args.poll:
         return None
-    port = int(args.listener_address.rpartition(":")[2]) if args.listener_address else 0
+    port = args.listener_address.partition(":")[2] if args.listener_address else ""
     try:
-        return NotificationListener(("0.0.0.0", port), advertise=args.listener_address).start()
+        return NotificationListener(("0.0.0.0", int(port or 0)), advertise=args.listener_address).start()
     except OSError as exc:
         print(f"cannot listen for notifications ({exc}); polling instead", file=sys.stderr)
         return None
 
 
 def wait_for(
-    eprs: list[EndpointReference], target: str, read: StateReader, raw: Raw, args: argparse.Namespace, base_url: str
+    eprs: list[EndpointReference],
+    target: str,
+    remote: Remote,
+    args: argparse.Namespace,
+    base_url: str,
+    display: Display | None = None,
 ) -> int:
-    """0 when every workspace reaches ``target``; EXIT_STATE when one ends up terminal."""
+    """0 when every workspace reaches ``target``; EXIT_STATE when one ends up elsewhere for good."""
+    watch = _Watch(eprs, target, remote, args.auto_destroy, display or Display())
     listener = open_listener(args)
+    subscriptions: list[EndpointReference] = []
     try:
-        if listener is None:
-            return max(_poll(epr, target, read, args) for epr in eprs)
-        return _listen(eprs, target, read, raw, listener, args, base_url)
+        if listener is not None:
+            _subscribe(eprs, listener.consumer_reference(base_url), remote, subscriptions)
+        # Read each state once, after subscribing: a change made meanwhile is not missed.
+        for epr in eprs:
+            watch.see(epr.key(WORKSPACE_KEY), _read(remote, epr))
+        source = _notifications(listener) if listener is not None else _polls(watch, remote, args.poll_delay)
+        return _run(watch, source, args)
     finally:
+        _unsubscribe(subscriptions, remote)
         if listener is not None:
             listener.stop()
 
 
-def _listen(eprs, target, read, raw, listener, args, base_url) -> int:  # type: ignore[no-untyped-def]
-    consumer = listener.consumer_reference(base_url)
+def _run(watch: "_Watch", source: Source, args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    progress_delay = args.poll_delay / 1000
+    while not watch.settled():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError(f"no workspace reached {watch.target} within {args.timeout:g} s")
+        wait = left
+        if watch.copying():  # a copy's progress is read at the poll delay
+            wait = progress_delay if left is None else min(progress_delay, left)
+        for key, current in source(wait):
+            watch.see(key, current)
+        watch.show_copies()
+    return watch.outcome()
+
+
+def _notifications(listener: NotificationListener) -> Source:
+    def next_notification(wait: float | None) -> list[tuple[str | None, CurrentState]]:
+        try:
+            notification = listener.received.get(timeout=wait)
+        except queue.Empty:
+            return []
+        producer = notification.producer.key(WORKSPACE_KEY) if notification.producer else None
+        current = notified_state(notification)
+        return [] if current is None else [(producer, current)]
+
+    return next_notification
+
+
+def _polls(watch: "_Watch", remote: Remote, delay_ms: int) -> Source:
+    delay = delay_ms / 1000
+
+    def poll(wait: float | None) -> list[tuple[str | None, CurrentState]]:
+        time.sleep(delay if wait is None else min(delay, wait))  # polling is the protocol here
+        return [(key, _read(remote, epr)) for key, epr in watch.waiting()]
+
+    return poll
+
+
+def _read(remote: Remote, epr: EndpointReference) -> CurrentState:
+    """The workspace's currentState; Destroyed once it no longer exists."""
+    try:
+        return current_state(remote, epr)
+    except Exception as error:
+        if unknown(remote, error):
+            return CurrentState(DESTROYED)
+        raise
+
+
+def _subscribe(
+    eprs: list[EndpointReference], consumer: EndpointReference, remote: Remote, made: list[EndpointReference]
+) -> None:
+    """Subscribe ``consumer`` to both topics of every workspace, adding each subscription to ``made``."""
     for epr in eprs:
         for topic in (STATE_TOPIC, TERMINATION_TOPIC):
-            raw(epr, WSNT_ACTION + "Subscribe", subscribe_request(consumer, topic))
-    # Subscribing takes a moment: read each state once so a change already made is not missed.
-    states = {epr.key(WORKSPACE_KEY): _report(epr, read(epr)) for epr in eprs}
-    deadline = time.monotonic() + args.timeout
-    while not _settled(states, target):
+            reply = remote.raw(epr, WSNT_ACTION + "Subscribe", subscribe_request(consumer, topic))
+            made.append(EndpointReference.from_element(reply.find(qname(WSNT, "SubscriptionReference"))))
+
+
+def _unsubscribe(subscriptions: list[EndpointReference], remote: Remote) -> None:
+    """Destroy each subscription; those of a destroyed workspace are gone already."""
+    for subscription in subscriptions:
         try:
-            notification = listener.received.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise TimeoutError(f"no workspace reached {target} within {args.timeout} s") from None
-        key = notification.producer.key(WORKSPACE_KEY) if notification.producer else None
-        if key in states and states[key] not in TERMINAL:
-            states[key] = _report_key(key, state_of(notification) or "?")
-    return 0 if all(state == target for state in states.values()) else EXIT_STATE
+            destroy(remote, subscription)
+        except Exception as error:  # cleaning up must not hide why the wait ended
+            if not unknown(remote, error):
+                print(f"could not end subscription {subscription.address}: {error}", file=sys.stderr)
 
 
-def _settled(states: dict[str | None, str], target: str) -> bool:
-    return all(state == target or state in TERMINAL for state in states.values())
+class _Watch:
+    """What is known of each workspace waited for, and whether the wait is over."""
 
+    def __init__(
+        self, eprs: list[EndpointReference], target: str, remote: Remote, auto_destroy: bool, display: Display
+    ) -> None:
+        self.target = target
+        self._eprs = {epr.key(WORKSPACE_KEY): epr for epr in eprs}
+        self._remote = remote
+        self._auto_destroy = auto_destroy
+        self._display = display
+        self._states: dict[str | None, CurrentState] = {}
+        self._settled: set[str | None] = set()  # reached the target, or can no longer reach it
 
-def _poll(epr: EndpointReference, target: str, read: StateReader, args: argparse.Namespace) -> int:
-    deadline = time.monotonic() + args.timeout
-    seen = None
-    while time.monotonic() < deadline:
-        state = read(epr)
-        if state != seen:
-            seen = _report(epr, state)
-        if state == target:
-            return 0
-        if state in TERMINAL:
-            return EXIT_STATE
-        time.sleep(args.poll_delay / 1000)  # polling is the protocol here: clients behind NAT do this
-    raise TimeoutError(f"workspace did not reach {target} within {args.timeout} s")
+    def see(self, key: str | None, current: CurrentState) -> None:
+        if key not in self._eprs or key in self._settled:
+            return
+        if self._states.get(key) != current:
+            self._display.line(f"workspace {key}: {current}")
+        self._states[key] = current
+        if current.state != "Unpropagated":
+            self._display.copied(f"workspace {key}")
+        if current.state in (self.target, DESTROYED):
+            self._settled.add(key)
+        elif current.state in PROBLEMS and self._auto_destroy:
+            self._destroy(key)
+        elif current.state in PROBLEMS and self.target != DESTROYED:
+            self._settled.add(key)  # a lease running out destroys it later: only a wait for Destroyed goes on
 
+    def _destroy(self, key: str | None) -> None:
+        self._display.line(f"workspace {key}: destroying it (--auto-destroy)")
+        try:
+            destroy(self._remote, self._eprs[key])
+        except Exception as error:
+            if not unknown(self._remote, error):
+                raise
+        self.see(key, CurrentState(DESTROYED))
 
-def _report(epr: EndpointReference, state: str) -> str:
-    return _report_key(epr.key(WORKSPACE_KEY), state)
+    def waiting(self) -> list[tuple[str | None, EndpointReference]]:
+        return [(key, epr) for key, epr in self._eprs.items() if key not in self._settled]
 
+    def copying(self) -> bool:
+        return any(self._states[key].state == "Unpropagated" for key, _ in self.waiting())
 
-def _report_key(key: str | None, state: str) -> str:
-    print(f"workspace {key}: {state}", flush=True)
-    return state
+    def show_copies(self) -> None:
+        for key, epr in self.waiting():
+            if self._states[key].state != "Unpropagated":
+                continue
+            try:
+                for copy in copies(self._remote, epr):
+                    self._display.copying(f"workspace {key}", copy)
+            except Exception as error:  # destroyed meanwhile: its notification or next poll says so
+                if not unknown(self._remote, error):
+                    raise
+
+    def settled(self) -> bool:
+        return len(self._settled) == len(self._eprs)
+
+    def outcome(self) -> int:
+        return 0 if all(self._states[key].state == self.target for key in self._eprs) else EXIT_STATE

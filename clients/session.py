@@ -53,18 +53,27 @@ class Port:
         return self.client.get_element(name)
 
 
+def services_url(service_url: str) -> str:
+    """Where a service's siblings are: its URL (a factory URL, or an EPR's address) without the service name."""
+    base, slash, name = service_url.rpartition("/")
+    if not slash or not name.startswith("Workspace"):
+        raise ValueError(f"{service_url} is not a workspace service URL (one ending with /{FACTORY})")
+    return base + slash
+
+
 class Session:
     def __init__(
         self,
-        factory_url: str,
+        service_url: str,
         transport: zeep.Transport | None = None,
         plugins: list | None = None,
         wsse: GsiSecureMessage | None = None,
     ) -> None:
-        """``wsse`` signs every request and verifies every reply (GSI Secure Message); None sends anonymously."""
-        if not factory_url.endswith(FACTORY):
-            raise ValueError(f"the factory URL ends with /{FACTORY}")
-        self.base_url = factory_url[: -len(FACTORY)]
+        """``service_url`` names any of the services (all are found beside it).
+
+        ``wsse`` signs every request and verifies every reply (GSI Secure Message); None sends anonymously.
+        """
+        self.base_url = services_url(service_url)
         self._transport = transport or zeep.Transport()
         self._plugins = plugins or []
         self._wsse = wsse
@@ -97,11 +106,23 @@ class Session:
             self._wsse.verify(document)
         payload = document.find(qname(SOAP_ENV, "Body"))[0]
         if payload.tag == qname(SOAP_ENV, "Fault"):
-            raise zeep.exceptions.Fault(payload.findtext("faultstring") or "fault without a faultstring")
+            message = payload.findtext("faultstring") or "fault without a faultstring"
+            raise zeep.exceptions.Fault(message, detail=payload.find("detail"))
         return payload
 
+    @staticmethod
+    def fault_name(error: Exception) -> str | None:
+        """The local name of the fault element in a SOAP fault's detail (zeep's or ``raw``'s)."""
+        if not isinstance(error, zeep.exceptions.Fault) or error.detail is None or not len(error.detail):
+            return None
+        return etree.QName(error.detail[0]).localname
+
+    @property
+    def factory_epr(self) -> EndpointReference:
+        return EndpointReference(self.base_url + FACTORY)
+
     def factory(self) -> Port:
-        return self.port(EndpointReference(self.base_url + FACTORY))
+        return self.port(self.factory_epr)
 
     def _client(self, name: str, target: EndpointReference) -> zeep.Client:
         # One WSDL load per service; the addressing plugin is per target.
@@ -115,10 +136,14 @@ class Session:
 
 
 def load_document(path: Path, port: Port, name: str):  # type: ignore[no-untyped-def]
-    """Parse a VirtualWorkspace or WorkspaceDeployment file into zeep's value for it."""
-    root = etree.parse(str(path)).getroot()
-    element = port.element(name)
-    return element.parse(root, port.client.wsdl.types)
+    """Parse a VirtualWorkspace or WorkspaceDeployment file into zeep's value for it (ValueError if it is not one)."""
+    try:
+        root = etree.parse(str(path)).getroot()
+        return port.element(name).parse(root, port.client.wsdl.types)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except (etree.XMLSyntaxError, zeep.exceptions.XMLParseError, zeep.exceptions.ValidationError) as exc:
+        raise ValueError(f"{path} is not a valid {etree.QName(name).localname} document: {exc}") from None
 
 
 METADATA_ELEMENT = qname(METADATA, "VirtualWorkspace")

@@ -1,17 +1,24 @@
 """``vws-client``: what a grid user types to deploy and manage workspaces.
 
-Modelled on the GT4 ``workspace`` client: ``deploy`` writes the new workspace's EPR
-to a file, and every other action takes that file (``-e/--eprFile``).
+Modelled on the GT4 ``workspace`` client (whose own flag syntax the ``workspace``
+command accepts on top of this one): ``deploy`` writes the new workspace's EPR to a
+file, and every other action takes that file (``-e/--eprFile``); the EPR names the
+service, so ``-s`` is needed only to deploy, or to list all one's workspaces.
 
     vws-client -s http://host:8443/wsrf/services/WorkspaceFactoryService \\
-        deploy --metadata workspace.xml --request deployment-request.xml -e ws.epr
+        deploy --metadata workspace.xml --request deployment-request.xml --file ws.epr
     vws-client status -e ws.epr
     vws-client destroy -e ws.epr
 
-Deploy and subscribe wait for states through notifications to a local listener
-(``--listener-address`` behind NAT) or by polling (``--poll``, ``--poll-delay``);
-exit 0 when the exit state is reached, 1 on a fault, 2 on bad usage, 3 when a
-workspace ends up Corrupted, Cancelled or destroyed instead.
+Deploy, subscribe and shutdown-save wait for states through notifications to a
+local listener (``--listener-address`` behind NAT) or by polling (``--poll``,
+``--poll-delay``), showing how far an image copy is meanwhile; the subscriptions
+end with the wait, however it ends.
+
+Exit status: 0 the exit state was reached (or the action done); 1 the service
+refused (a fault); 2 bad usage or a bad input file; 3 a workspace ended up
+Corrupted, Cancelled or destroyed instead of at the exit state; 4 --timeout passed
+first; 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -23,17 +30,19 @@ from pathlib import Path
 import zeep.exceptions
 from lxml import etree
 
-from clients import monitor
+from clients import monitor, resource
 from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from clients.wsse import GsiSecureMessage
 from vws.errors import AuthenticationFailed
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, PROPAGATION, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
-EXIT_FAULT, EXIT_USAGE = 1, 2  # and monitor.EXIT_STATE, 3
+GROUP_SERVICE = "WorkspaceGroupService"
+STATUS = "WorkspaceStatusService"
+EXIT_FAULT, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 4, 130  # and monitor.EXIT_STATE, 3
 
 
 class ClientError(Exception):
@@ -50,10 +59,7 @@ def deploy(session: Session, args: argparse.Namespace) -> int:
     _apply_overrides(request, args)
     response = factory.call("create", metadata=metadata, resourceRequest=request, **_ensemble(factory, args))
     created = [_epr(workspace.epr) for workspace in response.CreatedWorkspace]
-    for index, epr in enumerate(created):
-        path = args.eprFile if len(created) == 1 else args.eprFile.with_name(f"{args.eprFile.name}-{index}")
-        _write_epr(path, epr)
-        print(f"workspace {epr.key(monitor.WORKSPACE_KEY)}: EPR written to {path}")
+    _write_created(created, args.file)
     for name, value, path in (
         ("group", response.GroupEPR, args.groupfile),
         ("ensemble", response.EnsembleEPR, args.ensfile),
@@ -61,9 +67,21 @@ def deploy(session: Session, args: argparse.Namespace) -> int:
         if value is not None and path is not None:
             _write_epr(path, _epr(value))
             print(f"{name} EPR written to {path}")
-    if args.new_ensemble or args.join_ensemble and not args.last_in_ensemble:
-        return 0  # nothing starts before the ensemble is done
+    if args.no_wait or args.new_ensemble or args.join_ensemble and not args.last_in_ensemble:
+        return 0  # asked not to wait, or nothing starts before the ensemble is done
     return _wait(session, created, args.exit_state or request.InitialState or "Running", args)
+
+
+def _write_created(created: list[EndpointReference], path: Path | None) -> None:
+    """One workspace's EPR to ``path``; a group's each to ``<path>-<key>.epr``, as the GT4 client names them."""
+    for epr in created:
+        key = epr.key(monitor.WORKSPACE_KEY) or "?"
+        if path is None:
+            print(f"workspace {key} created")
+            continue
+        written = path if len(created) == 1 else path.with_name(f"{path.name}-{key.zfill(3)}.epr")
+        _write_epr(written, epr)
+        print(f"workspace {key}: EPR written to {written}")
 
 
 def _ensemble(factory: Port, args: argparse.Namespace) -> dict:
@@ -73,20 +91,39 @@ def _ensemble(factory: Port, args: argparse.Namespace) -> dict:
     fields = {"partOfEnsemble": True, "ensembleDone": bool(args.last_in_ensemble)}
     if args.join_ensemble:
         epr_type = factory.client.get_type(qname(WSA, "EndpointReferenceType"))
-        fields["ensembleEPR"] = epr_type.parse_xmlelement(_read_epr(args.join_ensemble).to_element())
+        ensemble = read_epr(args.join_ensemble).to_element()
+        fields["ensembleEPR"] = epr_type.parse_xmlelement(ensemble, factory.client.wsdl.types)
     return fields
+
+
+def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    if args.deploy_mem:
+        request.ResourceAllocation.IndividualPhysicalMemory.Exact = [{"_value_1": float(args.deploy_mem)}]
+    if args.deploy_duration:
+        request.DeploymentTime.minDuration = timedelta(minutes=args.deploy_duration)
+    if args.deploy_state:
+        request.InitialState = args.deploy_state
+    if args.numnodes:
+        request.NodeNumber = args.numnodes
+    if args.trash_at_shutdown:
+        request.ShutdownMechanism = "Trash"
+    if args.save_target:
+        request.PostShutdown = _post_shutdown(args.save_target)
 
 
 def subscribe(session: Session, args: argparse.Namespace) -> int:
     """Wait, through notifications (or polling), until the workspace is at ``--exit-state``."""
-    return _wait(session, [_read_epr(args.eprFile)], args.exit_state or "Running", args)
+    epr = read_epr(args.eprFile)
+    if _is_group(epr):
+        raise ClientError(f"{args.eprFile} is a group's EPR: subscribe to one workspace (one of its member EPRs)")
+    return _wait(session, [epr], args.exit_state or "Running", args)
 
 
 def _wait(session: Session, eprs: list[EndpointReference], target: str, args: argparse.Namespace) -> int:
-    outcome = monitor.wait_for(eprs, target, lambda epr: _state(session.port(epr)), session.raw, args, session.base_url)
+    outcome = monitor.wait_for(eprs, target, session, args, session.base_url)
     if outcome == 0 and target == "Running":
         for epr in eprs:
-            nics = _property(session.port(epr), qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic"))
+            nics = _logistics(session, epr).iter(qname(LOGISTICS, "nic"))
             print(f"workspace {epr.key(monitor.WORKSPACE_KEY)}: " + ", ".join(_address(nic) for nic in nics))
     return outcome
 
@@ -108,13 +145,13 @@ def usage(session: Session, args: argparse.Namespace) -> int:
 
 
 def ensemble_done(session: Session, args: argparse.Namespace) -> int:
-    session.port(_read_epr(args.eprFile)).call("done")
+    session.port(read_epr(args.eprFile)).call("done")
     print("ensemble done: its workspaces are starting together")
     return 0
 
 
 def ensemble_report(session: Session, args: argparse.Namespace) -> int:
-    port = session.port(_read_epr(args.eprFile))
+    port = session.port(read_epr(args.eprFile))
     response = port.call("report", returnOnlyIfErrorPresent=args.error_only, returnOnlyIfAllAtState=args.all_at)
     entries = response if isinstance(response, list) else getattr(response, "report", None) or []
     for entry in entries:
@@ -122,27 +159,14 @@ def ensemble_report(session: Session, args: argparse.Namespace) -> int:
     return 0 if entries or not (args.error_only or args.all_at) else monitor.EXIT_STATE
 
 
-def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    if args.deploy_mem:
-        request.ResourceAllocation.IndividualPhysicalMemory.Exact = [{"_value_1": float(args.deploy_mem)}]
-    if args.deploy_duration:
-        request.DeploymentTime.minDuration = timedelta(minutes=args.deploy_duration)
-    if args.deploy_state:
-        request.InitialState = args.deploy_state
-    if args.numnodes:
-        request.NodeNumber = args.numnodes
-
-
 def status(session: Session, args: argparse.Namespace) -> int:
     if args.eprFile is None:
         return status_all(session, args)
-    port = session.port(_read_epr(args.eprFile))
-    print(f"state: {_state(port)}")
-    for copy in _values(port, qname(PROPAGATION, "propagation")):
-        done, total = int(copy.get("bytesDone")), int(copy.get("bytesTotal"))
-        so_far = f"{100 * done // total}% of {total / 2**20:.0f} MB" if total else f"{done / 2**20:.0f} MB so far"
-        print(f"  image to {copy.get('node')}: {so_far}")
-    for nic in _property(port, qname(LOGISTICS, "logistics")).iter(qname(LOGISTICS, "nic")):
+    epr = read_epr(args.eprFile)
+    print(f"state: {resource.current_state(session, epr)}")
+    for copy in resource.copies(session, epr):
+        print(f"  {copy}")
+    for nic in _logistics(session, epr).iter(qname(LOGISTICS, "nic")):
         print(f"  {nic.findtext(qname(LOGISTICS, 'name'))}: {_address(nic)}")
     return 0
 
@@ -152,52 +176,80 @@ def rpquery(session: Session, args: argparse.Namespace) -> int:
     # QueryExpression is mixed content, which zeep cannot write: this one body is built by hand.
     query = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP})
     etree.SubElement(query, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT).text = "/*"
-    response = session.raw(_read_epr(args.eprFile), WSRP_ACTION + "QueryResourceProperties", query)
+    response = session.raw(read_epr(args.eprFile), WSRP_ACTION + "QueryResourceProperties", query)
     for element in response:
         print(etree.tostring(element, pretty_print=True).decode(), end="")
     return 0
 
 
 def factoryrp(session: Session, args: argparse.Namespace) -> int:
-    factory = session.factory()
     for name in ("DefaultRunningTime", "MaximumRunningTime", "Associations"):
-        value = _property(factory, qname(TYPES, name))
-        text = " ".join(value.itertext()).strip()
-        print(f"{name}: {text}")
+        (value,) = resource.get_property(session, session.factory_epr, qname(TYPES, name))
+        print(f"{name}: {' '.join(value.itertext()).strip()}")
     return 0
 
 
 def operate(session: Session, args: argparse.Namespace) -> int:
-    port = session.port(_read_epr(args.eprFile))
-    if args.action == "start":
-        port.call("start")
-    elif args.action == "destroy":
-        port.call("Destroy")
+    """start, shutdown, pause, reboot, shutdown-save or destroy a workspace, or every member of a group."""
+    epr = read_epr(args.eprFile)
+    if args.action == "destroy":
+        resource.destroy(session, epr)
         print("destroyed")
         return 0
+    port = session.port(epr)
+    if args.action == "start":
+        port.call("start")
     else:
-        port.call("shutdown", shutdownType=_SHUTDOWN_TYPES[args.action])
-    if args.action == "shutdown-save":  # the disk is saved in the background
-        return _wait(session, [_read_epr(args.eprFile)], "TransportReady", args)
-    print(f"state: {_state(port)}")
-    return 0
+        port.call("shutdown", shutdownType=_SHUTDOWN_TYPES[args.action], **_shutdown_options(args))
+    if _is_group(epr):
+        print(f"{args.action}: asked of every member of group {epr.address}")  # a group has no state to read
+        return 0
+    if args.action != "shutdown-save" or args.no_wait:
+        print(f"state: {resource.current_state(session, epr)}")
+        return 0
+    outcome = _wait(session, [epr], "TransportReady", args)  # the disk is saved in the background
+    if outcome == 0 and args.auto_destroy:
+        resource.destroy(session, epr)
+        print("disk saved; workspace destroyed (--auto-destroy)")
+    return outcome
+
+
+def _shutdown_options(args: argparse.Namespace) -> dict:
+    if args.action != "shutdown-save":
+        return {}
+    if args.exit_state not in (None, "TransportReady"):
+        raise ClientError("shutdown-save waits for TransportReady; --exit-state cannot name another state")
+    return {"PostShutdown": _post_shutdown(args.save_target)} if args.save_target else {}
+
+
+def _post_shutdown(target: str) -> dict:
+    """Where a ReadyForTransport shutdown saves the root disk (overriding the create request's target)."""
+    return {"rootPartitionUnpropagationTarget": target}
 
 
 def set_termination_time(session: Session, args: argparse.Namespace) -> int:
-    port = session.port(_read_epr(args.eprFile))
+    epr = read_epr(args.eprFile)
     # Count from the service's clock, not ours: grid hosts' clocks disagree.
-    now = datetime.fromisoformat(_property(port, qname(WSRL, "CurrentTime")).text)
-    when = now + timedelta(minutes=args.minutes)
-    response = port.call("SetTerminationTime", RequestedTerminationTime=when)
+    (now,) = resource.get_property(session, epr, qname(WSRL, "CurrentTime"))
+    when = datetime.fromisoformat(now.text) + timedelta(minutes=args.minutes)
+    response = session.port(epr).call("SetTerminationTime", RequestedTerminationTime=when)
     print(f"termination time: {response.NewTerminationTime.isoformat()}")
     return 0
 
 
 _SHUTDOWN_TYPES = {"shutdown": "Normal", "pause": "Pause", "reboot": "Reboot", "shutdown-save": "ReadyForTransport"}
-STATUS = "WorkspaceStatusService"
 
 
 # ---- helpers ---------------------------------------------------------------------------
+
+
+def _logistics(session: Session, epr: EndpointReference) -> etree._Element:
+    (logistics,) = resource.get_property(session, epr, qname(LOGISTICS, "logistics"))
+    return logistics
+
+
+def _is_group(epr: EndpointReference) -> bool:
+    return epr.address.rstrip("/").endswith("/" + GROUP_SERVICE)
 
 
 def _write_epr(path: Path, epr: EndpointReference) -> None:
@@ -210,24 +262,6 @@ def _address(nic: etree._Element) -> str:
     return f"IP {ip} ({host}), MAC {nic.findtext(qname(LOGISTICS, 'MAC'))}"
 
 
-def _state(port: Port) -> str:
-    return _property(port, qname(TYPES, "currentState")).findtext(qname(TYPES, "state"))
-
-
-def _property(port: Port, name: str) -> etree._Element:
-    (element,) = _values(port, name)
-    return element
-
-
-def _values(port: Port, name: str) -> list[etree._Element]:
-    return _any_elements(port.call("GetResourceProperty", etree.QName(name)))
-
-
-def _any_elements(response) -> list[etree._Element]:  # type: ignore[no-untyped-def]
-    values = response if isinstance(response, list) else getattr(response, "_value_1", None) or []
-    return [value for value in values if isinstance(value, etree._Element)]
-
-
 def _epr(value) -> EndpointReference:  # type: ignore[no-untyped-def]
     properties = tuple(e for e in (value.ReferenceProperties._value_1 or []) if isinstance(e, etree._Element))
     return EndpointReference(
@@ -235,7 +269,7 @@ def _epr(value) -> EndpointReference:  # type: ignore[no-untyped-def]
     )
 
 
-def _read_epr(path: Path) -> EndpointReference:
+def read_epr(path: Path) -> EndpointReference:
     try:
         return EndpointReference.from_element(etree.parse(str(path)).getroot())
     except (OSError, etree.XMLSyntaxError, ValueError) as exc:
@@ -245,11 +279,11 @@ def _read_epr(path: Path) -> EndpointReference:
 # ---- command line --------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="vws-client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument(
+        "-s", "--service", help=f"factory URL (default: the service the EPR file names, else {DEFAULT_FACTORY})"
     )
-    top.add_argument("-s", "--service", default=DEFAULT_FACTORY, help="factory URL (default %(default)s)")
     top.add_argument("--proxy", type=Path, help="proxy credential (default: $X509_USER_PROXY, /tmp/x509up_u<uid>)")
     top.add_argument(
         "--trust-dir", type=Path, help="CA directory (default: $X509_CERT_DIR, /etc/grid-security/certificates)"
@@ -263,16 +297,27 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("-r", "--request", type=Path, default=SAMPLES / "deployment-request.xml")
     dep.add_argument("--deploy-mem", type=int, metavar="MB")
     dep.add_argument("--deploy-duration", type=int, metavar="MIN")
-    dep.add_argument("--deploy-state", choices=["Unpropagated", "Propagated", "Running", "Paused"])
+    dep.add_argument(
+        "--deploy-state", type=monitor.state_name, choices=["Unpropagated", "Propagated", "Running", "Paused"]
+    )
     dep.add_argument("-n", "--numnodes", type=int)
+    dep.add_argument("--trash-at-shutdown", action="store_true", help="destroy it when its running time is over")
+    dep.add_argument(
+        "--save-target",
+        metavar="URL",
+        help="where shutdown-save saves the disk (default: an image named for the workspace)",
+    )
     dep.add_argument("--groupfile", type=Path, help="write the group's EPR here (with --numnodes > 1)")
     together = dep.add_mutually_exclusive_group()
     together.add_argument("--new-ensemble", action="store_true", help="start a new ensemble with this request")
     together.add_argument("--join-ensemble", type=Path, metavar="ENSEMBLE_EPR", help="add this request to it")
     dep.add_argument("--last-in-ensemble", action="store_true", help="the ensemble is done after this request")
     dep.add_argument("--ensfile", type=Path, help="write the ensemble's EPR here")
+    dep.add_argument("--no-wait", action="store_true", help="exit once created, without waiting for a state")
     monitor.add_options(dep)
-    dep.add_argument("-e", "--eprFile", "--file", type=Path, required=True)
+    dep.add_argument(
+        "--file", "-e", "--eprFile", dest="file", type=Path, help="write the EPR here (a group's: FILE-<key>.epr)"
+    )
     dep.set_defaults(run=deploy)
 
     sub = actions.add_parser("subscribe", help="wait for a workspace's state changes until --exit-state")
@@ -297,19 +342,21 @@ def parser() -> argparse.ArgumentParser:
 
     simple = {
         "rpquery": (rpquery, "print every resource property"),
-        "start": (operate, "start (or unpause) the workspace"),
+        "start": (operate, "start (or unpause) the workspace, or every member of a group"),
         "shutdown": (operate, "shut the workspace down (it stays Propagated)"),
         "pause": (operate, "pause the workspace"),
         "reboot": (operate, "reboot the workspace"),
-        "shutdown-save": (operate, "shut down and save the disk back (TransportReady)"),
-        "destroy": (operate, "destroy the workspace and free everything it held"),
+        "shutdown-save": (operate, "shut down and save the disk back, waiting for TransportReady"),
+        "destroy": (operate, "destroy the workspace (group, ensemble) and free everything it held"),
     }
     for name, (run, text) in simple.items():
         sub = actions.add_parser(name, help=text)
-        sub.add_argument("-e", "--eprFile", type=Path, required=True)
+        sub.add_argument("-e", "--eprFile", type=Path, required=True, help="a workspace's or a group's EPR")
         sub.set_defaults(run=run)
-        if name == "shutdown-save":
-            monitor.add_options(sub)
+    save = actions.choices["shutdown-save"]
+    save.add_argument("--save-target", metavar="URL", help="save the disk here instead of the target set at create")
+    save.add_argument("--no-wait", action="store_true", help="exit once asked, without waiting for TransportReady")
+    monitor.add_options(save)
 
     ttl = actions.add_parser("set-termination-time", help="move the end of the lease")
     ttl.add_argument("-e", "--eprFile", type=Path, required=True)
@@ -318,6 +365,14 @@ def parser() -> argparse.ArgumentParser:
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
     return top
+
+
+def _service_url(args: argparse.Namespace) -> str:
+    """-s, else the address in the EPR file the action reads, else the local default."""
+    if args.service:
+        return args.service
+    epr_file = getattr(args, "eprFile", None)
+    return read_epr(epr_file).address if epr_file else DEFAULT_FACTORY
 
 
 def _security(args: argparse.Namespace) -> GsiSecureMessage | None:
@@ -331,16 +386,25 @@ def _security(args: argparse.Namespace) -> GsiSecureMessage | None:
     return GsiSecureMessage.from_files(proxy, trust, server_identity=args.factory_id)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "vws-client") -> int:
+    args = parser(prog).parse_args(argv)
     try:
-        return args.run(Session(args.service, wsse=_security(args)), args)
+        return args.run(Session(_service_url(args), wsse=_security(args)), args)
     except zeep.exceptions.Fault as fault:
-        print(f"vws-client: {args.action} failed: {fault.message}", file=sys.stderr)
+        print(f"{prog}: {args.action} failed: {fault.message}", file=sys.stderr)
         return EXIT_FAULT
-    except (ClientError, ValueError, OSError, TimeoutError, AuthenticationFailed) as exc:
-        print(f"vws-client: {exc}", file=sys.stderr)
+    except TimeoutError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except zeep.exceptions.Error as exc:  # what zeep refuses to send: a document the schema does not allow
+        print(f"{prog}: cannot send the {args.action} request: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (ClientError, ValueError, OSError, AuthenticationFailed) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ import argparse
 import threading
 from collections.abc import Callable, Sequence
 
+from lxml import etree
+
 from clients import monitor
-from tests.gt4wire import Gt4Client
+from tests.gt4wire import Gt4Client, SoapFault
 from vws.store.database import Store
 from vws.workspace.manager import Workspace, WorkspaceManager
 from vws.wsrf.addressing import EndpointReference
@@ -45,7 +47,22 @@ def wait_options(**overrides: object) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(parser.parse_args([])), **overrides})
 
 
+class Gt4Remote:
+    """A tests.gt4wire client as the Remote through which vws-client waits."""
+
+    def __init__(self, client: Gt4Client) -> None:
+        self.client = client
+
+    def raw(self, target: EndpointReference, action: str, body: etree._Element) -> etree._Element:
+        return self.client.call(target, action, body)
+
+    @staticmethod
+    def fault_name(error: Exception) -> str | None:
+        element = error.element if isinstance(error, SoapFault) else None
+        return None if element is None else etree.QName(element).localname
+
+
 def wait_until(client: Gt4Client, eprs: Sequence[EndpointReference], target: str = "Running") -> None:
     """For a service in another process: wait as vws-client does, on the Notify of each state change."""
-    outcome = monitor.wait_for(list(eprs), target, client.state, client.call, wait_options(timeout=60), client.base_url)
+    outcome = monitor.wait_for(list(eprs), target, Gt4Remote(client), wait_options(timeout=60), client.base_url)
     assert outcome == 0, f"a workspace ended elsewhere than {target}"

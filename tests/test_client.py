@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from clients.monitor import WORKSPACE_KEY
+from clients.workspace import EXIT_TIMEOUT, SAMPLES, read_epr
 from clients.workspace import main as client
+from vws.soap.porttypes.producer import producer_key
+
+SAMPLE_METADATA = (SAMPLES / "workspace.xml").read_text()
 
 
 @pytest.fixture
@@ -72,3 +77,79 @@ def test_deploy_paused_waits_for_paused(run, tmp_path):
     epr = deploy(run, tmp_path, "--deploy-state", "Paused")
     code, out = run("status", "--eprFile", epr)
     assert code == 0 and "state: Paused" in out
+
+
+def state_of(run, epr: Path) -> str:
+    code, out = run("status", "--eprFile", epr)
+    assert code == 0, out
+    return out.splitlines()[0].removeprefix("state: ")
+
+
+def subscriptions_of(service, epr: Path) -> list:
+    key = read_epr(epr).key(WORKSPACE_KEY)
+    return service.subscriptions.active(producer_key(int(key)), None)
+
+
+def test_group_operations_act_on_every_member_and_exit_0(run, tmp_path):
+    group = tmp_path / "group.epr"
+    code, out = run("deploy", "-n", 2, "--groupfile", group, "--file", tmp_path / "ws", "--poll", "--poll-delay", 10)
+    assert code == 0, out
+    members = sorted(tmp_path.glob("ws-*.epr"))
+    assert [path.name for path in members] == ["ws-001.epr", "ws-002.epr"]
+    for action, state in (("pause", "Paused"), ("start", "Running"), ("reboot", "Running"), ("shutdown", "Propagated")):
+        code, out = run(action, "--eprFile", group)
+        assert code == 0, out
+        assert [state_of(run, member) for member in members] == [state, state]
+    code, out = run("destroy", "--eprFile", group)
+    assert code == 0, out
+    assert run("status", "--eprFile", members[0])[0] == 1
+
+
+def test_a_request_joining_an_ensemble_as_the_last_starts_every_member(run, tmp_path):
+    ensemble, first, second = tmp_path / "ensemble.epr", tmp_path / "first.epr", tmp_path / "second.epr"
+    code, out = run("deploy", "--new-ensemble", "--ensfile", ensemble, "--file", first)
+    assert code == 0, out
+    assert state_of(run, first) == "Unpropagated"
+    code, out = run("deploy", "--join-ensemble", ensemble, "--last-in-ensemble", "--file", second, "--poll")
+    assert code == 0, out
+    assert [state_of(run, first), state_of(run, second)] == ["Running", "Running"]
+
+
+def test_the_epr_file_names_the_service_so_s_is_not_needed(run, tmp_path, capsys):
+    epr = deploy(run, tmp_path)
+    assert client(["--anonymous", "pause", "--eprFile", str(epr)]) == 0
+    assert capsys.readouterr().out.strip() == "state: Paused"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (SAMPLE_METADATA.replace("<name>", "<title>").replace("</name>", "</title>"), "not a valid VirtualWorkspace"),
+        ("<VirtualWorkspace", "not a valid VirtualWorkspace"),
+        (None, "cannot read"),
+    ],
+    ids=["schema-invalid", "not-xml", "missing"],
+)
+def test_a_bad_metadata_file_is_one_line_naming_it_and_exit_2(run, tmp_path, content, message):
+    bad = tmp_path / "bad.xml"
+    if content is not None:
+        bad.write_text(content)
+    code, out = run("deploy", "--metadata", bad, "--file", tmp_path / "ws.epr")
+    assert code == 2
+    (line,) = out.strip().splitlines()
+    assert f"{message}" in line and "bad.xml" in line
+
+
+def test_a_timeout_has_its_own_exit_status_and_leaves_no_subscription_behind(run, tmp_path, service):
+    epr = deploy(run, tmp_path)
+    code, out = run("subscribe", "--eprFile", epr, "--exit-state", "paused", "--timeout", 0.2)
+    assert code == EXIT_TIMEOUT
+    assert out.strip().endswith("no workspace reached Paused within 0.2 s")
+    assert subscriptions_of(service, epr) == []
+
+
+def test_waiting_on_notifications_leaves_no_subscription_behind(run, tmp_path, service):
+    epr = tmp_path / "ws.epr"
+    code, out = run("deploy", "--file", epr)
+    assert code == 0 and "Running" in out, out
+    assert subscriptions_of(service, epr) == []

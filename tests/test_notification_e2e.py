@@ -10,11 +10,13 @@ import pytest
 from lxml import etree
 
 from clients import monitor
-from clients.listener import TERMINATED, NotificationListener, state_of
+from clients.listener import NotificationListener, notified_state
+from clients.resource import DESTROYED
 from tests.callers import ALICE, BOB, client, serve
 from tests.conftest import make_config
-from tests.deployments import settler, wait_options
+from tests.deployments import Gt4Remote, settler, wait_options
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
+from tests.logwatch import LogWatch
 from tests.resources import (
     STATE_TOPIC,
     TERMINATION_TOPIC,
@@ -35,7 +37,7 @@ def listener():
 
 
 def states(listener: NotificationListener, count: int) -> list[str]:
-    return [state_of(listener.received.get(timeout=10)) for _ in range(count)]
+    return [notified_state(listener.received.get(timeout=10)).state for _ in range(count)]
 
 
 def propagated(gt4):
@@ -56,7 +58,7 @@ def test_consumer_receives_running_then_cancelled_then_termination_in_order(gt4,
     gt4.shutdown(epr, "Pause")
     gt4.start(epr)
     gt4.destroy(epr)
-    assert states(listener, 5) == ["Running", "Paused", "Running", "Cancelled", TERMINATED]
+    assert states(listener, 5) == ["Running", "Paused", "Running", "Cancelled", DESTROYED]
     with pytest.raises(queue.Empty):
         listener.received.get(timeout=0.2)
 
@@ -176,7 +178,7 @@ def test_dead_and_hanging_consumers_slow_neither_requests_nor_other_consumers(gt
 def test_client_waits_for_the_exit_state(gt4, poll):
     epr = propagated(gt4)
     waiter = ThreadPoolExecutor(1).submit(
-        monitor.wait_for, [epr], "Paused", gt4_state(gt4), raw(gt4), wait_options(poll=poll, timeout=30), gt4.base_url
+        monitor.wait_for, [epr], "Paused", Gt4Remote(gt4), wait_options(poll=poll, timeout=30), gt4.base_url
     )
     actor = type(gt4)(gt4.base_url)  # the waiting client has its own connection
     actor.start(epr)
@@ -189,7 +191,7 @@ def test_client_exits_3_when_the_workspace_is_destroyed_instead(gt4):
     epr = propagated(gt4)
     subscribed = threading.Event()
     waiter = ThreadPoolExecutor(1).submit(
-        monitor.wait_for, [epr], "Running", gt4_state(gt4), raw(gt4, subscribed), wait_options(timeout=30), gt4.base_url
+        monitor.wait_for, [epr], "Running", Subscribing(gt4, subscribed), wait_options(timeout=30), gt4.base_url
     )
     actor = type(gt4)(gt4.base_url)
     assert subscribed.wait(10)
@@ -198,31 +200,20 @@ def test_client_exits_3_when_the_workspace_is_destroyed_instead(gt4):
     actor.close()
 
 
-def gt4_state(gt4):
-    lock = threading.Lock()
+class Subscribing(Gt4Remote):
+    """Tells ``subscribed`` when the client has subscribed to both topics."""
 
-    def read(epr):
-        with lock:
-            try:
-                return gt4.state(epr)
-            except SoapFault:
-                return TERMINATED
+    def __init__(self, client: Gt4Client, subscribed: threading.Event) -> None:
+        super().__init__(client)
+        self._subscribed = subscribed
+        self._subscriptions = 0
 
-    return read
-
-
-def raw(gt4, subscribed: threading.Event | None = None):
-    """The client's raw call, telling ``subscribed`` when both topics are subscribed."""
-    calls = []
-
-    def call(epr, action, body):
-        reply = gt4.call(epr, action, body)
-        calls.append(action)
-        if subscribed is not None and len(calls) == 2:
-            subscribed.set()
+    def raw(self, target, action, body):
+        reply = super().raw(target, action, body)
+        self._subscriptions += action == WSNT_ACTION + "Subscribe"
+        if self._subscriptions == 2:
+            self._subscribed.set()
         return reply
-
-    return call
 
 
 def test_notifications_owed_at_a_stop_are_delivered_after_the_next_start(tmp_path, clock):
@@ -245,7 +236,31 @@ def test_notifications_owed_at_a_stop_are_delivered_after_the_next_start(tmp_pat
         service = Service(config, clock=clock)
         service.start()
         try:
-            assert state_of(back.received.get(timeout=10)) == "Paused"
+            assert notified_state(back.received.get(timeout=10)).state == "Paused"
             assert service.delivery.pending() == 0
         finally:
             service.stop()
+
+
+def test_a_consumer_gone_for_the_configured_number_of_messages_loses_its_subscriptions(tmp_path, clock):
+    """Each message is dropped before the next is sent: the count of failures in a row still adds up."""
+    config = make_config(tmp_path / "state").with_overrides("notification", attempts=1, drop_after=2)
+    service = Service(config, clock=clock)
+    service.start()
+    gt4 = Gt4Client(service.base_url, settle=settler(service))
+    try:
+        epr = propagated(gt4)
+        with NotificationListener(("127.0.0.1", 0)) as went_away:
+            subscription = subscribe(gt4, epr, went_away.consumer_reference(gt4.base_url), STATE_TOPIC)
+        with LogWatch("vws.wsrf.delivery", "dropped") as dropped, LogWatch("vws.wsrf.notification", "ended") as ended:
+            gt4.start(epr)
+            assert dropped.wait()
+            gt4.shutdown(epr, "Pause")
+            assert dropped.wait()
+            assert ended.wait()
+        with pytest.raises(SoapFault) as gone:
+            subscription_call(gt4, subscription, "Destroy")
+        assert gone.value.element == qname(WSRL, "ResourceUnknownFault")
+    finally:
+        gt4.close()
+        service.stop()

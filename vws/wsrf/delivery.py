@@ -9,8 +9,9 @@ The rule for consumers that do not answer (anything but HTTP 2xx, or no answer
 within the timeout): a message is tried ``attempts`` times, the waits between
 tries doubling from ``retry``; then it is logged and dropped, and the lane moves
 on, so a consumer that comes back gets later messages. When ``drop_after``
-messages in a row have been dropped, the lane's backlog is discarded and
-``on_dead(lane)`` is told, which destroys the subscription.
+messages in a row have been dropped (however far apart they were queued), the
+lane's backlog is discarded and ``on_dead(lane)`` is told, which destroys the
+subscription.
 
 With an ``Outbox`` every queued message is also a row in SQLite until it is delivered
 or dropped, and ``start`` queues the rows again: a restart loses no notification, and
@@ -180,8 +181,11 @@ class Delivery:
             if lane.queue:
                 self._ready.append(lane)
                 self._changed.notify()
-            elif self._lanes.get(lane.key) is lane:
-                del self._lanes[lane.key]  # an idle lane costs nothing to make again
+            else:
+                lane.scheduled = False
+                if not lane.dropped_in_a_row and self._lanes.get(lane.key) is lane:
+                    # An idle lane costs nothing to make again; one whose consumer is failing keeps its count.
+                    del self._lanes[lane.key]
         if self._outbox:
             self._outbox.discard(lane.key) if dead else self._outbox.remove(message_id)
         if dead:
@@ -196,6 +200,7 @@ class Delivery:
             return False
         log.warning("consumer %s lost %d messages in a row; ending it", lane.address, lane.dropped_in_a_row)
         lane.queue.clear()
+        lane.dropped_in_a_row = 0
         return True
 
     def _post(self, lane: _Lane, envelope: etree._Element) -> bool:

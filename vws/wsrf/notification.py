@@ -7,6 +7,7 @@ into one ``wsnt:Notify`` per active subscription on the topic and hands it to th
 delivery queue, so publishing never waits on a consumer.
 """
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
 from vws.xmlns import SOAP_ENV, TOPIC_SIMPLE, WSA, WSNT, WSNT_ACTION, WSRL, WSRP, qname
 from vws.xmlparse import parse
+
+log = logging.getLogger(__name__)
 
 NOTIFY_ACTION = WSNT_ACTION + "Notify"
 TERMINATION_TOPIC = qname(WSRL, "ResourceTermination")
@@ -352,7 +355,8 @@ class NotificationProducer:
     def consumer_dead(self, lane: str) -> None:
         """Delivery gave up on a lane: its consumer's subscriptions end."""
         producer, _, address = lane.partition(" ")
-        self.subscriptions.end_consumer(producer, address)
+        ended = self.subscriptions.end_consumer(producer, address)
+        log.warning("consumer %s of %s unreachable: %d subscription(s) ended", address, producer, ended)
 
     def end(self, producer: str, message: etree._Element) -> None:
         """The producer is gone: publish ResourceTermination, then destroy its subscriptions."""
