@@ -13,7 +13,18 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference, request_headers
-from vws.xmlns import ENSEMBLE, SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+from vws.xmlns import (
+    ENSEMBLE,
+    SOAP_ENV,
+    TYPES,
+    WORKSPACE,
+    WSRL,
+    WSRL_ACTION,
+    WSRP,
+    WSRP_ACTION,
+    XPATH_DIALECT,
+    qname,
+)
 from vws.xmlparse import detached
 
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -98,6 +109,12 @@ class Gt4Client:
         body = etree.Element(qname(WSRP, "GetResourceProperty"), nsmap={"wsrp": WSRP, "t": etree.QName(name).namespace})
         body.text = "t:" + etree.QName(name).localname
         return self.call(epr, WSRP_ACTION + "GetResourceProperty", body)
+
+    def query(self, epr: EndpointReference, expression: str, namespaces: dict[str, str] | None = None):
+        """QueryResourceProperties with an XPath ``expression`` (prefixes bound as ``namespaces``)."""
+        body = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP, **(namespaces or {})})
+        etree.SubElement(body, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT).text = expression
+        return self.call(epr, WSRP_ACTION + "QueryResourceProperties", body)
 
     def state(self, epr: EndpointReference) -> str:
         return self.get_property(epr, qname(TYPES, "currentState")).findtext(

@@ -71,10 +71,21 @@ def query(document: PropertyDocument, request: etree._Element) -> etree._Element
     dialect = (expression.get("Dialect") or "").strip()
     if dialect != XPATH_DIALECT:
         raise UnknownQueryDialect(f"unsupported query dialect {dialect!r}; use {XPATH_DIALECT}")
-    result = _evaluate(document.root(), (expression.text or "").strip(), expression.nsmap)
+    text, root = (expression.text or "").strip(), document.root()
+    result = [root] if _selects_document(text) else _evaluate(root, text, expression.nsmap)
     response = etree.Element(qname(WSRP, "QueryResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
     _append_result(response, result)
     return response
+
+
+def _selects_document(text: str) -> bool:
+    """``/`` selects the root node, which lxml leaves out of every node-set it returns.
+
+    GT4 answered it with the document element, and stock clients (``workspace --rpquery``
+    and ``--factoryrp``, ``cloud-client --status``) send exactly ``/`` and read the first
+    element of the answer as the whole resource-property document.
+    """
+    return text == "/"
 
 
 def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
