@@ -31,6 +31,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"
 WORKSPACE_ACTION = WORKSPACE + "/WorkspacePortType/"
 ENSEMBLE_ACTION = ENSEMBLE + "/WorkspaceEnsemblePortType/"
+# Called with every reply a Gt4Client receives (conftest adds the suite-wide checks).
+REPLY_CHECKS: list[Callable[[etree._Element], None]] = []
 # Operations whose workspaces are brought up in the background.
 DEPLOYING_ACTIONS = frozenset({FACTORY_ACTION + "createRequest", ENSEMBLE_ACTION + "doneRequest"})
 
@@ -82,7 +84,10 @@ class Gt4Client:
     def _exchange(self, url: str, data: bytes, action: str) -> tuple[int, etree._Element]:
         self._connection.request("POST", urlsplit(url).path, data, {**self._headers, "SOAPAction": f'"{action}"'})
         response = self._connection.getresponse()
-        return response.status, etree.fromstring(response.read())
+        reply = etree.fromstring(response.read())
+        for check in REPLY_CHECKS:
+            check(reply)
+        return response.status, reply
 
     def call(self, epr: EndpointReference, action: str, body: etree._Element) -> etree._Element:
         """POST and return the response body's payload; raise SoapFault on a fault."""

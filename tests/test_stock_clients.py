@@ -10,7 +10,7 @@ import pytest
 
 from tests.gt4wire import Gt4Client, created_eprs
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import STATUS, TYPES, WORKSPACE, WSRL, qname
+from vws.xmlns import STATUS, TYPES, WORKSPACE, WSNT, WSRL, qname
 
 RP_DOCUMENTS = {
     "WorkspaceFactoryService": qname(WORKSPACE, "FactoryRPSet"),
@@ -47,3 +47,18 @@ def test_a_path_below_the_root_still_selects_properties(gt4):
     assert state.text == "Running"
     (termination,) = gt4.query(epr, "/*/wsrl:TerminationTime", {"wsrl": WSRL})
     assert termination.tag == qname(WSRL, "TerminationTime")
+
+
+def test_topics_name_the_topics_published_wherever_they_are_read(gt4):
+    """wsnt:Topic holds a QName: in the whole document and read by name, it resolves to each topic."""
+    epr = resources(gt4)["WorkspaceService"]
+    (document,) = gt4.query(epr, "/")
+    by_name = gt4.get_property(epr, qname(WSNT, "Topic"))
+    published = {qname(TYPES, "currentState"), qname(WSRL, "ResourceTermination")}
+    for topics in (document.findall(qname(WSNT, "Topic")), list(by_name)):
+        assert {_resolved(topic) for topic in topics} == published
+
+
+def _resolved(element) -> str:  # type: ignore[no-untyped-def]
+    prefix, _, local = element.text.strip().rpartition(":")
+    return qname(element.nsmap[prefix or None], local)

@@ -21,7 +21,7 @@ from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
 from vws.xmlns import SOAP_ENV, TOPIC_SIMPLE, WSA, WSNT, WSNT_ACTION, WSRL, WSRP, qname
-from vws.xmlparse import parse
+from vws.xmlparse import adopt, parse
 
 NOTIFY_ACTION = WSNT_ACTION + "Notify"
 TERMINATION_TOPIC = qname(WSRL, "ResourceTermination")
@@ -107,7 +107,7 @@ def subscribe_response(subscription: EndpointReference) -> etree._Element:
 
 def current_message_response(message: etree._Element) -> etree._Element:
     response = etree.Element(qname(WSNT, "GetCurrentMessageResponse"), nsmap={"wsnt": WSNT})
-    response.append(message)
+    adopt(response, message)
     return response
 
 
@@ -119,7 +119,7 @@ def empty_response(operation: str) -> etree._Element:
 def value_change(new_value: etree._Element) -> etree._Element:
     """The message of a resource-property topic: the property's new value."""
     change = etree.Element(qname(WSRP, "ResourcePropertyValueChangeNotification"), nsmap={"wsrp": WSRP})
-    etree.SubElement(change, qname(WSRP, "NewValue")).append(new_value)
+    adopt(etree.SubElement(change, qname(WSRP, "NewValue")), new_value)
     return change
 
 
@@ -173,7 +173,7 @@ def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointR
     expression.set("Dialect", TOPIC_SIMPLE)
     expression.text = f"tns:{name.localname}"
     holder.append(producer.to_element(qname(WSNT, "ProducerReference")))
-    etree.SubElement(holder, qname(WSNT, "Message")).append(message)
+    adopt(etree.SubElement(holder, qname(WSNT, "Message")), message)
     return envelope
 
 

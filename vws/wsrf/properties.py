@@ -12,7 +12,7 @@ from lxml import etree
 
 from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, QueryEvaluationFailed, UnknownQueryDialect
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
-from vws.xmlparse import detached
+from vws.xmlparse import adopt, detached
 
 MAX_QUERY_LENGTH = 4096
 
@@ -41,14 +41,14 @@ class PropertyDocument:
     def root(self) -> etree._Element:
         document = etree.Element(self.tag, nsmap=dict(self.nsmap))
         for render in self.renderers.values():
-            document.extend(render())
+            _adopt_all(document, render())
         return document
 
 
 def get_property(document: PropertyDocument, request: etree._Element) -> etree._Element:
     """GetResourceProperty: the body's text is one QName."""
     response = etree.Element(qname(WSRP, "GetResourcePropertyResponse"), nsmap={"wsrp": WSRP})
-    response.extend(document.values(_resolve_qname(request)))
+    _adopt_all(response, document.values(_resolve_qname(request)))
     return response
 
 
@@ -59,7 +59,7 @@ def get_multiple(document: PropertyDocument, request: etree._Element) -> etree._
         raise MalformedMessage("GetMultipleResourceProperties names no ResourceProperty")
     response = etree.Element(qname(WSRP, "GetMultipleResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
     for name in names:
-        response.extend(document.values(name))
+        _adopt_all(response, document.values(name))
     return response
 
 
@@ -115,11 +115,16 @@ def _append_nodes(response: etree._Element, nodes: Iterable[object]) -> None:
     texts = []
     for node in nodes:
         if isinstance(node, etree._Element):
-            response.append(detached(node))
+            adopt(response, detached(node))
         else:  # attribute values and text nodes
             texts.append(str(node))
     if texts:
         response.text = " ".join(texts)
+
+
+def _adopt_all(parent: etree._Element, values: Iterable[etree._Element]) -> None:
+    for value in values:
+        adopt(parent, value)
 
 
 def _number(value: float) -> str:
