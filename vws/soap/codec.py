@@ -27,7 +27,7 @@ from vws.workspace.request import DeploymentRequest
 from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
 
-NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL, "vws": PROPAGATION}
+NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
 
 
 def _find(parent: etree._Element, namespace: str, path: str) -> etree._Element | None:
@@ -258,6 +258,7 @@ def current_state(workspace: Workspace, now: datetime) -> etree._Element:
 def propagation(progress: Propagation) -> etree._Element:
     return etree.Element(
         qname(PROPAGATION, "propagation"),
+        nsmap={"vws": PROPAGATION},
         node=progress.node,
         bytesDone=str(progress.done_bytes),
         bytesTotal=str(progress.total_bytes),

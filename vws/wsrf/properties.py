@@ -26,17 +26,21 @@ class PropertyDocument:
 
     ``renderers`` maps every declared property QName, in document order, to a
     function giving its current values; Get and GetMultiple render just the names
-    requested, and only a Query builds the whole document.
+    requested, and only a Query builds the whole document. ``by_name`` are extension
+    properties outside the document: Get and GetMultiple answer them, a Query never
+    sees them, so the document stays what readers of its schema expect.
     """
 
     tag: str
     renderers: Mapping[str, Renderer]
     nsmap: Mapping[str, str] = field(default_factory=dict)
+    by_name: Mapping[str, Renderer] = field(default_factory=dict)
 
     def values(self, name: str) -> list[etree._Element]:
-        if name not in self.renderers:
+        render = self.renderers.get(name) or self.by_name.get(name)
+        if render is None:
             raise InvalidPropertyName(f"the resource has no property {name}")
-        return self.renderers[name]()
+        return render()
 
     def root(self) -> etree._Element:
         document = etree.Element(self.tag, nsmap=dict(self.nsmap))

@@ -19,7 +19,7 @@ from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
-from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
+from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSNT, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
     "Normal": Op.SHUTDOWN,
@@ -88,16 +88,22 @@ class WorkspacePortType:
         workspace = self._manager.get(call.caller, self._workspace_id(call))
         now = self._clock.now()
         current, termination = lifetime.time_properties(workspace.termination_time, now)
+        topics = self._producer.property_renderers()
+        # In the order of Nimbus's ServiceRPSet, which stock clients read as a sequence.
         renderers = {
             qname(TYPES, "currentState"): lambda: [codec.current_state(workspace, now)],
             qname(TYPES, "schedule"): lambda: [codec.schedule(workspace)],
             qname(NEGOTIABLE, "ResourceAllocation"): lambda: [codec.resource_allocation(workspace)],
             qname(LOGISTICS, "logistics"): lambda: [codec.logistics(workspace)],
+            qname(WSNT, "FixedTopicSet"): topics[qname(WSNT, "FixedTopicSet")],
+            qname(WSNT, "Topic"): topics[qname(WSNT, "Topic")],
+            qname(WSRL, "TerminationTime"): lambda: [termination],
+            qname(WSNT, "TopicExpressionDialects"): topics[qname(WSNT, "TopicExpressionDialects")],
+            qname(WSRL, "CurrentTime"): lambda: [current],
+        }
+        propagation = {
             qname(PROPAGATION, "propagation"): lambda: [
                 codec.propagation(progress) for progress in [self._manager.propagation(workspace.id)] if progress
-            ],
-            qname(WSRL, "CurrentTime"): lambda: [current],
-            qname(WSRL, "TerminationTime"): lambda: [termination],
-            **self._producer.property_renderers(),
+            ]
         }
-        return properties.PropertyDocument(qname(WORKSPACE, "ServiceRPSet"), renderers, codec.NSMAP)
+        return properties.PropertyDocument(qname(WORKSPACE, "ServiceRPSet"), renderers, codec.NSMAP, propagation)
