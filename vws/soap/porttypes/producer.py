@@ -29,7 +29,7 @@ def producer_key(workspace_id: int) -> str:
     return f"{WORKSPACE_SERVICE}/{workspace_id}"
 
 
-def state_message(workspace: Workspace, now: datetime) -> etree._Element:
+def state_message(workspace: Workspace, now: datetime) -> notification.Message:
     """A currentState topic message: the property's new value."""
     return notification.value_change(codec.current_state(workspace, now))
 
