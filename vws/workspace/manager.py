@@ -307,10 +307,7 @@ class WorkspaceManager:
         return self._operate(caller, workspace_id, Op.START)
 
     def shutdown(self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN) -> Workspace:
-        workspace = self._operate(caller, workspace_id, op)
-        if op is Op.SHUTDOWN and workspace.request.trash_at_shutdown:
-            return self._operate(caller, workspace_id, Op.DESTROY)
-        return workspace
+        return self._operate(caller, workspace_id, op)
 
     def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.DESTROY)
@@ -458,7 +455,8 @@ class WorkspaceManager:
         return parse_timestamp(row[0]) if row[0] else None
 
     def expire_due(self) -> list[int]:
-        """Shut down and destroy every workspace whose lease has ended; returns their ids."""
+        """Destroy every workspace whose lease has ended, shut down first unless its
+        ShutdownMechanism is Trash; returns their ids."""
         now = timestamp(self._clock.now())
         with self._store.reading() as db:
             due = [
@@ -472,8 +470,9 @@ class WorkspaceManager:
         return due
 
     def _expire(self, workspace_id: int) -> None:
+        workspace = self._snapshot(workspace_id)
         try:
-            if self._snapshot(workspace_id).state in (State.RUNNING, State.PAUSED):
+            if workspace.state in (State.RUNNING, State.PAUSED) and not workspace.request.trash_at_shutdown:
                 self._apply(workspace_id, Op.SHUTDOWN)
         except VwsError as exc:
             log.warning("graceful shutdown of expired workspace %s failed: %s", workspace_id, exc)
