@@ -15,6 +15,7 @@ from lxml import etree
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.xmlns import (
     ENSEMBLE,
+    NEGOTIABLE,
     SOAP_ENV,
     TYPES,
     WORKSPACE,
@@ -129,16 +130,25 @@ class Gt4Client:
     def start(self, epr: EndpointReference) -> etree._Element:
         return self.call(epr, WORKSPACE_ACTION + "startRequest", etree.Element(qname(WORKSPACE, "startWorkspace")))
 
-    def shutdown(self, epr: EndpointReference, kind: str = "Normal") -> etree._Element:
-        body = etree.Element(qname(WORKSPACE, "shutdownWorkspace"))
-        etree.SubElement(body, qname(TYPES, "shutdownType")).text = kind
-        return self.call(epr, WORKSPACE_ACTION + "shutdownRequest", body)
+    def shutdown(self, epr: EndpointReference, kind: str = "Normal", save_target: str | None = None):
+        """``save_target``: a PostShutdown rootPartitionUnpropagationTarget (the client's --save-target)."""
+        return self.call(epr, WORKSPACE_ACTION + "shutdownRequest", shutdown_body(WORKSPACE, kind, save_target))
 
     def destroy(self, epr: EndpointReference) -> etree._Element:
         return self.call(epr, WSRL_ACTION + "Destroy", etree.Element(qname(WSRL, "Destroy")))
 
     def close(self) -> None:
         self._connection.close()
+
+
+def shutdown_body(namespace: str, kind: str, save_target: str | None = None) -> etree._Element:
+    """shutdownWorkspace (``namespace`` WORKSPACE) or shutdownWorkspaces (GROUP) of one shutdownType."""
+    body = etree.Element(qname(namespace, "shutdownWorkspace" if namespace == WORKSPACE else "shutdownWorkspaces"))
+    etree.SubElement(body, qname(TYPES, "shutdownType")).text = kind
+    if save_target is not None:
+        post = etree.SubElement(body, qname(NEGOTIABLE, "PostShutdown"))
+        etree.SubElement(post, qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")).text = save_target
+    return body
 
 
 def create_body(metadata: etree._Element, request: etree._Element) -> etree._Element:

@@ -9,17 +9,15 @@ metadata and deployment request (tests/nimbus/, unchanged).
 """
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from clients.listener import TERMINATED, NotificationListener, state_of
 from tests.conftest import make_config
 from tests.deployments import settler
-from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, created_eprs
-from tests.resources import STATE_TOPIC, TERMINATION_TOPIC, create_request, subscribe
+from tests.gt4wire import FACTORY_ACTION, Gt4Client, created_eprs
+from tests.resources import create_request
 from tests.test_background_deploy import HeldImage, progress_shown
 from tests.test_wsdl import WSDL_NS, assert_valid, wsdl_path
 from vws.service import Service
@@ -211,37 +209,3 @@ def test_topics_name_the_topics_published_wherever_they_are_read(gt4):
 def _resolved(element) -> str:  # type: ignore[no-untyped-def]
     prefix, _, local = element.text.strip().rpartition(":")
     return qname(element.nsmap[prefix or None], local)
-
-
-# ---- ShutdownMechanism Trash (Nimbus's sample asks for it) ------------------------------
-
-
-def test_nimbus_sample_shut_down_stays_propagated_and_starts_again(gt4):
-    """Trash is what happens when the running time is exceeded; an explicit shutdown is only that."""
-    epr = deploy_nimbus_sample(gt4)
-    gt4.shutdown(epr)
-    assert gt4.state(epr) == "Propagated"
-    gt4.start(epr)
-    assert gt4.state(epr) == "Running"
-
-
-@pytest.mark.parametrize(
-    ("documents", "seen"),
-    [
-        ((NIMBUS / "sample-workspace.xml", NIMBUS / "sample-deployment-request.xml"), ["Cancelled", TERMINATED]),
-        ((SAMPLES / "workspace.xml", SAMPLES / "deployment-request.xml"), ["Propagated", "Cancelled", TERMINATED]),
-    ],
-    ids=["Trash", "Normal"],
-)
-def test_the_lease_end_destroys_a_trash_workspace_without_shutting_it_down(gt4, service, clock, documents, seen):
-    (epr,) = created_eprs(gt4.create(*documents))
-    with NotificationListener(("127.0.0.1", 0)) as listener:
-        consumer = listener.consumer_reference(gt4.base_url)
-        for topic in (STATE_TOPIC, TERMINATION_TOPIC):
-            subscribe(gt4, epr, consumer, topic)
-        clock.advance(timedelta(minutes=31))
-        assert [state_of(listener.received.get(timeout=10)) for _ in seen] == seen
-    with pytest.raises(SoapFault) as gone:
-        gt4.state(epr)
-    assert gone.value.element == qname(WSRP, "ResourceUnknownFault")
-    assert service.pool.domain_states() == {}

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlite_utils import Database
@@ -306,20 +306,29 @@ class WorkspaceManager:
     def start(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.START)
 
-    def shutdown(self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN) -> Workspace:
-        return self._operate(caller, workspace_id, op)
+    def shutdown(
+        self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN, save_target: str | None = None
+    ) -> Workspace:
+        """``save_target`` (with READY_FOR_TRANSPORT) replaces where the disk is saved, for good."""
+        return self._operate(caller, workspace_id, op, save_target)
 
     def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.DESTROY)
 
-    def _operate(self, caller: Caller, workspace_id: int, op: Op) -> Workspace:
+    def _operate(self, caller: Caller, workspace_id: int, op: Op, save_target: str | None = None) -> Workspace:
         workspace = self.get(caller, workspace_id)
         if op is not Op.DESTROY and self._clock.now() >= workspace.termination_time:
             raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
-        return self._apply(workspace_id, op)
+        return self._apply(workspace_id, op, save_target=save_target)
 
     def _apply(
-        self, workspace_id: int, op: Op, owed: bool | None = None, *, failure_corrupts: bool = True
+        self,
+        workspace_id: int,
+        op: Op,
+        owed: bool | None = None,
+        *,
+        failure_corrupts: bool = True,
+        save_target: str | None = None,
     ) -> Workspace:
         """Check the transition, drive the hypervisor, commit the new state (and ``owed``).
 
@@ -333,8 +342,9 @@ class WorkspaceManager:
             step = transition(workspace.state, op)
             if step.via is not None:  # an unpropagation: what can be refused now is refused now
                 assert workspace.domain
-                self._pool.check_save_target(workspace.domain, workspace.request.save_target)
-                committed = self._commit(workspace_id, step.via, owed=True)
+                request = replace(workspace.request, save_target=save_target or workspace.request.save_target)
+                self._pool.check_save_target(workspace.domain, request.save_target)
+                committed = self._commit(workspace_id, step.via, owed=True, request=request)
                 self._in_background(self._finish, workspace_id, step)
                 return committed
             try:
@@ -612,11 +622,13 @@ class WorkspaceManager:
         gone: bool = False,
         release: bool = False,
         owed: bool | None = None,
+        request: DeploymentRequest | None = None,
     ) -> Workspace:
         """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
 
         ``owed`` says whether background work on it is still owed (None: unchanged); none
-        is owed to a workspace that is Corrupted or gone.
+        is owed to a workspace that is Corrupted or gone. ``request`` replaces the stored
+        request (a shutdown-save's new target), in the same transaction.
         """
         now = self._clock.now()
         changes: dict[str, object] = {"state": state.value, "fault": fault}
@@ -630,6 +642,8 @@ class WorkspaceManager:
             changes["destroyed_at"] = timestamp(now)
         if release:
             changes["released_at"] = timestamp(now)
+        if request is not None:
+            changes["request"] = request.to_json()
         with self._store.transaction() as db:
             rows.update(db, "workspaces", workspace_id, changes)
             _record_event(db, workspace_id, now, state, fault)

@@ -30,14 +30,23 @@ SHUTDOWN_TYPES = {
 }
 
 
-def shutdown_op(body: etree._Element) -> Op:
-    """The operation a WorkspaceShutdownRequest_Type body's shutdownType names."""
+def shutdown_request(body: etree._Element) -> tuple[Op, str | None]:
+    """What a WorkspaceShutdownRequest_Type body asks: the operation its shutdownType names,
+    and the save target its PostShutdown gives (only with ReadyForTransport)."""
     kind = body.findtext(qname(TYPES, "shutdownType"), "Normal").strip()
     if kind == "Trash":
         raise MalformedMessage("shutdownType Trash is not an operation: use WS-ResourceLifetime Destroy")
     if kind not in SHUTDOWN_TYPES:
         raise MalformedMessage(f"unknown shutdownType {kind!r}")
-    return SHUTDOWN_TYPES[kind]
+    post = body.find(qname(NEGOTIABLE, "PostShutdown"))
+    if post is None:
+        return SHUTDOWN_TYPES[kind], None
+    if kind != "ReadyForTransport":
+        raise MalformedMessage("PostShutdown goes only with shutdownType ReadyForTransport")
+    target = (post.findtext(qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")) or "").strip()
+    if not target:
+        raise MalformedMessage("PostShutdown needs a rootPartitionUnpropagationTarget")
+    return Op.READY_FOR_TRANSPORT, target
 
 
 class WorkspacePortType:
@@ -72,7 +81,7 @@ class WorkspacePortType:
         return etree.Element(qname(WORKSPACE, "startWorkspaceResponse"))
 
     def shutdown(self, call: Call) -> etree._Element:
-        self._manager.shutdown(call.caller, self._workspace_id(call), shutdown_op(call.body))
+        self._manager.shutdown(call.caller, self._workspace_id(call), *shutdown_request(call.body))
         return etree.Element(qname(WORKSPACE, "shutdownWorkspaceResponse"))
 
     def destroy(self, call: Call) -> etree._Element:
