@@ -57,8 +57,7 @@ def _saved(service, target: str) -> bool:
 
 def test_a_shutdown_save_target_overrides_the_one_given_at_create(gt4, service):
     body = create_request()
-    post = etree.SubElement(body.find(qname(TYPES, "resourceRequest")), qname(NEGOTIABLE, "PostShutdown"))
-    etree.SubElement(post, qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")).text = "file://at-create.qcow2"
+    _post_shutdown(body, "file://at-create.qcow2")
     (epr,) = created_eprs(create(gt4, body))
     gt4.shutdown(epr, "ReadyForTransport", "file://saved/elsewhere.qcow2")
     settler(service)()
@@ -67,14 +66,24 @@ def test_a_shutdown_save_target_overrides_the_one_given_at_create(gt4, service):
     assert not _saved(service, "file://at-create.qcow2")
 
 
-def test_a_group_save_target_is_a_base_name_each_member_appends_its_id_to(gt4, service):
-    created = create(gt4, create_request(node_number=2))
-    group = reference(created, "GroupEPR")
-    gt4.call(group, GROUP_ACTION + "shutdownRequest", shutdown_body(GROUP, "ReadyForTransport", "file://batch.qcow2"))
+@pytest.mark.parametrize("at_create", [False, True], ids=["at-shutdown", "at-create"])
+def test_a_group_save_target_is_a_base_name_each_member_appends_its_id_to(gt4, service, at_create):
+    body = create_request(node_number=2)
+    if at_create:
+        _post_shutdown(body, "file://batch.qcow2")
+    created = create(gt4, body)
+    shutdown = shutdown_body(GROUP, "ReadyForTransport", None if at_create else "file://batch.qcow2")
+    gt4.call(reference(created, "GroupEPR"), GROUP_ACTION + "shutdownRequest", shutdown)
     settler(service)()
     for epr in created_eprs(created):
         assert gt4.state(epr) == "TransportReady"
         assert _saved(service, f"file://batch.qcow2-{epr.key(qname(WORKSPACE, 'WorkspaceKey'))}")
+
+
+def _post_shutdown(create_body: etree._Element, target: str) -> None:
+    """The request's own PostShutdown, as the client's deploy --save-target writes it."""
+    post = etree.SubElement(create_body.find(qname(TYPES, "resourceRequest")), qname(NEGOTIABLE, "PostShutdown"))
+    etree.SubElement(post, qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")).text = target
 
 
 @pytest.mark.parametrize(("kind", "target"), [("Normal", "file://x.qcow2"), ("ReadyForTransport", "")])

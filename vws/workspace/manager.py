@@ -255,6 +255,10 @@ class WorkspaceManager:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
+            if group and request.save_target:  # as in GT4, a base name: each member saves to it plus -<id>
+                for workspace_id in ids:
+                    own = replace(request, save_target=f"{request.save_target}-{workspace_id}")
+                    rows.update(db, "workspaces", workspace_id, {"request": own.to_json()})
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
                 rows.update(
