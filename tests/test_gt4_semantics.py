@@ -1,18 +1,26 @@
 """Semantics as GT4/Nimbus had them, over the wire: ShutdownMechanism Trash, a shutdown-save's
 PostShutdown target, and when a Corrupted workspace's fault happened."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from lxml import etree
+from sqlite_utils import Database
 
 from clients.listener import TERMINATED, NotificationListener, state_of
+from tests.conftest import make_config
 from tests.deployments import settler
-from tests.gt4wire import SAMPLES, SoapFault, created_eprs, shutdown_body
+from tests.gt4wire import SAMPLES, Gt4Client, SoapFault, created_eprs, shutdown_body
 from tests.resources import GROUP_ACTION, STATE_TOPIC, TERMINATION_TOPIC, create, create_request, reference, subscribe
 from tests.test_stock_clients import NIMBUS, deploy_nimbus_sample
+from vws.clock import timestamp
+from vws.service import Service
+from vws.store.schema import MIGRATIONS
 from vws.workspace.manager import SERVICE
-from vws.xmlns import GROUP, NEGOTIABLE, TYPES, WORKSPACE, WSRP, qname
+from vws.workspace.states import State
+from vws.wsrf.addressing import EndpointReference
+from vws.xmlns import GROUP, NEGOTIABLE, TYPES, WORKSPACE, WSBF, WSRP, qname
 
 # ---- ShutdownMechanism Trash (Nimbus's sample asks for it) ------------------------------
 
@@ -106,3 +114,65 @@ def test_a_save_target_already_taken_is_refused_at_once_and_the_old_target_kept(
     assert gt4.state(epr) == "Running"
     (workspace,) = service.manager.workspaces(SERVICE)
     assert workspace.request.save_target is None
+
+
+# ---- a Corrupted workspace's WorkspaceFault ---------------------------------------------
+
+
+def _fault_timestamp(client: Gt4Client, epr) -> str:  # type: ignore[no-untyped-def]
+    state = client.get_property(epr, qname(TYPES, "currentState"))
+    assert state.findtext(f"{{{TYPES}}}currentState/{{{TYPES}}}state") == "Corrupted"
+    return state.findtext(f"{{{TYPES}}}currentState/{{{TYPES}}}WorkspaceFault/{{{WSBF}}}Timestamp")
+
+
+def test_the_fault_of_a_corrupted_workspace_says_when_it_failed_on_every_read_and_after_a_restart(tmp_path, clock):
+    config = make_config(tmp_path / "state")
+    first = Service(config, clock=clock)
+    first.start()
+    try:
+        client = Gt4Client(first.base_url, settle=settler(first))
+        (epr,) = created_eprs(client.create())
+        (workspace,) = first.manager.workspaces(SERVICE)
+        corrupted = threading.Event()
+        first.manager.add_listener(lambda changed: changed.state is State.CORRUPTED and corrupted.set())
+        failed_at = clock.now()
+        first.pool._driver(workspace.node).destroy(workspace.domain)  # an operator's `virsh destroy`
+        assert corrupted.wait(10)
+        clock.advance(timedelta(minutes=5))
+        assert _fault_timestamp(client, epr) == _fault_timestamp(client, epr) == timestamp(failed_at)
+        client.close()
+    finally:
+        first.stop()
+    clock.advance(timedelta(minutes=5))
+    second = Service(config, clock=clock)
+    second.start()
+    try:
+        client = Gt4Client(second.base_url)
+        moved = EndpointReference(second.base_url + "WorkspaceService", epr.properties)  # a new port
+        assert _fault_timestamp(client, moved) == timestamp(failed_at)
+        client.close()
+    finally:
+        second.stop()
+
+
+def test_a_database_from_before_keeps_the_moment_of_its_faults(tmp_path):
+    """m012 gives faults already recorded the time of the workspace's Corrupted event."""
+    db = Database(tmp_path / "vws.sqlite")
+    MIGRATIONS.apply(db, stop_before="m012_fault_time")
+    db["workspaces"].insert(
+        {
+            "id": 7,
+            "owner": "u",
+            "state": "corrupted",
+            "fault": "it died",
+            "memory_mb": 1,
+            "vcpus": 1,
+            "created_at": "2026-01-01T00:00:00.000000Z",
+            "termination_time": "2026-01-02T00:00:00.000000Z",
+            "request": "{}",
+        }
+    )
+    for at, state in (("2026-01-01T00:00:01.000000Z", "running"), ("2026-01-01T00:10:00.000000Z", "corrupted")):
+        db["workspace_events"].insert({"workspace_id": 7, "at": at, "state": state, "detail": None})
+    MIGRATIONS.apply(db)
+    assert db["workspaces"].get(7)["fault_at"] == "2026-01-01T00:10:00.000000Z"

@@ -7,7 +7,7 @@ exactly as the schemas in ``wsdl/workspace/`` declare them.
 """
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from lxml import etree
 
@@ -247,11 +247,12 @@ def schedule(workspace: Workspace, tag: str = qname(TYPES, "schedule")) -> etree
     )
 
 
-def current_state(workspace: Workspace, now: datetime) -> etree._Element:
-    """The state a client sees, with the reason as a WorkspaceFault when it is Corrupted."""
+def current_state(workspace: Workspace) -> etree._Element:
+    """The state a client sees, with the reason as a WorkspaceFault (stamped with the moment
+    of the failure) when it is Corrupted."""
     state = _element(qname(TYPES, "currentState"), None, _element(qname(TYPES, "state"), workspace.state.wire))
-    if workspace.fault:
-        state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, now))
+    if workspace.fault and workspace.fault_at:
+        state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, workspace.fault_at))
     return state
 
 

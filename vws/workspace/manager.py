@@ -67,7 +67,8 @@ class Workspace:
     id: int
     owner: str
     state: State
-    fault: str | None
+    fault: str | None  # why it is Corrupted
+    fault_at: datetime | None  # when that happened
     node: str | None
     domain: str | None
     created_at: datetime
@@ -635,7 +636,11 @@ class WorkspaceManager:
         request (a shutdown-save's new target), in the same transaction.
         """
         now = self._clock.now()
-        changes: dict[str, object] = {"state": state.value, "fault": fault}
+        changes: dict[str, object] = {
+            "state": state.value,
+            "fault": fault,
+            "fault_at": timestamp(now) if fault else None,
+        }
         if owed is None and state in (State.CORRUPTED, State.DESTROYED):
             owed = False
         if owed is not None:
@@ -681,6 +686,7 @@ class WorkspaceManager:
             owner=row["owner"],
             state=State(row["state"]),
             fault=row["fault"],
+            fault_at=parse_timestamp(row["fault_at"]) if row["fault_at"] else None,
             node=row["node"],
             domain=row["domain"],
             created_at=parse_timestamp(row["created_at"]),

@@ -100,7 +100,7 @@ class WorkspacePortType:
         topics = self._producer.property_renderers()
         # In the order of Nimbus's ServiceRPSet, which stock clients read as a sequence.
         renderers = {
-            qname(TYPES, "currentState"): lambda: [codec.current_state(workspace, now)],
+            qname(TYPES, "currentState"): lambda: [codec.current_state(workspace)],
             qname(TYPES, "schedule"): lambda: [codec.schedule(workspace)],
             qname(NEGOTIABLE, "ResourceAllocation"): lambda: [codec.resource_allocation(workspace)],
             qname(LOGISTICS, "logistics"): lambda: [codec.logistics(workspace)],
