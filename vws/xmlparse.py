@@ -66,7 +66,7 @@ def detached(element: etree._Element) -> etree._Element:
 # xsi:type. ``adopt`` keeps them meaning what they meant when elements move.
 QNAME_TEXT = (qname(WSNT, "Topic"), qname(WSNT, "TopicExpression"), "faultcode")
 XSI_TYPED = (qname(WSNT, "Message"),)
-_XSI_TYPE = qname(XSI, "type")
+XSI_TYPE = qname(XSI, "type")
 
 
 def adopt(parent: etree._Element, child: etree._Element) -> etree._Element:
@@ -95,8 +95,8 @@ def _qname_values(root: etree._Element) -> list[tuple[etree._Element, str | None
     found: list[tuple[etree._Element, str | None, str]] = []
     for element in root.iter(*QNAME_TEXT, *XSI_TYPED):
         if element.tag in XSI_TYPED:
-            if element.get(_XSI_TYPE):
-                found.append((element, _XSI_TYPE, element.get(_XSI_TYPE)))
+            if element.get(XSI_TYPE):
+                found.append((element, XSI_TYPE, element.get(XSI_TYPE)))
         elif element.text:
             found.append((element, None, element.text))
     return found

@@ -22,12 +22,11 @@ from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
 from vws.xmlns import GT4_NOTIFICATION, SOAP_ENV, TOPIC_SIMPLE, WSA, WSNT, WSNT_ACTION, WSRL, WSRP, XSI, qname
-from vws.xmlparse import adopt, detached, parse
+from vws.xmlparse import XSI_TYPE, adopt, detached, parse
 
 NOTIFY_ACTION = WSNT_ACTION + "Notify"
 TERMINATION_TOPIC = qname(WSRL, "ResourceTermination")
 VALUE_CHANGE_TYPE = qname(GT4_NOTIFICATION, "ResourcePropertyValueChangeNotificationElementType")
-_XSI_TYPE = qname(XSI, "type")
 
 
 class TopicNotSupported(VwsError):
@@ -190,9 +189,11 @@ def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointR
     expression.set("Dialect", TOPIC_SIMPLE)
     expression.text = f"tns:{name.localname}"
     holder.append(producer.to_element(qname(WSNT, "ProducerReference")))
-    written = etree.SubElement(holder, qname(WSNT, "Message"))
-    if message.xsi_type is not None:
-        written.set(_XSI_TYPE, etree.QName(message.xsi_type))
+    typed = message.xsi_type and etree.QName(message.xsi_type)
+    nsmap = {"xsi": XSI, "mt": typed.namespace} if typed else None  # mt: the message's type
+    written = etree.SubElement(holder, qname(WSNT, "Message"), nsmap=nsmap)
+    if typed:
+        written.set(XSI_TYPE, typed)
     for element in message.content:  # copies: one message goes into one envelope per subscription
         adopt(written, detached(element))
     return envelope
@@ -222,7 +223,7 @@ def parse_notify(body: etree._Element) -> list[Notification]:
                 _qname_value(topic, topic.text),
                 EndpointReference.from_element(producer) if producer is not None else None,
                 message[0],
-                _qname_value(message, message.get(_XSI_TYPE)) if message.get(_XSI_TYPE) else None,
+                _qname_value(message, message.get(XSI_TYPE)) if message.get(XSI_TYPE) else None,
             )
         )
     return notifications
