@@ -5,9 +5,11 @@ send the XPath ``/`` and read the first element of the answer as the whole
 resource-property document, which an Axis bean generated from Nimbus's schema then
 reads as the sequence that schema declares: the document must be there, in that order,
 with nothing else in it. The workspaces here are deployed from Nimbus's own sample
-metadata and deployment request (tests/nimbus/, unchanged).
+metadata and deployment request (tests/nimbus/, unchanged). tests/axis/StockRPQuery.java
+is the stock client's own read path in Axis 1.4 (RPQueryInstance, RPQueryFactory).
 """
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, Gt4Client, created_eprs
 from tests.resources import create_request
+from tests.test_axis import CLASSPATH, _generate, _merge, _run
+from tests.test_axis import pytestmark as needs_axis
 from tests.test_background_deploy import HeldImage, progress_shown
 from tests.test_wsdl import WSDL_NS, assert_valid, wsdl_path
 from vws.service import Service
@@ -40,6 +44,7 @@ from vws.xmlns import (
 )
 
 NIMBUS = Path(__file__).parent / "nimbus"
+READER = Path(__file__).parent / "axis" / "StockRPQuery.java"
 MANY = None  # maxOccurs="unbounded"
 
 # Each resource-property document as Nimbus declares it (messaging/gt4.0/schema/dist/
@@ -174,6 +179,52 @@ def test_progress_is_read_by_name(service, image):
     finally:
         image.release()
         client.close()
+
+
+@pytest.fixture(scope="module")
+def stock_reader(tmp_path_factory) -> Path:
+    """Stubs of the workspace and factory WSDLs and the reader, compiled: a classpath entry."""
+    root = tmp_path_factory.mktemp("axis")
+    trees = [root / "generated" / name for name in ("WorkspaceService", "WorkspaceFactoryService")]
+    for tree in trees:
+        failure = _generate(str(wsdl_path(tree.name)), tree)
+        assert failure is None, failure
+    assert not _merge(trees, root / "src")
+    classes = root / "classes"
+    classes.mkdir()
+    sources = [str(path) for path in (root / "src").rglob("*.java")] + [str(READER)]
+    javac = ["javac", "-nowarn", "-proc:none", "-encoding", "UTF-8", "-cp", CLASSPATH, "-d", str(classes)]
+    failure = _run(javac + sources)
+    assert failure is None, failure
+    return classes
+
+
+def stock_read(classes: Path, *arguments: str) -> str:
+    """What StockRPQuery read (it fails as a stock client would)."""
+    command = ["java", "-cp", f"{CLASSPATH}:{classes}", "StockRPQuery", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@needs_axis
+def test_the_stock_client_reads_each_document_as_its_bean_also_while_an_image_is_copied(stock_reader, service, image):
+    gt4 = Gt4Client(service.base_url, settle=settler(service))
+    watcher = Gt4Client(service.base_url)  # does not wait for the held deployment
+    key = qname(WORKSPACE, "WorkspaceKey")
+    try:
+        assert stock_read(stock_reader, "factory", gt4.factory().address) == "P1D public"
+        epr = deploy_nimbus_sample(gt4)
+        assert stock_read(stock_reader, "workspace", epr.address, epr.key(key)) == "Running 2"
+        body = create_request()
+        body.find(f".//{{{DEFINITION}}}location").text = image.url
+        (copying,) = created_eprs(watcher.call(watcher.factory(), FACTORY_ACTION + "createRequest", body))
+        progress_shown(watcher, copying)
+        assert stock_read(stock_reader, "workspace", copying.address, copying.key(key)) == "Unpropagated 2"
+    finally:
+        image.release()
+        gt4.close()
+        watcher.close()
 
 
 @pytest.mark.parametrize("target", NIMBUS_DOCUMENTS)
