@@ -13,13 +13,27 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference, request_headers
-from vws.xmlns import ENSEMBLE, SOAP_ENV, TYPES, WORKSPACE, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+from vws.xmlns import (
+    ENSEMBLE,
+    NEGOTIABLE,
+    SOAP_ENV,
+    TYPES,
+    WORKSPACE,
+    WSRL,
+    WSRL_ACTION,
+    WSRP,
+    WSRP_ACTION,
+    XPATH_DIALECT,
+    qname,
+)
 from vws.xmlparse import detached
 
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 FACTORY_ACTION = WORKSPACE + "/WorkspaceFactoryPortType/"
 WORKSPACE_ACTION = WORKSPACE + "/WorkspacePortType/"
 ENSEMBLE_ACTION = ENSEMBLE + "/WorkspaceEnsemblePortType/"
+# Called with every reply a Gt4Client receives (conftest adds the suite-wide checks).
+REPLY_CHECKS: list[Callable[[etree._Element], None]] = []
 # Operations whose workspaces are brought up in the background.
 DEPLOYING_ACTIONS = frozenset({FACTORY_ACTION + "createRequest", ENSEMBLE_ACTION + "doneRequest"})
 
@@ -71,7 +85,10 @@ class Gt4Client:
     def _exchange(self, url: str, data: bytes, action: str) -> tuple[int, etree._Element]:
         self._connection.request("POST", urlsplit(url).path, data, {**self._headers, "SOAPAction": f'"{action}"'})
         response = self._connection.getresponse()
-        return response.status, etree.fromstring(response.read())
+        reply = etree.fromstring(response.read())
+        for check in REPLY_CHECKS:
+            check(reply)
+        return response.status, reply
 
     def call(self, epr: EndpointReference, action: str, body: etree._Element) -> etree._Element:
         """POST and return the response body's payload; raise SoapFault on a fault."""
@@ -99,6 +116,12 @@ class Gt4Client:
         body.text = "t:" + etree.QName(name).localname
         return self.call(epr, WSRP_ACTION + "GetResourceProperty", body)
 
+    def query(self, epr: EndpointReference, expression: str, namespaces: dict[str, str] | None = None):
+        """QueryResourceProperties with an XPath ``expression`` (prefixes bound as ``namespaces``)."""
+        body = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP, **(namespaces or {})})
+        etree.SubElement(body, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT).text = expression
+        return self.call(epr, WSRP_ACTION + "QueryResourceProperties", body)
+
     def state(self, epr: EndpointReference) -> str:
         return self.get_property(epr, qname(TYPES, "currentState")).findtext(
             f"{{{TYPES}}}currentState/{{{TYPES}}}state"
@@ -107,16 +130,25 @@ class Gt4Client:
     def start(self, epr: EndpointReference) -> etree._Element:
         return self.call(epr, WORKSPACE_ACTION + "startRequest", etree.Element(qname(WORKSPACE, "startWorkspace")))
 
-    def shutdown(self, epr: EndpointReference, kind: str = "Normal") -> etree._Element:
-        body = etree.Element(qname(WORKSPACE, "shutdownWorkspace"))
-        etree.SubElement(body, qname(TYPES, "shutdownType")).text = kind
-        return self.call(epr, WORKSPACE_ACTION + "shutdownRequest", body)
+    def shutdown(self, epr: EndpointReference, kind: str = "Normal", save_target: str | None = None):
+        """``save_target``: a PostShutdown rootPartitionUnpropagationTarget (the client's --save-target)."""
+        return self.call(epr, WORKSPACE_ACTION + "shutdownRequest", shutdown_body(WORKSPACE, kind, save_target))
 
     def destroy(self, epr: EndpointReference) -> etree._Element:
         return self.call(epr, WSRL_ACTION + "Destroy", etree.Element(qname(WSRL, "Destroy")))
 
     def close(self) -> None:
         self._connection.close()
+
+
+def shutdown_body(namespace: str, kind: str, save_target: str | None = None) -> etree._Element:
+    """shutdownWorkspace (``namespace`` WORKSPACE) or shutdownWorkspaces (GROUP) of one shutdownType."""
+    body = etree.Element(qname(namespace, "shutdownWorkspace" if namespace == WORKSPACE else "shutdownWorkspaces"))
+    etree.SubElement(body, qname(TYPES, "shutdownType")).text = kind
+    if save_target is not None:
+        post = etree.SubElement(body, qname(NEGOTIABLE, "PostShutdown"))
+        etree.SubElement(post, qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")).text = save_target
+    return body
 
 
 def create_body(metadata: etree._Element, request: etree._Element) -> etree._Element:

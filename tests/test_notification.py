@@ -14,6 +14,7 @@ from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference
 from vws.wsrf.delivery import Delivery, DeliveryPolicy
 from vws.wsrf.notification import (
+    Message,
     NotificationProducer,
     SubscribeRequest,
     Subscriptions,
@@ -28,10 +29,10 @@ PRODUCER = EndpointReference("http://producer.invalid/wsrf/services/Thing")
 FAST = DeliveryPolicy(workers=4, timeout=0.5, attempts=3, retry=0.01, drop_after=2)
 
 
-def message(n: int) -> etree._Element:
+def message(n: int) -> Message:
     element = etree.Element(qname("urn:test", "level"))
     element.text = str(n)
-    return element
+    return Message((element,))
 
 
 @pytest.fixture

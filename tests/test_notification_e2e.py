@@ -25,9 +25,10 @@ from tests.resources import (
     subscribe,
     subscription_call,
 )
+from tests.test_wsdl import assert_valid
 from vws.service import Service
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import TOPIC_SIMPLE, TYPES, WORKSPACE, WSNT, WSNT_ACTION, WSRL, WSRP, qname
+from vws.xmlns import GT4_NOTIFICATION, TOPIC_SIMPLE, TYPES, WORKSPACE, WSNT, WSNT_ACTION, WSRL, WSRP, qname
 
 
 @pytest.fixture
@@ -73,6 +74,31 @@ def test_notify_carries_topic_producer_and_echoed_consumer_key(gt4, listener):
     key = qname(WORKSPACE, "WorkspaceKey")
     assert (notification.producer.address, notification.producer.key(key)) == (epr.address, epr.key(key))
     assert notification.message.tag == qname(WSRP, "ResourcePropertyValueChangeNotification")
+
+
+def test_each_topic_message_is_written_as_gt4_wrote_it(gt4, listener):
+    """wsnt:Message is xsd:anyType: a state change names GT4's bean type in xsi:type (an Axis
+    consumer deserializes it by that name); the termination is the anonymous-typed
+    TerminationNotification's field, untyped. Each Notify is checked as received, against
+    the listener contract, with every subscriber getting the whole message."""
+    epr = propagated(gt4)
+    subscribe_both(gt4, epr, listener)
+    subscribe(gt4, epr, listener.consumer_reference(gt4.base_url), STATE_TOPIC)  # a second subscriber
+    gt4.destroy(epr)
+    received = [listener.received.get(timeout=10) for _ in range(3)]
+    changes = [n for n in received if n.topic == STATE_TOPIC]
+    (terminated,) = [n for n in received if n.topic == TERMINATION_TOPIC]
+    assert len(changes) == 2
+    for change in changes:
+        assert change.xsi_type == qname(GT4_NOTIFICATION, "ResourcePropertyValueChangeNotificationElementType")
+        assert change.message.tag == qname(WSRP, "ResourcePropertyValueChangeNotification")
+        assert state_of(change) == "Cancelled"
+    assert terminated.xsi_type is None
+    assert terminated.message.tag == qname(WSRL, "TerminationTime")
+    for notification in received:
+        notify = notification.message.getparent().getparent().getparent()
+        assert notify.tag == qname(WSNT, "Notify")
+        assert_valid("NotificationConsumerService", notify)
 
 
 def test_get_current_message_and_topic_properties(gt4):

@@ -516,10 +516,10 @@ def _current_message_request() -> etree._Element:
 def test_notify_validates(wire):
     """What vws POSTs to a subscriber's NotificationConsumer, with each topic's message as the service makes it."""
     (workspace,) = created_eprs(wire.create(_sample_create()))
-    (state_message,) = wire.call("WorkspaceService", _current_message_request(), workspace)
+    (change,) = wire.call("WorkspaceService", _current_message_request(), workspace)
     messages = {
-        qname(TYPES, "currentState"): state_message,
-        qname(WSRL, "ResourceTermination"): notification.termination(wire.now(), "destroyed"),
+        qname(TYPES, "currentState"): notification.value_change(change.find(qname(WSRP, "NewValue"))[0]),
+        qname(WSRL, "ResourceTermination"): notification.termination(wire.now()),
     }
     consumer = EndpointReference(wire.gt4.base_url + CONSUMER, (etree.Element("{urn:example:listener}Key"),))
     for topic, message in messages.items():

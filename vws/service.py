@@ -130,12 +130,12 @@ class Service:
                 self.ensembles,
             ),
             WorkspacePortType(
-                self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints, self.clock)
+                self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)
             ),
             SubscriptionPortType(self.subscriptions, self.clock),
             GroupPortType(self.groups),
-            EnsemblePortType(self.ensembles, endpoints, self.clock),
-            StatusPortType(self.manager, self.accounting, endpoints, self.clock),
+            EnsemblePortType(self.ensembles, endpoints),
+            StatusPortType(self.manager, self.accounting, endpoints),
         ]
         return Router(
             {port.service: wsgi_application(port, self.gatekeeper, self.clock) for port in port_types},

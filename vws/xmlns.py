@@ -30,6 +30,8 @@ XPATH_DIALECT = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 TOPIC_SIMPLE = "http://docs.oasis-open.org/wsn/2004/06/TopicExpression/Simple"
 TOPIC_CONCRETE = "http://docs.oasis-open.org/wsn/2004/06/TopicExpression/Concrete"
 TOPIC_FULL = "http://docs.oasis-open.org/wsn/2004/06/TopicExpression/Full"
+# GT4 Java WS Core's own notification types (the xsi:type of a state change's wsnt:Message).
+GT4_NOTIFICATION = "http://wsrf.globus.org/core/notification"
 
 WORKSPACE = "http://www.globus.org/2008/06/workspace"
 TYPES = WORKSPACE + "/types"

@@ -9,6 +9,7 @@ import copy
 from lxml import etree
 
 from vws.errors import MalformedMessage
+from vws.xmlns import WSNT, XSI, qname
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -58,3 +59,57 @@ def detached(element: etree._Element) -> etree._Element:
     copied = copy.deepcopy(element)
     copied.tail = None
     return copied
+
+
+# Where vws's messages hold QNames as values: elements whose text is one (a topic
+# expression in the Simple dialect, the SOAP 1.1 faultcode), and elements that carry an
+# xsi:type. ``adopt`` keeps them meaning what they meant when elements move.
+QNAME_TEXT = (qname(WSNT, "Topic"), qname(WSNT, "TopicExpression"), "faultcode")
+XSI_TYPED = (qname(WSNT, "Message"),)
+XSI_TYPE = qname(XSI, "type")
+
+
+def adopt(parent: etree._Element, child: etree._Element) -> etree._Element:
+    """Append ``child`` to ``parent``; QName values inside it keep naming what they named.
+
+    On a move lxml drops each namespace declaration that is redundant where it lands (its
+    namespace bound above, maybe to another prefix) and renames element prefixes to
+    match, but it cannot rename a prefix in a value: a wsnt:Topic's ``tns:currentState``
+    would then name an unbound prefix. Each QName value (see ``QNAME_TEXT`` and
+    ``XSI_TYPED``) is read before the move and written again after it, with the prefix
+    in scope where it now stands (declared on the element if there is none).
+    """
+    values = [(element, attribute, _meaning(element, value)) for element, attribute, value in _qname_values(child)]
+    parent.append(child)
+    for element, attribute, meaning in values:
+        if meaning is not None and _meaning(element, _value(element, attribute)) != meaning:
+            if attribute is None:
+                element.text = etree.QName(*meaning)
+            else:
+                element.set(attribute, etree.QName(*meaning))
+    return child
+
+
+def _qname_values(root: etree._Element) -> list[tuple[etree._Element, str | None, str]]:
+    """(element, attribute or None for its text, value) of each QName value under ``root``."""
+    found: list[tuple[etree._Element, str | None, str]] = []
+    for element in root.iter(*QNAME_TEXT, *XSI_TYPED):
+        if element.tag in XSI_TYPED:
+            if element.get(XSI_TYPE):
+                found.append((element, XSI_TYPE, element.get(XSI_TYPE)))
+        elif element.text:
+            found.append((element, None, element.text))
+    return found
+
+
+def _value(element: etree._Element, attribute: str | None) -> str:
+    return (element.text if attribute is None else element.get(attribute)) or ""
+
+
+def _meaning(element: etree._Element, value: str) -> tuple[str, str] | None:
+    """(namespace, local name) of a QName value where ``element`` stands; None if unbound."""
+    prefix, _, local = value.strip().rpartition(":")
+    namespace = element.nsmap.get(prefix or None)
+    if namespace is None and prefix:
+        return None
+    return namespace or "", local

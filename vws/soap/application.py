@@ -22,7 +22,7 @@ from vws.soap.dispatch import Call, Operation, PortType
 from vws.soap.gatekeeper import Admission, Gatekeeper
 from vws.wsrf.addressing import MessageHeaders, reply_headers
 from vws.xmlns import SOAP_ENV, qname
-from vws.xmlparse import parse
+from vws.xmlparse import adopt, parse
 
 # spyne logs every Fault a method raises as an exception; ours are expected answers,
 # and unexpected ones are logged once with an incident key by vws.soap.faults.
@@ -109,7 +109,7 @@ def _envelope(headers: list[etree._Element], body: etree._Element) -> etree._Ele
     envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
     if headers:
         etree.SubElement(envelope, qname(SOAP_ENV, "Header")).extend(headers)
-    etree.SubElement(envelope, qname(SOAP_ENV, "Body")).append(body)
+    adopt(etree.SubElement(envelope, qname(SOAP_ENV, "Body")), body)
     return envelope
 
 

@@ -7,7 +7,7 @@ exactly as the schemas in ``wsdl/workspace/`` declare them.
 """
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from lxml import etree
 
@@ -27,7 +27,7 @@ from vws.workspace.request import DeploymentRequest
 from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
 
-NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL, "vws": PROPAGATION}
+NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
 
 
 def _find(parent: etree._Element, namespace: str, path: str) -> etree._Element | None:
@@ -247,17 +247,19 @@ def schedule(workspace: Workspace, tag: str = qname(TYPES, "schedule")) -> etree
     )
 
 
-def current_state(workspace: Workspace, now: datetime) -> etree._Element:
-    """The state a client sees, with the reason as a WorkspaceFault when it is Corrupted."""
+def current_state(workspace: Workspace) -> etree._Element:
+    """The state a client sees, with the reason as a WorkspaceFault (stamped with the moment
+    of the failure) when it is Corrupted."""
     state = _element(qname(TYPES, "currentState"), None, _element(qname(TYPES, "state"), workspace.state.wire))
-    if workspace.fault:
-        state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, now))
+    if workspace.fault and workspace.fault_at:
+        state.append(base_fault(qname(TYPES, "WorkspaceFault"), workspace.fault, workspace.fault_at))
     return state
 
 
 def propagation(progress: Propagation) -> etree._Element:
     return etree.Element(
         qname(PROPAGATION, "propagation"),
+        nsmap={"vws": PROPAGATION},
         node=progress.node,
         bytesDone=str(progress.done_bytes),
         bytesTotal=str(progress.total_bytes),

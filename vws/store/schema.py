@@ -227,3 +227,14 @@ def m008_notification_outbox(db: Database) -> None:
 def m009_workspaces_by_owner(db: Database) -> None:
     # A user's workspaces (status service, quota checks) without scanning everyone's history.
     table(db, "workspaces").create_index(["owner", "destroyed_at"])
+
+
+@MIGRATIONS()
+def m012_fault_time(db: Database) -> None:
+    # When the failure behind `fault` happened (the Timestamp of the WorkspaceFault a
+    # Corrupted workspace shows); for faults recorded before, their Corrupted event's time.
+    table(db, "workspaces").add_column("fault_at", str)
+    db.execute(
+        "update workspaces set fault_at = (select max(at) from workspace_events"
+        " where workspace_id = workspaces.id and state = 'corrupted') where fault is not null"
+    )

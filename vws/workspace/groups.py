@@ -44,8 +44,13 @@ class Groups:
     def start(self, caller: Caller, key: str) -> None:
         apply_to_members(self.members(caller, key), lambda w: self._manager.start(caller, w.id), "start")
 
-    def shutdown(self, caller: Caller, key: str, op: Op) -> None:
-        apply_to_members(self.members(caller, key), lambda w: self._manager.shutdown(caller, w.id, op), op.value)
+    def shutdown(self, caller: Caller, key: str, op: Op, save_target: str | None = None) -> None:
+        """``save_target`` is a base name: each member's disk is saved at it plus ``-<id>``, as in GT4."""
+        apply_to_members(
+            self.members(caller, key),
+            lambda w: self._manager.shutdown(caller, w.id, op, save_target and f"{save_target}-{w.id}"),
+            op.value,
+        )
 
     def destroy(self, caller: Caller, key: str) -> None:
         apply_to_members(self.members(caller, key), lambda w: self._manager.destroy(caller, w.id), "destroy")

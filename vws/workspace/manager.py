@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlite_utils import Database
@@ -67,7 +67,8 @@ class Workspace:
     id: int
     owner: str
     state: State
-    fault: str | None
+    fault: str | None  # why it is Corrupted
+    fault_at: datetime | None  # when that happened
     node: str | None
     domain: str | None
     created_at: datetime
@@ -255,6 +256,10 @@ class WorkspaceManager:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
+            if group and request.save_target:  # as in GT4, a base name: each member saves to it plus -<id>
+                for workspace_id in ids:
+                    own = replace(request, save_target=f"{request.save_target}-{workspace_id}")
+                    rows.update(db, "workspaces", workspace_id, {"request": own.to_json()})
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
                 rows.update(
@@ -306,23 +311,29 @@ class WorkspaceManager:
     def start(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.START)
 
-    def shutdown(self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN) -> Workspace:
-        workspace = self._operate(caller, workspace_id, op)
-        if op is Op.SHUTDOWN and workspace.request.trash_at_shutdown:
-            return self._operate(caller, workspace_id, Op.DESTROY)
-        return workspace
+    def shutdown(
+        self, caller: Caller, workspace_id: int, op: Op = Op.SHUTDOWN, save_target: str | None = None
+    ) -> Workspace:
+        """``save_target`` (with READY_FOR_TRANSPORT) replaces where the disk is saved, for good."""
+        return self._operate(caller, workspace_id, op, save_target)
 
     def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operate(caller, workspace_id, Op.DESTROY)
 
-    def _operate(self, caller: Caller, workspace_id: int, op: Op) -> Workspace:
+    def _operate(self, caller: Caller, workspace_id: int, op: Op, save_target: str | None = None) -> Workspace:
         workspace = self.get(caller, workspace_id)
         if op is not Op.DESTROY and self._clock.now() >= workspace.termination_time:
             raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
-        return self._apply(workspace_id, op)
+        return self._apply(workspace_id, op, save_target=save_target)
 
     def _apply(
-        self, workspace_id: int, op: Op, owed: bool | None = None, *, failure_corrupts: bool = True
+        self,
+        workspace_id: int,
+        op: Op,
+        owed: bool | None = None,
+        *,
+        failure_corrupts: bool = True,
+        save_target: str | None = None,
     ) -> Workspace:
         """Check the transition, drive the hypervisor, commit the new state (and ``owed``).
 
@@ -336,8 +347,9 @@ class WorkspaceManager:
             step = transition(workspace.state, op)
             if step.via is not None:  # an unpropagation: what can be refused now is refused now
                 assert workspace.domain
-                self._pool.check_save_target(workspace.domain, workspace.request.save_target)
-                committed = self._commit(workspace_id, step.via, owed=True)
+                request = replace(workspace.request, save_target=save_target or workspace.request.save_target)
+                self._pool.check_save_target(workspace.domain, request.save_target)
+                committed = self._commit(workspace_id, step.via, owed=True, request=request)
                 self._in_background(self._finish, workspace_id, step)
                 return committed
             try:
@@ -458,7 +470,8 @@ class WorkspaceManager:
         return parse_timestamp(row[0]) if row[0] else None
 
     def expire_due(self) -> list[int]:
-        """Shut down and destroy every workspace whose lease has ended; returns their ids."""
+        """Destroy every workspace whose lease has ended, shut down first unless its
+        ShutdownMechanism is Trash; returns their ids."""
         now = timestamp(self._clock.now())
         with self._store.reading() as db:
             due = [
@@ -472,8 +485,9 @@ class WorkspaceManager:
         return due
 
     def _expire(self, workspace_id: int) -> None:
+        workspace = self._snapshot(workspace_id)
         try:
-            if self._snapshot(workspace_id).state in (State.RUNNING, State.PAUSED):
+            if workspace.state in (State.RUNNING, State.PAUSED) and not workspace.request.trash_at_shutdown:
                 self._apply(workspace_id, Op.SHUTDOWN)
         except VwsError as exc:
             log.warning("graceful shutdown of expired workspace %s failed: %s", workspace_id, exc)
@@ -613,14 +627,20 @@ class WorkspaceManager:
         gone: bool = False,
         release: bool = False,
         owed: bool | None = None,
+        request: DeploymentRequest | None = None,
     ) -> Workspace:
         """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
 
         ``owed`` says whether background work on it is still owed (None: unchanged); none
-        is owed to a workspace that is Corrupted or gone.
+        is owed to a workspace that is Corrupted or gone. ``request`` replaces the stored
+        request (a shutdown-save's new target), in the same transaction.
         """
         now = self._clock.now()
-        changes: dict[str, object] = {"state": state.value, "fault": fault}
+        changes: dict[str, object] = {
+            "state": state.value,
+            "fault": fault,
+            "fault_at": timestamp(now) if fault else None,
+        }
         if owed is None and state in (State.CORRUPTED, State.DESTROYED):
             owed = False
         if owed is not None:
@@ -631,6 +651,8 @@ class WorkspaceManager:
             changes["destroyed_at"] = timestamp(now)
         if release:
             changes["released_at"] = timestamp(now)
+        if request is not None:
+            changes["request"] = request.to_json()
         with self._store.transaction() as db:
             rows.update(db, "workspaces", workspace_id, changes)
             _record_event(db, workspace_id, now, state, fault)
@@ -664,6 +686,7 @@ class WorkspaceManager:
             owner=row["owner"],
             state=State(row["state"]),
             fault=row["fault"],
+            fault_at=parse_timestamp(row["fault_at"]) if row["fault_at"] else None,
             node=row["node"],
             domain=row["domain"],
             created_at=parse_timestamp(row["created_at"]),

@@ -28,7 +28,7 @@ class DeploymentRequest:
     duration: timedelta | None = None  # None: the policy's default running time
     initial_state: str = "Running"
     node_number: int = 1
-    trash_at_shutdown: bool = False  # ShutdownMechanism Trash: destroy instead of Propagated
+    trash_at_shutdown: bool = False  # ShutdownMechanism Trash: at the lease's end, destroyed without a shutdown
     save_target: str | None = None  # PostShutdown rootPartitionUnpropagationTarget
 
     def to_json(self) -> str:

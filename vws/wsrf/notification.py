@@ -1,10 +1,11 @@
 """WS-BaseNotification 2004/06 (draft 01): a NotificationProducer and its subscriptions.
 
-Generic on purpose: topics are Clark QNames, messages are elements, and a producer
-is named by an opaque key. ``Subscribe`` persists a subscription (itself a
-WS-Resource with an owner and a termination time); ``publish`` turns one message
-into one ``wsnt:Notify`` per active subscription on the topic and hands it to the
-delivery queue, so publishing never waits on a consumer.
+Generic on purpose: topics are Clark QNames, a message is a Message (elements and the
+xsi:type a GT4 container wrote into wsnt:Message), and a producer is named by an opaque
+key. ``Subscribe`` persists a subscription (itself a WS-Resource with an owner and a
+termination time); ``publish`` turns one message into one ``wsnt:Notify`` per active
+subscription on the topic and hands it to the delivery queue, so publishing never
+waits on a consumer.
 """
 
 import logging
@@ -21,13 +22,14 @@ from vws.errors import MalformedMessage, UnknownResource, VwsError
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
-from vws.xmlns import SOAP_ENV, TOPIC_SIMPLE, WSA, WSNT, WSNT_ACTION, WSRL, WSRP, qname
-from vws.xmlparse import parse
+from vws.xmlns import GT4_NOTIFICATION, SOAP_ENV, TOPIC_SIMPLE, WSA, WSNT, WSNT_ACTION, WSRL, WSRP, XSI, qname
+from vws.xmlparse import XSI_TYPE, adopt, detached, parse
 
 log = logging.getLogger(__name__)
 
 NOTIFY_ACTION = WSNT_ACTION + "Notify"
 TERMINATION_TOPIC = qname(WSRL, "ResourceTermination")
+VALUE_CHANGE_TYPE = qname(GT4_NOTIFICATION, "ResourcePropertyValueChangeNotificationElementType")
 
 
 class TopicNotSupported(VwsError):
@@ -47,6 +49,20 @@ class NoCurrentMessage(VwsError):
 
 
 # ---- messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a topic publishes, as a GT4 container wrote it into ``wsnt:Message``.
+
+    GT4 serialized an Axis bean there: ``content`` are the elements it wrote, and
+    ``xsi_type`` the bean's type, which a GT4 consumer needs to deserialize the message
+    into that bean (None for a bean of an anonymous type, whose fields Axis wrote with
+    no xsi:type).
+    """
+
+    content: tuple[etree._Element, ...]
+    xsi_type: str | None = None  # Clark QName
 
 
 @dataclass(frozen=True)
@@ -108,9 +124,10 @@ def subscribe_response(subscription: EndpointReference) -> etree._Element:
     return response
 
 
-def current_message_response(message: etree._Element) -> etree._Element:
+def current_message_response(message: Message) -> etree._Element:
     response = etree.Element(qname(WSNT, "GetCurrentMessageResponse"), nsmap={"wsnt": WSNT})
-    response.append(message)
+    for element in message.content:
+        adopt(response, detached(element))
     return response
 
 
@@ -119,20 +136,19 @@ def empty_response(operation: str) -> etree._Element:
     return etree.Element(qname(WSNT, operation + "Response"), nsmap={"wsnt": WSNT})
 
 
-def value_change(new_value: etree._Element) -> etree._Element:
-    """The message of a resource-property topic: the property's new value."""
+def value_change(new_value: etree._Element) -> Message:
+    """The message of a resource-property topic: the property's new value, typed as GT4 typed it."""
     change = etree.Element(qname(WSRP, "ResourcePropertyValueChangeNotification"), nsmap={"wsrp": WSRP})
-    etree.SubElement(change, qname(WSRP, "NewValue")).append(new_value)
-    return change
+    adopt(etree.SubElement(change, qname(WSRP, "NewValue")), new_value)
+    return Message((change,), VALUE_CHANGE_TYPE)
 
 
-def termination(now: datetime, reason: str | None = None) -> etree._Element:
-    """The message of the ResourceTermination topic."""
-    message = etree.Element(qname(WSRL, "TerminationNotification"), nsmap={"wsrl": WSRL})
-    etree.SubElement(message, qname(WSRL, "TerminationTime")).text = timestamp(now)
-    if reason:
-        etree.SubElement(message, qname(WSRL, "TerminationReason")).text = reason
-    return message
+def termination(now: datetime) -> Message:
+    """The message of the ResourceTermination topic: GT4's TerminationNotification bean, whose
+    type is anonymous, so Axis wrote its one field set (TerminationTime) with no xsi:type."""
+    time = etree.Element(qname(WSRL, "TerminationTime"), nsmap={"wsrl": WSRL})
+    time.text = timestamp(now)
+    return Message((time,))
 
 
 def topic_properties(topics: Iterable[str]) -> list[etree._Element]:
@@ -164,7 +180,7 @@ def topic_property_renderers(topics: Iterable[str]) -> dict[str, Callable[[], li
     return {name: (lambda name=name: render(name)) for name in TOPIC_PROPERTIES}
 
 
-def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointReference, message: etree._Element):
+def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointReference, message: Message):
     """The SOAP 1.1 envelope POSTed to a consumer, echoing its reference properties."""
     envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV, "wsa": WSA, "wsnt": WSNT})
     header = etree.SubElement(envelope, qname(SOAP_ENV, "Header"))
@@ -176,7 +192,13 @@ def notify_envelope(topic: str, producer: EndpointReference, consumer: EndpointR
     expression.set("Dialect", TOPIC_SIMPLE)
     expression.text = f"tns:{name.localname}"
     holder.append(producer.to_element(qname(WSNT, "ProducerReference")))
-    etree.SubElement(holder, qname(WSNT, "Message")).append(message)
+    typed = message.xsi_type and etree.QName(message.xsi_type)
+    nsmap = {"xsi": XSI, "mt": typed.namespace} if typed else None  # mt: the message's type
+    written = etree.SubElement(holder, qname(WSNT, "Message"), nsmap=nsmap)
+    if typed:
+        written.set(XSI_TYPE, typed)
+    for element in message.content:  # copies: one message goes into one envelope per subscription
+        adopt(written, detached(element))
     return envelope
 
 
@@ -186,7 +208,8 @@ class Notification:
 
     topic: str
     producer: EndpointReference | None
-    message: etree._Element
+    message: etree._Element  # the first element in wsnt:Message
+    xsi_type: str | None = None  # what wsnt:Message says it is, as a Clark QName
 
 
 def parse_notify(body: etree._Element) -> list[Notification]:
@@ -198,15 +221,20 @@ def parse_notify(body: etree._Element) -> list[Notification]:
         message = holder.find(qname(WSNT, "Message"))
         if topic is None or message is None or not len(message):
             raise MalformedMessage("a NotificationMessage needs a Topic and a Message")
-        prefix, _, local = (topic.text or "").strip().rpartition(":")
         notifications.append(
             Notification(
-                qname(topic.nsmap.get(prefix or None, ""), local),
+                _qname_value(topic, topic.text),
                 EndpointReference.from_element(producer) if producer is not None else None,
                 message[0],
+                _qname_value(message, message.get(XSI_TYPE)) if message.get(XSI_TYPE) else None,
             )
         )
     return notifications
+
+
+def _qname_value(element: etree._Element, text: str | None) -> str:
+    prefix, _, local = (text or "").strip().rpartition(":")
+    return qname(element.nsmap.get(prefix or None, ""), local)
 
 
 # ---- subscriptions ----------------------------------------------------------------------
@@ -344,7 +372,7 @@ class NotificationProducer:
         self.subscriptions = subscriptions
         self._send = send
 
-    def publish(self, producer: str, topic: str, message: etree._Element) -> int:
+    def publish(self, producer: str, topic: str, message: Message) -> int:
         """Queue one Notify per active subscription; returns how many were queued."""
         targets = self.subscriptions.active(producer, topic)
         for subscription in targets:
@@ -358,7 +386,7 @@ class NotificationProducer:
         ended = self.subscriptions.end_consumer(producer, address)
         log.warning("consumer %s of %s unreachable: %d subscription(s) ended", address, producer, ended)
 
-    def end(self, producer: str, message: etree._Element) -> None:
+    def end(self, producer: str, message: Message) -> None:
         """The producer is gone: publish ResourceTermination, then destroy its subscriptions."""
         self.publish(producer, TERMINATION_TOPIC, message)
         self.subscriptions.end_producer(producer)

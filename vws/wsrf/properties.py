@@ -12,7 +12,7 @@ from lxml import etree
 
 from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, QueryEvaluationFailed, UnknownQueryDialect
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
-from vws.xmlparse import detached
+from vws.xmlparse import adopt, detached
 
 MAX_QUERY_LENGTH = 4096
 
@@ -26,29 +26,33 @@ class PropertyDocument:
 
     ``renderers`` maps every declared property QName, in document order, to a
     function giving its current values; Get and GetMultiple render just the names
-    requested, and only a Query builds the whole document.
+    requested, and only a Query builds the whole document. ``by_name`` are extension
+    properties outside the document: Get and GetMultiple answer them, a Query never
+    sees them, so the document stays what readers of its schema expect.
     """
 
     tag: str
     renderers: Mapping[str, Renderer]
     nsmap: Mapping[str, str] = field(default_factory=dict)
+    by_name: Mapping[str, Renderer] = field(default_factory=dict)
 
     def values(self, name: str) -> list[etree._Element]:
-        if name not in self.renderers:
+        render = self.renderers.get(name) or self.by_name.get(name)
+        if render is None:
             raise InvalidPropertyName(f"the resource has no property {name}")
-        return self.renderers[name]()
+        return render()
 
     def root(self) -> etree._Element:
         document = etree.Element(self.tag, nsmap=dict(self.nsmap))
         for render in self.renderers.values():
-            document.extend(render())
+            _adopt_all(document, render())
         return document
 
 
 def get_property(document: PropertyDocument, request: etree._Element) -> etree._Element:
     """GetResourceProperty: the body's text is one QName."""
     response = etree.Element(qname(WSRP, "GetResourcePropertyResponse"), nsmap={"wsrp": WSRP})
-    response.extend(document.values(_resolve_qname(request)))
+    _adopt_all(response, document.values(_resolve_qname(request)))
     return response
 
 
@@ -59,7 +63,7 @@ def get_multiple(document: PropertyDocument, request: etree._Element) -> etree._
         raise MalformedMessage("GetMultipleResourceProperties names no ResourceProperty")
     response = etree.Element(qname(WSRP, "GetMultipleResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
     for name in names:
-        response.extend(document.values(name))
+        _adopt_all(response, document.values(name))
     return response
 
 
@@ -71,10 +75,21 @@ def query(document: PropertyDocument, request: etree._Element) -> etree._Element
     dialect = (expression.get("Dialect") or "").strip()
     if dialect != XPATH_DIALECT:
         raise UnknownQueryDialect(f"unsupported query dialect {dialect!r}; use {XPATH_DIALECT}")
-    result = _evaluate(document.root(), (expression.text or "").strip(), expression.nsmap)
+    text, root = (expression.text or "").strip(), document.root()
+    result = [root] if _selects_document(text) else _evaluate(root, text, expression.nsmap)
     response = etree.Element(qname(WSRP, "QueryResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
     _append_result(response, result)
     return response
+
+
+def _selects_document(text: str) -> bool:
+    """``/`` selects the root node, which lxml leaves out of every node-set it returns.
+
+    GT4 answered it with the document element, and stock clients (``workspace --rpquery``
+    and ``--factoryrp``, ``cloud-client --status``) send exactly ``/`` and read the first
+    element of the answer as the whole resource-property document.
+    """
+    return text == "/"
 
 
 def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
@@ -104,11 +119,16 @@ def _append_nodes(response: etree._Element, nodes: Iterable[object]) -> None:
     texts = []
     for node in nodes:
         if isinstance(node, etree._Element):
-            response.append(detached(node))
+            adopt(response, detached(node))
         else:  # attribute values and text nodes
             texts.append(str(node))
     if texts:
         response.text = " ".join(texts)
+
+
+def _adopt_all(parent: etree._Element, values: Iterable[etree._Element]) -> None:
+    for value in values:
+        adopt(parent, value)
 
 
 def _number(value: float) -> str:

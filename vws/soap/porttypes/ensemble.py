@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from vws.clock import Clock
 from vws.errors import MalformedMessage
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
@@ -33,10 +32,9 @@ from vws.xmlns import ENSEMBLE, TYPES, WSRL, WSRL_ACTION, qname
 class EnsemblePortType:
     service = ENSEMBLE_SERVICE
 
-    def __init__(self, ensembles: Ensembles, endpoints: Endpoints, clock: Clock) -> None:
+    def __init__(self, ensembles: Ensembles, endpoints: Endpoints) -> None:
         self._ensembles = ensembles
         self._endpoints = endpoints
-        self._clock = clock
 
     def operations(self) -> Sequence[Operation]:
         port = "WorkspaceEnsemblePortType"
@@ -66,7 +64,7 @@ class EnsemblePortType:
         # reportResponse_Type is a work-types type, as in GT4: its children are work-types elements.
         entry = etree.Element(qname(TYPES, "report"))
         entry.append(self._endpoints.workspace(member.id).to_element(qname(TYPES, "epr")))
-        entry.append(codec.current_state(member, self._clock.now()))
+        entry.append(codec.current_state(member))
         entry.append(codec.schedule(member))
         entry.append(codec.networking(member.leases))
         return entry

@@ -11,7 +11,7 @@ from lxml import etree
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import GROUP_KEY, GROUP_SERVICE, custom_operation, resource_key, wsrf_operation
-from vws.soap.porttypes.workspace import shutdown_op
+from vws.soap.porttypes.workspace import shutdown_request
 from vws.workspace.groups import Groups
 from vws.wsrf import lifetime
 from vws.xmlns import GROUP, WSRL, WSRL_ACTION, qname
@@ -36,7 +36,7 @@ class GroupPortType:
         return etree.Element(qname(GROUP, "startWorkspacesResponse"))
 
     def shutdown(self, call: Call) -> etree._Element:
-        self._groups.shutdown(call.caller, resource_key(call, GROUP_KEY), shutdown_op(call.body))
+        self._groups.shutdown(call.caller, resource_key(call, GROUP_KEY), *shutdown_request(call.body))
         return etree.Element(qname(GROUP, "shutdownWorkspacesResponse"))
 
     def destroy(self, call: Call) -> etree._Element:

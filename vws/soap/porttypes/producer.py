@@ -8,7 +8,6 @@ workspace is gone it publishes the termination and ends its subscriptions.
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
 
 from lxml import etree
 
@@ -29,9 +28,9 @@ def producer_key(workspace_id: int) -> str:
     return f"{WORKSPACE_SERVICE}/{workspace_id}"
 
 
-def state_message(workspace: Workspace, now: datetime) -> etree._Element:
+def state_message(workspace: Workspace) -> notification.Message:
     """A currentState topic message: the property's new value."""
-    return notification.value_change(codec.current_state(workspace, now))
+    return notification.value_change(codec.current_state(workspace))
 
 
 class StatePublisher:
@@ -53,19 +52,16 @@ class StatePublisher:
             if self._published.get(workspace.id) == workspace.state.wire:
                 return  # a lease change or an internal step clients cannot see
             self._published[workspace.id] = workspace.state.wire
-        self._producer.publish(producer_key(workspace.id), CURRENT_STATE, state_message(workspace, self._clock.now()))
+        self._producer.publish(producer_key(workspace.id), CURRENT_STATE, state_message(workspace))
 
 
 class ProducerOperations:
     """The NotificationProducer operations and properties of the workspace port type."""
 
-    def __init__(
-        self, manager: WorkspaceManager, subscriptions: Subscriptions, endpoints: Endpoints, clock: Clock
-    ) -> None:
+    def __init__(self, manager: WorkspaceManager, subscriptions: Subscriptions, endpoints: Endpoints) -> None:
         self._manager = manager
         self._subscriptions = subscriptions
         self._endpoints = endpoints
-        self._clock = clock
 
     def operations(self, workspace_id: Callable[[Call], int]) -> list[Operation]:
         """Subscribe and GetCurrentMessage, for a port type that reads the key with ``workspace_id``."""
@@ -101,4 +97,4 @@ class ProducerOperations:
         workspace = self._manager.get(call.caller, workspace_id)
         if notification.supported_topic(call.body, TOPICS) == TERMINATION_TOPIC:
             raise NoCurrentMessage("the workspace has not terminated")
-        return notification.current_message_response(state_message(workspace, self._clock.now()))
+        return notification.current_message_response(state_message(workspace))

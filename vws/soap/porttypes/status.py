@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from lxml import etree
 
-from vws.clock import Clock
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import STATUS_SERVICE, Endpoints, custom_operation, property_operations
@@ -24,11 +23,10 @@ from vws.xmlns import STATUS, qname
 class StatusPortType:
     service = STATUS_SERVICE
 
-    def __init__(self, manager: WorkspaceManager, accounting: Accounting, endpoints: Endpoints, clock: Clock) -> None:
+    def __init__(self, manager: WorkspaceManager, accounting: Accounting, endpoints: Endpoints) -> None:
         self._manager = manager
         self._accounting = accounting
         self._endpoints = endpoints
-        self._clock = clock
 
     def operations(self) -> Sequence[Operation]:
         port = "WorkspaceStatusPortType"
@@ -63,7 +61,7 @@ class StatusPortType:
         entry.append(self._endpoints.workspace(workspace.id).to_element(qname(STATUS, "epr")))
         entry.extend(
             [
-                codec.current_state(workspace, self._clock.now()),
+                codec.current_state(workspace),
                 codec.schedule(workspace),
                 codec.resource_allocation(workspace),
                 codec.logistics(workspace),

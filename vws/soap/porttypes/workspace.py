@@ -19,7 +19,7 @@ from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
-from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
+from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSNT, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
     "Normal": Op.SHUTDOWN,
@@ -30,14 +30,23 @@ SHUTDOWN_TYPES = {
 }
 
 
-def shutdown_op(body: etree._Element) -> Op:
-    """The operation a WorkspaceShutdownRequest_Type body's shutdownType names."""
+def shutdown_request(body: etree._Element) -> tuple[Op, str | None]:
+    """What a WorkspaceShutdownRequest_Type body asks: the operation its shutdownType names,
+    and the save target its PostShutdown gives (only with ReadyForTransport)."""
     kind = body.findtext(qname(TYPES, "shutdownType"), "Normal").strip()
     if kind == "Trash":
         raise MalformedMessage("shutdownType Trash is not an operation: use WS-ResourceLifetime Destroy")
     if kind not in SHUTDOWN_TYPES:
         raise MalformedMessage(f"unknown shutdownType {kind!r}")
-    return SHUTDOWN_TYPES[kind]
+    post = body.find(qname(NEGOTIABLE, "PostShutdown"))
+    if post is None:
+        return SHUTDOWN_TYPES[kind], None
+    if kind != "ReadyForTransport":
+        raise MalformedMessage("PostShutdown goes only with shutdownType ReadyForTransport")
+    target = (post.findtext(qname(NEGOTIABLE, "rootPartitionUnpropagationTarget")) or "").strip()
+    if not target:
+        raise MalformedMessage("PostShutdown needs a rootPartitionUnpropagationTarget")
+    return Op.READY_FOR_TRANSPORT, target
 
 
 class WorkspacePortType:
@@ -72,7 +81,7 @@ class WorkspacePortType:
         return etree.Element(qname(WORKSPACE, "startWorkspaceResponse"))
 
     def shutdown(self, call: Call) -> etree._Element:
-        self._manager.shutdown(call.caller, self._workspace_id(call), shutdown_op(call.body))
+        self._manager.shutdown(call.caller, self._workspace_id(call), *shutdown_request(call.body))
         return etree.Element(qname(WORKSPACE, "shutdownWorkspaceResponse"))
 
     def destroy(self, call: Call) -> etree._Element:
@@ -88,16 +97,22 @@ class WorkspacePortType:
         workspace = self._manager.get(call.caller, self._workspace_id(call))
         now = self._clock.now()
         current, termination = lifetime.time_properties(workspace.termination_time, now)
+        topics = self._producer.property_renderers()
+        # In the order of Nimbus's ServiceRPSet, which stock clients read as a sequence.
         renderers = {
-            qname(TYPES, "currentState"): lambda: [codec.current_state(workspace, now)],
+            qname(TYPES, "currentState"): lambda: [codec.current_state(workspace)],
             qname(TYPES, "schedule"): lambda: [codec.schedule(workspace)],
             qname(NEGOTIABLE, "ResourceAllocation"): lambda: [codec.resource_allocation(workspace)],
             qname(LOGISTICS, "logistics"): lambda: [codec.logistics(workspace)],
+            qname(WSNT, "FixedTopicSet"): topics[qname(WSNT, "FixedTopicSet")],
+            qname(WSNT, "Topic"): topics[qname(WSNT, "Topic")],
+            qname(WSRL, "TerminationTime"): lambda: [termination],
+            qname(WSNT, "TopicExpressionDialects"): topics[qname(WSNT, "TopicExpressionDialects")],
+            qname(WSRL, "CurrentTime"): lambda: [current],
+        }
+        propagation = {
             qname(PROPAGATION, "propagation"): lambda: [
                 codec.propagation(progress) for progress in [self._manager.propagation(workspace.id)] if progress
-            ],
-            qname(WSRL, "CurrentTime"): lambda: [current],
-            qname(WSRL, "TerminationTime"): lambda: [termination],
-            **self._producer.property_renderers(),
+            ]
         }
-        return properties.PropertyDocument(qname(WORKSPACE, "ServiceRPSet"), renderers, codec.NSMAP)
+        return properties.PropertyDocument(qname(WORKSPACE, "ServiceRPSet"), renderers, codec.NSMAP, propagation)
