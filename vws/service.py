@@ -17,6 +17,7 @@ from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
+from vws.security.gridmap import check_file as check_gridmap
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
@@ -70,7 +71,10 @@ class Service:
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
-        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
+        # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
+        check_gridmap(gridmap_file(config))
+        self.gridmap = GridMap(gridmap_file(config))
+        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock, self.gridmap)
         self._add_notifications_and_accounting(config)
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
@@ -90,8 +94,7 @@ class Service:
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
         self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
         self.manager.add_listener(self.accounting.record)
-        # No grid-mapfile accounts yet: quota rules for @account apply once the security layer reads the map.
-        quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes)
+        quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes, self.gridmap.accounts)
         self.manager.add_admission_check(quotas.check)
         self.groups = Groups(self.manager)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
@@ -166,7 +169,7 @@ def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
 
 
 @dataclass(frozen=True)
-class _Credentials:
+class CredentialFiles:
     """Where the trust dir, host credential and grid-mapfile are: [security], else the dev CA's layout."""
 
     trust_dir: Path
@@ -175,13 +178,13 @@ class _Credentials:
     gridmap: Path
 
     @classmethod
-    def of(cls, config: Config) -> "_Credentials":
+    def of(cls, config: Config) -> "CredentialFiles":
         security, dev = config.security, DevCA(config.service.state_dir / "security")
         found = cls(
             security.trust_dir or dev.trust_dir,
             security.host_cert or dev.host_cert,
             security.host_key or dev.host_key,
-            security.gridmap or dev.gridmap,
+            gridmap_file(config),
         )
         missing = [str(path) for path in (found.trust_dir, found.host_cert, found.host_key) if not path.exists()]
         if missing:
@@ -191,27 +194,40 @@ class _Credentials:
             )
         return found
 
+    def host_credential(self) -> Credential:
+        try:
+            return Credential.load(self.host_cert, self.host_key)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.host_cert}: cannot load the host credential (key {self.host_key}): "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
 
-def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
+
+def gridmap_file(config: Config) -> Path:
+    return config.security.gridmap or DevCA(config.service.state_dir / "security").gridmap
+
+
+def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap) -> Gatekeeper:
     """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
     with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
     if config.service.insecure:
         return OpenGate()
-    security, found = config.security, _Credentials.of(config)
-    admins, gridmap = frozenset(security.admin_dns), GridMap(found.gridmap)
+    security, found = config.security, CredentialFiles.of(config)
+    admins = frozenset(security.admin_dns)
     if not security.require_signature:
         if not security.tls:
             raise ConfigError("[security] require_signature = no needs tls = yes (or --insecure)")
         return TransportGate(gridmap, admins)
     policy = SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
     verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
-    return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
+    return SignedGate(verifier, MessageSigner(found.host_credential(), clock), gridmap, admins)
 
 
 def _transport(config: Config, clock: Clock) -> GsiTransportAdapter | None:
     if config.service.insecure or not config.security.tls:
         return None
-    found = _Credentials.of(config)
+    found = CredentialFiles.of(config)
     validator = ChainValidator(TrustStore(found.trust_dir), clock)
     return GsiTransportAdapter(
         TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator)

@@ -26,13 +26,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = None
     try:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
         service = Service(config)
     except configuration.ConfigError as exc:
-        print(f"vws-service: {exc}", file=sys.stderr)
+        print(f"vws-service: {config.locate(exc) if config else exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

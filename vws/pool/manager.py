@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vws.clock import Clock
-from vws.config import PoolConfig
+from vws.config import ConfigError, PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.pool import context_drive, designer, images, kvm_probe, network, nodes, placement, testnode, volumes
 from vws.pool.designer import KernelFiles, NodeFacts
@@ -65,9 +65,7 @@ class PoolManager:
         self._clock = clock
         self._dir = state_dir
         self._on_event = on_event
-        self._policy = placement.policy(config.placement)
-        self._bridges = _bridges(config.bridges)
-        self._prefix = designer.domain_prefix(config.domain_prefix)
+        self._policy, self._bridges, self._prefix = check_settings(config)
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
         self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
@@ -456,13 +454,22 @@ def _save_target(domain: str, target: str | None) -> str:
     return target or f"file://{domain}.qcow2"
 
 
+def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str]:
+    """The [pool] values read once at start (placement policy, bridges, domain prefix), each checked,
+    as the other values the pool uses later are: a bad one stops start-up, and ``vws-admin check``
+    runs this same function."""
+    network.check_mac_prefix(config.mac_prefix)
+    designer.wanted_virt_type(config.virt_type)
+    return placement.policy(config.placement), _bridges(config.bridges), designer.domain_prefix(config.domain_prefix)
+
+
 def _bridges(pairs: Sequence[str]) -> dict[str, str]:
     """``pool=bridge`` pairs from the config."""
     bridges = {}
     for pair in pairs:
         pool, separator, bridge = pair.partition("=")
         if not separator or not pool.strip() or not bridge.strip():
-            raise InvalidMetadata(f"[pool] bridges: {pair!r} is not pool=bridge")
+            raise ConfigError(f"[pool] bridges: {pair!r} is not pool=bridge", ("pool", "bridges"))
         bridges[pool.strip()] = bridge.strip()
     return bridges
 
