@@ -4,6 +4,7 @@ The store, pool, workspace manager, lease sweeper and the HTTP server are built 
 one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
 """
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from cheroot import wsgi
 
+from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig
 from vws.pool.manager import PoolManager
@@ -42,13 +44,15 @@ from vws.workspace.quotas import Quotas
 from vws.wsrf.delivery import Delivery, DeliveryPolicy, Outbox
 from vws.wsrf.notification import NotificationProducer, Subscriptions
 
+log = logging.getLogger(__name__)
+
 
 class Service:
     def __init__(self, config: Config, clock: Clock | None = None, gatekeeper: Gatekeeper | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         state_dir = config.service.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private.create(state_dir)
         self.store = Store(state_dir / "vws.sqlite")
         # The pool reports libvirt lifecycle events up to the manager, built just after it.
         self.pool = PoolManager(
@@ -79,6 +83,9 @@ class Service:
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+        warning = private.exposure_warning(state_dir)
+        if warning:
+            log.warning("%s", warning)
 
     def _add_notifications_and_accounting(self, config: Config) -> None:
         """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""

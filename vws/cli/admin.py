@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from vws import config as configuration
+from vws import state_dir as private
 from vws.clock import SystemClock
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
@@ -177,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    private.keep_private()
     try:
         settings = configuration.load(args.config).with_overrides("service", state_dir=args.state_dir)
     except configuration.ConfigError as exc:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from vws import config as configuration
+from vws import state_dir as private
 from vws.service import Service
 
 
@@ -26,6 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    private.keep_private()
     config = None
     try:
         config = configuration.load(args.config).with_overrides(
