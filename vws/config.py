@@ -11,8 +11,10 @@ setting checked later, by the component that uses it, is located through
 
 import configparser
 import dataclasses
+import ipaddress
 import os
 import re
+import socket
 import types
 import typing
 from collections.abc import Mapping
@@ -40,6 +42,15 @@ class ServiceConfig:
     base_url: str = ""
     insecure: bool = False
     threads: int = 16
+
+    def listens_beyond_loopback(self) -> bool:
+        """Whether ``listen`` reaches past this host: any address it names that is not a loopback one."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(host or None, None, proto=socket.IPPROTO_TCP)}
+        except socket.gaierror:
+            return True  # cannot tell: assume the worst
+        return not host or any(not ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
 
 
 @dataclass(frozen=True)

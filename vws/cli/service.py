@@ -40,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"vws-service listening on {service.start()}", flush=True)
+    url = service.start()
+    if config.service.insecure and config.service.listens_beyond_loopback():
+        print(
+            f"vws-service: warning: --insecure accepts anonymous, unsigned requests from anyone who reaches "
+            f"{config.service.listen}; listen on 127.0.0.1 unless this network is yours alone",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"vws-service listening on {url}", flush=True)
     stop.wait()
     service.stop()
     return 0
