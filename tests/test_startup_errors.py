@@ -1,12 +1,17 @@
 """A configuration or data file vws cannot use stops vws-service with one line naming the file
-and the line, and exit status 2: never a traceback, never a start on half a configuration."""
+and the line, and exit status 2: never a traceback, never a start on half a configuration.
+vws-admin check, which reads with the same loaders, reports the same line."""
 
+import io
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from vws.cli import admin
 
 SERVICE = Path(sys.executable).parent / "vws-service"
 
@@ -100,3 +105,14 @@ def test_vws_service_names_the_file_and_line_and_exits_2(refusals, case):
     assert (run.returncode, run.stdout) == (2, "")
     (line,) = run.stderr.splitlines()
     assert line.startswith(f"vws-service: {directory / BROKEN[case].where}: ") and BROKEN[case].says in line
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_vws_admin_check_reports_what_stops_vws_service(refusals, case):
+    directory, run = refusals[case]
+    argv = ["--config", str(directory / "vws.conf"), "--state-dir", str(directory / "state"), "check"]
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(out):
+        status = admin.main(argv + ["--insecure"] * BROKEN[case].insecure)
+    reported = [line.removeprefix("vws-admin: ") for line in out.getvalue().splitlines()]
+    assert status != 0 and run.stderr.strip().removeprefix("vws-service: ") in reported

@@ -166,6 +166,10 @@ class Config:
                 "drop --insecure (or [service] insecure), or set tls = no",
                 ("security", "tls"),
             )
+        if not self.service.insecure and not self.security.require_signature and not self.security.tls:
+            raise ConfigError(
+                "[security] require_signature = no needs tls = yes (or --insecure)", ("security", "require_signature")
+            )
 
     def with_overrides(self, section: str, **values: object) -> "Config":
         """A copy with some keys of one section replaced (None values are ignored)."""

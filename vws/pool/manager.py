@@ -88,11 +88,9 @@ class PoolManager:
         return repository
 
     def _load_network_pools(self) -> None:
-        directory = self._config.network_pools_dir
-        if directory is None:
-            directory = self._dir / "network-pools"
-            if not directory.exists():
-                network.write_sample(directory)
+        directory = network_pools_dir(self._config, self._dir)
+        if self._config.network_pools_dir is None and not directory.exists():
+            network.write_sample(directory)
         pools = network.read_pools(directory)
         with self._store.transaction() as db:
             network.sync(db, pools, self._config.mac_prefix)
@@ -452,6 +450,11 @@ def _networks(text: str) -> frozenset[str]:
 def _save_target(domain: str, target: str | None) -> str:
     """Where shutdown-save puts the root: the PostShutdown target, or one named for the domain."""
     return target or f"file://{domain}.qcow2"
+
+
+def network_pools_dir(config: PoolConfig, state_dir: Path) -> Path:
+    """``[pool] network_pools_dir``, else the state dir's (with the sample pool, made at first start)."""
+    return config.network_pools_dir or state_dir / "network-pools"
 
 
 def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str]:
