@@ -159,7 +159,7 @@ class _CommandScanner:
                 self.patterns, self.at_start = token not in (")", "esac"), True
             elif token == ";;":
                 self.patterns = True
-            elif token in (";", "|", "&", "&&", "||", "\n", "(", "$(", "`"):
+            elif token in (";", "|", "&", "&&", "||", "\n", "(", "$(", "`", "{"):
                 self.at_start = True
             elif token == ")":
                 self.at_start = False

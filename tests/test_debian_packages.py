@@ -12,7 +12,7 @@ import pytest
 
 from tests.debian import Packages, makefile_lists
 from tests.package_audit import audit
-from tests.programs import Found, makefile_uses, python_uses
+from tests.programs import Found, makefile_uses, python_uses, shell_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKEFILE = ROOT / "Makefile"
@@ -113,3 +113,28 @@ def test_a_program_hidden_behind_a_value_it_cannot_follow_is_reported(tmp_path):
     assert python_uses(tmp_path, [source]).unknown == {
         "tests/test_hidden.py:4: cannot tell which program \"os.environ['TOOL']\" is"
     }
+
+
+def test_shell_commands_are_the_words_in_command_position():
+    script = textwrap.dedent(
+        """\
+        #!/bin/sh
+        helper() { inner; }
+        A=1 first -x "$A" | second \\
+          not-a-command; if [ -x y ]; then third 2>/dev/null >&2 < input; fi
+        case "$1" in
+          -h|--help) fourth ;;
+          (plain) fifth ;;
+        esac
+        for item in a $(sixth) c; do seventh "$item"; done
+        echo "$(eighth -a) `ninth`"  # tenth
+        cat <<EOF
+        not-run
+        EOF
+        exec eleventh > out last-argument
+        """
+    )
+    commands = [command for _, command in shell_commands(script)]
+    assert commands == [
+        "inner", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "cat", "eleventh"
+    ]  # fmt: skip
