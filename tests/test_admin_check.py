@@ -103,5 +103,5 @@ def test_insecure_beyond_loopback_is_a_problem(tmp_path):
     assert status == 1
     assert lines[0] == (
         f"{config}:4: [service] insecure accepts anonymous, unsigned requests from anyone who reaches 0.0.0.0:8443: "
-        "listen on 127.0.0.1"
+        "listen on 127.0.0.1 unless this network is yours alone"
     )

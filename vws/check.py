@@ -154,12 +154,9 @@ def _security(config: Config, clock: Clock, report: Report) -> None:
     gridmap.check_file(mapfile)
     if config.service.insecure:
         report.summary.append("security: none (insecure: anonymous, unsigned requests)")
-        if config.service.listens_beyond_loopback():
-            raise ConfigError(
-                f"[service] insecure accepts anonymous, unsigned requests from anyone who reaches "
-                f"{config.service.listen}: listen on 127.0.0.1",
-                ("service", "insecure"),
-            )
+        exposure = config.service.insecure_exposure()
+        if exposure:
+            raise ConfigError(f"[service] {exposure}", ("service", "insecure"))
         return
     files = CredentialFiles.of(config)
     _host_credential(files, clock.now(), report)

@@ -43,6 +43,15 @@ class ServiceConfig:
     insecure: bool = False
     threads: int = 16
 
+    def insecure_exposure(self) -> str | None:
+        """What to warn about when an insecure service listens beyond loopback; None when it does not."""
+        if not (self.insecure and self.listens_beyond_loopback()):
+            return None
+        return (
+            f"insecure accepts anonymous, unsigned requests from anyone who reaches {self.listen}: "
+            "listen on 127.0.0.1 unless this network is yours alone"
+        )
+
     def listens_beyond_loopback(self) -> bool:
         """Whether ``listen`` reaches past this host: any address it names that is not a loopback one."""
         host = self.listen.rpartition(":")[0].strip("[]")
@@ -295,6 +304,8 @@ def _convert(hint: object, text: str, base: Path) -> object:
     if hint is bool:
         return parse_boolean(text)
     if hint is int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ValueError(f"not a whole number: {text!r}")
         return int(text)
     if hint is Path:
         return base / Path(text).expanduser()

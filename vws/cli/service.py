@@ -41,13 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     url = service.start()
-    if config.service.insecure and config.service.listens_beyond_loopback():
-        print(
-            f"vws-service: warning: --insecure accepts anonymous, unsigned requests from anyone who reaches "
-            f"{config.service.listen}; listen on 127.0.0.1 unless this network is yours alone",
-            file=sys.stderr,
-            flush=True,
-        )
+    exposure = config.service.insecure_exposure()
+    if exposure:
+        print(f"vws-service: warning: {exposure}", file=sys.stderr, flush=True)
     print(f"vws-service listening on {url}", flush=True)
     stop.wait()
     service.stop()
