@@ -234,7 +234,7 @@ def _node_from_section(
         if key not in section:
             raise NodesFileError(f"{where()} has no {key}")
     values = {}
-    for key, convert in (("memory", int), ("cpus", int), ("networks", parse_networks), ("active", parse_boolean)):
+    for key, convert in (("memory", int), ("cpus", int), ("active", parse_boolean)):
         if key in section:
             try:
                 values[key] = convert(section[key])
@@ -245,7 +245,7 @@ def _node_from_section(
         uri=section["uri"],
         memory_mb=values["memory"],
         cpus=values.get("cpus", 1),
-        networks=values.get("networks", (ANY_NETWORK,)),
+        networks=parse_networks(section.get("networks", ANY_NETWORK)),
         active=values.get("active", True),
         origin="file",
         images=section.get("images"),
@@ -256,7 +256,7 @@ def _node_from_section(
         raise NodesFileError(exc.description) from None
 
 
-_NODE_VALUES = {"memory": "a number of MB", "cpus": "a number", "networks": "a list", "active": "yes or no"}
+_NODE_VALUES = {"memory": "a number of MB", "cpus": "a number", "active": "yes or no"}
 
 
 def parse_networks(text: str) -> tuple[str, ...]:
