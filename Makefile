@@ -5,14 +5,15 @@ VENV      := .venv
 PYTHON    := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-# Debian packages the service needs to build and run (libvirt-python and xmlsec compile).
-DEB_RUN  := python3 python3-venv python3-dev gcc pkg-config libvirt-dev \
-            libxmlsec1-dev libxmlsec1-openssl
+# Debian packages the service needs to build and run: libvirt-python compiles against
+# libvirt-dev; on real nodes the service runs qemu-img (qemu-utils) and genisoimage.
+DEB_RUN  := python3 python3-venv python3-dev gcc pkg-config libvirt-dev qemu-utils genisoimage
 # ... and the real peers the tests talk to: xmlsec1, openssl, grid-proxy-init, Axis 1.4
-# with a JDK, libvirtd + qemu for real guests, and the tools that build a tiny guest.
+# with a JDK, libvirtd + qemu for real guests (virt-xml-validate runs xmllint), and the
+# tools that build a tiny guest. tests/test_debian_packages.py checks that these lists
+# provide every program the code, the tests and this Makefile run.
 DEB_TEST := xmlsec1 openssl globus-proxy-utils libaxis-java openjdk-17-jdk-headless \
-            libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio \
-            genisoimage
+            libvirt-daemon-system libxml2-utils qemu-system-x86 busybox-static cpio
 
 .PHONY: demo test bench clean .deb-run .deb-test
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vws.clock import SystemClock
 from vws.security.credentials import Credential
-from vws.security.proxy import create_proxy
+from vws.security.proxy import MINIMUM_KEY_BITS, create_proxy
 
 EPILOG = """An unencrypted user key is enough. An encrypted one is unlocked with a pass phrase
 asked on the terminal, or read from standard input with -pwstdin. Unlike grid-proxy-init,
@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     lifetime.add_argument("-valid", type=_hours_minutes, default=None, metavar="H:M", help="lifetime as H:M")
     p.add_argument("-limited", action="store_true", help="create a limited proxy")
     p.add_argument("-path-length", dest="path_length", type=int, metavar="N", help="allow at most N proxies beneath it")
-    p.add_argument("-bits", type=int, default=2048, help="key size (default 2048)")
+    p.add_argument("-bits", type=int, default=2048, help=f"key size, at least {MINIMUM_KEY_BITS} (default 2048)")
     p.add_argument("-pwstdin", action="store_true", help="read the key's pass phrase from standard input")
     p.add_argument("-q", dest="quiet", action="store_true", help="print nothing on success")
     return p
@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("the lifetime must be positive")
     if args.path_length is not None and args.path_length < 0:
         parser().error("-path-length must be >= 0")
+    if args.bits < MINIMUM_KEY_BITS:
+        print(
+            f"vws-proxy-init: -bits {args.bits}: keys shorter than {MINIMUM_KEY_BITS} bits are refused", file=sys.stderr
+        )
+        return 2
     try:
         user = _load_user(args.cert, args.key, args.pwstdin)
     except (OSError, ValueError) as exc:

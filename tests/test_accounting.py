@@ -8,9 +8,16 @@ from datetime import timedelta
 import pytest
 
 from tests.callers import ALICE, BOB, client, serve
-from tests.gt4wire import SoapFault, created_eprs
+from tests.deployments import settler
+from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import create, create_request, in_ensemble
 from vws.cli import admin
+from vws.clock import ManualClock, SystemClock
+from vws.config import Config
+from vws.security.ca import DevCA
+from vws.security.proxy import create_proxy
+from vws.security.wssecurity import MessageSigner
+from vws.service import Service
 from vws.workspace.manager import SERVICE
 from vws.xmlns import TYPES, qname
 
@@ -110,3 +117,22 @@ def test_elapsed_plus_reserved_minutes_and_per_user_rules(tmp_path, clock):
         assert "max_workspaces is 1" in refused(bob, create_request()).description  # ...and sets another
         alice.close()
         bob.close()
+
+
+def test_a_rule_for_the_callers_grid_mapfile_account_applies_to_signed_requests(tmp_path):
+    state, rules = tmp_path / "state", tmp_path / "quota-rules"
+    assert admin.main(["--state-dir", str(state), "ca", "init", "--hostname", "localhost", "--account", "physics"]) == 0
+    rules.write_text("@chemistry max_workspaces=5\n@physics max_workspaces=1\n")
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state)
+    clock = ManualClock(SystemClock().now())  # the dev CA's certificates are valid from the real now
+    service = Service(config.with_overrides("quotas", rules_file=rules), clock=clock)
+    service.start()
+    signer = MessageSigner(create_proxy(DevCA(state / "security").user(), clock), clock)
+    user = Gt4Client(service.base_url, sign=signer.sign, settle=settler(service))
+    try:
+        create(user, create_request())
+        assert "max_workspaces is 1 for /O=Grid/" in refused(user, create_request()).description
+        assert len(service.manager.workspaces(SERVICE)) == 1
+    finally:
+        user.close()
+        service.stop()

@@ -205,7 +205,7 @@ def test_nodes_file_images_key_is_stored_and_checked(tmp_path):
     assert (listed["far"].images, listed["far"].image_mode) == (None, nodes.UPLOAD)
     pool.close()
     nodes_file.write_text("[near]\nuri = qemu:///system\nmemory = 1\nimages = rsync\n")
-    with pytest.raises(InvalidMetadata, match="local or upload"):
+    with pytest.raises(nodes.NodesFileError, match="local or upload"):
         nodes.read_nodes_file(nodes_file)
 
 

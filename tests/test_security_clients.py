@@ -52,7 +52,7 @@ FLAG_SETS = {
     "default": ([], "impersonation", None, 2048),
     "limited": (["-limited"], "limited", None, 2048),
     "path-length-0": (["-path-length", "0"], "impersonation", 0, 2048),
-    "path-length-3-1h-1024": (["-path-length", "3", "-hours", "1", "-bits", "1024"], "impersonation", 3, 1024),
+    "path-length-3-1h-3072": (["-path-length", "3", "-hours", "1", "-bits", "3072"], "impersonation", 3, 3072),
 }
 
 

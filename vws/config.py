@@ -3,15 +3,35 @@
 Every component receives the section it needs in its constructor; nothing reads a
 global. Environment variables ``VWS_<SECTION>_<KEY>`` override the file, and the
 command line overrides both (``vws-service --listen/--state-dir/--insecure``).
+
+A ConfigError's message names the file and line it is about (``vws.conf:12: ...``). A
+setting checked later, by the component that uses it, is located through
+``Config.locate``: the config remembers where each of its settings was read.
 """
 
 import configparser
 import dataclasses
+import ipaddress
 import os
+import re
+import socket
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration or data file the service cannot use.
+
+    ``setting`` ("section", "key") names the vws.conf setting at fault, when the message
+    does not already say where it is.
+    """
+
+    def __init__(self, message: str, setting: tuple[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -22,6 +42,24 @@ class ServiceConfig:
     base_url: str = ""
     insecure: bool = False
     threads: int = 16
+
+    def insecure_exposure(self) -> str | None:
+        """What to warn about when an insecure service listens beyond loopback; None when it does not."""
+        if not (self.insecure and self.listens_beyond_loopback()):
+            return None
+        return (
+            f"insecure accepts anonymous, unsigned requests from anyone who reaches {self.listen}: "
+            "listen on 127.0.0.1 unless this network is yours alone"
+        )
+
+    def listens_beyond_loopback(self) -> bool:
+        """Whether ``listen`` reaches past this host: any address it names that is not a loopback one."""
+        host = self.listen.rpartition(":")[0].strip("[]")
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(host or None, None, proto=socket.IPPROTO_TCP)}
+        except socket.gaierror:
+            return True  # cannot tell: assume the worst
+        return not host or any(not ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
 
 
 @dataclass(frozen=True)
@@ -76,7 +114,7 @@ class PoolConfig:
 
     def __post_init__(self) -> None:
         if self.deployers < 1:
-            raise ConfigError("[pool] deployers must be at least 1")
+            raise ConfigError("[pool] deployers must be at least 1", ("pool", "deployers"))
 
 
 @dataclass(frozen=True)
@@ -127,47 +165,134 @@ class Config:
     notification: NotificationConfig = field(default_factory=NotificationConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
+    # (section, key) -> where its value was read: "path:line" or "$VWS_SECTION_KEY".
+    origins: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.service.insecure and self.security.tls:
+            raise ConfigError(
+                "[security] tls = yes cannot be combined with insecure (anonymous, unsigned plain HTTP): "
+                "drop --insecure (or [service] insecure), or set tls = no",
+                ("security", "tls"),
+            )
+        if not self.service.insecure and not self.security.require_signature and not self.security.tls:
+            raise ConfigError(
+                "[security] require_signature = no needs tls = yes (or --insecure)", ("security", "require_signature")
+            )
 
     def with_overrides(self, section: str, **values: object) -> "Config":
         """A copy with some keys of one section replaced (None values are ignored)."""
         changes = {k: v for k, v in values.items() if v is not None}
         if not changes:
             return self
-        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+        origins = {
+            setting: where for setting, where in self.origins.items() if setting not in {(section, k) for k in changes}
+        }
+        try:
+            updated = dataclasses.replace(getattr(self, section), **changes)
+            return dataclasses.replace(self, **{section: updated, "origins": origins})
+        except ConfigError as exc:
+            raise ConfigError(_located(exc, origins)) from None
+
+    def locate(self, error: ConfigError) -> str:
+        """The error's message, preceded by where its setting was read when it does not say so itself."""
+        return _located(error, self.origins)
 
 
-class ConfigError(ValueError):
-    pass
+def _located(error: ConfigError, origins: Mapping[tuple[str, str], str]) -> str:
+    where = origins.get(error.setting) if error.setting else None
+    return f"{where}: {error}" if where else str(error)
+
+
+def sections() -> list[dataclasses.Field]:
+    """The fields of Config that are sections of vws.conf."""
+    return [spec for spec in dataclasses.fields(Config) if spec.name != "origins"]
 
 
 def load(path: Path | None = None, environ: typing.Mapping[str, str] = os.environ) -> Config:
     """Read ``path`` (if given), then ``VWS_<SECTION>_<KEY>`` variables, into a Config."""
     parser = configparser.ConfigParser(interpolation=None)
+    origins: dict[tuple[str, str], str] = {}
     if path is not None:
-        if not parser.read(path):
-            raise ConfigError(f"cannot read config file {path}")
+        origins.update({setting: f"{path}:{line}" for setting, line in read_ini(path, parser).items()})
     base = path.parent if path is not None else Path.cwd()
-    sections = {}
-    for spec in dataclasses.fields(Config):
+    known = {spec.name for spec in sections()}
+    for name in parser.sections():
+        if name not in known:
+            raise ConfigError(f"{origins[(name, '')]}: unknown section [{name}]")
+    values = {}
+    for spec in sections():
         raw = dict(parser[spec.name]) if parser.has_section(spec.name) else {}
         prefix = f"VWS_{spec.name.upper()}_"
-        raw.update({k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)})
-        sections[spec.name] = _section(spec.type, raw, base, spec.name)
-    unknown = set(parser.sections()) - set(sections)
-    if unknown:
-        raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
-    return Config(**sections)
-
-
-def _section(cls: type, raw: dict[str, str], base: Path, name: str) -> object:
-    hints = typing.get_type_hints(cls)
-    unknown = set(raw) - set(hints)
-    if unknown:
-        raise ConfigError(f"[{name}]: unknown keys {', '.join(sorted(unknown))}")
+        for variable, value in environ.items():
+            if variable.startswith(prefix):
+                key = variable[len(prefix) :].lower()
+                raw[key], origins[(spec.name, key)] = value, f"${variable}"
+        values[spec.name] = _section(spec.type, raw, base, spec.name, origins)
     try:
-        return cls(**{key: _convert(hints[key], text, base) for key, text in raw.items()})
-    except ValueError as exc:
-        raise ConfigError(f"[{name}]: {exc}") from None
+        return Config(**values, origins=origins)
+    except ConfigError as exc:
+        raise ConfigError(_located(exc, origins)) from None
+
+
+def read_ini(path: Path, parser: configparser.ConfigParser) -> dict[tuple[str, str], int]:
+    """Read the INI file ``path`` into ``parser``; returns the line of each (section, key) (see ini_lines).
+
+    A file that cannot be read or parsed is a ConfigError naming its line.
+    """
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        parser.read_string(text, str(path))
+    except configparser.Error as exc:
+        raise ConfigError(_parse_error(path, text, exc)) from None
+    return ini_lines(text)
+
+
+def ini_lines(text: str) -> dict[tuple[str, str], int]:
+    """(section, key) -> the line that sets it, and (section, "") -> the line of its header, in INI text."""
+    lines: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\[([^]]+)\]", line)
+        if header:
+            section = header.group(1).strip()
+            lines.setdefault((section, ""), number)
+        elif (key := re.match(r"([^\s#;=:][^=:]*?)\s*[=:]", line)) and section:
+            lines.setdefault((section, key.group(1).strip().lower()), number)
+    return lines
+
+
+def _parse_error(path: Path, text: str, exc: configparser.Error) -> str:
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"{path}:{exc.lineno}: a setting before any [section]: {exc.line.strip()!r}"
+    if isinstance(exc, configparser.ParsingError):
+        line = exc.errors[0][0]
+        return f"{path}:{line}: not an INI line (key = value, or [section]): {text.splitlines()[line - 1].strip()!r}"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"{path}:{exc.lineno}: [{exc.section}] {exc.option} is set twice"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"{path}:{exc.lineno}: [{exc.section}] appears twice"
+    return f"{path}: {exc.message}"
+
+
+def _section(cls: type, raw: dict[str, str], base: Path, name: str, origins: Mapping[tuple[str, str], str]) -> object:
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(f"{origins.get((name, unknown[0]), f'[{name}]')}: unknown key {unknown[0]} in [{name}]")
+    values = {}
+    for key, text in raw.items():
+        try:
+            values[key] = _convert(hints[key], text, base)
+        except ValueError as exc:
+            raise ConfigError(f"{origins.get((name, key), f'[{name}]')}: [{name}] {key}: {exc}") from None
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(_located(exc, origins)) from None
 
 
 def _convert(hint: object, text: str, base: Path) -> object:
@@ -177,8 +302,10 @@ def _convert(hint: object, text: str, base: Path) -> object:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if hint is bool:
-        return _boolean(text)
+        return parse_boolean(text)
     if hint is int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ValueError(f"not a whole number: {text!r}")
         return int(text)
     if hint is Path:
         return base / Path(text).expanduser()
@@ -187,7 +314,7 @@ def _convert(hint: object, text: str, base: Path) -> object:
     return text
 
 
-def _boolean(text: str) -> bool:
+def parse_boolean(text: str) -> bool:
     lowered = text.lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True

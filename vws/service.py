@@ -4,6 +4,7 @@ The store, pool, workspace manager, lease sweeper and the HTTP server are built 
 one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
 """
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,12 +12,14 @@ from pathlib import Path
 
 from cheroot import wsgi
 
+from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig
 from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
+from vws.security.gridmap import check_file as check_gridmap
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
@@ -41,13 +44,15 @@ from vws.workspace.quotas import Quotas
 from vws.wsrf.delivery import Delivery, DeliveryPolicy, Outbox
 from vws.wsrf.notification import NotificationProducer, Subscriptions
 
+log = logging.getLogger(__name__)
+
 
 class Service:
     def __init__(self, config: Config, clock: Clock | None = None, gatekeeper: Gatekeeper | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         state_dir = config.service.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private.create(state_dir)
         self.store = Store(state_dir / "vws.sqlite")
         # The pool reports libvirt lifecycle events up to the manager, built just after it.
         self.pool = PoolManager(
@@ -70,11 +75,17 @@ class Service:
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
-        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
+        # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
+        check_gridmap(gridmap_file(config))
+        self.gridmap = GridMap(gridmap_file(config))
+        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock, self.gridmap)
         self._add_notifications_and_accounting(config)
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+        warning = private.exposure_warning(state_dir)
+        if warning:
+            log.warning("%s", warning)
 
     def _add_notifications_and_accounting(self, config: Config) -> None:
         """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""
@@ -90,8 +101,7 @@ class Service:
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
         self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
         self.manager.add_listener(self.accounting.record)
-        # No grid-mapfile accounts yet: quota rules for @account apply once the security layer reads the map.
-        quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes)
+        quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes, self.gridmap.accounts)
         self.manager.add_admission_check(quotas.check)
         self.groups = Groups(self.manager)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
@@ -166,7 +176,7 @@ def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
 
 
 @dataclass(frozen=True)
-class _Credentials:
+class CredentialFiles:
     """Where the trust dir, host credential and grid-mapfile are: [security], else the dev CA's layout."""
 
     trust_dir: Path
@@ -175,13 +185,13 @@ class _Credentials:
     gridmap: Path
 
     @classmethod
-    def of(cls, config: Config) -> "_Credentials":
+    def of(cls, config: Config) -> "CredentialFiles":
         security, dev = config.security, DevCA(config.service.state_dir / "security")
         found = cls(
             security.trust_dir or dev.trust_dir,
             security.host_cert or dev.host_cert,
             security.host_key or dev.host_key,
-            security.gridmap or dev.gridmap,
+            gridmap_file(config),
         )
         missing = [str(path) for path in (found.trust_dir, found.host_cert, found.host_key) if not path.exists()]
         if missing:
@@ -191,27 +201,38 @@ class _Credentials:
             )
         return found
 
+    def host_credential(self) -> Credential:
+        try:
+            return Credential.load(self.host_cert, self.host_key)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.host_cert}: cannot load the host credential (key {self.host_key}): "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
 
-def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
+
+def gridmap_file(config: Config) -> Path:
+    return config.security.gridmap or DevCA(config.service.state_dir / "security").gridmap
+
+
+def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap) -> Gatekeeper:
     """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
     with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
     if config.service.insecure:
         return OpenGate()
-    security, found = config.security, _Credentials.of(config)
-    admins, gridmap = frozenset(security.admin_dns), GridMap(found.gridmap)
-    if not security.require_signature:
-        if not security.tls:
-            raise ConfigError("[security] require_signature = no needs tls = yes (or --insecure)")
+    security, found = config.security, CredentialFiles.of(config)
+    admins = frozenset(security.admin_dns)
+    if not security.require_signature:  # with tls = yes: Config makes sure of it
         return TransportGate(gridmap, admins)
     policy = SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
     verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
-    return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
+    return SignedGate(verifier, MessageSigner(found.host_credential(), clock), gridmap, admins)
 
 
 def _transport(config: Config, clock: Clock) -> GsiTransportAdapter | None:
     if config.service.insecure or not config.security.tls:
         return None
-    found = _Credentials.of(config)
+    found = CredentialFiles.of(config)
     validator = ChainValidator(TrustStore(found.trust_dir), clock)
     return GsiTransportAdapter(
         TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator)

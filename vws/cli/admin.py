@@ -7,6 +7,7 @@ vws-admin --state-dir /var/lib/vws nodes update NAME [--memory MB] [--cpus N] [-
           [--images local|upload]
 vws-admin --state-dir /var/lib/vws nodes remove NAME
 vws-admin --state-dir /var/lib/vws usage [--user DN] [--since T] [--until T] [--csv]
+vws-admin --config /etc/vws/vws.conf check [--insecure]
 
 Changes to nodes take effect at once in a running service: placement reads the table.
 """
@@ -17,7 +18,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from vws import check as checkup
 from vws import config as configuration
+from vws import state_dir as private
 from vws.clock import SystemClock
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
@@ -105,6 +108,22 @@ def usage(args: argparse.Namespace, settings: configuration.Config) -> int:
     return 0
 
 
+def check(args: argparse.Namespace, settings: configuration.Config) -> int:
+    """Every problem of the configuration, one a line (exit 1); else a short summary (exit 0)."""
+    try:
+        settings = settings.with_overrides("service", insecure=args.insecure or None)
+        report = checkup.check(settings, SystemClock())
+    except configuration.ConfigError as exc:
+        report = checkup.Report([str(exc)])
+    for line in report.problems or report.summary:
+        print(line)
+    if report.problems:
+        print(f"vws-admin check: {len(report.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("vws-admin check: no problems")
+    return 0
+
+
 def _write_csv(header: tuple, rows: list[tuple]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(header)
@@ -172,11 +191,15 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--until", type=_instant, metavar="TIME", help="records before (xsd:dateTime)")
     report.add_argument("--csv", action="store_true", help="comma-separated, with a header line")
     report.set_defaults(run=usage)
+    inspect = commands.add_parser("check", help="validate the configuration: every problem, one a line")
+    inspect.add_argument("--insecure", action="store_true", help="check it as vws-service --insecure runs it")
+    inspect.set_defaults(run=check)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    private.keep_private()
     try:
         settings = configuration.load(args.config).with_overrides("service", state_dir=args.state_dir)
     except configuration.ConfigError as exc:

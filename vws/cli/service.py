@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from vws import config as configuration
+from vws import state_dir as private
 from vws.service import Service
 
 
@@ -26,18 +27,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    private.keep_private()
+    config = None
     try:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
         service = Service(config)
     except configuration.ConfigError as exc:
-        print(f"vws-service: {exc}", file=sys.stderr)
+        print(f"vws-service: {config.locate(exc) if config else exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"vws-service listening on {service.start()}", flush=True)
+    url = service.start()
+    exposure = config.service.insecure_exposure()
+    if exposure:
+        print(f"vws-service: warning: {exposure}", file=sys.stderr, flush=True)
+    print(f"vws-service listening on {url}", flush=True)
     stop.wait()
     service.stop()
     return 0

@@ -55,7 +55,10 @@ _PREFIX = re.compile(r"[A-Za-z0-9_.-]*[A-Za-z_.-]")
 def domain_prefix(prefix: str) -> str:
     """``[pool] domain_prefix``, checked: letters, digits, ``_.-``, not ending in a digit."""
     if not _PREFIX.fullmatch(prefix):
-        raise ConfigError(f"[pool] domain_prefix {prefix!r}: use letters, digits and _.- only, ending in a non-digit")
+        raise ConfigError(
+            f"[pool] domain_prefix {prefix!r}: use letters, digits and _.- only, ending in a non-digit",
+            ("pool", "domain_prefix"),
+        )
     return prefix
 
 
@@ -72,6 +75,13 @@ def disk_target(index: int) -> str:
         index, remainder = divmod(index - 1, 26)
         letters = chr(ord("a") + remainder) + letters
     return "vd" + letters
+
+
+def wanted_virt_type(wanted: str) -> str:
+    """``[pool] virt_type``, checked."""
+    if wanted not in (AUTO, QEMU, KVM):
+        raise ConfigError(f"[pool] virt_type {wanted!r} is not one of {AUTO}, {QEMU}, {KVM}", ("pool", "virt_type"))
+    return wanted
 
 
 def virt_type(node: NodeFacts, wanted: str) -> str:

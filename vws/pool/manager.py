@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vws.clock import Clock
-from vws.config import PoolConfig
+from vws.config import ConfigError, PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.pool import context_drive, designer, images, kvm_probe, network, nodes, placement, testnode, volumes
 from vws.pool.designer import KernelFiles, NodeFacts
@@ -65,9 +65,7 @@ class PoolManager:
         self._clock = clock
         self._dir = state_dir
         self._on_event = on_event
-        self._policy = placement.policy(config.placement)
-        self._bridges = _bridges(config.bridges)
-        self._prefix = designer.domain_prefix(config.domain_prefix)
+        self._policy, self._bridges, self._prefix = check_settings(config)
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
         self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
@@ -90,11 +88,9 @@ class PoolManager:
         return repository
 
     def _load_network_pools(self) -> None:
-        directory = self._config.network_pools_dir
-        if directory is None:
-            directory = self._dir / "network-pools"
-            if not directory.exists():
-                network.write_sample(directory)
+        directory = network_pools_dir(self._config, self._dir)
+        if self._config.network_pools_dir is None and not directory.exists():
+            network.write_sample(directory)
         pools = network.read_pools(directory)
         with self._store.transaction() as db:
             network.sync(db, pools, self._config.mac_prefix)
@@ -456,13 +452,27 @@ def _save_target(domain: str, target: str | None) -> str:
     return target or f"file://{domain}.qcow2"
 
 
+def network_pools_dir(config: PoolConfig, state_dir: Path) -> Path:
+    """``[pool] network_pools_dir``, else the state dir's (with the sample pool, made at first start)."""
+    return config.network_pools_dir or state_dir / "network-pools"
+
+
+def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str]:
+    """The [pool] values read once at start (placement policy, bridges, domain prefix), each checked,
+    as the other values the pool uses later are: a bad one stops start-up, and ``vws-admin check``
+    runs this same function."""
+    network.check_mac_prefix(config.mac_prefix)
+    designer.wanted_virt_type(config.virt_type)
+    return placement.policy(config.placement), _bridges(config.bridges), designer.domain_prefix(config.domain_prefix)
+
+
 def _bridges(pairs: Sequence[str]) -> dict[str, str]:
     """``pool=bridge`` pairs from the config."""
     bridges = {}
     for pair in pairs:
         pool, separator, bridge = pair.partition("=")
         if not separator or not pool.strip() or not bridge.strip():
-            raise InvalidMetadata(f"[pool] bridges: {pair!r} is not pool=bridge")
+            raise ConfigError(f"[pool] bridges: {pair!r} is not pool=bridge", ("pool", "bridges"))
         bridges[pool.strip()] = bridge.strip()
     return bridges
 

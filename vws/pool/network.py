@@ -37,11 +37,12 @@ import logging
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlite_utils import Database
 
+from vws.config import ConfigError
 from vws.errors import InvalidMetadata, RequestDenied, SchedulingFailed
 from vws.pool.machine import NetworkLease, NicRequest
 from vws.store.rows import one, select
@@ -66,8 +67,8 @@ SAMPLE_TEXT = """\
 """ + "".join(f"pub{n:02d} 192.168.128.{n + 9} 192.168.128.1 192.168.128.255 255.255.255.0\n" for n in range(1, 11))
 
 
-class NetworkPoolError(InvalidMetadata):
-    """A network pool file that does not follow the documented format."""
+class NetworkPoolError(ConfigError):
+    """A network pool file that does not follow the documented format, or pools that contradict each other."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class PoolEntry:
     broadcast: str | None
     netmask: str | None
     mac: str | None
+    where: str = field(default="", compare=False)  # "file:line" it was read from
 
 
 @dataclass(frozen=True)
@@ -90,33 +92,39 @@ class NetworkPool:
 # ---- pool files --------------------------------------------------------------------------
 
 
-def parse_pool(name: str, text: str) -> NetworkPool:
+def parse_pool(name: str, text: str, source: str | None = None) -> NetworkPool:
+    """The pool ``name`` from the text of its file (``source``, named in errors as ``source:line``)."""
+    source = source or f"network pool {name}"
     dns: str | None = None
     seen_dns = False
-    entries: list[PoolEntry] = []
+    entries: dict[str, PoolEntry] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        where = f"network pool {name}, line {number}"
+        where = f"{source}:{number}"
         if not seen_dns:
             dns, seen_dns = _none_or_address(line, where), True
             continue
-        entries.append(_entry(line.split(), where))
-    addresses = [entry.ip for entry in entries]
-    if len(set(addresses)) != len(addresses):
-        raise NetworkPoolError(f"network pool {name} lists an address twice")
-    return NetworkPool(name, dns, tuple(entries))
+        entry = _entry(line.split(), where)
+        if entry.ip in entries:
+            raise NetworkPoolError(f"{where}: {entry.ip} is listed twice (also at {entries[entry.ip].where})")
+        entries[entry.ip] = entry
+    return NetworkPool(name, dns, tuple(entries.values()))
 
 
 def read_pools(directory: Path) -> list[NetworkPool]:
     """Every pool file in ``directory`` (hidden files and editor backups~ skipped)."""
-    files = sorted(
-        path
-        for path in directory.iterdir()
-        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
-    )
-    return [parse_pool(path.name, path.read_text()) for path in files]
+    try:
+        files = sorted(
+            path
+            for path in directory.iterdir()
+            if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
+        )
+        return [parse_pool(path.name, path.read_text(), str(path)) for path in files]
+    except (OSError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "filename", None) or directory
+        raise NetworkPoolError(f"{where}: cannot read network pools: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def write_sample(directory: Path) -> None:
@@ -134,7 +142,7 @@ def _entry(fields: list[str], where: str) -> PoolEntry:
     if len(fields) <= 3 and netmask:
         broadcast = str(ipaddress.IPv4Network(f"{ip}/{netmask}", strict=False).broadcast_address)
     mac = _mac(fields[5], where) if len(fields) > 5 else None
-    return PoolEntry(hostname, ip, gateway, broadcast, netmask, mac)
+    return PoolEntry(hostname, ip, gateway, broadcast, netmask, mac, where)
 
 
 def _class_netmask(ip: str) -> str:
@@ -163,10 +171,13 @@ def _mac(text: str, where: str) -> str:
 def check_mac_prefix(prefix: str) -> str:
     """Three octets of a locally administered unicast MAC (a bad prefix breaks ARP)."""
     octets = prefix.lower().split(":")
+    setting = ("pool", "mac_prefix")
     if len(octets) != 3 or not all(re.fullmatch(r"[0-9a-f]{2}", octet) for octet in octets):
-        raise NetworkPoolError(f"mac_prefix {prefix!r} must be three hex octets, like A2:AA:BB")
+        raise NetworkPoolError(f"[pool] mac_prefix {prefix!r} must be three hex octets, like A2:AA:BB", setting)
     if int(octets[0], 16) & 0x01:
-        raise NetworkPoolError(f"mac_prefix {prefix!r} is a multicast address; its first octet must be even")
+        raise NetworkPoolError(
+            f"[pool] mac_prefix {prefix!r} is a multicast address; its first octet must be even", setting
+        )
     return ":".join(octets)
 
 
@@ -193,7 +204,7 @@ def _sync_pool(db: Database, pool: NetworkPool, prefix: str, rng: random.Random)
             db["leases"].update((pool.name, entry.ip), {"seq": seq})  # assigned: only its order
             continue
         mac = entry.mac or (row["mac"] if row else None) or _new_mac(db, prefix, rng)
-        _check_mac_free(db, mac, pool.name, entry.ip)
+        _check_mac_free(db, mac, pool.name, entry)
         db["leases"].upsert(
             {
                 "pool": pool.name,
@@ -233,11 +244,12 @@ def _new_mac(db: Database, prefix: str, rng: random.Random) -> str:
             return mac
 
 
-def _check_mac_free(db: Database, mac: str, pool: str, ip: str) -> None:
-    holder = one(db, _MAC_HOLDERS, [mac, mac, pool, ip])
+def _check_mac_free(db: Database, mac: str, pool: str, entry: PoolEntry) -> None:
+    holder = one(db, _MAC_HOLDERS, [mac, mac, pool, entry.ip])
     if holder:
         raise NetworkPoolError(
-            f"network pool {pool}: MAC {mac} of {ip} is already used by {holder['ip']} in pool {holder['pool']}"
+            f"{entry.where or 'network pool ' + pool}: MAC {mac} of {entry.ip} is already used by {holder['ip']} "
+            f"in network pool {holder['pool']}"
         )
 
 

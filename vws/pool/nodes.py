@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from vws.config import ConfigError, parse_boolean, read_ini
 from vws.errors import InvalidMetadata, RequestDenied, UnknownResource
 from vws.store.rows import one, select
 
@@ -53,7 +54,7 @@ class NodeBusy(RequestDenied):
     """The change would strand workspaces that live on the node."""
 
 
-class NodesFileError(InvalidMetadata):
+class NodesFileError(ConfigError):
     """The nodes file cannot be read as the documented INI format."""
 
 
@@ -192,11 +193,10 @@ def usage(db: Database) -> dict[str, Usage]:
 def read_nodes_file(path: Path) -> list[Node]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
     try:
-        if not parser.read(path):
-            raise NodesFileError(f"cannot read nodes file {path}")
-    except configparser.Error as exc:
-        raise NodesFileError(f"nodes file {path}: {exc}") from None
-    return [_node_from_section(path, name, parser[name]) for name in parser.sections()]
+        lines = read_ini(path, parser)
+    except ConfigError as exc:
+        raise NodesFileError(str(exc)) from None
+    return [_node_from_section(path, lines, name, parser[name]) for name in parser.sections()]
 
 
 def sync_nodes_file(db: Database, nodes: Iterable[Node]) -> None:
@@ -218,25 +218,45 @@ def sync_nodes_file(db: Database, nodes: Iterable[Node]) -> None:
                 db["nodes"].update(node.name, {"active": 0})
 
 
-def _node_from_section(path: Path, name: str, section: configparser.SectionProxy) -> Node:
-    where = f"nodes file {path}, [{name}]"
-    unknown = set(section) - {"uri", "memory", "cpus", "networks", "active", "images"}
+_NODE_KEYS = ("uri", "memory", "cpus", "networks", "active", "images")
+
+
+def _node_from_section(
+    path: Path, lines: dict[tuple[str, str], int], name: str, section: configparser.SectionProxy
+) -> Node:
+    def where(key: str = "") -> str:
+        return f"{path}:{lines.get((name, key)) or lines.get((name, ''))}: [{name}]"
+
+    unknown = sorted(set(section) - set(_NODE_KEYS))
     if unknown:
-        raise NodesFileError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        raise NodesFileError(f"{where(unknown[0])} unknown key {unknown[0]} (known: {', '.join(_NODE_KEYS)})")
+    for key in ("uri", "memory"):
+        if key not in section:
+            raise NodesFileError(f"{where()} has no {key}")
+    values = {}
+    for key, convert in (("memory", int), ("cpus", int), ("active", parse_boolean)):
+        if key in section:
+            try:
+                values[key] = convert(section[key])
+            except ValueError:
+                raise NodesFileError(f"{where(key)} {key} = {section[key]!r} is not {_NODE_VALUES[key]}") from None
+    node = Node(
+        name=name,
+        uri=section["uri"],
+        memory_mb=values["memory"],
+        cpus=values.get("cpus", 1),
+        networks=parse_networks(section.get("networks", ANY_NETWORK)),
+        active=values.get("active", True),
+        origin="file",
+        images=section.get("images"),
+    )
     try:
-        node = Node(
-            name=name,
-            uri=section["uri"],
-            memory_mb=int(section["memory"]),
-            cpus=int(section.get("cpus", "1")),
-            networks=parse_networks(section.get("networks", ANY_NETWORK)),
-            active=section.getboolean("active", True),
-            origin="file",
-            images=section.get("images"),
-        )
-    except (KeyError, ValueError) as exc:
-        raise NodesFileError(f"{where}: {exc}") from None
-    return _validated(node, where)
+        return _validated(node, where())
+    except InvalidMetadata as exc:
+        raise NodesFileError(exc.description) from None
+
+
+_NODE_VALUES = {"memory": "a number of MB", "cpus": "a number", "active": "yes or no"}
 
 
 def parse_networks(text: str) -> tuple[str, ...]:

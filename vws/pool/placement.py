@@ -16,7 +16,8 @@ NICs name. A group is placed whole or not at all.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from vws.errors import InvalidMetadata, SchedulingFailed
+from vws.config import ConfigError
+from vws.errors import SchedulingFailed
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def policy(name: str) -> Policy:
     try:
         return POLICIES[name]
     except KeyError:
-        raise InvalidMetadata(f"unknown placement policy {name!r}; known: {', '.join(POLICIES)}") from None
+        raise ConfigError(
+            f"[pool] placement {name!r} is not a policy; known: {', '.join(POLICIES)}", ("pool", "placement")
+        ) from None
 
 
 def place_group(loads: Sequence[NodeLoad], demand: Demand, count: int, choose: Policy) -> list[str]:

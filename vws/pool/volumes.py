@@ -277,6 +277,23 @@ def _started_pool(conn: libvirt.virConnect, name: str, path: str) -> libvirt.vir
     return pool
 
 
+def pool_problem(conn: libvirt.virConnect, name: str, path: str) -> str | None:
+    """Why the node's storage pool ``name`` cannot serve as vws's at ``path``; None when it can, or is
+    missing (it is made at first use)."""
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+            return None
+        raise
+    described = etree.fromstring(pool.XMLDesc(0).encode())
+    if described.get("type") != "dir":
+        return f"storage pool {name} is a {described.get('type')} pool; vws needs a dir pool"
+    if described.findtext("target/path") != path:
+        return f"storage pool {name} is at {described.findtext('target/path')}, not at [pool] storage_pool_path {path}"
+    return None
+
+
 def _pool_xml(name: str, path: str) -> str:
     pool = etree.Element("pool", type="dir")
     etree.SubElement(pool, "name").text = name

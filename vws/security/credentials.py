@@ -153,6 +153,8 @@ def write_private(path: Path, data: bytes) -> Path:
 
 
 def write_public(path: Path, certs: Sequence[x509.Certificate]) -> Path:
-    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
-    os.chmod(path, 0o644)
+    """Certificates: 0644 less what the umask takes away (vws keeps its state dir's files 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
     return path

@@ -19,6 +19,7 @@ import re
 import threading
 from pathlib import Path
 
+from vws.config import ConfigError
 from vws.errors import NotAuthorized
 
 log = logging.getLogger(__name__)
@@ -68,21 +69,47 @@ def _quoted_dn(text: str, line: str) -> tuple[str, str]:
 
 
 def parse(text: str, source: str = "<grid-mapfile>") -> dict[str, tuple[str, ...]]:
+    """The entries of a grid-mapfile; a line that cannot be used is logged and ignored."""
+    entries, ignored = read(text, source)
+    for problem in ignored:
+        log.warning("%s; line ignored", problem)
+    return entries
+
+
+def read(text: str, source: str) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The entries, and each line that cannot be used as ``source:line: why``."""
     entries: dict[str, tuple[str, ...]] = {}
+    ignored = []
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             parsed = parse_line(line)
         except GridMapSyntaxError as exc:
-            log.warning("%s:%d: %s; line ignored", source, number, exc)
+            ignored.append(f"{source}:{number}: {exc}")
             continue
         if parsed is None:
             continue
         dn, accounts = parsed
         if not accounts:
-            log.warning("%s:%d: %s maps to no account; line ignored", source, number, dn)
+            ignored.append(f"{source}:{number}: {dn} maps to no account")
             continue
         entries[dn] = tuple(dict.fromkeys(entries.get(dn, ()) + accounts))  # first mention first, once
-    return entries
+    return entries, ignored
+
+
+def check_file(path: Path) -> None:
+    """At start: refuse a grid-mapfile with a line that cannot be used, naming it (a missing file maps nobody).
+
+    Once running, an edit that breaks a line only loses that line (logged), as GT4 did.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the grid-mapfile: {exc.strerror}") from None
+    ignored = read(text, str(path))[1]
+    if ignored:
+        raise ConfigError(ignored[0])
 
 
 def quote(dn: str) -> str:

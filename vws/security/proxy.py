@@ -85,9 +85,13 @@ def proxy_cert_info(cert: x509.Certificate) -> tuple[ProxyCertInfo, bool] | None
     return ProxyCertInfo.from_der(ext.value.value), ext.critical
 
 
+# RSA below 2048 bits is refused by NIST SP 800-131A for signatures and by Debian's OpenSSL in TLS.
+MINIMUM_KEY_BITS = 2048
+
+
 def generate_key(bits: int = 2048) -> rsa.RSAPrivateKey:
-    if bits < 1024:
-        raise ValueError("keys shorter than 1024 bits are refused")
+    if bits < MINIMUM_KEY_BITS:
+        raise ValueError(f"keys shorter than {MINIMUM_KEY_BITS} bits are refused")
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 

@@ -129,6 +129,10 @@ class TrustStore:
 
     # -- queries ---------------------------------------------------------------------------
 
+    def anchors(self) -> list[TrustAnchor]:
+        """Every trusted CA certificate read from the directory."""
+        return [anchor for anchors in self._by_subject.values() for anchor in anchors]
+
     def issuers(self, cert: x509.Certificate) -> list[TrustAnchor]:
         """Trusted CAs whose subject is ``cert``'s issuer (several when a CA was re-keyed)."""
         return list(self._by_subject.get(cert.issuer.public_bytes(), ()))

@@ -5,6 +5,7 @@ transaction (``with store.transaction() as db``) atomic across the server's thre
 WAL with synchronous=NORMAL survives a killed process without an fsync per commit.
 """
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from vws.store.schema import MIGRATIONS
 class Store:
     def __init__(self, path: Path | str) -> None:
         memory = str(path) == ":memory:"
+        if not memory:  # 0600 whatever the umask: SQLite gives the -wal and -shm files the database's mode
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         if not memory:
             conn.execute("PRAGMA journal_mode=WAL")

@@ -40,16 +40,23 @@ class Limits:
 
 
 def read_rules(path: Path) -> dict[str, dict[str, int]]:
-    """Subject ("DN" or @account) -> the limits its line sets."""
+    """Subject ("DN" or @account) -> the limits its line sets; a ConfigError names the line at fault."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read quota rules: {getattr(exc, 'strerror', None) or exc}") from None
     rules = {}
     names = {field.name for field in dataclasses.fields(Limits)}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        words = shlex.split(line, comments=True)
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(f"{path}:{number}: {str(exc).lower()}") from None
         if not words:
             continue
         subject, settings = words[0], dict(word.partition("=")[::2] for word in words[1:])
         unknown = set(settings) - names
-        if unknown or not all(value.isdigit() for value in settings.values()):
+        if unknown or not all(value.isascii() and value.isdigit() for value in settings.values()):
             raise ConfigError(f"{path}:{number}: expected name=minutes with names from {', '.join(sorted(names))}")
         rules[subject] = {name: int(value) for name, value in settings.items()}
     return rules
