@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, QueryEvaluationFailed, UnknownQueryDialect
+from vws.errors import InvalidPropertyName, MalformedMessage, UnknownQueryDialect
+from vws.wsrf import xpath
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
 from vws.xmlparse import detached
-
-MAX_QUERY_LENGTH = 4096
-
 
 Renderer = Callable[[], list[etree._Element]]
 
@@ -78,17 +76,7 @@ def query(document: PropertyDocument, request: etree._Element) -> etree._Element
 
 
 def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
-    if not text or len(text) > MAX_QUERY_LENGTH:
-        raise InvalidQuery(f"an XPath expression of 1 to {MAX_QUERY_LENGTH} characters is required")
-    namespaces = {prefix: uri for prefix, uri in nsmap.items() if prefix}
-    try:
-        xpath = etree.XPath(text, namespaces=namespaces)
-    except etree.XPathSyntaxError as exc:
-        raise InvalidQuery(f"invalid XPath {text!r}: {exc}") from None
-    try:
-        return xpath(etree.ElementTree(root))  # the document alone: `/` is its root
-    except etree.XPathError as exc:
-        raise QueryEvaluationFailed(f"XPath {text!r} could not be evaluated: {exc}") from None
+    return xpath.evaluate(root, text, {prefix: uri for prefix, uri in nsmap.items() if prefix})
 
 
 def _append_result(response: etree._Element, result: object) -> None:

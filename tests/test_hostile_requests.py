@@ -1,0 +1,62 @@
+"""One request cannot hold the service (issue 10): hostile inputs over the wire get the fault
+their operation declares, in bounded time, and change nothing."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.gt4wire import Gt4Client, SoapFault, created_eprs
+from vws.wsrf.addressing import EndpointReference
+from vws.xmlns import TYPES, WORKSPACE, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+
+WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
+VWS_SERVICE = Path(sys.executable).parent / "vws-service"
+
+
+def deploy(gt4: Gt4Client) -> EndpointReference:
+    (epr,) = created_eprs(gt4.create())
+    return epr
+
+
+def fault_of(call) -> SoapFault:  # type: ignore[no-untyped-def]
+    with pytest.raises(SoapFault) as raised:
+        call()
+    return raised.value
+
+
+# ---- QueryResourceProperties -----------------------------------------------------------------
+
+
+def query(gt4: Gt4Client, epr: EndpointReference, text: str, **prefixes: str) -> etree._Element:
+    body = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP, "t": TYPES, **prefixes})
+    etree.SubElement(body, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT).text = text
+    return gt4.call(epr, WSRP_ACTION + "QueryResourceProperties", body)
+
+
+@pytest.mark.parametrize(
+    "text, prefix, namespace",
+    [
+        # Backtracks for seconds, doubling per 'a', in Python's re with the GIL held.
+        ("re:test('aaaaaaaaaaaaaaaaaa!', '^(a+)+$')", "re", "http://exslt.org/regular-expressions"),
+        ("str:padding(100000, 'x')", "str", "http://exslt.org/strings"),
+        ("date:date-time()", "date", "http://exslt.org/dates-and-times"),
+    ],
+)
+def test_extension_functions_are_refused_before_evaluation(gt4, text, prefix, namespace):
+    epr = deploy(gt4)
+    fault = fault_of(lambda: query(gt4, epr, text, **{prefix: namespace}))
+    assert fault.element == qname(WSRP, "QueryEvaluationErrorFault")
+    assert "not an XPath 1.0 core function" in fault.description
+
+
+def test_a_query_that_would_run_for_minutes_is_cut_off_and_the_next_one_is_answered(gt4):
+    epr = deploy(gt4)
+    nested = "count(//*)"
+    for _ in range(5):  # each level multiplies the work by the document's ~30 elements
+        nested = f"count(//*[{nested}])"
+    fault = fault_of(lambda: query(gt4, epr, nested))
+    assert fault.element == qname(WSRP, "QueryEvaluationErrorFault")
+    assert "took longer than" in fault.description
+    assert query(gt4, epr, "string(/*/t:currentState/t:state)").text == "Running"
