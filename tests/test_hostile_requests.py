@@ -8,8 +8,17 @@ import pytest
 from lxml import etree
 
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
+from vws.errors import InvalidPropertyName
+from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import TYPES, WORKSPACE, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import (
+    TYPES,
+    WORKSPACE,
+    WSRP,
+    WSRP_ACTION,
+    XPATH_DIALECT,
+    qname,
+)
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
 VWS_SERVICE = Path(sys.executable).parent / "vws-service"
@@ -60,3 +69,32 @@ def test_a_query_that_would_run_for_minutes_is_cut_off_and_the_next_one_is_answe
     assert fault.element == qname(WSRP, "QueryEvaluationErrorFault")
     assert "took longer than" in fault.description
     assert query(gt4, epr, "string(/*/t:currentState/t:state)").text == "Running"
+
+
+# ---- GetMultipleResourceProperties -------------------------------------------------------------
+
+
+def get_multiple(gt4: Gt4Client, epr: EndpointReference, names: list[str]) -> etree._Element:
+    body = etree.Element(qname(WSRP, "GetMultipleResourceProperties"), nsmap={"wsrp": WSRP, "t": TYPES})
+    for name in names:
+        etree.SubElement(body, qname(WSRP, "ResourceProperty")).text = name
+    return gt4.call(epr, WSRP_ACTION + "GetMultipleResourceProperties", body)
+
+
+def test_get_multiple_naming_one_property_thirty_thousand_times_is_refused(gt4):
+    epr = deploy(gt4)
+    fault = fault_of(lambda: get_multiple(gt4, epr, ["t:logistics"] * 30000))
+    assert fault.element == qname(WSRP, "InvalidResourcePropertyQNameFault")
+    assert f"at most {properties.MAX_NAMES}" in fault.description
+    assert len(get_multiple(gt4, epr, ["t:currentState"] * properties.MAX_NAMES)) == properties.MAX_NAMES
+
+
+def test_get_multiple_refuses_an_answer_over_the_size_limit():
+    big = etree.Element("{urn:t}big")
+    big.text = "x" * 200_000
+    document = properties.PropertyDocument("{urn:t}root", {"{urn:t}big": lambda: [big]})
+    request = etree.Element(qname(WSRP, "GetMultipleResourceProperties"), nsmap={"wsrp": WSRP, "t": "urn:t"})
+    for _ in range(6):
+        etree.SubElement(request, qname(WSRP, "ResourceProperty")).text = "t:big"
+    with pytest.raises(InvalidPropertyName, match="would exceed"):
+        properties.get_multiple(document, request)

@@ -15,6 +15,8 @@ from vws.wsrf import xpath
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
 from vws.xmlparse import detached
 
+MAX_NAMES = 64  # properties one GetMultipleResourceProperties may name
+
 Renderer = Callable[[], list[etree._Element]]
 
 
@@ -51,13 +53,27 @@ def get_property(document: PropertyDocument, request: etree._Element) -> etree._
 
 
 def get_multiple(document: PropertyDocument, request: etree._Element) -> etree._Element:
-    """GetMultipleResourceProperties: one ResourceProperty QName per child, in order."""
-    names = [_resolve_qname(child) for child in request.iterchildren(qname(WSRP, "ResourceProperty"))]
-    if not names:
+    """GetMultipleResourceProperties: one ResourceProperty QName per child, in order.
+
+    A request names at most MAX_NAMES properties and its answer stays under
+    xpath.MAX_ANSWER_BYTES: naming one property thousands of times must not make a
+    reply of megabytes (nor the memory to build it).
+    """
+    asked = list(request.iterchildren(qname(WSRP, "ResourceProperty")))
+    if not asked:
         raise MalformedMessage("GetMultipleResourceProperties names no ResourceProperty")
+    if len(asked) > MAX_NAMES:
+        raise InvalidPropertyName(f"a request may name at most {MAX_NAMES} properties, not {len(asked)}")
     response = etree.Element(qname(WSRP, "GetMultipleResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
-    for name in names:
-        response.extend(document.values(name))
+    size = 0
+    for name in [_resolve_qname(child) for child in asked]:
+        values = document.values(name)
+        size += sum(len(etree.tostring(value)) for value in values)
+        if size > xpath.MAX_ANSWER_BYTES:
+            raise InvalidPropertyName(
+                f"the answer would exceed {xpath.MAX_ANSWER_BYTES} bytes: ask for fewer properties"
+            )
+        response.extend(values)
     return response
 
 
