@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests import resources
+from tests.callers import ALICE, client, serve
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from vws.errors import InvalidPropertyName
 from vws.wsrf import properties
@@ -98,3 +100,26 @@ def test_get_multiple_refuses_an_answer_over_the_size_limit():
         etree.SubElement(request, qname(WSRP, "ResourceProperty")).text = "t:big"
     with pytest.raises(InvalidPropertyName, match="would exceed"):
         properties.get_multiple(document, request)
+
+
+# ---- create: groups --------------------------------------------------------------------------
+
+
+def test_a_group_larger_than_the_pool_is_refused_before_a_row_is_written(gt4, service):
+    written = []
+    service.store.db.conn.set_trace_callback(
+        lambda sql: written.append(sql) if sql.lower().startswith('insert into "workspaces"') else None
+    )
+    fault = fault_of(lambda: resources.create(gt4, resources.create_request(node_number=200)))
+    assert fault.element == qname(TYPES, "WorkspaceSchedulingFault")
+    assert "8 of 200" in fault.description  # the embedded node has 8 CPUs
+    assert written == []
+
+
+def test_a_group_over_max_group_size_is_denied(tmp_path, clock):
+    with serve(tmp_path / "state", clock, policy={"max_group_size": 4}) as service:
+        alice = client(service, ALICE)
+        fault = fault_of(lambda: resources.create(alice, resources.create_request(node_number=5)))
+        assert fault.element == qname(TYPES, "WorkspaceResourceRequestDeniedFault")
+        assert "at most 4" in fault.description
+        assert len(created_eprs(resources.create(alice, resources.create_request(node_number=4)))) == 4

@@ -34,6 +34,13 @@ class PolicyConfig:
     limited_proxy_may_create: bool = False
     # Lease sweeper period; it also wakes at the next known termination time.
     sweep_seconds: int = 5
+    # The largest group (NodeNumber) anyone may ask for, whatever the quotas say: placing
+    # a group holds the store for about a millisecond per member.
+    max_group_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_group_size < 1:
+            raise ConfigError("[policy] max_group_size must be at least 1")
 
 
 @dataclass(frozen=True)

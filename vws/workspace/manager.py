@@ -218,6 +218,10 @@ class WorkspaceManager:
             raise InvalidMetadata(f"unknown InitialState {request.initial_state!r}")
         if request.node_number < 1:
             raise InvalidMetadata("NodeNumber must be at least 1")
+        if request.node_number > policy.max_group_size:
+            raise RequestDenied(
+                f"{request.node_number} workspaces requested; a group may have at most {policy.max_group_size}"
+            )
         if request.machine.memory_mb < 1 or request.machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
         if policy.maximum_memory_mb and request.machine.memory_mb > policy.maximum_memory_mb:
@@ -254,6 +258,7 @@ class WorkspaceManager:
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
+            self._pool.check_room(db, request.machine, request.node_number)  # before a row is written
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
