@@ -1,19 +1,26 @@
 """One request cannot hold the service (issue 10): hostile inputs over the wire get the fault
 their operation declares, in bounded time, and change nothing."""
 
+import http.client
+import signal
+import sqlite3
+import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
 
 from tests import resources
 from tests.callers import ALICE, client, serve
-from tests.gt4wire import Gt4Client, SoapFault, created_eprs
+from tests.gt4wire import FACTORY_ACTION, Gt4Client, SoapFault, created_eprs, envelope
 from vws.errors import InvalidPropertyName
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import (
+    LOGISTICS,
     TYPES,
     WORKSPACE,
     WSRP,
@@ -123,3 +130,50 @@ def test_a_group_over_max_group_size_is_denied(tmp_path, clock):
         assert fault.element == qname(TYPES, "WorkspaceResourceRequestDeniedFault")
         assert "at most 4" in fault.description
         assert len(created_eprs(resources.create(alice, resources.create_request(node_number=4)))) == 4
+
+
+def test_sigterm_stops_a_service_in_long_work_within_stop_seconds(tmp_path):
+    """A group the admin allowed to be huge keeps a worker busy for a minute; a stop must not wait for it."""
+    state = tmp_path / "state"
+    (tmp_path / "nodes.conf").write_text("[big]\nuri = test:///default\nmemory = 100000000\ncpus = 1000000\n")
+    (tmp_path / "vws.conf").write_text(
+        f"[service]\nlisten = 127.0.0.1:0\nstate_dir = {state}\ninsecure = yes\nstop_seconds = 2\n"
+        "[policy]\nmax_group_size = 32767\n[pool]\nnodes_file = nodes.conf\n"
+    )
+    process = subprocess.Popen([VWS_SERVICE, "--config", tmp_path / "vws.conf"], stdout=subprocess.PIPE, text=True)
+    try:
+        base = process.stdout.readline().rsplit(" ", 1)[-1].strip()
+        wal = state / "vws.sqlite-wal"
+        quiet = wal.stat().st_size
+        send_without_waiting(base + "WorkspaceFactoryService", FACTORY_ACTION + "createRequest", huge_group())
+        wait_for(lambda: wal.stat().st_size > quiet + 1024 * 1024, "the group's rows spilling into the WAL")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)  # the work would go on for a minute
+    finally:
+        process.kill()
+        process.wait()
+    with sqlite3.connect(state / "vws.sqlite") as db:  # cut off whole, or done whole
+        assert db.execute("select count(*) from workspaces").fetchone() in {(0,), (32767,)}
+
+
+def huge_group() -> etree._Element:
+    body = resources.create_request(node_number=32767, memory_mb=1, initial_state="Unpropagated")
+    for nic in list(body.iter(qname(LOGISTICS, "nic"))):
+        nic.getparent().remove(nic)
+    return body
+
+
+def send_without_waiting(url: str, action: str, body: etree._Element) -> None:
+    """POST a request and leave: its reply never comes, the process stops first."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port)
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+    connection.request("POST", parts.path, envelope(url, action, body), headers)
+
+
+def wait_for(condition, what: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Poll another process's observable state (a file) until ``condition`` holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no sign of {what} after {seconds} s"
+        time.sleep(0.02)

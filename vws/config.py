@@ -22,6 +22,9 @@ class ServiceConfig:
     base_url: str = ""
     insecure: bool = False
     threads: int = 16
+    # A stop (SIGTERM) waits this long for work in flight, then exits anyway: every state
+    # change is a transaction, so what was cut off is simply not done.
+    stop_seconds: int = 30
 
 
 @dataclass(frozen=True)
