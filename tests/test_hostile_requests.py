@@ -17,12 +17,17 @@ from tests import resources
 from tests.callers import ALICE, client, serve
 from tests.gt4wire import FACTORY_ACTION, Gt4Client, SoapFault, created_eprs, envelope
 from vws.errors import InvalidPropertyName
+from vws.workspace.manager import SERVICE as ADMIN
 from vws.wsrf import properties
-from vws.wsrf.addressing import EndpointReference
+from vws.wsrf.addressing import EndpointReference, key_property
 from vws.xmlns import (
+    JSDL,
     LOGISTICS,
+    NEGOTIABLE,
     TYPES,
     WORKSPACE,
+    WSRL,
+    WSRL_ACTION,
     WSRP,
     WSRP_ACTION,
     XPATH_DIALECT,
@@ -132,6 +137,15 @@ def test_a_group_over_max_group_size_is_denied(tmp_path, clock):
         assert len(created_eprs(resources.create(alice, resources.create_request(node_number=4)))) == 4
 
 
+@pytest.mark.parametrize("number", ["1000000000", "32768", "1e3", "٣", "0", "-1"])
+def test_node_number_must_be_an_xsd_short_of_at_least_one(gt4, service, number):
+    body = resources.create_request()
+    body.find(f".//{{{NEGOTIABLE}}}NodeNumber").text = number
+    fault = fault_of(lambda: resources.create(gt4, body))
+    assert fault.element == qname(TYPES, "WorkspaceMetadataFault")
+    assert service.manager.workspaces(ADMIN) == []
+
+
 def test_sigterm_stops_a_service_in_long_work_within_stop_seconds(tmp_path):
     """A group the admin allowed to be huge keeps a worker busy for a minute; a stop must not wait for it."""
     state = tmp_path / "state"
@@ -177,3 +191,46 @@ def wait_for(condition, what: str, seconds: float = 60) -> None:  # type: ignore
     while not condition():
         assert time.monotonic() < deadline, f"no sign of {what} after {seconds} s"
         time.sleep(0.02)
+
+
+# ---- lexical forms of keys, numbers, durations and times -----------------------------------------
+
+
+def with_key(epr: EndpointReference, key: str) -> EndpointReference:
+    return EndpointReference(epr.address, (key_property(WORKSPACE_KEY, key),))
+
+
+@pytest.mark.parametrize("key", ["²", "9" * 5000, "9" * 30, "١", "\u00a01", "01", "+1"])
+def test_a_workspace_key_has_one_spelling(gt4, key):
+    epr = deploy(gt4)
+    assert epr.key(WORKSPACE_KEY) == "1"
+    fault = fault_of(lambda: gt4.destroy(with_key(epr, key)))
+    assert fault.element == qname(WSRL, "ResourceUnknownFault")
+    fault = fault_of(lambda: gt4.state(with_key(epr, key)))
+    assert fault.element == qname(WSRP, "ResourceUnknownFault")
+    assert gt4.state(epr) == "Running"
+
+
+@pytest.mark.parametrize("memory", ["1e308", "99999999999999999999999", "١٢٨", "1_024", "inf", "9" * 5000])
+def test_memory_must_be_a_number_in_range(gt4, memory):
+    body = resources.create_request()
+    body.find(f".//{{{JSDL}}}IndividualPhysicalMemory/{{{JSDL}}}Exact").text = memory
+    fault = fault_of(lambda: resources.create(gt4, body))
+    assert fault.element == qname(TYPES, "WorkspaceMetadataFault")
+    assert "IndividualPhysicalMemory" in fault.description
+
+
+@pytest.mark.parametrize("duration", ["PT0S", "P0D", "P99999999999D", "PT99999999999999999999H", "P١D"])
+def test_a_duration_must_be_positive_representable_and_ascii(gt4, duration):
+    fault = fault_of(lambda: resources.create(gt4, resources.create_request(duration=duration)))
+    assert fault.element == qname(TYPES, "WorkspaceMetadataFault")
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-W48-3"])
+def test_a_termination_time_must_be_an_xsd_datetime_on_the_calendar(gt4, moment):
+    epr = deploy(gt4)
+    body = etree.Element(qname(WSRL, "SetTerminationTime"), nsmap={"wsrl": WSRL})
+    etree.SubElement(body, qname(WSRL, "RequestedTerminationTime")).text = moment
+    fault = fault_of(lambda: gt4.call(epr, WSRL_ACTION + "SetTerminationTime", body))
+    assert fault.element == qname(WSRL, "TerminationTimeChangeRejectedFault")
+    assert "xsd:dateTime" in fault.description

@@ -228,7 +228,9 @@ class WorkspaceManager:
             raise RequestDenied(
                 f"{request.machine.memory_mb} MB requested; at most {policy.maximum_memory_mb} MB allowed"
             )
-        duration = request.duration or timedelta(seconds=policy.default_running_seconds)
+        duration = (
+            request.duration if request.duration is not None else timedelta(seconds=policy.default_running_seconds)
+        )
         maximum = timedelta(seconds=policy.maximum_running_seconds)
         if duration <= timedelta(0):
             raise InvalidMetadata("the requested duration must be positive")
