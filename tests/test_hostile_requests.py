@@ -74,6 +74,20 @@ def test_extension_functions_are_refused_before_evaluation(gt4, text, prefix, na
     assert "not an XPath 1.0 core function" in fault.description
 
 
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("count(/*/t:currentState)", "1"),
+        ("count(//*[. = 're:test(1)'])", "0"),  # a call in a literal is text
+        ("4 div(2)", "2"),  # an operator name before a parenthesis
+        ("local-name(/*/child::node()[1])", "currentState"),
+        ("concat(substring-before('a:b', ':'), translate('x', 'x', 'y'))", "ay"),
+    ],
+)
+def test_ordinary_xpath_is_still_answered(gt4, text, answer):
+    assert query(gt4, deploy(gt4), text).text == answer
+
+
 def test_a_query_that_would_run_for_minutes_is_cut_off_and_the_next_one_is_answered(gt4):
     epr = deploy(gt4)
     nested = "count(//*)"
