@@ -39,3 +39,9 @@ def test_environment_overrides_the_file():
 def test_deployers_must_be_at_least_one():
     with pytest.raises(config.ConfigError, match="deployers"):
         config.Config().with_overrides("pool", deployers=0)
+
+
+def test_max_group_size_is_finite_and_at_least_one():
+    assert config.Config().policy.max_group_size > 0
+    with pytest.raises(config.ConfigError, match="max_group_size"):
+        config.Config().with_overrides("policy", max_group_size=0)

@@ -42,6 +42,9 @@ class ServiceConfig:
     base_url: str = ""
     insecure: bool = False
     threads: int = 16
+    # A stop (SIGTERM) waits this long for work in flight, then exits anyway: every state
+    # change is a transaction, so what was cut off is simply not done.
+    stop_seconds: int = 30
 
     def insecure_exposure(self) -> str | None:
         """What to warn about when an insecure service listens beyond loopback; None when it does not."""
@@ -72,6 +75,13 @@ class PolicyConfig:
     limited_proxy_may_create: bool = False
     # Lease sweeper period; it also wakes at the next known termination time.
     sweep_seconds: int = 5
+    # The largest group (NodeNumber) anyone may ask for, whatever the quotas say: placing
+    # a group holds the store for about a millisecond per member.
+    max_group_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_group_size < 1:
+            raise ConfigError("[policy] max_group_size must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,8 +47,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vws-service: warning: {exposure}", file=sys.stderr, flush=True)
     print(f"vws-service listening on {url}", flush=True)
     stop.wait()
+    _exit_after(config.service.stop_seconds)
     service.stop()
     return 0
+
+
+def _exit_after(seconds: int) -> None:
+    """End the process ``seconds`` from now, even if a request or deployment is stuck in long work.
+
+    Every state change is a committed transaction, so exiting cuts off only what was in
+    flight, as a kill would; the next start recovers from the store.
+    """
+
+    def exit_now() -> None:
+        logging.getLogger("vws-service").error("work in flight did not stop within %s s; exiting anyway", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 if __name__ == "__main__":

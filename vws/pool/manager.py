@@ -122,15 +122,18 @@ class PoolManager:
         if machine.memory_mb < 1 or machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
         images.check_request(self.repository, machine)
-        demand = placement.Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(self._loads(db), demand, len(workspace_ids), self._policy)
+            chosen = placement.place_group(self._loads(db), _demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 images.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
+
+    def check_room(self, db, machine: MachineRequest, count: int) -> None:
+        """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
+        placement.check_room(self._loads(db), _demand(machine), count)
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -440,6 +443,10 @@ _LOADS = f"""
     from nodes n left join ({nodes.HELD_PER_NODE}) u on u.node = n.name
     order by n.name
 """
+
+
+def _demand(machine: MachineRequest) -> placement.Demand:
+    return placement.Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,10 +56,18 @@ class NodeLoad:
             and demand.vcpus <= self.free_cpus
         )
 
-    def holding(self, demand: Demand) -> "NodeLoad":
+    def holding(self, demand: Demand, count: int = 1) -> "NodeLoad":
         return replace(
-            self, used_memory_mb=self.used_memory_mb + demand.memory_mb, used_cpus=self.used_cpus + demand.vcpus
+            self,
+            used_memory_mb=self.used_memory_mb + count * demand.memory_mb,
+            used_cpus=self.used_cpus + count * demand.vcpus,
         )
+
+    def room_for(self, demand: Demand) -> int:
+        """How many more workspaces of ``demand`` fit here."""
+        if not (self.usable and self.reaches(demand.pools)):
+            return 0
+        return max(0, min(self.free_memory_mb // demand.memory_mb, self.free_cpus // demand.vcpus))
 
 
 Policy = Callable[[Sequence[NodeLoad]], NodeLoad]
@@ -87,16 +95,26 @@ def policy(name: str) -> Policy:
 
 def place_group(loads: Sequence[NodeLoad], demand: Demand, count: int, choose: Policy) -> list[str]:
     """Node names for ``count`` workspaces of ``demand``, or SchedulingFailed for the whole group."""
+    check_room(loads, demand, count)
     current = {load.name: load for load in loads}
     chosen = []
-    for placed in range(count):
-        candidates = [load for load in current.values() if load.fits(demand)]
-        if not candidates:
-            raise SchedulingFailed(_why_not(list(current.values()), demand, placed, count))
-        node = choose(candidates)
+    for _ in range(count):  # there is room: some node always fits
+        node = choose([load for load in current.values() if load.fits(demand)])
         current[node.name] = node.holding(demand)
         chosen.append(node.name)
     return chosen
+
+
+def check_room(loads: Sequence[NodeLoad], demand: Demand, count: int) -> None:
+    """SchedulingFailed unless the nodes can hold ``count`` workspaces of ``demand`` between them.
+
+    Each node's room is independent of the others', so this is exact, and costs one pass
+    over the nodes whatever ``count`` is: a group of a billion is refused at once.
+    """
+    room = sum(load.room_for(demand) for load in loads)
+    if room < count:
+        full = [load.holding(demand, load.room_for(demand)) for load in loads]
+        raise SchedulingFailed(_why_not(full, demand, room, count))
 
 
 def _why_not(loads: list[NodeLoad], demand: Demand, placed: int, count: int) -> str:

@@ -60,7 +60,7 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
     allocation = _required(request, NEGOTIABLE, "ResourceAllocation", "the request has no ResourceAllocation")
     machine = MachineRequest(
         memory_mb=_memory(allocation),
-        vcpus=_integer(_text(allocation, JSDL, "IndividualCPUCount/Exact") or "1", "IndividualCPUCount"),
+        vcpus=_quantity(_text(allocation, JSDL, "IndividualCPUCount/Exact") or "1", "IndividualCPUCount"),
         root=_disk(_required(definition, DEFINITION, "diskCollection/rootVBD", "the metadata has no rootVBD")),
         partitions=tuple(_disk(p) for p in _all(definition, DEFINITION, "diskCollection", "partition")),
         blank_disks=_blank_disks(definition, allocation),
@@ -76,7 +76,7 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
         machine=machine,
         duration=parse_duration(minimum) if minimum else None,
         initial_state=_text(request, NEGOTIABLE, "InitialState") or "Running",
-        node_number=_integer(_text(request, NEGOTIABLE, "NodeNumber") or "1", "NodeNumber"),
+        node_number=_node_number(_text(request, NEGOTIABLE, "NodeNumber") or "1"),
         trash_at_shutdown=_shutdown_mechanism(_text(request, NEGOTIABLE, "ShutdownMechanism")),
         save_target=_text(request, NEGOTIABLE, "PostShutdown/rootPartitionUnpropagationTarget"),
     )
@@ -98,16 +98,32 @@ def _memory(allocation: etree._Element) -> int:
     text = _text(allocation, JSDL, "IndividualPhysicalMemory/Exact")
     if text is None:
         raise InvalidMetadata("ResourceAllocation must give IndividualPhysicalMemory/Exact (MB)")
-    return _integer(text, "IndividualPhysicalMemory")
+    return _quantity(text, "IndividualPhysicalMemory")
 
 
-def _integer(text: str, what: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidMetadata(f"{what} must be a number, not {text!r}") from None
-    if not value.is_integer() or value < 1:
-        raise InvalidMetadata(f"{what} must be a positive whole number, not {text!r}")
+# Numbers in ASCII digits, in the lexical forms of their schema types: float() and int()
+# alone also read '١٢٨', '1_000', ' inf' and 5000-digit strings.
+_XSD_DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
+MAX_QUANTITY = 2**31 - 1  # MB, CPUs: far beyond any node, well inside every integer it meets
+MAX_NODE_NUMBER = 32767  # NodeNumber is an xsd:short
+
+
+def _quantity(text: str, what: str) -> int:
+    """A JSDL Exact (an xsd:double) that must be a whole number from 1 to MAX_QUANTITY."""
+    return _whole(text, what, _XSD_DOUBLE, MAX_QUANTITY)
+
+
+def _node_number(text: str) -> int:
+    return _whole(text, "NodeNumber", _XSD_INTEGER, MAX_NODE_NUMBER)
+
+
+def _whole(text: str, what: str, lexical: re.Pattern[str], maximum: int) -> int:
+    if not lexical.fullmatch(text):
+        raise InvalidMetadata(f"{what} must be a number, not {text[:40]!r}")
+    value = float(text)
+    if not value.is_integer() or not 1 <= value <= maximum:
+        raise InvalidMetadata(f"{what} must be a whole number from 1 to {maximum}, not {text[:40]!r}")
     return int(value)
 
 
@@ -131,7 +147,7 @@ def _disk(bound: etree._Element) -> DiskRequest:
 
 def _blank_disks(definition: etree._Element, allocation: etree._Element) -> tuple[BlankDiskRequest, ...]:
     sizes = {
-        _text(entry, NEGOTIABLE, "partitionName"): _integer(
+        _text(entry, NEGOTIABLE, "partitionName"): _quantity(
             _text(entry, JSDL, "IndividualDiskSpace/Exact") or "", "IndividualDiskSpace"
         )
         for entry in _all(allocation, NEGOTIABLE, "Storage", "entry")
@@ -200,17 +216,20 @@ def _shutdown_mechanism(text: str | None) -> bool:
 
 
 _DURATION = re.compile(
-    r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+    r"P(?:(?P<days>[0-9]+)D)?(?:T(?:(?P<hours>[0-9]+)H)?(?:(?P<minutes>[0-9]+)M)?(?:(?P<seconds>[0-9]+(?:\.[0-9]+)?)S)?)?"
 )
 
 
 def parse_duration(text: str) -> timedelta:
     """An xsd:duration without years or months, which have no fixed length."""
-    match = _DURATION.match(text.strip())
-    if not match or text.strip() in ("P", "PT") or text.strip().endswith("T"):
-        raise InvalidMetadata(f"{text!r} is not an xsd:duration of days, hours, minutes and seconds")
-    parts = {unit: float(value) for unit, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+    text = text.strip()
+    match = _DURATION.fullmatch(text)
+    if not match or text in ("P", "PT") or text.endswith("T"):
+        raise InvalidMetadata(f"{text[:40]!r} is not an xsd:duration of days, hours, minutes and seconds")
+    try:
+        return timedelta(**{unit: float(value) for unit, value in match.groupdict().items() if value})
+    except OverflowError:
+        raise InvalidMetadata(f"the duration {text[:40]!r} is longer than any lease can be") from None
 
 
 def format_duration(length: timedelta) -> str:

@@ -219,13 +219,19 @@ class WorkspaceManager:
             raise InvalidMetadata(f"unknown InitialState {request.initial_state!r}")
         if request.node_number < 1:
             raise InvalidMetadata("NodeNumber must be at least 1")
+        if request.node_number > policy.max_group_size:
+            raise RequestDenied(
+                f"{request.node_number} workspaces requested; a group may have at most {policy.max_group_size}"
+            )
         if request.machine.memory_mb < 1 or request.machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
         if policy.maximum_memory_mb and request.machine.memory_mb > policy.maximum_memory_mb:
             raise RequestDenied(
                 f"{request.machine.memory_mb} MB requested; at most {policy.maximum_memory_mb} MB allowed"
             )
-        duration = request.duration or timedelta(seconds=policy.default_running_seconds)
+        duration = (
+            request.duration if request.duration is not None else timedelta(seconds=policy.default_running_seconds)
+        )
         maximum = timedelta(seconds=policy.maximum_running_seconds)
         if duration <= timedelta(0):
             raise InvalidMetadata("the requested duration must be positive")
@@ -255,6 +261,7 @@ class WorkspaceManager:
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
+            self._pool.check_room(db, request.machine, request.node_number)  # before a row is written
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
             if group and request.save_target:  # as in GT4, a base name: each member saves to it plus -<id>
                 for workspace_id in ids:

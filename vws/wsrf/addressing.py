@@ -5,6 +5,7 @@ ReferenceProperties that carry the resource key. Clients echo each reference
 property as a SOAP header, next to To, Action and MessageID.
 """
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ _PARAMETERS = qname(WSA, "ReferenceParameters")
 _WSA_HEADERS = frozenset(
     qname(WSA, name) for name in ("To", "Action", "MessageID", "RelatesTo", "ReplyTo", "From", "FaultTo")
 )
+_XML_SPACE = " \t\r\n"  # what may surround a key; str.strip() would also eat Unicode spaces
+# A numeric key has one spelling: ASCII digits, no leading zero, within a SQLite integer.
+# (str.isdigit() also takes '²', and int() reads '١' as 1.)
+_INTEGER_KEY = re.compile(r"[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,7 @@ class EndpointReference:
 
     def key(self, tag: str) -> str | None:
         """The text of the reference property ``tag``: a resource key."""
-        for element in self.properties:
-            if element.tag == tag:
-                return (element.text or "").strip()
-        return None
+        return _key(self.properties, tag)
 
 
 def key_property(tag: str, value: str) -> etree._Element:
@@ -88,10 +90,20 @@ class MessageHeaders:
         )
 
     def property(self, tag: str) -> str | None:
-        for element in self.reference_properties:
-            if element.tag == tag:
-                return (element.text or "").strip()
-        return None
+        return _key(self.reference_properties, tag)
+
+
+def _key(properties: Iterable[etree._Element], tag: str) -> str | None:
+    """The text of the reference property ``tag``, without surrounding XML whitespace."""
+    for element in properties:
+        if element.tag == tag:
+            return (element.text or "").strip(_XML_SPACE)
+    return None
+
+
+def integer_key(text: str | None) -> int | None:
+    """A numeric resource key's value, or None when ``text`` is not one."""
+    return int(text) if text is not None and _INTEGER_KEY.fullmatch(text) else None
 
 
 def reply_headers(action: str, relates_to: str | None) -> list[etree._Element]:

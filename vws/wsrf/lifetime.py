@@ -2,6 +2,7 @@
 CurrentTime/TerminationTime properties. Scheduled destruction runs on a ``vws.clock.Sweeper``.
 """
 
+import re
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -48,12 +49,20 @@ def time_properties(termination: datetime | None, now: datetime) -> list[etree._
     return [current, ends]
 
 
+# xsd:dateTime in ASCII digits: datetime.fromisoformat alone also reads dates without a
+# time, week dates and the basic format, none of which a schema-valid message carries.
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
 def parse_datetime(text: str) -> datetime:
     """An xsd:dateTime; one without a zone is taken as UTC, as GT4 did."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidTerminationTime(f"{text.strip()!r} is not an xsd:dateTime") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    text = text.strip()
+    if _DATETIME.fullmatch(text):
+        try:
+            moment = datetime.fromisoformat(text)
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError):  # no such day, or a zone moving year 1 or 9999 off the calendar
+            pass
+    raise InvalidTerminationTime(f"{text!r} is not an xsd:dateTime within years 1 to 9999")

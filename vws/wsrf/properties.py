@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from vws.errors import InvalidPropertyName, InvalidQuery, MalformedMessage, QueryEvaluationFailed, UnknownQueryDialect
+from vws.errors import InvalidPropertyName, MalformedMessage, UnknownQueryDialect
+from vws.wsrf import xpath
 from vws.xmlns import WSRP, XPATH_DIALECT, qname
 from vws.xmlparse import adopt, detached
 
-MAX_QUERY_LENGTH = 4096
-
+MAX_NAMES = 64  # properties one GetMultipleResourceProperties may name
 
 Renderer = Callable[[], list[etree._Element]]
 
@@ -57,13 +57,27 @@ def get_property(document: PropertyDocument, request: etree._Element) -> etree._
 
 
 def get_multiple(document: PropertyDocument, request: etree._Element) -> etree._Element:
-    """GetMultipleResourceProperties: one ResourceProperty QName per child, in order."""
-    names = [_resolve_qname(child) for child in request.iterchildren(qname(WSRP, "ResourceProperty"))]
-    if not names:
+    """GetMultipleResourceProperties: one ResourceProperty QName per child, in order.
+
+    A request names at most MAX_NAMES properties and its answer stays under
+    xpath.MAX_ANSWER_BYTES: naming one property thousands of times must not make a
+    reply of megabytes (nor the memory to build it).
+    """
+    asked = list(request.iterchildren(qname(WSRP, "ResourceProperty")))
+    if not asked:
         raise MalformedMessage("GetMultipleResourceProperties names no ResourceProperty")
+    if len(asked) > MAX_NAMES:
+        raise InvalidPropertyName(f"a request may name at most {MAX_NAMES} properties, not {len(asked)}")
     response = etree.Element(qname(WSRP, "GetMultipleResourcePropertiesResponse"), nsmap={"wsrp": WSRP})
-    for name in names:
-        _adopt_all(response, document.values(name))
+    size = 0
+    for name in [_resolve_qname(child) for child in asked]:
+        values = document.values(name)
+        size += sum(len(etree.tostring(value)) for value in values)
+        if size > xpath.MAX_ANSWER_BYTES:
+            raise InvalidPropertyName(
+                f"the answer would exceed {xpath.MAX_ANSWER_BYTES} bytes: ask for fewer properties"
+            )
+        _adopt_all(response, values)
     return response
 
 
@@ -93,17 +107,7 @@ def _selects_document(text: str) -> bool:
 
 
 def _evaluate(root: etree._Element, text: str, nsmap: dict) -> object:
-    if not text or len(text) > MAX_QUERY_LENGTH:
-        raise InvalidQuery(f"an XPath expression of 1 to {MAX_QUERY_LENGTH} characters is required")
-    namespaces = {prefix: uri for prefix, uri in nsmap.items() if prefix}
-    try:
-        xpath = etree.XPath(text, namespaces=namespaces)
-    except etree.XPathSyntaxError as exc:
-        raise InvalidQuery(f"invalid XPath {text!r}: {exc}") from None
-    try:
-        return xpath(etree.ElementTree(root))  # the document alone: `/` is its root
-    except etree.XPathError as exc:
-        raise QueryEvaluationFailed(f"XPath {text!r} could not be evaluated: {exc}") from None
+    return xpath.evaluate(root, text, {prefix: uri for prefix, uri in nsmap.items() if prefix})
 
 
 def _append_result(response: etree._Element, result: object) -> None:

@@ -19,6 +19,7 @@ from vws.soap.porttypes.producer import ProducerOperations
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
+from vws.wsrf.addressing import integer_key
 from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSNT, WSRL, WSRL_ACTION, qname
 
 SHUTDOWN_TYPES = {
@@ -72,9 +73,10 @@ class WorkspacePortType:
 
     def _workspace_id(self, call: Call) -> int:
         key = call.key(WORKSPACE_KEY)
-        if key is None or not key.isdigit():
-            raise UnknownResource(f"the request carries no valid WorkspaceKey header (got {key!r})")
-        return int(key)
+        workspace_id = integer_key(key)
+        if workspace_id is None:
+            raise UnknownResource(f"the request carries no valid WorkspaceKey header (got {key!r:.40})")
+        return workspace_id
 
     def start(self, call: Call) -> etree._Element:
         self._manager.start(call.caller, self._workspace_id(call))
