@@ -71,6 +71,7 @@ class Service:
         self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
         self._add_notifications_and_accounting(config)
         self._server: HttpServer | None = None
+        self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
 
     def _add_notifications_and_accounting(self, config: Config) -> None:
@@ -99,11 +100,12 @@ class Service:
         self.delivery.start()
         self.manager.recover()
         host, _, port = self.config.service.listen.rpartition(":")
-        server = HttpServer(_limits(self.config.service), _transport(self.config, self.clock), refusal(self.clock))
+        server = HttpServer(service_limits(self.config.service), _transport(self.config, self.clock), refusal(self.clock))
         bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
         scheme = "https" if server.tls else "http"
         self.base_url = self.config.service.base_url or f"{scheme}://{bound_host}:{bound_port}{SERVICES_PATH}"
-        server.start(self._router())
+        self.app = self._router()
+        server.start(self.app)
         self._server = server
         self.reconciler.start()
         self.leases.start()
@@ -200,7 +202,8 @@ def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
     return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
 
 
-def _limits(service: ServiceConfig) -> Limits:
+def service_limits(service: ServiceConfig) -> Limits:
+    """The HTTP front's limits, as [service] sets them."""
     return Limits(
         max_header_bytes=service.max_header_kb * 1024,
         max_body_bytes=service.max_body_kb * 1024,

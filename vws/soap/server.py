@@ -251,6 +251,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True  # a client not taking its reply: no new request until it does
+        self.since = self._now()
         self.transport.pause_reading()  # type: ignore[union-attr]
         self._rearm()
 
@@ -335,8 +336,10 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():  # type: ignore[union-attr]
             return
-        if done.cancelled():  # the server is stopping
-            transport.close()  # type: ignore[union-attr]
+        if done.cancelled() or done.exception() is not None:  # the server is stopping, or a fault of ours
+            if not done.cancelled():
+                log.error("no reply could be made", exc_info=done.exception())
+            transport.abort()  # type: ignore[union-attr]
             return
         reply, keep_alive = done.result()
         transport.write(reply)  # type: ignore[union-attr]
