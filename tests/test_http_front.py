@@ -18,7 +18,9 @@ import pytest
 from lxml import etree
 
 from tests.callers import serve
+from tests.conftest import make_config
 from tests.gt4wire import Gt4Client, SoapFault, envelope
+from vws.config import ConfigError
 from vws.service import Service
 from vws.xmlns import SOAP_ENV, TYPES, WSRP, WSRP_ACTION, qname
 
@@ -254,6 +256,38 @@ def test_expect_100_continue_is_answered_before_the_body(service):
         assert connection.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         connection.sendall(body)
         assert reply_to(connection)[0] == 200
+
+
+def test_pipelined_requests_are_answered_in_order(service):
+    first, second = http_post(property_request(service)), http_post(b"<not-soap/>")
+    with socket.create_connection(address(service), timeout=PROMPT) as connection:
+        connection.sendall(first + second)  # the second goes before the first is answered
+        replies = connection.makefile("rb")
+        statuses = [_reply_from(replies) for _ in range(2)]
+    assert statuses == [200, 500]  # the property, then the fault for a document that is no envelope
+
+
+def _reply_from(replies) -> int:  # type: ignore[no-untyped-def]
+    status = int(replies.readline().split()[1])
+    fields = iter(replies.readline, b"\r\n")
+    length = next(int(field.split(b":")[1]) for field in fields if field.lower().startswith(b"content-length:"))
+    for _ in fields:
+        pass
+    replies.read(length)
+    return status
+
+
+def test_conflicting_framing_gets_400_and_nothing_reaches_the_app(service):
+    smuggled = http_post(property_request(service), b"Transfer-Encoding: chunked\r\n")
+    with socket.create_connection(address(service), timeout=PROMPT) as connection:
+        connection.sendall(smuggled)
+        status, reply = reply_to(connection)
+    assert status == 400 and "Content-Length" in fault_of(reply).description
+
+
+def test_a_body_limit_beyond_the_xml_parsers_bound_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="max_body_kb must be between 1 and 4096"):
+        make_config(tmp_path).with_overrides("service", max_body_kb=8192)
 
 
 def test_a_soap12_envelope_gets_version_mismatch(gt4):

@@ -100,7 +100,8 @@ class Service:
         self.delivery.start()
         self.manager.recover()
         host, _, port = self.config.service.listen.rpartition(":")
-        server = HttpServer(service_limits(self.config.service), _transport(self.config, self.clock), refusal(self.clock))
+        limits, tls = service_limits(self.config.service), _transport(self.config, self.clock)
+        server = HttpServer(limits, tls, refusal(self.clock))
         bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
         scheme = "https" if server.tls else "http"
         self.base_url = self.config.service.base_url or f"{scheme}://{bound_host}:{bound_port}{SERVICES_PATH}"
