@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, envelope
+from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, created_eprs, envelope
 from vws.cli.admin import main as admin
 from vws.clock import ManualClock, SystemClock
 from vws.config import Config
@@ -104,3 +104,13 @@ def test_a_silent_connection_is_closed_at_the_handshake_deadline(state_dir):
             assert silent.recv(1) == b""  # closed by the server, well before this socket's own timeout
     finally:
         running.stop()
+
+
+def test_a_proxy_of_a_proxy_names_its_end_entity_through_the_verified_chain(service, state_dir):
+    # From the leaf alone the caller would be the upper proxy (.../CN=vws user/CN=<serial>), unmapped.
+    dev = DevCA(state_dir / "security")
+    upper = create_proxy(dev.user(), SystemClock())
+    reply = create_over(service, tls.client_context(proxy_file(state_dir, upper, "proxy2.pem"), dev.trust_dir))
+    (created,) = created_eprs(reply)
+    workspace = service.manager.get(SERVICE, int(created.key(qname(WORKSPACE, "WorkspaceKey"))))
+    assert workspace.owner == "/O=Grid/OU=vws/OU=local/CN=vws user"
