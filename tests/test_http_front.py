@@ -227,6 +227,14 @@ def test_a_chunked_body_beyond_the_limit_gets_413(small_body_service):
     connection.close()
 
 
+def test_chunked_trailers_count_toward_the_limit(small_body_service):
+    trailer = b"X-Trailer: " + b"a" * 200_000  # never ends: the parser would buffer it all
+    request = http_post(b"", b"Transfer-Encoding: chunked\r\n").replace(b"Content-Length: 0\r\n", b"")
+    with socket.create_connection(address(small_body_service), timeout=PROMPT) as connection:
+        connection.sendall(request + b"1\r\na\r\n0\r\n" + trailer)
+        assert reply_to(connection)[0] == 413
+
+
 def test_a_body_within_the_configured_limit_is_served(small_body_service):
     client = Gt4Client(small_body_service.base_url, timeout=PROMPT)
     status, reply = client.post(client.factory().address, property_request(small_body_service, padding=60_000))

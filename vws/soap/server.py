@@ -186,7 +186,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.request = _Request()
         self.ready: deque[_Request | _Refused] = deque()  # complete requests (or a refusal), in order
-        self.head_bytes: int | None = 0  # bytes fed while a head is incomplete; None in a body
+        self.in_body = False  # the request's head is complete, its body is coming
+        self.fed = 0  # bytes of the current head or body fed to the parser
         self.started = False  # a request's first byte has arrived
         self.busy = False  # a request is with a worker
         self.refused = False  # the parser stopped: input is dropped
@@ -220,17 +221,9 @@ class _Connection(asyncio.Protocol):
         view = memoryview(data)
         try:
             while view:
-                if self.head_bytes is None:  # a body: on_body counts it
-                    piece, view = view, view[len(view) :]
-                else:  # a head: fed no further than its limit, so an oversized one is never buffered
-                    room = self.limits.max_header_bytes - self.head_bytes
-                    if room <= 0:
-                        raise _Refused(
-                            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            f"request head larger than {self.limits.max_header_bytes} bytes",
-                        )
-                    piece, view = view[:room], view[room:]
-                    self.head_bytes += len(piece)
+                room = self._room()
+                piece, view = view[:room], view[room:]
+                self.fed += len(piece)
                 self.parser.feed_data(piece)
         except _Refused as refusal:
             self._queue_refusal(refusal)
@@ -239,6 +232,24 @@ class _Connection(asyncio.Protocol):
             if cause is not None and not isinstance(cause, _Refused):
                 raise cause from error  # a fault of ours in a parser callback: asyncio logs it and closes
             self._queue_refusal(cause or _Refused(HTTPStatus.BAD_REQUEST, f"malformed HTTP request: {error}"))
+
+    def _room(self) -> int:
+        """How much more input the head or body being received may take. A head is fed no further
+        than its limit, so an oversized one is never buffered; a chunked body's framing and
+        trailers may add a head's worth to the body's own limit (which on_body checks)."""
+        limits = self.limits
+        if self.in_body:
+            room = limits.max_body_bytes + limits.max_header_bytes - self.fed
+            if room <= 0:
+                raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large())
+        else:
+            room = limits.max_header_bytes - self.fed
+            if room <= 0:
+                raise _Refused(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"request head larger than {limits.max_header_bytes} bytes",
+                )
+        return room
 
     def eof_received(self) -> bool:
         """The client is done sending: close, or (plain TCP) once the replies it is owed are written."""
@@ -292,22 +303,22 @@ class _Connection(asyncio.Protocol):
         headers = {name.lower(): value for name, value in request.headers}
         length = headers.get(b"content-length")
         if length is not None and int(length) > self.limits.max_body_bytes:
-            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large(int(length)))
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large())
         if headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.ready):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
-        self.head_bytes = None
+        self.in_body, self.fed = True, 0
         self.since = self._now()
         self._rearm()
 
     def on_body(self, body: bytes) -> None:
         self.request.body += body
         if len(self.request.body) > self.limits.max_body_bytes:
-            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large(len(self.request.body)))
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large())
 
     def on_message_complete(self) -> None:
         self.ready.append(self.request)
         self.started = False
-        self.head_bytes = 0
+        self.in_body, self.fed = False, 0
         self._next()
 
     # the request's way through a worker and back
@@ -393,7 +404,7 @@ class _Connection(asyncio.Protocol):
             wait, expire = limits.body_timeout, self.abort
         elif not self.started:
             wait, expire = (limits.header_timeout if self.first else limits.idle_timeout), self._close_idle
-        elif self.head_bytes is not None:
+        elif not self.in_body:
             wait, expire = limits.header_timeout, self._head_late
         else:
             wait, expire = limits.body_timeout, self._body_late
@@ -417,8 +428,8 @@ class _Connection(asyncio.Protocol):
             _Refused(HTTPStatus.REQUEST_TIMEOUT, f"request body not received within {self.limits.body_timeout} s")
         )
 
-    def _too_large(self, size: int) -> str:
-        return f"request body of {size} bytes exceeds the limit of {self.limits.max_body_bytes} bytes"
+    def _too_large(self) -> str:
+        return f"request body exceeds the limit of {self.limits.max_body_bytes} bytes"
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
