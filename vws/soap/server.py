@@ -304,7 +304,8 @@ class _Connection(asyncio.Protocol):
         length = headers.get(b"content-length")
         if length is not None and int(length) > self.limits.max_body_bytes:
             raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._too_large())
-        if headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.ready):
+        expects = headers.get(b"expect", b"").lower() == b"100-continue" and request.version == "1.1"
+        if expects and not (self.busy or self.ready):  # (a pipelined one gets none: replies go in order)
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
         self.in_body, self.fed = True, 0
         self.since = self._now()
@@ -385,6 +386,7 @@ class _Connection(asyncio.Protocol):
         self._cancel_timer()
         content_type, body = self.server.refusal(refusal.status, refusal.reason)
         status = f"{refusal.status.value} {refusal.status.phrase}"
+        log.info("refused a request from %s: %s, %s", self.environ.get("REMOTE_ADDR"), status, refusal.reason)
         transport = self.transport
         transport.write(_reply(status, [("Content-Type", content_type)], body, _Request(), False))  # type: ignore
         if not transport.can_write_eof():  # type: ignore[union-attr]
