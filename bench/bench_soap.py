@@ -6,11 +6,9 @@ by the same HTTP server in the same run: the ratio is what vws costs above HTTP+
 Targets (issue #2): GetResourceProperty p50 < 1 ms; create p50 < 5 ms.
 """
 
-import threading
 import time
 
-from cheroot import wsgi
-from common import report, running_service, timed
+from common import echo_app, front, report, running_service, timed
 from lxml import etree
 
 from tests.deployments import settler
@@ -20,36 +18,23 @@ from vws.xmlns import TYPES, WSRP, WSRP_ACTION, qname
 COUNT = 2000
 
 
-def echo_app(environ, start_response):
-    request = etree.fromstring(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
-    body = etree.tostring(request)
-    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
-def echo_floor(client: Gt4Client, epr) -> list[float]:
-    server = wsgi.Server(("127.0.0.1", 0), echo_app, numthreads=4)
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    host, port = server.bind_addr[:2]
-    echo = Gt4Client(f"http://{host}:{port}/wsrf/services/")
-    try:
+def echo_floor(epr) -> list[float]:
+    with front(echo_app, threads=4) as (host, port):
+        echo = Gt4Client(f"http://{host}:{port}/wsrf/services/")
         body = etree.Element(qname(WSRP, "GetResourceProperty"), nsmap={"wsrp": WSRP, "t": TYPES})
         body.text = "t:currentState"
         message = envelope(epr.address, WSRP_ACTION + "GetResourceProperty", body, epr.properties)
-        return timed(lambda: echo.post(echo.base_url + "Echo", message), COUNT)
-    finally:
-        echo.close()
-        server.stop()
-        thread.join()
+        try:
+            return timed(lambda: echo.post(echo.base_url + "Echo", message), COUNT)
+        finally:
+            echo.close()
 
 
 def main() -> None:
     with running_service() as service:
         client = Gt4Client(service.base_url)
         (epr,) = created_eprs(client.create())
-        floor = report("bare lxml echo over HTTP (floor)", echo_floor(client, epr))
+        floor = report("bare lxml echo over HTTP (floor)", echo_floor(epr))
         rp = report(
             "GetResourceProperty currentState",
             timed(lambda: client.get_property(epr, qname(TYPES, "currentState")), COUNT),

@@ -6,6 +6,7 @@ EPR's ReferenceProperties. Used by the end-to-end tests and the benchmarks.
 """
 
 import http.client
+import select
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,6 +59,7 @@ class Gt4Client:
         headers: dict[str, str] | None = None,
         sign: Callable[[etree._Element], object] | None = None,
         settle: Callable[[], None] | None = None,
+        timeout: float = 30,
     ) -> None:
         """``sign``, when given, signs each envelope in place (GSI Secure Message).
 
@@ -71,24 +73,25 @@ class Gt4Client:
         self.last_reply: etree._Element | None = None
         self._headers = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
         parts = urlsplit(base_url)
-        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
     def post(self, url: str, data: bytes, action: str = "") -> tuple[int, etree._Element]:
-        try:
-            return self._exchange(url, data, action)
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            # The server closes a keep-alive connection idle for 10 s (a long boot or settle)
-            # before reading anything more from it: the request goes again on a new one.
-            self._connection.close()
-            return self._exchange(url, data, action)
-
-    def _exchange(self, url: str, data: bytes, action: str) -> tuple[int, etree._Element]:
+        """One exchange; a reset or a dropped connection reaches the caller (nothing is sent twice)."""
+        self._reopen_if_closed_while_idle()
         self._connection.request("POST", urlsplit(url).path, data, {**self._headers, "SOAPAction": f'"{action}"'})
         response = self._connection.getresponse()
         reply = etree.fromstring(response.read())
         for check in REPLY_CHECKS:
             check(reply)
         return response.status, reply
+
+    def _reopen_if_closed_while_idle(self) -> None:
+        # The server closes a keep-alive connection left idle past its deadline (a long boot or
+        # settle). An idle connection has nothing to read unless the server closed it: then the
+        # next request, of which no byte was sent, goes on a new connection.
+        sock = self._connection.sock
+        if sock is not None and select.select([sock], [], [], 0)[0]:
+            self._connection.close()
 
     def call(self, epr: EndpointReference, action: str, body: etree._Element) -> etree._Element:
         """POST and return the response body's payload; raise SoapFault on a fault."""

@@ -1,13 +1,14 @@
 """GSI Transport end to end: HTTPS with a proxy client certificate names the caller."""
 
 import http.client
+import socket
 import ssl
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, envelope
+from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, created_eprs, envelope
 from vws.cli.admin import main as admin
 from vws.clock import ManualClock, SystemClock
 from vws.config import Config
@@ -27,11 +28,15 @@ def state_dir(tmp_path_factory) -> Path:
     return state
 
 
+def tls_service(state_dir: Path, **front: object) -> Service:
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir, **front)
+    config = config.with_overrides("security", tls=True, require_signature=False)
+    return Service(config, clock=ManualClock(SystemClock().now()))
+
+
 @pytest.fixture
 def service(state_dir):
-    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
-    config = config.with_overrides("security", tls=True, require_signature=False)
-    running = Service(config, clock=ManualClock(SystemClock().now()))
+    running = tls_service(state_dir)
     running.start()
     yield running
     running.stop()
@@ -41,14 +46,17 @@ def proxy_file(state_dir: Path, issuer: Credential, name: str) -> Path:
     return create_proxy(issuer, SystemClock()).write(state_dir / name)
 
 
-def create_over(service: Service, context: ssl.SSLContext) -> etree._Element:
+def port_of(service: Service) -> int:
+    return int(service.base_url.split(":")[2].split("/")[0])
+
+
+def create_over(service: Service, context: ssl.SSLContext, timeout: float = 30) -> etree._Element:
     url = service.base_url + "WorkspaceFactoryService"
     body = create_body(
         etree.parse(str(SAMPLES / "workspace.xml")).getroot(),
         etree.parse(str(SAMPLES / "deployment-request.xml")).getroot(),
     )
-    port = int(service.base_url.split(":")[2].split("/")[0])
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    connection = http.client.HTTPSConnection("127.0.0.1", port_of(service), context=context, timeout=timeout)
     try:
         connection.request(
             "POST",
@@ -78,3 +86,31 @@ def test_a_certificate_from_another_ca_fails_the_handshake(service, state_dir):
     with pytest.raises((ssl.SSLError, ConnectionError)):
         create_over(service, tls.client_context(proxy, DevCA(state_dir / "security").trust_dir))
     assert service.manager.workspaces(SERVICE) == before
+
+
+def test_a_silent_connection_does_not_stall_tls_clients(service, state_dir):
+    dev = DevCA(state_dir / "security")
+    context = tls.client_context(proxy_file(state_dir, dev.user(), "proxy.pem"), dev.trust_dir)
+    with socket.create_connection(("127.0.0.1", port_of(service))):  # connects and never says hello
+        reply = create_over(service, context, timeout=5)  # cheroot shook hands in its accept loop: ~10 s
+    assert reply.tag == qname(WORKSPACE, "createResponse")
+
+
+def test_a_silent_connection_is_closed_at_the_handshake_deadline(state_dir):
+    running = tls_service(state_dir, request_header_timeout_ms=500)
+    running.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port_of(running)), timeout=5) as silent:
+            assert silent.recv(1) == b""  # closed by the server, well before this socket's own timeout
+    finally:
+        running.stop()
+
+
+def test_a_proxy_of_a_proxy_names_its_end_entity_through_the_verified_chain(service, state_dir):
+    # From the leaf alone the caller would be the upper proxy (.../CN=vws user/CN=<serial>), unmapped.
+    dev = DevCA(state_dir / "security")
+    upper = create_proxy(dev.user(), SystemClock())
+    reply = create_over(service, tls.client_context(proxy_file(state_dir, upper, "proxy2.pem"), dev.trust_dir))
+    (created,) = created_eprs(reply)
+    workspace = service.manager.get(SERVICE, int(created.key(qname(WORKSPACE, "WorkspaceKey"))))
+    assert workspace.owner == "/O=Grid/OU=vws/OU=local/CN=vws user"

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vws.xmlparse import MAX_DOCUMENT_BYTES
+
 
 class ConfigError(ValueError):
     """A configuration or data file the service cannot use.
@@ -42,9 +44,29 @@ class ServiceConfig:
     base_url: str = ""
     insecure: bool = False
     threads: int = 16
+    # The HTTP front (vws/soap/server.py): it reads a whole request within these limits before
+    # one of the `threads` workers sees it. A request's head must arrive within
+    # request_header_timeout_ms of its first byte, its body within request_body_timeout_ms of the
+    # head (a reply must be taken as fast); a kept-alive connection may idle keepalive_timeout_ms.
+    max_header_kb: int = 32
+    max_body_kb: int = 4096  # at most the XML parser's own bound (vws.xmlparse.MAX_DOCUMENT_BYTES)
+    request_header_timeout_ms: int = 10000
+    request_body_timeout_ms: int = 60000
+    keepalive_timeout_ms: int = 15000
+    backlog: int = 1024  # the kernel caps it at net.core.somaxconn
+    max_connections: int = 4096
     # A stop (SIGTERM) waits this long for work in flight, then exits anyway: every state
     # change is a transaction, so what was cut off is simply not done.
     stop_seconds: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_body_kb * 1024 <= MAX_DOCUMENT_BYTES:
+            raise ConfigError(f"[service] max_body_kb must be between 1 and {MAX_DOCUMENT_BYTES // 1024}")
+        front = ("threads", "max_header_kb", "request_header_timeout_ms", "request_body_timeout_ms")
+        front += ("keepalive_timeout_ms", "backlog", "max_connections")
+        for key in front:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"[service] {key} must be at least 1")
 
     def insecure_exposure(self) -> str | None:
         """What to warn about when an insecure service listens beyond loopback; None when it does not."""

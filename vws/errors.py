@@ -20,6 +20,10 @@ class MalformedMessage(VwsError):
     """The bytes are not a SOAP message we are willing to read."""
 
 
+class VersionMismatch(MalformedMessage):
+    """An envelope of another SOAP version (SOAP 1.1 section 4.4.1: faultcode VersionMismatch)."""
+
+
 class InvalidMetadata(VwsError):
     """The VirtualWorkspace metadata or deployment request is wrong or incomplete."""
 

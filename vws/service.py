@@ -5,16 +5,13 @@ one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
 """
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from cheroot import wsgi
-
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
-from vws.config import Config, ConfigError, NotificationConfig
+from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
 from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
@@ -23,7 +20,7 @@ from vws.security.gridmap import check_file as check_gridmap
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
-from vws.soap.application import wsgi_application
+from vws.soap.application import refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
@@ -33,7 +30,8 @@ from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
-from vws.soap.transport import GsiTransportAdapter, TransportSecurity
+from vws.soap.server import HttpServer, Limits
+from vws.soap.transport import GsiTransport, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
@@ -80,8 +78,8 @@ class Service:
         self.gridmap = GridMap(gridmap_file(config))
         self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock, self.gridmap)
         self._add_notifications_and_accounting(config)
-        self._server: wsgi.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
+        self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
         warning = private.exposure_warning(state_dir)
         if warning:
@@ -112,22 +110,20 @@ class Service:
         self.delivery.start()
         self.manager.recover()
         host, _, port = self.config.service.listen.rpartition(":")
-        server = wsgi.Server((host or "127.0.0.1", int(port)), None, numthreads=self.config.service.threads)
-        server.ssl_adapter = _transport(self.config, self.clock)
-        server.prepare()
-        bound_host, bound_port = server.bind_addr[:2]
-        scheme = "https" if server.ssl_adapter else "http"
+        limits, tls = service_limits(self.config.service), _transport(self.config, self.clock)
+        server = HttpServer(limits, tls, refusal(self.clock))
+        bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
+        scheme = "https" if server.tls else "http"
         self.base_url = self.config.service.base_url or f"{scheme}://{bound_host}:{bound_port}{SERVICES_PATH}"
-        server.wsgi_app = self._router()
+        self.app = self._router()
+        server.start(self.app)
         self._server = server
-        self._thread = threading.Thread(target=server.serve, name="http", daemon=True)
-        self._thread.start()
         self.reconciler.start()
         self.leases.start()
         return self.base_url
 
     def _router(self) -> Router:
-        policy = self.config.policy
+        policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
         endpoints = Endpoints(self.base_url)
         port_types = [
             FactoryPortType(
@@ -148,14 +144,13 @@ class Service:
             StatusPortType(self.manager, self.accounting, endpoints),
         ]
         return Router(
-            {port.service: wsgi_application(port, self.gatekeeper, self.clock) for port in port_types},
+            {port.service: wsgi_application(port, self.gatekeeper, self.clock, max_body) for port in port_types},
             self.base_url,
         )
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
-            self._thread.join()  # type: ignore[union-attr]
             self._server = None
             self.leases.stop()
             self.reconciler.stop()
@@ -229,11 +224,23 @@ def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap) -> Gatekeeper:
     return SignedGate(verifier, MessageSigner(found.host_credential(), clock), gridmap, admins)
 
 
-def _transport(config: Config, clock: Clock) -> GsiTransportAdapter | None:
+def service_limits(service: ServiceConfig) -> Limits:
+    """The HTTP front's limits, as [service] sets them."""
+    return Limits(
+        max_header_bytes=service.max_header_kb * 1024,
+        max_body_bytes=service.max_body_kb * 1024,
+        header_timeout=service.request_header_timeout_ms / 1000,
+        body_timeout=service.request_body_timeout_ms / 1000,
+        idle_timeout=service.keepalive_timeout_ms / 1000,
+        backlog=service.backlog,
+        workers=service.threads,
+        max_connections=service.max_connections,
+    )
+
+
+def _transport(config: Config, clock: Clock) -> GsiTransport | None:
     if config.service.insecure or not config.security.tls:
         return None
     found = CredentialFiles.of(config)
     validator = ChainValidator(TrustStore(found.trust_dir), clock)
-    return GsiTransportAdapter(
-        TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator)
-    )
+    return GsiTransport(TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator))

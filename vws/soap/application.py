@@ -9,6 +9,7 @@ WS-ResourceLifetime) to methods, and write replies and WS-BaseFaults ourselves.
 
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 
 from lxml import etree
 from spyne import AnyXml, Application, Fault, ServiceBase, rpc
@@ -16,7 +17,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from vws.clock import Clock
-from vws.errors import MalformedMessage, VwsError
+from vws.errors import MalformedMessage, VersionMismatch, VwsError
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation, PortType
 from vws.soap.gatekeeper import Admission, Gatekeeper
@@ -53,7 +54,7 @@ class _WsrfSoap11(Soap11):
 
     def create_in_document(self, ctx, charset=None) -> None:  # type: ignore[no-untyped-def]
         try:
-            ctx.in_document = parse(b"".join(ctx.in_string))
+            ctx.in_document = _soap11(parse(b"".join(ctx.in_string)))
         except VwsError as error:
             raise _Refusal(error, faults.ENVELOPE) from None
 
@@ -96,6 +97,13 @@ class _WsrfSoap11(Soap11):
         return _envelope([], body)
 
 
+def _soap11(document: etree._Element) -> etree._Element:
+    name = etree.QName(document)
+    if name.localname == "Envelope" and name.namespace != SOAP_ENV:
+        raise VersionMismatch(f"this service speaks SOAP 1.1 ({SOAP_ENV}), not {name.namespace or 'no namespace'}")
+    return document
+
+
 class _Exchange:
     __slots__ = ("operation", "admission", "call")
 
@@ -124,8 +132,8 @@ def _method(operation: Operation) -> Callable:
     return rpc(AnyXml, _body_style="bare", _returns=AnyXml, _in_message_name=operation.name)(invoke)
 
 
-def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) -> WsgiApplication:
-    """A WSGI callable that serves one port type's SOAP POSTs."""
+def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock, max_body_bytes: int) -> WsgiApplication:
+    """A WSGI callable that serves one port type's SOAP POSTs (of at most the HTTP front's body limit)."""
     methods = {op.name: _method(op) for op in port_type.operations()}
     service = type(port_type.service, (ServiceBase,), methods)
     app = Application(
@@ -135,4 +143,14 @@ def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) 
         in_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
         out_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
     )
-    return WsgiApplication(app)
+    return WsgiApplication(app, max_content_length=max_body_bytes)
+
+
+def refusal(clock: Clock) -> Callable[[HTTPStatus, str], tuple[str, bytes]]:
+    """What the HTTP front answers a request it refuses before any port type sees it: a SOAP Client fault."""
+
+    def render(status: HTTPStatus, reason: str) -> tuple[str, bytes]:
+        body = faults.fault_body(MalformedMessage(reason), faults.ENVELOPE, clock.now())
+        return "text/xml; charset=utf-8", etree.tostring(_envelope([], body), xml_declaration=True, encoding="UTF-8")
+
+    return render

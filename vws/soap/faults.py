@@ -124,6 +124,12 @@ STATUS_QUERY = FaultTable(qname(STATUS, "WorkspaceStatusFault"))
 ENVELOPE = FaultTable(None)
 
 
+def _fault_code(error: errors.VwsError) -> str:
+    if isinstance(error, errors.VersionMismatch):
+        return "VersionMismatch"
+    return "Client" if isinstance(error, _CLIENT_ERRORS) else "Server"
+
+
 def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree._Element:
     """The soapenv:Fault for ``error``, with a WS-BaseFaults detail where one is declared."""
     if not isinstance(error, errors.VwsError):
@@ -131,7 +137,7 @@ def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree.
         log.error("unexpected internal problem, incident %s", incident, exc_info=error)
         error = errors.VwsError(f"Unexpected internal service problem; incident key: {incident}")
     fault = etree.Element(qname(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV})
-    code = "Client" if isinstance(error, _CLIENT_ERRORS) else "Server"
+    code = _fault_code(error)
     etree.SubElement(fault, "faultcode").text = f"soapenv:{code}"
     etree.SubElement(fault, "faultstring").text = error.description
     detail_tag = table.element_for(error)

@@ -1,15 +1,14 @@
 """GSI Transport for the HTTP server: TLS with proxy client certificates.
 
-cheroot's built-in TLS adapter, given vws's server context (proxy certificates
-allowed, CAs from the trust directory), and one more WSGI environ entry per
-connection: the caller's grid identity, taken from the chain the handshake
-verified and run through vws's own RFC 3820 validation.
+The server terminates TLS with vws's server context (proxy certificates allowed, CAs
+from the trust directory) and adds one WSGI environ entry per connection: the caller's
+grid identity, taken from the chain the handshake verified and run through vws's own
+RFC 3820 validation.
 """
 
 import logging
+import ssl
 from dataclasses import dataclass
-
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from vws.errors import AuthenticationFailed
 from vws.security import tls
@@ -28,17 +27,16 @@ class TransportSecurity:
     validator: ChainValidator
 
 
-class GsiTransportAdapter(BuiltinSSLAdapter):
+class GsiTransport:
+    """A vws.soap.server.TlsTermination: the server context, and each connection's verified caller."""
+
     def __init__(self, security: TransportSecurity) -> None:
-        super().__init__(security.cert_file, security.key_file)
         self.context = tls.server_context(security.cert_file, security.key_file, security.trust_dir)
         self._validator = security.validator
 
-    def get_environ(self, sock) -> dict:  # type: ignore[no-untyped-def]
-        environ = super().get_environ(sock)
+    def environ(self, ssl_object: ssl.SSLObject) -> dict[str, object]:
         try:
-            environ[PEER] = tls.peer_identity(sock, self._validator)
+            return {PEER: tls.peer_identity(ssl_object, self._validator)}
         except AuthenticationFailed as refused:
             log.warning("TLS peer refused: %s", refused.description)
-            environ[PEER] = None
-        return environ
+            return {PEER: None}
