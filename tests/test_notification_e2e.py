@@ -92,7 +92,7 @@ def test_each_topic_message_is_written_as_gt4_wrote_it(gt4, listener):
     for change in changes:
         assert change.xsi_type == qname(GT4_NOTIFICATION, "ResourcePropertyValueChangeNotificationElementType")
         assert change.message.tag == qname(WSRP, "ResourcePropertyValueChangeNotification")
-        assert state_of(change) == "Cancelled"
+        assert notified_state(change).state == "Cancelled"
     assert terminated.xsi_type is None
     assert terminated.message.tag == qname(WSRL, "TerminationTime")
     for notification in received:
