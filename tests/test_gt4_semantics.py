@@ -8,7 +8,8 @@ import pytest
 from lxml import etree
 from sqlite_utils import Database
 
-from clients.listener import TERMINATED, NotificationListener, state_of
+from clients.listener import NotificationListener, notified_state
+from clients.resource import DESTROYED
 from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import SAMPLES, Gt4Client, SoapFault, created_eprs, shutdown_body
@@ -37,8 +38,8 @@ def test_nimbus_sample_shut_down_stays_propagated_and_starts_again(gt4):
 @pytest.mark.parametrize(
     ("documents", "seen"),
     [
-        ((NIMBUS / "sample-workspace.xml", NIMBUS / "sample-deployment-request.xml"), ["Cancelled", TERMINATED]),
-        ((SAMPLES / "workspace.xml", SAMPLES / "deployment-request.xml"), ["Propagated", "Cancelled", TERMINATED]),
+        ((NIMBUS / "sample-workspace.xml", NIMBUS / "sample-deployment-request.xml"), ["Cancelled", DESTROYED]),
+        ((SAMPLES / "workspace.xml", SAMPLES / "deployment-request.xml"), ["Propagated", "Cancelled", DESTROYED]),
     ],
     ids=["Trash", "Normal"],
 )
@@ -49,7 +50,7 @@ def test_the_lease_end_destroys_a_trash_workspace_without_shutting_it_down(gt4, 
         for topic in (STATE_TOPIC, TERMINATION_TOPIC):
             subscribe(gt4, epr, consumer, topic)
         clock.advance(timedelta(minutes=31))
-        assert [state_of(listener.received.get(timeout=10)) for _ in seen] == seen
+        assert [notified_state(listener.received.get(timeout=10)).state for _ in seen] == seen
     with pytest.raises(SoapFault) as gone:
         gt4.state(epr)
     assert gone.value.element == qname(WSRP, "ResourceUnknownFault")
