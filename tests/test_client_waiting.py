@@ -136,7 +136,7 @@ def test_deploy_draws_a_progress_bar_on_a_terminal(service, image, tmp_path):
     metadata = metadata_from(image.url, tmp_path)
     terminal, side = pty.openpty()
     argv = [*CLIENT, "-s", factory(service), "deploy", "--metadata", metadata, "--file", tmp_path / "ws.epr"]
-    process = subprocess.Popen(list(map(str, argv)), stdout=side, stderr=side, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen([str(part) for part in argv], stdout=side, stderr=side, stdin=subprocess.DEVNULL)
     os.close(side)
     shown = read_until(terminal, b"25% of 4 MB")
     assert b"\r" + b"workspace 1: [######" + b"." * 18 + b"] image to node1: 25% of 4 MB" in shown
