@@ -14,15 +14,22 @@ from vws.wsrf.addressing import EndpointReference
 
 
 class Deployments:
-    """Wakes on every committed state change and checks whether any deployment is still owed."""
+    """Wakes on every committed state change and checks whether any deployment is still owed.
+
+    Settled also means every committed state has been through the service's listeners (this
+    one runs after them): a test that subscribes next must not be sent a change that its
+    subscription came after.
+    """
 
     def __init__(self, manager: WorkspaceManager, store: Store) -> None:
         self._store = store
         self._changed = threading.Condition()
+        self._notified: dict[int, str] = {}
         manager.add_listener(self._seen)
 
     def _seen(self, workspace: Workspace) -> None:
         with self._changed:
+            self._notified[workspace.id] = workspace.state.value
             self._changed.notify_all()
 
     def settle(self, timeout: float = 30) -> None:
@@ -31,8 +38,11 @@ class Deployments:
         assert idle, f"deployments still running after {timeout} s"
 
     def _idle(self) -> bool:
-        with self._store.reading() as db:  # checked on every state change: one cheap query
-            return not db.execute("select 1 from workspaces where deploying = 1 limit 1").fetchone()
+        with self._store.reading() as db:  # checked on every state change: two cheap queries
+            if db.execute("select 1 from workspaces where deploying = 1 limit 1").fetchone():
+                return False
+            states = dict(db.execute("select id, state from workspaces where destroyed_at is null").fetchall())
+        return all(self._notified.get(key, state) == state for key, state in states.items())
 
 
 def settler(service) -> Callable[[], None]:  # type: ignore[no-untyped-def]
