@@ -84,6 +84,8 @@ class Sweeper:
         work: Callable[[], object],
         period: timedelta,
         name: str = "sweeper",
+        *,
+        first_after_period: bool = False,
     ) -> None:
         self._clock = clock
         self._next_due = next_due
@@ -92,6 +94,7 @@ class Sweeper:
         self._wake = threading.Event()
         self._deadline: datetime | None = None  # None while it works out the next one
         self._stopped = False
+        self._first_after_period = first_after_period
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -109,6 +112,9 @@ class Sweeper:
         self._thread.join()
 
     def _run(self) -> None:
+        if self._first_after_period:
+            self._deadline = self._clock.now() + self._period
+            self._clock.sleep_until(self._deadline, self._wake)
         while not self._stopped:
             self._wake.clear()
             self._deadline = None

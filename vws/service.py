@@ -70,6 +70,7 @@ class Service:
             self.manager.reconcile,
             timedelta(seconds=config.pool.reconcile_seconds),
             name="reconciler",
+            first_after_period=True,  # start() has just reconciled, in recover()
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
