@@ -8,17 +8,22 @@ the user signed, or nothing at all.
 import pytest
 from lxml import etree
 
+from tests import test_e2e_signed as signed_service
 from tests.gt4wire import Gt4Client, created_eprs, envelope_element
-from tests.test_e2e_signed import alice, clock, service, signed_create, signer, state_dir  # noqa: F401 (fixtures)
+from tests.test_e2e_signed import signed_create
 from vws.workspace.manager import SERVICE
 from vws.xmlns import SOAP_ENV, WORKSPACE, WSRL, WSRL_ACTION, qname
 
 FACTORY = "WorkspaceFactoryService"
 
+# The signed service as `vws-admin ca init` leaves it, and the user's signer (fixtures).
+state_dir, clock, service = signed_service.state_dir, signed_service.clock, signed_service.service
+signer, alice = signed_service.signer, signed_service.alice
 
-def send(service, address: str, data: bytes) -> etree._Element:
+
+def send(running, address: str, data: bytes) -> etree._Element:
     """POST raw bytes to ``address``; the reply's Body payload."""
-    client = Gt4Client(service.base_url)
+    client = Gt4Client(running.base_url)
     try:
         _, reply = client.post(address, data)
     finally:
@@ -33,9 +38,9 @@ def rewritten(message: etree._Element, old: str, new: str) -> bytes:
     return data.replace(old.encode(), new.encode())
 
 
-def live(service) -> dict[int, int]:
+def live(running) -> dict[int, int]:
     """Live workspace id -> memory MB."""
-    return {w.id: w.request.machine.memory_mb for w in service.manager.workspaces(SERVICE)}
+    return {w.id: w.request.machine.memory_mb for w in running.manager.workspaces(SERVICE)}
 
 
 # -- signed content read differently than it was verified ------------------------------------------
