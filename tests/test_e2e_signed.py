@@ -27,6 +27,7 @@ from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.service import Service
 from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
+from vws.wsrf.notification import parse_notify
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSSE, qname
 
 OTHER_DN = "/O=Grid/OU=vws/OU=local/CN=another user"
@@ -214,4 +215,5 @@ def test_notifications_are_signed_by_the_service(alice, state_dir, clock, consum
     notify = etree.fromstring(received.get(timeout=10))
     verified = MessageVerifier(TrustStore(DevCA(state_dir / "security").trust_dir), clock).verify(notify)
     assert verified.identity.endswith("/CN=host/localhost")
-    assert b"Paused" in etree.tostring(verified.body)
+    (notification,) = parse_notify(verified.body[0])  # the topic's prefix is signed with its binding
+    assert notification.topic == qname(TYPES, "currentState") and b"Paused" in etree.tostring(notification.message)

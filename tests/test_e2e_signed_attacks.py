@@ -11,8 +11,22 @@ from lxml import etree
 from tests import test_e2e_signed as signed_service
 from tests.gt4wire import Gt4Client, created_eprs, envelope_element
 from tests.test_e2e_signed import signed_create
+from tests.test_security_wssecurity import retarget
 from vws.workspace.manager import SERVICE
-from vws.xmlns import SOAP_ENV, WORKSPACE, WSRL, WSRL_ACTION, qname
+from vws.xmlns import (
+    DS,
+    EXC_C14N,
+    SOAP_ENV,
+    TYPES,
+    WORKSPACE,
+    WSRL,
+    WSRL_ACTION,
+    WSRP,
+    WSRP_ACTION,
+    XPATH_DIALECT,
+    WSU,
+    qname,
+)
 
 FACTORY = "WorkspaceFactoryService"
 
@@ -68,3 +82,34 @@ def test_a_comment_in_a_signed_key_cannot_redirect_a_destroy(alice, service, sig
     reply = send(service, epr.address, data)
     assert reply.tag == qname(SOAP_ENV, "Fault") and f"no workspace with key {victim}0" in reply.findtext("faultstring")
     assert int(victim) in live(service)
+
+
+def query(epr, expression: str) -> etree._Element:
+    """A QueryResourceProperties envelope whose XPath prefix t is declared on the QueryExpression only."""
+    body = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP})
+    holder = etree.SubElement(body, qname(WSRP, "QueryExpression"), {"Dialect": XPATH_DIALECT}, nsmap={"t": TYPES})
+    holder.text = expression
+    return envelope_element(epr.address, WSRP_ACTION + "QueryResourceProperties", body, epr.properties)
+
+
+def test_a_prefix_used_in_signed_text_is_signed_with_its_binding(alice, service, signer):
+    (epr,) = created_eprs(alice.create())
+    message = query(epr, "boolean(/*/t:currentState)")
+    signer.sign(message)
+    # Exclusive c14n alone leaves out xmlns:t (no element or attribute uses it): rebinding it changed the answer.
+    rebound = send(service, epr.address, rewritten(message, f'xmlns:t="{TYPES}"', 'xmlns:t="urn:elsewhere"'))
+    assert rebound.tag == qname(SOAP_ENV, "Fault") and "digest" in rebound.findtext("faultstring")
+    assert send(service, epr.address, etree.tostring(message)).text == "true"  # as signed: believed
+
+
+def test_a_binding_the_signature_does_not_cover_is_not_believed(alice, service, signer):
+    """A signer that lists no InclusiveNamespaces leaves the prefix's binding unsigned: it is refused, not guessed."""
+    (epr,) = created_eprs(alice.create())
+    message = signer.sign(query(epr, "/*/t:currentState"))
+    for inclusive in message.iter(f"{{{EXC_C14N}}}InclusiveNamespaces"):
+        inclusive.getparent().remove(inclusive)
+    body = message.find(qname(SOAP_ENV, "Body"))
+    assert message.find(f".//{{{DS}}}Reference").get("URI") == "#" + body.get(qname(WSU, "Id"))
+    retarget(message, body, "#" + body.get(qname(WSU, "Id")), signer.credential.key)
+    reply = send(service, epr.address, rewritten(message, f'xmlns:t="{TYPES}"', 'xmlns:t="urn:elsewhere"'))
+    assert reply.tag == qname(SOAP_ENV, "Fault") and "Undefined namespace prefix" in reply.findtext("faultstring")

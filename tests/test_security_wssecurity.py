@@ -30,7 +30,7 @@ from vws.security.wssecurity import (
     SecurityPolicy,
     SignatureRefused,
 )
-from vws.xmlns import DS, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
+from vws.xmlns import DS, EXC_C14N, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
 
 keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
@@ -76,6 +76,10 @@ def retarget(envelope: etree._Element, element: etree._Element, uri: str, key) -
     return resign(envelope, key)
 
 
+def as_digested(element, prefixes=("work",)) -> bytes:
+    return etree.tostring(element, method="c14n", exclusive=True, inclusive_ns_prefixes=list(prefixes))
+
+
 def body_payload(envelope):
     return envelope.find("soapenv:Body", NS)[0]
 
@@ -92,12 +96,42 @@ def test_round_trip(pki, clock, verifier, who, token):
     assert security.get(f"{{{SOAP_ENV}}}mustUnderstand") == "1"
     verified = verifier.verify(envelope)
     assert verified.identity == USER_DN and not verified.limited
-    assert verified.body is envelope.find("soapenv:Body", NS)
-    header = envelope.find("soapenv:Header", NS)
-    assert verified.signed_headers == tuple(h for h in header if h.tag != f"{{{WSSE}}}Security")
-    stamp = envelope.find(".//wsu:Timestamp", NS)
-    assert verified.covered == (verified.body, stamp, *verified.signed_headers)
+    assert as_digested(verified.body) == as_digested(envelope.find("soapenv:Body", NS))
+    header = [h for h in envelope.find("soapenv:Header", NS) if h.tag != f"{{{WSSE}}}Security"]
+    assert [as_digested(h) for h in verified.signed_headers] == [as_digested(h) for h in header]
     assert verified.created == NOW and verified.expires == NOW + timedelta(minutes=5)
+
+
+def test_prefixes_used_in_text_are_signed_with_their_bindings(pki, proxy, clock, verifier):
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    inclusive = envelope.findall(f".//ds:Reference/ds:Transforms/ds:Transform/{{{EXC_C14N}}}InclusiveNamespaces", NS)
+    assert [element.get("PrefixList") for element in inclusive] == ["work"]  # Body: work:CurrentState
+    rebound = wire(
+        etree.fromstring(
+            etree.tostring(envelope).replace(f'xmlns:work="{WORKSPACE}">work:'.encode(), b'xmlns:work="urn:x">work:')
+        )
+    )
+    with pytest.raises(SignatureRefused, match="digest of .*Body does not match"):
+        verifier.verify(rebound)
+    assert verifier.verify(envelope).body[0].nsmap["work"] == WORKSPACE
+
+
+def test_a_binding_left_out_of_the_digest_is_left_out_of_the_message(pki, proxy, clock, verifier):
+    """Signed without InclusiveNamespaces, xmlns:work is outside the digest: the verified Body does not bind it."""
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    for inclusive in envelope.iter(f"{{{EXC_C14N}}}InclusiveNamespaces"):
+        inclusive.getparent().remove(inclusive)
+    body = envelope.find("soapenv:Body", NS)
+    retarget(envelope, body, "#" + body.get(f"{{{WSU}}}Id"), proxy.key)
+    payload = verifier.verify(envelope).body[0]
+    assert payload.text == "work:CurrentState" and "work" not in payload.nsmap
+
+
+def test_inclusive_default_namespace_is_refused_by_name(pki, proxy, clock, verifier):
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    envelope.find(f".//{{{EXC_C14N}}}InclusiveNamespaces").set("PrefixList", "work #default")
+    with pytest.raises(SignatureRefused, match="#default is not supported"):
+        verifier.verify(resign(envelope, proxy.key))
 
 
 def test_limited_proxy_is_reported(pki, clock, verifier):

@@ -17,11 +17,21 @@ match). Only those elements are returned, so a dispatcher that reads
 ``VerifiedMessage.body`` and ``signed_headers`` cannot be fed a wrapped forgery.
 Checks run cheapest-first; the replay cache is consulted last, so a forged
 message cannot evict or poison an entry.
+
+What is returned is each element *as digested*: its exclusive-c14n form, parsed
+again. Exclusive c14n leaves out a namespace declaration that no element or
+attribute name uses, so a prefix used only in text (a QName such as
+``t:currentState``, an XPath, a topic expression) would keep whatever binding an
+attacker gave it. Parsed from the canonical form, such a prefix is unbound unless
+the signer listed it in the transform's InclusiveNamespaces PrefixList: a reader
+resolving it refuses the message instead of guessing. The signer lists every
+prefix its text uses, so its own messages keep their meaning.
 """
 
 import base64
 import heapq
 import hmac
+import re
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
@@ -52,6 +62,7 @@ from vws.xmlns import (
     X509_PKIPATH,
     X509V3,
 )
+from vws.xmlparse import parse_canonical
 
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -146,9 +157,8 @@ class ReplayCache:
 @dataclass(frozen=True)
 class VerifiedMessage:
     chain: ValidatedChain
-    body: etree._Element  # the envelope's real soapenv:Body
-    signed_headers: tuple[etree._Element, ...]  # real header blocks the signature covers, in document order
-    covered: tuple[etree._Element, ...]  # every element a Reference digested, in SignedInfo order
+    body: etree._Element  # the envelope's real soapenv:Body, as digested (see the module docstring)
+    signed_headers: tuple[etree._Element, ...]  # real header blocks the signature covers, as digested, in order
     created: datetime
     expires: datetime
     signature_method: str
@@ -195,6 +205,21 @@ def _c14n(element: etree._Element, prefixes: Sequence[str] | None = None) -> byt
         with_comments=False,
         inclusive_ns_prefixes=list(prefixes) if prefixes else None,
     )
+
+
+_NAME_BEFORE_COLON = re.compile(r"([A-Za-z_][\w.\-]*):")
+
+
+def text_prefixes(element: etree._Element) -> list[str]:
+    """The in-scope prefixes that text in ``element`` may use as QName prefixes: what InclusiveNamespaces must list.
+
+    An unprefixed QName in text is not covered this way: lxml's c14n cannot take "#default".
+    """
+    found: set[str] = set()
+    for node in element.iter():
+        if node.text and not node.text.isspace():
+            found.update(name for name in _NAME_BEFORE_COLON.findall(node.text) if name in node.nsmap)
+    return sorted(found)
 
 
 def _digest(data: bytes, method: str) -> bytes:
@@ -316,9 +341,15 @@ class MessageSigner:
     def _reference(self, signed_info: etree._Element, element: etree._Element) -> None:
         prefix = "Body" if element.tag == _BODY else "H"
         ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, prefix))
-        etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
+        transform = etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
+        inclusive = text_prefixes(element)
+        if inclusive:
+            etree.SubElement(transform, _INCLUSIVE_NS, PrefixList=" ".join(inclusive), nsmap={"ec": EXC_C14N})
+            # lxml hands c14n only the prefixes its document dictionary holds, which a tree built in code
+            # may lack: the parsed copy (with every in-scope declaration) has them all.
+            element = parse_canonical(etree.tostring(element, with_tail=False))
         etree.SubElement(ref, _DIGEST_METHOD, Algorithm=self.digest_method)
-        digest = _digest(_c14n(element), self.digest_method)
+        digest = _digest(_c14n(element, inclusive), self.digest_method)
         etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(digest).decode()
 
 
@@ -338,7 +369,10 @@ def _prefix_list(parent: etree._Element) -> list[str] | None:
         return None
     if len(inclusive) > 1:
         raise SignatureRefused("more than one InclusiveNamespaces")
-    return [p if p != "#default" else "" for p in (inclusive[0].get("PrefixList") or "").split()] or None
+    prefixes = (inclusive[0].get("PrefixList") or "").split()
+    if "#default" in prefixes:  # lxml's c14n would drop it silently, and the digest fail for no clear reason
+        raise SignatureRefused("an InclusiveNamespaces PrefixList naming #default is not supported")
+    return prefixes or None
 
 
 def _parse_time(element: etree._Element | None, what: str) -> datetime | None:
@@ -405,6 +439,14 @@ class _Reference:
     prefixes: list[str] | None
 
 
+def _check_digest(ref: _Reference) -> bytes:
+    """The canonical form of ``ref``'s target, once its digest matches."""
+    canonical = _c14n(ref.target, ref.prefixes)
+    if not hmac.compare_digest(_digest(canonical, ref.digest_method), ref.digest):
+        raise SignatureRefused(f"the digest of {ref.target.tag} does not match: the element was changed after signing")
+    return canonical
+
+
 class MessageVerifier:
     def __init__(
         self,
@@ -441,18 +483,13 @@ class MessageVerifier:
         self._check_coverage(covered, body, stamp, others)
 
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
-        for ref in references:
-            if not hmac.compare_digest(_digest(_c14n(ref.target, ref.prefixes), ref.digest_method), ref.digest):
-                raise SignatureRefused(
-                    f"the digest of {ref.target.tag} does not match: the element was changed after signing"
-                )
+        digested = {id(ref.target): _check_digest(ref) for ref in references}
         if not self.replay_cache.admit(value, deadline + self.policy.skew):
             raise SignatureRefused("replayed message: this signature was already accepted")
         return VerifiedMessage(
             chain=chain,
-            body=body,
-            signed_headers=tuple(block for block in others if id(block) in covered),
-            covered=tuple(ref.target for ref in references),
+            body=parse_canonical(digested[id(body)]),
+            signed_headers=tuple(parse_canonical(digested[id(block)]) for block in others if id(block) in covered),
             created=created,
             expires=expires or deadline,
             signature_method=signature_method,
