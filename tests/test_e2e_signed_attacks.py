@@ -19,12 +19,13 @@ from vws.xmlns import (
     SOAP_ENV,
     TYPES,
     WORKSPACE,
+    WSA,
     WSRL,
     WSRL_ACTION,
     WSRP,
     WSRP_ACTION,
-    XPATH_DIALECT,
     WSU,
+    XPATH_DIALECT,
     qname,
 )
 
@@ -113,3 +114,35 @@ def test_a_binding_the_signature_does_not_cover_is_not_believed(alice, service, 
     retarget(message, body, "#" + body.get(qname(WSU, "Id")), signer.credential.key)
     reply = send(service, epr.address, rewritten(message, f'xmlns:t="{TYPES}"', 'xmlns:t="urn:elsewhere"'))
     assert reply.tag == qname(SOAP_ENV, "Fault") and "Undefined namespace prefix" in reply.findtext("faultstring")
+
+
+# -- wsa:To names the endpoint that received the message -------------------------------------------
+
+
+def property_request(to: str, name: str, key: tuple[etree._Element, ...] = ()) -> etree._Element:
+    body = etree.Element(qname(WSRP, "GetResourceProperty"), nsmap={"wsrp": WSRP, "t": TYPES})
+    body.text = "t:" + name
+    return envelope_element(to, WSRP_ACTION + "GetResourceProperty", body, key)
+
+
+def test_a_message_signed_for_one_endpoint_is_refused_by_another(service, signer):
+    message = signer.sign(property_request(service.base_url + "WorkspaceService", "DefaultRunningTime"))
+    reply = send(service, service.base_url + FACTORY, etree.tostring(message))
+    assert reply.tag == qname(SOAP_ENV, "Fault")
+    assert reply.findtext("faultcode") == "wsa:DestinationUnreachable" and reply.nsmap["wsa"] == WSA
+    assert "/wsrf/services/WorkspaceService" in reply.findtext("faultstring")
+
+
+def test_to_is_compared_by_path_so_proxies_may_rename_the_host(service, signer):
+    to = "https://vws.example.org/wsrf/services/" + FACTORY  # as a client behind a TLS-terminating proxy sends it
+    message = signer.sign(property_request(to, "DefaultRunningTime"))
+    reply = send(service, service.base_url + FACTORY, etree.tostring(message))
+    assert reply.tag == qname(WSRP, "GetResourcePropertyResponse")
+
+
+def test_a_signed_message_must_name_its_endpoint(service, signer):
+    message = property_request(service.base_url + FACTORY, "DefaultRunningTime")
+    header = message.find(qname(SOAP_ENV, "Header"))
+    header.remove(header.find(qname(WSA, "To")))
+    reply = send(service, service.base_url + FACTORY, etree.tostring(signer.sign(message)))
+    assert reply.findtext("faultcode") == "wsa:DestinationUnreachable" and "no wsa:To" in reply.findtext("faultstring")

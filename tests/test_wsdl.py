@@ -68,9 +68,9 @@ def routed(tmp_path_factory) -> dict[str, list[Operation]]:
     captured: dict[str, list[Operation]] = {}
     real = vws.service.wsgi_application
 
-    def spy(port_type, gatekeeper, clock):  # type: ignore[no-untyped-def]
+    def spy(port_type, *rest):  # type: ignore[no-untyped-def]
         captured[port_type.service] = list(port_type.operations())
-        return real(port_type, gatekeeper, clock)
+        return real(port_type, *rest)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vws.service, "wsgi_application", spy)

@@ -20,6 +20,10 @@ class MalformedMessage(VwsError):
     """The bytes are not a SOAP message we are willing to read."""
 
 
+class WrongDestination(MalformedMessage):
+    """The message's wsa:To names another endpoint than the one that received it (or none, when signed)."""
+
+
 class InvalidMetadata(VwsError):
     """The VirtualWorkspace metadata or deployment request is wrong or incomplete."""
 

@@ -138,7 +138,10 @@ class Service:
             StatusPortType(self.manager, self.accounting, endpoints, self.clock),
         ]
         return Router(
-            {port.service: wsgi_application(port, self.gatekeeper, self.clock) for port in port_types},
+            {
+                port.service: wsgi_application(port, self.gatekeeper, self.clock, self.base_url + port.service)
+                for port in port_types
+            },
             self.base_url,
         )
 
