@@ -5,7 +5,7 @@
 
 zeep runs its egress plugins (our WS-Addressing 2004/03 headers) *before* the
 ``wsse`` hook, so ``apply`` sees and signs the Body, a fresh Timestamp, every
-WS-Addressing header and every workspace-namespace header (the resource key);
+WS-Addressing header and every resource key header (WorkspaceKey, SubscriptionKey...);
 zeep's stock ``BinarySignature`` signs only Body and Timestamp. ``verify``
 checks signed replies against the trust directory -- not against our own
 certificate as zeep's stock verifier does -- and, when asked, that the signer is

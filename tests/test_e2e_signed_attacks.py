@@ -10,9 +10,12 @@ from lxml import etree
 
 from tests import test_e2e_signed as signed_service
 from tests.gt4wire import Gt4Client, created_eprs, envelope_element
+from tests.resources import subscribe, subscription_call
 from tests.test_e2e_signed import signed_create
 from tests.test_security_wssecurity import retarget
+from vws.soap.porttypes.common import SUBSCRIPTION_KEY
 from vws.workspace.manager import SERVICE
+from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import (
     DS,
     EXC_C14N,
@@ -146,3 +149,14 @@ def test_a_signed_message_must_name_its_endpoint(service, signer):
     header.remove(header.find(qname(WSA, "To")))
     reply = send(service, service.base_url + FACTORY, etree.tostring(signer.sign(message)))
     assert reply.findtext("faultcode") == "wsa:DestinationUnreachable" and "no wsa:To" in reply.findtext("faultstring")
+
+
+# -- identity and state ----------------------------------------------------------------------------
+
+
+def test_a_signing_client_manages_its_own_subscription(alice):
+    (epr,) = created_eprs(alice.create())
+    subscription = subscribe(alice, epr, EndpointReference("http://127.0.0.1:9/"), qname(TYPES, "currentState"))
+    assert subscription.key(SUBSCRIPTION_KEY)  # echoed as a header, signed like the WorkspaceKey
+    for operation in ("PauseSubscription", "ResumeSubscription", "Destroy"):
+        subscription_call(alice, subscription, operation)

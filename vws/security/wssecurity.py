@@ -54,6 +54,7 @@ from vws.xmlns import (
     BASE64_BINARY,
     DS,
     EXC_C14N,
+    GT4_CORE,
     SOAP_ENV,
     WORKSPACE,
     WSA,
@@ -108,7 +109,8 @@ class SecurityPolicy:
     signature_methods: frozenset[str] = frozenset({RSA_SHA256, RSA_SHA1})
     digest_methods: frozenset[str] = frozenset({SHA256, SHA1})
     require_addressing: bool = True  # every WS-Addressing header present must be signed
-    require_workspace_headers: bool = True  # every header in a workspace namespace (resource keys) too
+    # every resource key too: headers in a workspace namespace, and ws-core's (the SubscriptionKey)
+    require_workspace_headers: bool = True
     skew: timedelta = timedelta(seconds=300)
     # The longest a Timestamp is believed after its Created, whatever its Expires says: this also bounds
     # how long the replay cache must remember a signature.
@@ -118,7 +120,7 @@ class SecurityPolicy:
         namespace = etree.QName(header_block).namespace or ""
         if self.require_addressing and namespace == WSA:
             return True
-        return self.require_workspace_headers and namespace.startswith(WORKSPACE)
+        return self.require_workspace_headers and (namespace.startswith(WORKSPACE) or namespace == GT4_CORE)
 
 
 DEFAULT_POLICY = SecurityPolicy()
@@ -192,7 +194,7 @@ def header_blocks(header: etree._Element | None) -> list[etree._Element]:
 
 
 def required_headers(envelope: etree._Element, policy: SecurityPolicy = DEFAULT_POLICY) -> list[etree._Element]:
-    """The header blocks ``policy`` wants signed (WS-Addressing, workspace keys), in document order."""
+    """The header blocks ``policy`` wants signed (WS-Addressing, resource keys), in document order."""
     header, _ = envelope_parts(envelope)
     return [block for block in header_blocks(header) if block.tag != _SECURITY and policy.must_sign(block)]
 
@@ -286,7 +288,7 @@ class MessageSigner:
 
         Body and Timestamp are always signed; ``also_sign`` lists header blocks
         (direct children of the Header) to sign too. ``None`` means every header
-        the default policy requires (WS-Addressing and workspace namespaces).
+        the default policy requires (WS-Addressing and resource keys).
         """
         if envelope.tag != _ENVELOPE:
             raise ValueError("not a SOAP 1.1 Envelope")

@@ -10,13 +10,13 @@ from vws.soap import faults
 from vws.soap.dispatch import Call, Handler, Operation
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import ENSEMBLE, GROUP, WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
 GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
 ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
 # GT4 ws-core's subscription resource key.
-SUBSCRIPTION_KEY = qname("http://www.globus.org/namespaces/2004/06/core", "SubscriptionKey")
+SUBSCRIPTION_KEY = qname(GT4_CORE, "SubscriptionKey")
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
 GROUP_SERVICE = "WorkspaceGroupService"
