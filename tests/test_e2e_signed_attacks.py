@@ -9,10 +9,19 @@ import pytest
 from lxml import etree
 
 from tests import test_e2e_signed as signed_service
-from tests.gt4wire import Gt4Client, created_eprs, envelope_element
-from tests.resources import subscribe, subscription_call
-from tests.test_e2e_signed import signed_create
+from tests.gt4wire import Gt4Client, SoapFault, created_eprs, envelope_element
+from tests.resources import (
+    create,
+    create_request,
+    ensemble_report,
+    in_ensemble,
+    reference,
+    subscribe,
+    subscription_call,
+)
+from tests.test_e2e_signed import signed_create, user_proxy
 from tests.test_security_wssecurity import retarget
+from vws.security.wssecurity import MessageSigner
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
 from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
@@ -160,3 +169,25 @@ def test_a_signing_client_manages_its_own_subscription(alice):
     assert subscription.key(SUBSCRIPTION_KEY)  # echoed as a header, signed like the WorkspaceKey
     for operation in ("PauseSubscription", "ResumeSubscription", "Destroy"):
         subscription_call(alice, subscription, operation)
+
+
+def ensemble_rows(running) -> list[dict]:
+    with running.store.reading() as db:
+        return list(db["ensembles"].rows)
+
+
+def test_a_refused_ensemble_member_changes_nothing(alice, service, state_dir, clock):
+    limited = Gt4Client(service.base_url, sign=MessageSigner(user_proxy(state_dir, clock, limited=True), clock).sign)
+    try:
+        before = ensemble_rows(service)
+        with pytest.raises(SoapFault, match="limited proxy"):  # a new ensemble
+            create(limited, in_ensemble(create_request(), None))
+        assert ensemble_rows(service) == before
+        ensemble = reference(create(alice, in_ensemble(create_request(), None)), "EnsembleEPR")
+        members = live(service)
+        with pytest.raises(SoapFault, match="limited proxy"):  # a member of the user's open ensemble
+            create(limited, in_ensemble(create_request(), ensemble))
+        assert live(service) == members
+        assert len(ensemble_report(alice, ensemble)) == 1  # still there, still open
+    finally:
+        limited.close()

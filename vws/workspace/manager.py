@@ -233,7 +233,12 @@ class WorkspaceManager:
         return duration
 
     def _reserve(
-        self, caller: Caller, request: DeploymentRequest, duration: timedelta, ensemble_key: str | None = None
+        self,
+        caller: Caller,
+        request: DeploymentRequest,
+        duration: timedelta,
+        ensemble_key: str | None = None,
+        prepare: Callable[[Database], None] | None = None,
     ) -> list[int]:
         now = self._clock.now()
         group = str(uuid.uuid4()) if request.node_number > 1 else None
@@ -254,6 +259,8 @@ class WorkspaceManager:
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
+            if prepare is not None:
+                prepare(db)
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
             placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
             for placement in placements:
@@ -270,10 +277,21 @@ class WorkspaceManager:
         """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
         self._admission_checks.append(check)
 
-    def create_held(self, caller: Caller, request: DeploymentRequest, ensemble_key: str) -> list[Workspace]:
-        """Reserve and place like ``create``, but leave the workspaces Unpropagated until released."""
+    def create_held(
+        self,
+        caller: Caller,
+        request: DeploymentRequest,
+        ensemble_key: str,
+        prepare: Callable[[Database], None] | None = None,
+    ) -> list[Workspace]:
+        """Reserve and place like ``create``, but leave the workspaces Unpropagated until released.
+
+        ``prepare(db)`` runs inside the reservation's transaction once every check has passed,
+        before the workspaces are written (a new ensemble's own row): a refusal writes nothing.
+        """
         duration = self._check_policy(caller, request)
-        return [self._snapshot(workspace_id) for workspace_id in self._reserve(caller, request, duration, ensemble_key)]
+        reserved = self._reserve(caller, request, duration, ensemble_key, prepare)
+        return [self._snapshot(workspace_id) for workspace_id in reserved]
 
     def release_held(self, ids: list[int]) -> list[Workspace]:
         """Bring held workspaces up together, in the background: every one reaches its initial
