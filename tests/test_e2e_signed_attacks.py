@@ -21,7 +21,9 @@ from tests.resources import (
 )
 from tests.test_e2e_signed import signed_create, user_proxy
 from tests.test_security_wssecurity import retarget
-from vws.security.wssecurity import MessageSigner
+from vws.config import Config, ConfigError
+from vws.security.wssecurity import RSA_SHA1, SHA1, MessageSigner
+from vws.service import Service
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
 from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
@@ -191,3 +193,39 @@ def test_a_refused_ensemble_member_changes_nothing(alice, service, state_dir, cl
         assert len(ensemble_report(alice, ensemble)) == 1  # still there, still open
     finally:
         limited.close()
+
+
+# -- clean edges -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sha1_signer(state_dir, clock):
+    """Signs as GT4's own clients and zeep's stock BinarySignature do by default: RSA-SHA1, SHA-1 digests."""
+    return MessageSigner(user_proxy(state_dir, clock), clock, signature_method=RSA_SHA1, digest_method=SHA1)
+
+
+def test_sha1_signatures_are_refused_by_default(service, sha1_signer):
+    before = live(service)
+    reply = send(service, service.base_url + FACTORY, etree.tostring(signed_create(service, sha1_signer)))
+    assert reply.findtext("faultcode") == "soapenv:Client"
+    assert "rsa-sha1 is not allowed" in reply.findtext("faultstring")
+    assert "signature_hashes" in reply.findtext("faultstring")  # what an administrator may change
+    assert live(service) == before
+
+
+def test_an_administrator_may_accept_sha1_for_old_clients(state_dir, clock, sha1_signer):
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
+    running = Service(config.with_overrides("security", signature_hashes=("sha256", "sha1")), clock=clock)
+    running.start()
+    try:
+        message = sha1_signer.sign(property_request(running.base_url + FACTORY, "DefaultRunningTime"))
+        reply = send(running, running.base_url + FACTORY, etree.tostring(message))
+        assert reply.tag == qname(WSRP, "GetResourcePropertyResponse")
+    finally:
+        running.stop()
+
+
+def test_an_unknown_hash_is_a_config_error(state_dir, clock):
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
+    with pytest.raises(ConfigError, match=r"\[security\] signature_hashes: unknown signature hash md5"):
+        Service(config.with_overrides("security", signature_hashes=("md5",)), clock=clock)

@@ -14,6 +14,7 @@ from cheroot import wsgi
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig
 from vws.pool.manager import PoolManager
+from vws.security import wssecurity
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
@@ -206,7 +207,11 @@ def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
         if not security.tls:
             raise ConfigError("[security] require_signature = no needs tls = yes (or --insecure)")
         return TransportGate(gridmap, admins)
-    policy = SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
+    try:
+        signature_methods, digest_methods = wssecurity.methods(security.signature_hashes)
+    except ValueError as unknown:
+        raise ConfigError(f"[security] signature_hashes: {unknown}") from None
+    policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))
     verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
     return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
 

@@ -67,9 +67,30 @@ from vws.xmlparse import parse_canonical
 
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
+RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
 SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-_HASHES = {RSA_SHA1: hashes.SHA1, RSA_SHA256: hashes.SHA256, SHA1: hashes.SHA1, SHA256: hashes.SHA256}
+SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
+SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
+# A hash's name (as [security] signature_hashes lists it) -> (its RSA signature method, its digest method).
+HASH_METHODS = {
+    "sha1": (RSA_SHA1, SHA1),
+    "sha256": (RSA_SHA256, SHA256),
+    "sha384": (RSA_SHA384, SHA384),
+    "sha512": (RSA_SHA512, SHA512),
+}
+_HASHES = {
+    method: algorithm
+    for name, algorithm in (
+        ("sha1", hashes.SHA1),
+        ("sha256", hashes.SHA256),
+        ("sha384", hashes.SHA384),
+        ("sha512", hashes.SHA512),
+    )
+    for method in HASH_METHODS[name]
+}
+SHA2_FAMILY = ("sha256", "sha384", "sha512")
 
 # Every attribute some XML-DSig implementation resolves "#x" against: their values must be unique together.
 _ID_ATTRIBUTES = etree.XPath("//@wsu:Id | //@Id | //@ID | //@id | //@xml:id", namespaces={"wsu": WSU})
@@ -104,10 +125,22 @@ class SignatureRefused(AuthenticationFailed):
     """A WS-Security header is missing, malformed, wrong, stale, replayed or covers the wrong elements."""
 
 
+def methods(hash_names: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(signature methods, digest methods) using the named hashes; ValueError names an unknown one."""
+    unknown = sorted(set(hash_names) - set(HASH_METHODS))
+    if unknown:
+        raise ValueError(f"unknown signature hash {', '.join(unknown)} (known: {', '.join(HASH_METHODS)})")
+    return frozenset(HASH_METHODS[n][0] for n in hash_names), frozenset(HASH_METHODS[n][1] for n in hash_names)
+
+
+_SHA2_SIGNATURES, _SHA2_DIGESTS = methods(SHA2_FAMILY)
+
+
 @dataclass(frozen=True)
 class SecurityPolicy:
-    signature_methods: frozenset[str] = frozenset({RSA_SHA256, RSA_SHA1})
-    digest_methods: frozenset[str] = frozenset({SHA256, SHA1})
+    # SHA-1 is no longer collision resistant: only an administrator enables it, for old clients.
+    signature_methods: frozenset[str] = _SHA2_SIGNATURES
+    digest_methods: frozenset[str] = _SHA2_DIGESTS
     require_addressing: bool = True  # every WS-Addressing header present must be signed
     # every resource key too: headers in a workspace namespace, and ws-core's (the SubscriptionKey)
     require_workspace_headers: bool = True
@@ -269,8 +302,8 @@ class MessageSigner:
         lifetime: timedelta = timedelta(seconds=300),
     ) -> None:
         if not isinstance(credential.key, rsa.RSAPrivateKey):
-            raise ValueError("only RSA credentials can sign (RSA-SHA256 / RSA-SHA1)")
-        if signature_method not in (RSA_SHA1, RSA_SHA256) or digest_method not in (SHA1, SHA256):
+            raise ValueError("only RSA credentials can sign (RSA-SHA256 and its kin)")
+        if signature_method not in _HASHES or digest_method not in _HASHES:
             raise ValueError("unsupported signature or digest method")
         self.credential = credential
         self.clock = clock
@@ -449,6 +482,9 @@ def _check_digest(ref: _Reference) -> bytes:
     return canonical
 
 
+_ACCEPTED = " (the hashes accepted are the service's [security] signature_hashes)"
+
+
 class MessageVerifier:
     def __init__(
         self,
@@ -526,7 +562,7 @@ class MessageVerifier:
             )
         signature_method = _one(signed_info, _SIG_METHOD, "ds:SignedInfo").get("Algorithm")
         if signature_method not in self.policy.signature_methods:
-            raise SignatureRefused(f"signature method {signature_method} is not allowed")
+            raise SignatureRefused(f"signature method {signature_method} is not allowed{_ACCEPTED}")
         return signature_method, _prefix_list(c14n_method)
 
     @staticmethod
@@ -585,7 +621,7 @@ class MessageVerifier:
             raise SignatureRefused(f"reference {uri}: only a single exclusive-c14n transform is accepted")
         digest_method = _one(ref, _DIGEST_METHOD, "ds:Reference").get("Algorithm")
         if digest_method not in self.policy.digest_methods:
-            raise SignatureRefused(f"digest method {digest_method} is not allowed")
+            raise SignatureRefused(f"digest method {digest_method} is not allowed{_ACCEPTED}")
         digest = _b64(_one(ref, _DIGEST_VALUE, "ds:Reference").text, "DigestValue")
         return _Reference(target, digest_method, digest, _prefix_list(transforms[0]))
 
