@@ -51,6 +51,8 @@ def service(state_dir, clock):
     running = Service(config, clock=clock)
     running.start()
     yield running
+    for workspace in running.manager.workspaces(SERVICE):  # the module's tests share the state dir's addresses
+        running.manager.destroy(SERVICE, workspace.id)
     running.stop()
 
 
@@ -186,14 +188,19 @@ def test_security_header_must_be_understood(service, signer):
 
 
 @pytest.fixture
-def consumer():
-    """A bare HTTP consumer that keeps every POSTed envelope as it arrived."""
+def consumer(request):
+    """A bare HTTP consumer that keeps every POSTed envelope as it arrived (and, with ``indirect``
+    parametrization, first refuses that many deliveries with a 503)."""
     received: queue.Queue[bytes] = queue.Queue()
+    refusals = [getattr(request, "param", 0)]
 
     class Consumer(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.put(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            refused, refusals[0] = refusals[0] > 0, refusals[0] - 1
+            if not refused:
+                received.put(data)
+            self.send_response(503 if refused else 200)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -207,7 +214,9 @@ def consumer():
     thread.join()
 
 
+@pytest.mark.parametrize("consumer", [0, 1], indirect=True, ids=["delivered", "retried"])
 def test_notifications_are_signed_by_the_service(alice, state_dir, clock, consumer):
+    """Each delivery attempt is signed afresh: a retried notification was signed twice and never sent."""
     reference, received = consumer
     (epr,) = created_eprs(alice.create())
     subscribe(alice, epr, reference, qname(TYPES, "currentState"))

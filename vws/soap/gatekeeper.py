@@ -18,8 +18,10 @@ from vws.security.gridmap import GridMap
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
+from vws.xmlns import WSSE, qname
 
 ANONYMOUS = Caller("<anonymous>")
+_SECURITY = qname(WSSE, "Security")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class SignedGate:
             self._signer.sign(envelope)
 
     def sign(self, envelope: etree._Element) -> None:
+        """Each delivery attempt of a notification is signed afresh: a new Timestamp, a new signature."""
+        header, _ = wssecurity.envelope_parts(envelope)
+        for block in wssecurity.header_blocks(header):
+            if block.tag == _SECURITY:
+                header.remove(block)
         self._signer.sign(envelope)
 
 
