@@ -5,6 +5,8 @@ the bytes, and POSTed to a running service: what the service acts on must be wha
 the user signed, or nothing at all.
 """
 
+import logging
+
 import pytest
 from lxml import etree
 
@@ -22,6 +24,10 @@ from tests.resources import (
 from tests.test_e2e_signed import signed_create, user_proxy
 from tests.test_security_wssecurity import retarget
 from vws.config import Config, ConfigError
+from vws.security import ca
+from vws.security.ca import DevCA
+from vws.security.credentials import Credential
+from vws.security.proxy import create_proxy
 from vws.security.wssecurity import RSA_SHA1, SHA1, MessageSigner
 from vws.service import Service
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
@@ -70,6 +76,19 @@ def rewritten(message: etree._Element, old: str, new: str) -> bytes:
 def live(running) -> dict[int, int]:
     """Live workspace id -> memory MB."""
     return {w.id: w.request.machine.memory_mb for w in running.manager.workspaces(SERVICE)}
+
+
+REFUSALS = "vws.soap.gatekeeper"
+
+
+def dev_authority(state_dir) -> Credential:
+    """The development CA that `vws-admin ca init` made, to issue more users."""
+    authority = DevCA(state_dir / "security").root / "ca"
+    return Credential.load(authority / "cacert.pem", authority / "cakey.pem")
+
+
+def refusals(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == REFUSALS]
 
 
 # -- signed content read differently than it was verified ------------------------------------------
@@ -139,12 +158,14 @@ def property_request(to: str, name: str, key: tuple[etree._Element, ...] = ()) -
     return envelope_element(to, WSRP_ACTION + "GetResourceProperty", body, key)
 
 
-def test_a_message_signed_for_one_endpoint_is_refused_by_another(service, signer):
+def test_a_message_signed_for_one_endpoint_is_refused_by_another(service, signer, caplog):
     message = signer.sign(property_request(service.base_url + "WorkspaceService", "DefaultRunningTime"))
     reply = send(service, service.base_url + FACTORY, etree.tostring(message))
     assert reply.tag == qname(SOAP_ENV, "Fault")
     assert reply.findtext("faultcode") == "wsa:DestinationUnreachable" and reply.nsmap["wsa"] == WSA
     assert "/wsrf/services/WorkspaceService" in reply.findtext("faultstring")
+    (logged,) = refusals(caplog)
+    assert "CN=vws user from 127.0.0.1" in logged and "names another endpoint" in logged
 
 
 def test_to_is_compared_by_path_so_proxies_may_rename_the_host(service, signer):
@@ -229,3 +250,23 @@ def test_an_unknown_hash_is_a_config_error(state_dir, clock):
     config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
     with pytest.raises(ConfigError, match=r"\[security\] signature_hashes: unknown signature hash md5"):
         Service(config.with_overrides("security", signature_hashes=("md5",)), clock=clock)
+
+
+def test_each_refused_authentication_is_logged_once_without_secrets(service, signer, state_dir, clock, caplog):
+    caplog.set_level(logging.INFO, logger=REFUSALS)
+    tampered = signed_create(service, signer)
+    tampered.find(f".//{{{TYPES}}}resourceRequest//{{*}}Exact").text = "1024"
+    secret = signed_create(service, signer)
+    send(service, service.base_url + FACTORY, etree.tostring(secret))
+    replayed = etree.tostring(secret)
+    stranger = ca.issue(dev_authority(state_dir), "/O=Grid/OU=vws/OU=local/CN=stranger", clock)
+    unmapped = signed_create(service, MessageSigner(create_proxy(stranger, clock), clock))
+    caplog.clear()
+    for message in (etree.tostring(tampered), replayed, etree.tostring(unmapped)):
+        assert send(service, service.base_url + FACTORY, message).tag == qname(SOAP_ENV, "Fault")
+    tampered_line, replay_line, unmapped_line = refusals(caplog)
+    assert "digest" in tampered_line and "CN=vws user" in tampered_line and "127.0.0.1" in tampered_line
+    assert "replayed" in replay_line and "CN=vws user" in replay_line
+    assert "grid-mapfile" in unmapped_line and "CN=stranger" in unmapped_line and "127.0.0.1" in unmapped_line
+    signature_value = secret.findtext(f".//{{{DS}}}SignatureValue")
+    assert not any(signature_value[:40] in line or "MIIB" in line for line in refusals(caplog))

@@ -47,7 +47,7 @@ from lxml import etree
 from vws.clock import Clock, timestamp, utc
 from vws.errors import AuthenticationFailed
 from vws.security import der
-from vws.security.credentials import Credential
+from vws.security.credentials import Credential, oneline
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, ValidatedChain
 from vws.xmlns import (
@@ -284,6 +284,18 @@ def pki_path(chain: Sequence[x509.Certificate]) -> bytes:
 def read_pki_path(data: bytes) -> tuple[bytes, ...]:
     """The DER certificates of a PkiPath, leaf first."""
     return tuple(reversed(der.sequence_of(data)))
+
+
+def claimed_signer(envelope: etree._Element) -> str | None:
+    """The subject of the certificate a message's first security token holds, *not* verified: for logs only."""
+    try:
+        header, _ = envelope_parts(envelope)
+        token = next(next(b for b in header_blocks(header) if b.tag == _SECURITY).iterchildren(_BST))
+        data = _b64(token.text, "BinarySecurityToken")
+        leaf = data if token.get("ValueType") == X509V3 else read_pki_path(data)[0]
+        return oneline(x509.load_der_x509_certificate(leaf).subject)
+    except (SignatureRefused, StopIteration, ValueError):
+        return None
 
 
 # -- signing -------------------------------------------------------------------------------------

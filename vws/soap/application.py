@@ -20,7 +20,7 @@ from vws.clock import Clock
 from vws.errors import MalformedMessage, VwsError, WrongDestination
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation, PortType
-from vws.soap.gatekeeper import Admission, Gatekeeper
+from vws.soap.gatekeeper import Admission, Gatekeeper, log_refusal
 from vws.wsrf.addressing import MessageHeaders, reply_headers
 from vws.xmlns import SOAP_ENV, qname
 from vws.xmlparse import parse
@@ -82,10 +82,14 @@ class _WsrfSoap11(Soap11):
             raise _Refusal(error, faults.ENVELOPE) from None
 
     def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST) -> None:  # type: ignore[no-untyped-def]
+        environ = ctx.transport.req_env
         try:
-            admission = self._gatekeeper.admit(ctx.in_document, ctx.transport.req_env)
+            admission = self._gatekeeper.admit(ctx.in_document, environ)
             headers = MessageHeaders.parse(admission.headers)
-            check_destination(headers.to, admission.signed, self._address, ctx.transport.req_env)
+            check_destination(headers.to, admission.signed, self._address, environ)
+        except WrongDestination as wrong:  # sent elsewhere, or redirected by a man in the middle
+            log_refusal(wrong, admission.caller.identity, environ)
+            raise _Refusal(wrong, faults.ENVELOPE) from None
         except VwsError as error:
             raise _Refusal(error, faults.ENVELOPE) from None
         operation = self._operations.get(admission.body.tag)

@@ -6,19 +6,22 @@ The dispatcher reads nothing else, so an element slipped in beside a signed one
 (signature wrapping) is never acted on. ``seal`` signs replies to signed requests.
 """
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from lxml import etree
 
-from vws.errors import MalformedMessage, NotAuthorized
+from vws.errors import AuthenticationFailed, MalformedMessage, NotAuthorized, VwsError
 from vws.security import wssecurity
 from vws.security.gridmap import GridMap
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
 from vws.xmlns import WSSE, qname
+
+log = logging.getLogger(__name__)
 
 ANONYMOUS = Caller("<anonymous>")
 _SECURITY = qname(WSSE, "Security")
@@ -56,6 +59,16 @@ def payload(body: etree._Element) -> etree._Element:
     return elements[0]
 
 
+def log_refusal(refused: VwsError, caller: str | None, environ: Mapping[str, object]) -> None:
+    """One line per refused message, so an administrator can see an attack: who (as far as known), why, from where.
+
+    Only the refusal's description, a DN and an address: never the message, its signature or its token.
+    """
+    log.warning(
+        "refused %s from %s: %s", caller or "an unknown caller", environ.get("REMOTE_ADDR", "?"), refused.description
+    )
+
+
 class OpenGate:
     """``--insecure``: every message is admitted, anonymously, and nothing is signed."""
 
@@ -88,11 +101,16 @@ class SignedGate:
         self._admins = admins
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
-        verified = self._verifier.verify(envelope)
+        try:
+            verified = self._verifier.verify(envelope)
+        except AuthenticationFailed as refused:
+            claimed = wssecurity.claimed_signer(envelope)
+            log_refusal(refused, claimed and f"{claimed} (claimed)", environ)
+            raise
         identity = verified.identity
         admin = identity in self._admins
         if not admin:
-            self._gridmap.require(identity)
+            _require_mapped(self._gridmap, identity, environ)
         caller = Caller(identity, admin=admin, limited=verified.chain.limited)
         return Admission(caller, payload(verified.body), verified.signed_headers, signed=True)
 
@@ -122,10 +140,18 @@ class TransportGate(OpenGate):
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
         peer = environ.get(PEER)
-        if peer is None:
+        if peer is None:  # the TLS adapter logged why, when a certificate was presented
             raise NotAuthorized("this service requires a TLS client certificate from a trusted CA")
         admin = peer.identity in self._admins
         if not admin:
-            self._gridmap.require(peer.identity)
+            _require_mapped(self._gridmap, peer.identity, environ)
         opened = super().admit(envelope, environ)
         return Admission(Caller(peer.identity, admin=admin, limited=peer.limited), opened.body, opened.headers)
+
+
+def _require_mapped(gridmap: GridMap, identity: str, environ: Mapping[str, object]) -> None:
+    try:
+        gridmap.require(identity)
+    except NotAuthorized as refused:
+        log_refusal(refused, identity, environ)
+        raise
