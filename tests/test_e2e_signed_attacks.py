@@ -6,6 +6,7 @@ the user signed, or nothing at all.
 """
 
 import logging
+from datetime import timedelta
 
 import pytest
 from lxml import etree
@@ -31,6 +32,8 @@ from vws.security.proxy import create_proxy
 from vws.security.wssecurity import RSA_SHA1, SHA1, MessageSigner
 from vws.service import Service
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
+from vws.soap.replay import StoredReplayCache
+from vws.store.database import Store
 from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import (
@@ -270,3 +273,37 @@ def test_each_refused_authentication_is_logged_once_without_secrets(service, sig
     assert "grid-mapfile" in unmapped_line and "CN=stranger" in unmapped_line and "127.0.0.1" in unmapped_line
     signature_value = secret.findtext(f".//{{{DS}}}SignatureValue")
     assert not any(signature_value[:40] in line or "MIIB" in line for line in refusals(caplog))
+
+
+def test_a_message_accepted_before_a_restart_is_refused_after_it(state_dir, clock, signer):
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
+    first = Service(config, clock=clock)
+    first.start()
+    try:
+        message = etree.tostring(signed_create(first, signer))
+        assert send(first, first.base_url + FACTORY, message).tag == qname(WORKSPACE, "createResponse")
+    finally:
+        first.stop()
+    clock.advance(timedelta(seconds=30))  # restarted well inside the message's lifetime
+    second = Service(config, clock=clock)
+    second.start()
+    try:
+        before = live(second)
+        reply = send(second, second.base_url + FACTORY, message)
+        assert reply.tag == qname(SOAP_ENV, "Fault") and "replayed" in reply.findtext("faultstring")
+        assert live(second) == before
+        for workspace in before:
+            second.manager.destroy(SERVICE, workspace)
+    finally:
+        second.stop()
+
+
+def test_the_stored_replay_cache_forgets_each_signature_after_its_deadline(clock):
+    store = Store(":memory:")
+    seen = StoredReplayCache(store, clock)
+    deadline = clock.now() + timedelta(minutes=10)
+    assert seen.admit(b"first", deadline) and not seen.admit(b"first", deadline)
+    clock.advance(timedelta(minutes=10, seconds=1))
+    assert seen.admit(b"second", clock.now() + timedelta(minutes=10))  # sweeps what is past its deadline
+    with store.reading() as db:
+        assert db["seen_signatures"].count == 1

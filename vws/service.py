@@ -31,6 +31,7 @@ from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
+from vws.soap.replay import StoredReplayCache
 from vws.soap.transport import GsiTransportAdapter, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router
 from vws.store.database import Store
@@ -71,7 +72,7 @@ class Service:
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
-        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock)
+        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock, StoredReplayCache(self.store, self.clock))
         self._add_notifications_and_accounting(config)
         self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
@@ -196,7 +197,7 @@ class _Credentials:
         return found
 
 
-def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
+def _gatekeeper(config: Config, clock: Clock, replay_cache: StoredReplayCache) -> Gatekeeper:
     """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
     with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
     if config.service.insecure:
@@ -212,7 +213,7 @@ def _gatekeeper(config: Config, clock: Clock) -> Gatekeeper:
     except ValueError as unknown:
         raise ConfigError(f"[security] signature_hashes: {unknown}") from None
     policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))
-    verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
+    verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy, replay_cache)
     return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
 
 

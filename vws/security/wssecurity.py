@@ -37,6 +37,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -159,8 +160,16 @@ class SecurityPolicy:
 DEFAULT_POLICY = SecurityPolicy()
 
 
+class SeenSignatures(Protocol):
+    def admit(self, key: bytes, until: datetime) -> bool:
+        """True the first time ``key`` (a signature value) is offered before ``until``; False for every repeat."""
+
+
 class ReplayCache:
-    """Signature values seen, each kept until its message could no longer be accepted anyway."""
+    """Signature values seen, in memory, each kept until its message could no longer be accepted anyway.
+
+    Enough for a client checking replies; the service keeps its own in the store, across restarts.
+    """
 
     def __init__(self, clock: Clock, max_entries: int = 1_000_000) -> None:
         self._clock = clock
@@ -503,7 +512,7 @@ class MessageVerifier:
         trust: TrustStore | ChainValidator,
         clock: Clock,
         policy: SecurityPolicy = DEFAULT_POLICY,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: SeenSignatures | None = None,
     ) -> None:
         """``trust``: a TrustStore, or a ChainValidator to share its cache and untrusted certificates."""
         self.validator = trust if isinstance(trust, ChainValidator) else ChainValidator(trust, clock)

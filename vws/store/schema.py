@@ -227,3 +227,11 @@ def m008_notification_outbox(db: Database) -> None:
 def m009_workspaces_by_owner(db: Database) -> None:
     # A user's workspaces (status service, quota checks) without scanning everyone's history.
     table(db, "workspaces").create_index(["owner", "destroyed_at"])
+
+
+@MIGRATIONS()
+def m010_seen_signatures(db: Database) -> None:
+    # The replay cache: the SHA-256 of each signature value the service accepted, kept until the
+    # instant its message could no longer be accepted anyway, so a restart forgets no replay.
+    table(db, "seen_signatures").create({"digest": bytes, "until": str}, pk="digest", not_null={"until"})
+    table(db, "seen_signatures").create_index(["until"])
