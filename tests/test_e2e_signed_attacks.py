@@ -9,6 +9,8 @@ import logging
 from datetime import timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from tests import test_e2e_signed as signed_service
@@ -307,3 +309,25 @@ def test_the_stored_replay_cache_forgets_each_signature_after_its_deadline(clock
     assert seen.admit(b"second", clock.now() + timedelta(minutes=10))  # sweeps what is past its deadline
     with store.reading() as db:
         assert db["seen_signatures"].count == 1
+
+
+def test_a_name_that_reads_like_another_users_is_refused(alice, service, state_dir, clock):
+    """An OU value holding "/CN=vws user" prints as the dev user's one-line DN: it must not act as that user."""
+    attribute = x509.NameAttribute
+    forged = x509.Name(
+        [
+            x509.RelativeDistinguishedName([attribute(NameOID.ORGANIZATION_NAME, "Grid")]),
+            x509.RelativeDistinguishedName([attribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "vws")]),
+            x509.RelativeDistinguishedName([attribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "local/CN=vws user")]),
+        ]
+    )
+    impostor = ca.issue(dev_authority(state_dir), forged, clock)
+    assert impostor.subject == ca.USER_DN
+    (epr,) = created_eprs(alice.create())
+    mallory = Gt4Client(service.base_url, sign=MessageSigner(create_proxy(impostor, clock), clock).sign)
+    try:
+        with pytest.raises(SoapFault, match="ambiguous"):
+            mallory.destroy(epr)
+    finally:
+        mallory.close()
+    assert alice.state(epr) == "Running"
