@@ -251,7 +251,8 @@ def _c14n(element: etree._Element, prefixes: Sequence[str] | None = None) -> byt
     )
 
 
-_NAME_BEFORE_COLON = re.compile(r"([A-Za-z_][\w.\-]*):")
+# A prefix as a QName or an XPath name test uses it: an NCName, a colon, then a name or '*' (so not "http://").
+_QNAME_PREFIX = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]*):(?=[A-Za-z_*])")
 
 
 def text_prefixes(element: etree._Element) -> list[str]:
@@ -261,8 +262,9 @@ def text_prefixes(element: etree._Element) -> list[str]:
     """
     found: set[str] = set()
     for node in element.iter():
-        if node.text and not node.text.isspace():
-            found.update(name for name in _NAME_BEFORE_COLON.findall(node.text) if name in node.nsmap)
+        names = _QNAME_PREFIX.findall(node.text) if node.text and ":" in node.text else None
+        if names:
+            found.update(node.nsmap.keys() & set(names))  # nsmap walks the ancestors: only when needed
     return sorted(found)
 
 

@@ -9,12 +9,14 @@ policy's maximum age, or Expires, plus the skew); expired rows are swept as time
 """
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from vws.clock import Clock, timestamp
+from vws.clock import Clock
 from vws.store.database import Store
 
 SWEEP_EVERY = timedelta(minutes=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class StoredReplayCache:
@@ -30,10 +32,14 @@ class StoredReplayCache:
         now = self._clock.now()
         with self._store.transaction() as db:
             if self._next_sweep is None or now >= self._next_sweep:
-                db.execute("delete from seen_signatures where until < ?", [timestamp(now)])
+                db.execute("delete from seen_signatures where until < ?", [_micros(now)])
                 self._next_sweep = now + SWEEP_EVERY
             cursor = db.execute(
                 "insert or ignore into seen_signatures (digest, until) values (?, ?)",
-                [hashlib.sha256(key).digest(), timestamp(until)],
+                [hashlib.sha256(key).digest(), _micros(until)],
             )
             return cursor.rowcount == 1
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
