@@ -25,7 +25,7 @@ attribute name uses, so a prefix used only in text (a QName such as
 attacker gave it. Parsed from the canonical form, such a prefix is unbound unless
 the signer listed it in the transform's InclusiveNamespaces PrefixList: a reader
 resolving it refuses the message instead of guessing. The signer lists every
-prefix its text uses, so its own messages keep their meaning.
+prefix its Body's text uses, so its own messages keep their meaning.
 """
 
 import base64
@@ -397,10 +397,11 @@ class MessageSigner:
         reference.set("ValueType", self._token_type)
 
     def _reference(self, signed_info: etree._Element, element: etree._Element) -> None:
-        prefix = "Body" if element.tag == _BODY else "H"
-        ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, prefix))
+        is_body = element.tag == _BODY
+        ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, "Body" if is_body else "H"))
         transform = etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
-        inclusive = text_prefixes(element)
+        # QName text lives in bodies (property names, queries, topics); headers carry keys and URIs.
+        inclusive = text_prefixes(element) if is_body else []
         if inclusive:
             etree.SubElement(transform, _INCLUSIVE_NS, PrefixList=" ".join(inclusive), nsmap={"ec": EXC_C14N})
             # lxml hands c14n only the prefixes its document dictionary holds, which a tree built in code

@@ -233,6 +233,7 @@ def m009_workspaces_by_owner(db: Database) -> None:
 def m010_seen_signatures(db: Database) -> None:
     # The replay cache: the SHA-256 of each signature value the service accepted, kept until the
     # instant its message could no longer be accepted anyway (µs since the epoch: one is written
-    # per signed request, and an integer costs less than a timestamp), so a restart forgets no replay.
-    table(db, "seen_signatures").create({"digest": bytes, "until": int}, pk="digest", not_null={"until"})
+    # per signed request, and an integer costs less than a timestamp; without a rowid, one b-tree
+    # fewer to write), so a restart forgets no replay.
+    db.execute("create table seen_signatures (digest blob primary key, until integer not null) without rowid")
     table(db, "seen_signatures").create_index(["until"])
