@@ -213,8 +213,9 @@ def _gatekeeper(config: Config, clock: Clock, replay_cache: StoredReplayCache) -
     except ValueError as unknown:
         raise ConfigError(f"[security] signature_hashes: {unknown}") from None
     policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))
-    verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy, replay_cache)
-    return SignedGate(verifier, MessageSigner(Credential.load(found.host_cert, found.host_key), clock), gridmap, admins)
+    verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
+    signer = MessageSigner(Credential.load(found.host_cert, found.host_key), clock)
+    return SignedGate(verifier, signer, gridmap, admins, replay_cache)
 
 
 def _transport(config: Config, clock: Clock) -> GsiTransportAdapter | None:

@@ -45,9 +45,12 @@ def parse(data: bytes) -> etree._Element:
     return root
 
 
-def parse_canonical(data: bytes) -> etree._Element:
-    """Parse the canonical form (c14n) of an element this process has already parsed: within the limits."""
-    return etree.fromstring(data, _PARSER)
+def parse_canonical(*forms: bytes) -> list[etree._Element]:
+    """Parse canonical forms (c14n) of elements this process has already parsed, so within the limits.
+
+    Each form declares every namespace it uses, so all are read in one pass under a bare holder.
+    """
+    return list(etree.fromstring(b"<_>" + b"".join(forms) + b"</_>", _PARSER))
 
 
 def _refuse_doctype(root: etree._Element) -> None:

@@ -126,6 +126,9 @@ class SignatureRefused(AuthenticationFailed):
     """A WS-Security header is missing, malformed, wrong, stale, replayed or covers the wrong elements."""
 
 
+REPLAYED = "replayed message: this signature was already accepted"
+
+
 def methods(hash_names: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
     """(signature methods, digest methods) using the named hashes; ValueError names an unknown one."""
     unknown = sorted(set(hash_names) - set(HASH_METHODS))
@@ -168,7 +171,8 @@ class SeenSignatures(Protocol):
 class ReplayCache:
     """Signature values seen, in memory, each kept until its message could no longer be accepted anyway.
 
-    Enough for a client checking replies; the service keeps its own in the store, across restarts.
+    Enough for a client checking replies. The service also records the messages that change
+    something in the store, so that a restart does not forget them (vws.soap.replay).
     """
 
     def __init__(self, clock: Clock, max_entries: int = 1_000_000) -> None:
@@ -206,6 +210,8 @@ class VerifiedMessage:
     created: datetime
     expires: datetime
     signature_method: str
+    signature_value: bytes  # what the replay cache remembers
+    replayable_until: datetime  # the last instant (skew included) at which the message could be accepted
 
     @property
     def identity(self) -> str:
@@ -406,7 +412,7 @@ class MessageSigner:
             etree.SubElement(transform, _INCLUSIVE_NS, PrefixList=" ".join(inclusive), nsmap={"ec": EXC_C14N})
             # lxml hands c14n only the prefixes its document dictionary holds, which a tree built in code
             # may lack: the parsed copy (with every in-scope declaration) has them all.
-            element = parse_canonical(etree.tostring(element, with_tail=False))
+            (element,) = parse_canonical(etree.tostring(element, with_tail=False))
         etree.SubElement(ref, _DIGEST_METHOD, Algorithm=self.digest_method)
         digest = _digest(_c14n(element, inclusive), self.digest_method)
         etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(digest).decode()
@@ -547,14 +553,20 @@ class MessageVerifier:
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
         digested = {id(ref.target): _check_digest(ref) for ref in references}
         if not self.replay_cache.admit(value, deadline + self.policy.skew):
-            raise SignatureRefused("replayed message: this signature was already accepted")
+            raise SignatureRefused(REPLAYED)
+        signed = [block for block in others if id(block) in covered]  # in document order
+        body_as_digested, *headers_as_digested = parse_canonical(
+            digested[id(body)], *(digested[id(block)] for block in signed)
+        )
         return VerifiedMessage(
             chain=chain,
-            body=parse_canonical(digested[id(body)]),
-            signed_headers=tuple(parse_canonical(digested[id(block)]) for block in others if id(block) in covered),
+            body=body_as_digested,
+            signed_headers=tuple(headers_as_digested),
             created=created,
             expires=expires or deadline,
             signature_method=signature_method,
+            signature_value=value,
+            replayable_until=deadline + self.policy.skew,
         )
 
     def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime | None, datetime]:

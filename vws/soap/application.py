@@ -86,7 +86,7 @@ class _WsrfSoap11(Soap11):
         try:
             admission = self._gatekeeper.admit(ctx.in_document, environ)
             headers = MessageHeaders.parse(admission.headers)
-            check_destination(headers.to, admission.signed, self._address, environ)
+            check_destination(headers.to, admission.verified is not None, self._address, environ)
         except WrongDestination as wrong:  # sent elsewhere, or redirected by a man in the middle
             log_refusal(wrong, admission.caller.identity, environ)
             raise _Refusal(wrong, faults.ENVELOPE) from None
@@ -97,6 +97,11 @@ class _WsrfSoap11(Soap11):
             raise _Refusal(
                 MalformedMessage(f"{self._service} has no operation for {admission.body.tag}"), faults.ENVELOPE
             )
+        if operation.changes_state:
+            try:
+                self._gatekeeper.record(admission, environ)
+            except VwsError as error:
+                raise _Refusal(error, faults.ENVELOPE) from None
         ctx.udc = _Exchange(operation, admission, Call(self._service, admission.body, headers, admission.caller))
         ctx.in_header_doc = list(admission.headers)
         ctx.in_body_doc = admission.body

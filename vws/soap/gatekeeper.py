@@ -16,7 +16,7 @@ from lxml import etree
 from vws.errors import AuthenticationFailed, MalformedMessage, NotAuthorized, VwsError
 from vws.security import wssecurity
 from vws.security.gridmap import GridMap
-from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.security.wssecurity import MessageSigner, MessageVerifier, SeenSignatures, VerifiedMessage
 from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
 from vws.xmlns import WSSE, qname
@@ -32,11 +32,14 @@ class Admission:
     caller: Caller
     body: etree._Element  # the payload element inside soapenv:Body
     headers: tuple[etree._Element, ...]  # the header elements that may be believed
-    signed: bool = False
+    verified: VerifiedMessage | None = None  # when signed
 
 
 class Gatekeeper(Protocol):
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission: ...
+
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        """Before a request that changes state is acted on: refuse it if an earlier run accepted it."""
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None: ...
 
@@ -77,6 +80,9 @@ class OpenGate:
         headers = tuple(child for child in header if isinstance(child.tag, str)) if header is not None else ()
         return Admission(ANONYMOUS, payload(body), headers)
 
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        pass
+
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
         pass
 
@@ -93,12 +99,19 @@ class SignedGate:
     """
 
     def __init__(
-        self, verifier: MessageVerifier, signer: MessageSigner, gridmap: GridMap, admins: frozenset[str]
+        self,
+        verifier: MessageVerifier,
+        signer: MessageSigner,
+        gridmap: GridMap,
+        admins: frozenset[str],
+        seen: SeenSignatures,
     ) -> None:
+        """``seen``: the signatures of state-changing requests accepted by any run (vws.soap.replay)."""
         self._verifier = verifier
         self._signer = signer
         self._gridmap = gridmap
         self._admins = admins
+        self._seen = seen
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
         try:
@@ -112,10 +125,17 @@ class SignedGate:
         if not admin:
             _require_mapped(self._gridmap, identity, environ)
         caller = Caller(identity, admin=admin, limited=verified.chain.limited)
-        return Admission(caller, payload(verified.body), verified.signed_headers, signed=True)
+        return Admission(caller, payload(verified.body), verified.signed_headers, verified)
+
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        verified = admission.verified
+        if verified is not None and not self._seen.admit(verified.signature_value, verified.replayable_until):
+            refused = wssecurity.SignatureRefused(wssecurity.REPLAYED + " (before the service restarted)")
+            log_refusal(refused, admission.caller.identity, environ)
+            raise refused
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
-        if admission.signed:
+        if admission.verified is not None:
             self._signer.sign(envelope)
 
     def sign(self, envelope: etree._Element) -> None:

@@ -1,11 +1,17 @@
-"""The replay cache, kept in the store: a signed message accepted before a restart stays refused after it.
+"""The replay cache kept in the store: a signed message that changed something, accepted before a
+restart, stays refused after it.
 
 Refusing Timestamps created before the process started would need no table, but a
 Timestamp may be dated up to the clock skew ahead of the service's clock: a message
 accepted just before a restart could still be "created after" the new start and be
 accepted again, unless every client were refused for the whole skew after each start.
-So each accepted signature is remembered here until its deadline (Created plus the
+So each such signature is remembered here until its deadline (Created plus the
 policy's maximum age, or Expires, plus the skew); expired rows are swept as time passes.
+
+Writing a row costs a commit (~0.1 ms) per request, so reads of resource properties are
+not recorded (their Operation says ``changes_state=False``): within one run the verifier's
+in-memory cache refuses their replays too, and replayed after a restart a read changes
+nothing, answering what the same read would answer then.
 """
 
 import hashlib
