@@ -5,13 +5,16 @@
 
 zeep runs its egress plugins (our WS-Addressing 2004/03 headers) *before* the
 ``wsse`` hook, so ``apply`` sees and signs the Body, a fresh Timestamp, every
-WS-Addressing header and every workspace-namespace header (the resource key);
+WS-Addressing header and every resource key header (WorkspaceKey, SubscriptionKey...);
 zeep's stock ``BinarySignature`` signs only Body and Timestamp. ``verify``
 checks signed replies against the trust directory -- not against our own
 certificate as zeep's stock verifier does -- and, when asked, that the signer is
-the expected service (``-z host`` / ``--factory-id``). An unsigned SOAP Fault is let
-through for zeep to raise: the service cannot sign the refusal of a request it could
-not authenticate, and a fault only ever fails a call, so the user sees the reason.
+the expected service (``-z host`` / ``--factory-id``). zeep then reads the Body
+and signed headers as they were digested, put in place of what arrived (see
+``vws.security.wssecurity``: a namespace binding outside the signature is gone).
+An unsigned SOAP Fault is let through for zeep to raise: the service cannot sign
+the refusal of a request it could not authenticate, and a fault only ever fails a
+call, so the user sees the reason.
 """
 
 import os
@@ -33,10 +36,11 @@ from vws.security.wssecurity import (
     header_blocks,
     required_headers,
 )
-from vws.xmlns import SOAP_ENV, WSSE
+from vws.xmlns import SOAP_ENV, WSSE, WSU
 
 _SECURITY = f"{{{WSSE}}}Security"
 _FAULT = f"{{{SOAP_ENV}}}Fault"
+_WSU_ID = f"{{{WSU}}}Id"
 
 
 class GsiSecureMessage:
@@ -84,5 +88,16 @@ class GsiSecureMessage:
             raise AuthenticationFailed(
                 f"the reply was signed by {verified.identity}, not by the expected service {self.server_identity}"
             )
+        _read_as_verified(envelope, verified)
         self.last_reply = verified
         return envelope
+
+
+def _read_as_verified(envelope: etree._Element, verified: VerifiedMessage) -> None:
+    """zeep reads ``envelope`` after ``verify`` (ignoring what it returns): give it the verified elements."""
+    header, body = envelope_parts(envelope)
+    envelope.replace(body, verified.body)
+    signed = {block.get(_WSU_ID): block for block in verified.signed_headers}
+    for block in header_blocks(header):
+        if block.get(_WSU_ID) in signed:
+            header.replace(block, signed[block.get(_WSU_ID)])

@@ -136,7 +136,7 @@ def raw_proxy(
 
 def end_entity(
     authority: Credential,
-    dn: str,
+    dn: str | x509.Name,
     key,
     *,
     not_before: datetime = NOW - timedelta(days=1),
@@ -148,7 +148,7 @@ def end_entity(
 ) -> Credential:
     builder = (
         x509.CertificateBuilder()
-        .subject_name(parse_oneline(dn))
+        .subject_name(parse_oneline(dn) if isinstance(dn, str) else dn)
         .issuer_name(authority.certificate.subject)
         .public_key(key.public_key())
         .serial_number(serial or x509.random_serial_number())

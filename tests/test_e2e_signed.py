@@ -27,6 +27,7 @@ from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.service import Service
 from vws.workspace.manager import SERVICE
 from vws.wsrf.addressing import EndpointReference
+from vws.wsrf.notification import parse_notify
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSSE, qname
 
 OTHER_DN = "/O=Grid/OU=vws/OU=local/CN=another user"
@@ -50,6 +51,8 @@ def service(state_dir, clock):
     running = Service(config, clock=clock)
     running.start()
     yield running
+    for workspace in running.manager.workspaces(SERVICE):  # the module's tests share the state dir's addresses
+        running.manager.destroy(SERVICE, workspace.id)
     running.stop()
 
 
@@ -185,14 +188,19 @@ def test_security_header_must_be_understood(service, signer):
 
 
 @pytest.fixture
-def consumer():
-    """A bare HTTP consumer that keeps every POSTed envelope as it arrived."""
+def consumer(request):
+    """A bare HTTP consumer that keeps every POSTed envelope as it arrived (and, with ``indirect``
+    parametrization, first refuses that many deliveries with a 503)."""
     received: queue.Queue[bytes] = queue.Queue()
+    refusals = [getattr(request, "param", 0)]
 
     class Consumer(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.put(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            refused, refusals[0] = refusals[0] > 0, refusals[0] - 1
+            if not refused:
+                received.put(data)
+            self.send_response(503 if refused else 200)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -206,7 +214,9 @@ def consumer():
     thread.join()
 
 
+@pytest.mark.parametrize("consumer", [0, 1], indirect=True, ids=["delivered", "retried"])
 def test_notifications_are_signed_by_the_service(alice, state_dir, clock, consumer):
+    """Each delivery attempt is signed afresh: a retried notification was signed twice and never sent."""
     reference, received = consumer
     (epr,) = created_eprs(alice.create())
     subscribe(alice, epr, reference, qname(TYPES, "currentState"))
@@ -214,4 +224,5 @@ def test_notifications_are_signed_by_the_service(alice, state_dir, clock, consum
     notify = etree.fromstring(received.get(timeout=10))
     verified = MessageVerifier(TrustStore(DevCA(state_dir / "security").trust_dir), clock).verify(notify)
     assert verified.identity.endswith("/CN=host/localhost")
-    assert b"Paused" in etree.tostring(verified.body)
+    (notification,) = parse_notify(verified.body[0])  # the topic's prefix is signed with its binding
+    assert notification.topic == qname(TYPES, "currentState") and b"Paused" in etree.tostring(notification.message)

@@ -27,7 +27,7 @@ from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import SOAP_ENV, WORKSPACE, WSA
+from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSA, WSNT, WSRL, WSRP
 
 keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
@@ -199,6 +199,29 @@ def test_plugin_signs_addressing_and_workspace_headers_and_verifies_replies(pki)
     reply = MessageSigner(pki.host, clock).sign(etree.fromstring(REQUEST))
     plugin.verify(wire(reply))
     assert plugin.last_reply.identity == HOST_DN
+
+
+TOPIC_REPLY = (
+    f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:wsa="{WSA}"><s:Header><wsa:Action>{WSRP}/GetResourcePropertyResponse'
+    f'</wsa:Action></s:Header><s:Body><p:GetResourcePropertyResponse xmlns:p="{WSRP}"><n:Topic xmlns:n="{WSNT}" '
+    f'xmlns:tns="{TYPES}">tns:currentState</n:Topic></p:GetResourcePropertyResponse></s:Body></s:Envelope>'
+)
+
+
+def test_plugin_hands_zeep_the_reply_as_signed(pki):
+    """A QName in a reply's text is signed with its binding: rebound in transit it is refused, and zeep reads
+    the Body as it was digested."""
+    clock = ManualClock(NOW)
+    plugin = GsiSecureMessage(pki.proxy(), TrustStore(pki.trust_dir), clock, server_identity=HOST_DN)
+    reply = etree.tostring(MessageSigner(pki.host, clock).sign(etree.fromstring(TOPIC_REPLY)))
+    rebound = reply.replace(f'xmlns:tns="{TYPES}"'.encode(), f'xmlns:tns="{WSRL}"'.encode())
+    with pytest.raises(AuthenticationFailed, match="digest of .*Body does not match"):
+        plugin.verify(etree.fromstring(rebound))
+    received = etree.fromstring(reply)
+    plugin.verify(received)
+    assert received.find(f"{{{SOAP_ENV}}}Body") is plugin.last_reply.body
+    topic = plugin.last_reply.body.find(f".//{{{WSNT}}}Topic")
+    assert topic.nsmap["tns"] == TYPES
 
 
 def test_plugin_refuses_a_reply_from_the_wrong_signer(pki):

@@ -7,10 +7,12 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from tests import security_helpers
-from tests.security_helpers import USER_DN
+from tests.security_helpers import USER_DN, end_entity
 from vws.clock import ManualClock
+from vws.errors import AuthenticationFailed
 from vws.security.credentials import Credential
 from vws.security.proxy import create_proxy
 from vws.security.tls import client_context, identity_from_leaf, peer_identity, server_context
@@ -128,3 +130,17 @@ def test_no_client_certificate_is_refused(pki, tmp_path):
     thread.join(timeout=10)
     listener.close()
     assert errors and "certificate" in str(errors[0]).lower()
+
+
+def test_a_leaf_whose_name_prints_as_another_is_refused(pki, keys):
+    forged = x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Grid")]),
+            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "vws-test")]),
+            x509.RelativeDistinguishedName(
+                [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "people/CN=Jane Doe")]
+            ),
+        ]
+    )
+    with pytest.raises(AuthenticationFailed, match="ambiguous"):
+        identity_from_leaf(end_entity(pki.ca, forged, keys[6]).certificate)

@@ -46,6 +46,12 @@ def test_end_entity_alone_validates_with_its_dn(pki, validator):
     assert result.identity == USER_DN and not result.limited and result.proxies == 0
 
 
+@pytest.mark.parametrize("value", ["host/localhost", "Jane+Doe", "a=b", "x/y+z"])
+def test_a_slash_plus_or_equals_that_reads_as_no_rdn_is_kept(pki, keys, validator, value):
+    credential = end_entity(pki.ca, _named((ORG, "Grid"), (OU, "vws-test"), (CN, value)), keys[6])
+    assert validator.validate(credential.chain).identity == f"/O=Grid/OU=vws-test/CN={value}"
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_proxy_chains_carry_the_end_entity_identity(pki, validator, depth):
     cred = pki.user
@@ -103,6 +109,14 @@ def _proxy(**breaking) -> Build:
 
 def _end_entity(dn: str, **options) -> Build:
     return lambda pki, keys: end_entity(pki.ca, dn, keys[6], **options).chain
+
+
+def _named(*rdns: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    """A name built RDN by RDN, so a value may hold what its one-line form cannot show."""
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)]) for oid, value in rdns])
+
+
+ORG, OU, CN = NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME
 
 
 def _proxy_of_end_entity(dn: str, **options) -> Build:
@@ -170,6 +184,25 @@ BAD_CHAINS: dict[str, tuple[Build, str]] = {
         "lacks digitalSignature",
     ),
     "empty chain": (lambda pki, keys: (), "no certificate"),
+    # One-line DNs escape nothing: these print as names they are not.
+    "a value that prints as another user's RDNs": (
+        _end_entity(_named((ORG, "Grid"), (OU, "vws-test"), (OU, "people/CN=Jane Doe"))),
+        "/O=Grid/OU=vws-test/OU=people/CN=Jane Doe is ambiguous",
+    ),
+    "a value that prints inside the signing policy": (
+        _end_entity(_named((ORG, "Grid/OU=vws-test"), (CN, "Eve"))),
+        "ambiguous",
+    ),
+    "a value that prints as a multi-valued RDN": (
+        _end_entity(_named((ORG, "Grid"), (OU, "vws-test"), (CN, "Jane+UID=jane"))),
+        "ambiguous",
+    ),
+    "a proxy of an ambiguous name": (
+        lambda pki, keys: (
+            raw_proxy(end_entity(pki.ca, _named((ORG, "Grid"), (OU, "vws-test/CN=x")), keys[6]), keys[5]).chain
+        ),
+        "ambiguous",
+    ),
 }
 
 

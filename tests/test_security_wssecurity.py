@@ -2,6 +2,7 @@
 
 import base64
 import copy
+import dataclasses
 import shutil
 import subprocess
 import threading
@@ -20,6 +21,7 @@ from vws.errors import AuthenticationFailed
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, UntrustedChain
 from vws.security.wssecurity import (
+    HASH_METHODS,
     RSA_SHA1,
     RSA_SHA256,
     SHA1,
@@ -29,8 +31,9 @@ from vws.security.wssecurity import (
     ReplayCache,
     SecurityPolicy,
     SignatureRefused,
+    methods,
 )
-from vws.xmlns import DS, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
+from vws.xmlns import DS, EXC_C14N, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
 
 keys = security_helpers.keys  # session fixtures
 pki = security_helpers.pki
@@ -76,6 +79,10 @@ def retarget(envelope: etree._Element, element: etree._Element, uri: str, key) -
     return resign(envelope, key)
 
 
+def as_digested(element, prefixes=("work",)) -> bytes:
+    return etree.tostring(element, method="c14n", exclusive=True, inclusive_ns_prefixes=list(prefixes))
+
+
 def body_payload(envelope):
     return envelope.find("soapenv:Body", NS)[0]
 
@@ -92,12 +99,42 @@ def test_round_trip(pki, clock, verifier, who, token):
     assert security.get(f"{{{SOAP_ENV}}}mustUnderstand") == "1"
     verified = verifier.verify(envelope)
     assert verified.identity == USER_DN and not verified.limited
-    assert verified.body is envelope.find("soapenv:Body", NS)
-    header = envelope.find("soapenv:Header", NS)
-    assert verified.signed_headers == tuple(h for h in header if h.tag != f"{{{WSSE}}}Security")
-    stamp = envelope.find(".//wsu:Timestamp", NS)
-    assert verified.covered == (verified.body, stamp, *verified.signed_headers)
+    assert as_digested(verified.body) == as_digested(envelope.find("soapenv:Body", NS))
+    header = [h for h in envelope.find("soapenv:Header", NS) if h.tag != f"{{{WSSE}}}Security"]
+    assert [as_digested(h) for h in verified.signed_headers] == [as_digested(h) for h in header]
     assert verified.created == NOW and verified.expires == NOW + timedelta(minutes=5)
+
+
+def test_prefixes_used_in_text_are_signed_with_their_bindings(pki, proxy, clock, verifier):
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    inclusive = envelope.findall(f".//ds:Reference/ds:Transforms/ds:Transform/{{{EXC_C14N}}}InclusiveNamespaces", NS)
+    assert [element.get("PrefixList") for element in inclusive] == ["work"]  # Body: work:CurrentState
+    rebound = wire(
+        etree.fromstring(
+            etree.tostring(envelope).replace(f'xmlns:work="{WORKSPACE}">work:'.encode(), b'xmlns:work="urn:x">work:')
+        )
+    )
+    with pytest.raises(SignatureRefused, match="digest of .*Body does not match"):
+        verifier.verify(rebound)
+    assert verifier.verify(envelope).body[0].nsmap["work"] == WORKSPACE
+
+
+def test_a_binding_left_out_of_the_digest_is_left_out_of_the_message(pki, proxy, clock, verifier):
+    """Signed without InclusiveNamespaces, xmlns:work is outside the digest: the verified Body does not bind it."""
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    for inclusive in envelope.iter(f"{{{EXC_C14N}}}InclusiveNamespaces"):
+        inclusive.getparent().remove(inclusive)
+    body = envelope.find("soapenv:Body", NS)
+    retarget(envelope, body, "#" + body.get(f"{{{WSU}}}Id"), proxy.key)
+    payload = verifier.verify(envelope).body[0]
+    assert payload.text == "work:CurrentState" and "work" not in payload.nsmap
+
+
+def test_inclusive_default_namespace_is_refused_by_name(pki, proxy, clock, verifier):
+    envelope = wire(MessageSigner(proxy, clock).sign(request()))
+    envelope.find(f".//{{{EXC_C14N}}}InclusiveNamespaces").set("PrefixList", "work #default")
+    with pytest.raises(SignatureRefused, match="#default is not supported"):
+        verifier.verify(resign(envelope, proxy.key))
 
 
 def test_limited_proxy_is_reported(pki, clock, verifier):
@@ -189,6 +226,23 @@ def test_signer_whose_key_does_not_match_the_token(pki, clock, verifier, signed)
     resign(signed, pki.other.key)
     with pytest.raises(SignatureRefused, match="does not verify with the key of"):
         verifier.verify(signed)
+
+
+@pytest.mark.parametrize("name", ["sha256", "sha384", "sha512", "sha1"])
+def test_the_sha2_family_is_accepted_by_default(proxy, clock, verifier, name):
+    signature_method, digest_method = HASH_METHODS[name]
+    signer = MessageSigner(proxy, clock, signature_method=signature_method, digest_method=digest_method)
+    envelope = wire(signer.sign(request()))
+    if name == "sha1":
+        with pytest.raises(SignatureRefused, match="rsa-sha1 is not allowed"):
+            verifier.verify(envelope)
+    else:
+        assert verifier.verify(envelope).signature_method == signature_method
+
+
+def test_unknown_hash_names_are_named():
+    with pytest.raises(ValueError, match="unknown signature hash md5"):
+        methods(["sha256", "md5"])
 
 
 @pytest.mark.parametrize(
@@ -447,8 +501,8 @@ def test_unsigned_extra_header_is_not_handed_over(pki, proxy, clock):
 BODY_AND_TIMESTAMP = SecurityPolicy(require_addressing=False, require_workspace_headers=False)
 
 
-def _zeep_signed(cert_file, key_file, clock) -> etree._Element:
-    """Signed by zeep's stock BinarySignature (RSA-SHA256), which covers Body and Timestamp only."""
+def _zeep_signed(cert_file, key_file, clock, sha256: bool = True) -> etree._Element:
+    """Signed by zeep's stock BinarySignature (RSA-SHA256, else its RSA-SHA1 default): Body and Timestamp only."""
     from zeep.wsse.signature import BinarySignature
 
     envelope = request()
@@ -457,12 +511,12 @@ def _zeep_signed(cert_file, key_file, clock) -> etree._Element:
     stamp = etree.SubElement(security, f"{{{WSU}}}Timestamp")
     etree.SubElement(stamp, f"{{{WSU}}}Created").text = timestamp(clock.now())
     etree.SubElement(stamp, f"{{{WSU}}}Expires").text = timestamp(clock.now() + timedelta(minutes=5))
-    plugin = BinarySignature(
-        str(key_file),
-        str(cert_file),
-        signature_method=xmlsec.constants.TransformRsaSha256,
-        digest_method=xmlsec.constants.TransformSha256,
+    methods = (
+        {"signature_method": xmlsec.constants.TransformRsaSha256, "digest_method": xmlsec.constants.TransformSha256}
+        if sha256
+        else {}
     )
+    plugin = BinarySignature(str(key_file), str(cert_file), **methods)
     plugin.apply(envelope, {})
     return wire(envelope)
 
@@ -474,6 +528,16 @@ def test_zeep_binary_signature_with_a_plain_certificate(pki, clock):
         MessageVerifier(TrustStore(pki.trust_dir), clock).verify(copy.deepcopy(envelope))
     verified = MessageVerifier(TrustStore(pki.trust_dir), clock, BODY_AND_TIMESTAMP).verify(envelope)
     assert verified.identity == USER_DN and verified.signed_headers == ()
+
+
+def test_zeep_default_sha1_signature_needs_an_administrator(pki, clock):
+    user = pki.root / "user"
+    envelope = _zeep_signed(user / "cert.pem", user / "key.pem", clock, sha256=False)
+    with pytest.raises(SignatureRefused, match="rsa-sha1 is not allowed .*signature_hashes"):
+        MessageVerifier(TrustStore(pki.trust_dir), clock, BODY_AND_TIMESTAMP).verify(copy.deepcopy(envelope))
+    signatures, digests = methods(["sha256", "sha1"])
+    old_clients = dataclasses.replace(BODY_AND_TIMESTAMP, signature_methods=signatures, digest_methods=digests)
+    assert MessageVerifier(TrustStore(pki.trust_dir), clock, old_clients).verify(envelope).signature_method == RSA_SHA1
 
 
 def test_zeep_binary_signature_with_a_proxy(pki, tmp_path, clock):

@@ -159,6 +159,9 @@ class SecurityConfig:
     require_signature: bool = True
     tls: bool = False
     clock_skew_seconds: int = 300
+    # Hashes a signature may use (its RSA signature and its digests): sha256, sha384, sha512;
+    # add sha1 only for old clients that cannot do better (GT4's own signed with RSA-SHA1).
+    signature_hashes: tuple[str, ...] = ("sha256", "sha384", "sha512")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ class VersionMismatch(MalformedMessage):
     """An envelope of another SOAP version (SOAP 1.1 section 4.4.1: faultcode VersionMismatch)."""
 
 
+class WrongDestination(MalformedMessage):
+    """The message's wsa:To names another endpoint than the one that received it (or none, when signed)."""
+
+
 class InvalidMetadata(VwsError):
     """The VirtualWorkspace metadata or deployment request is wrong or incomplete."""
 

@@ -13,6 +13,7 @@ from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
 from vws.pool.manager import PoolManager
+from vws.security import wssecurity
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
@@ -30,6 +31,7 @@ from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
+from vws.soap.replay import StoredReplayCache
 from vws.soap.server import HttpServer, Limits
 from vws.soap.transport import GsiTransport, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router
@@ -77,7 +79,9 @@ class Service:
         # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
         check_gridmap(gridmap_file(config))
         self.gridmap = GridMap(gridmap_file(config))
-        self.gatekeeper = gatekeeper or _gatekeeper(config, self.clock, self.gridmap)
+        self.gatekeeper = gatekeeper or _gatekeeper(
+            config, self.clock, self.gridmap, StoredReplayCache(self.store, self.clock)
+        )
         self._add_notifications_and_accounting(config)
         self._server: HttpServer | None = None
         self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
@@ -145,7 +149,12 @@ class Service:
             StatusPortType(self.manager, self.accounting, endpoints),
         ]
         return Router(
-            {port.service: wsgi_application(port, self.gatekeeper, self.clock, max_body) for port in port_types},
+            {
+                port.service: wsgi_application(
+                    port, self.gatekeeper, self.clock, self.base_url + port.service, max_body
+                )
+                for port in port_types
+            },
             self.base_url,
         )
 
@@ -211,7 +220,7 @@ def gridmap_file(config: Config) -> Path:
     return config.security.gridmap or DevCA(config.service.state_dir / "security").gridmap
 
 
-def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap) -> Gatekeeper:
+def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap, replay_cache: StoredReplayCache) -> Gatekeeper:
     """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
     with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
     if config.service.insecure:
@@ -220,9 +229,14 @@ def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap) -> Gatekeeper:
     admins = frozenset(security.admin_dns)
     if not security.require_signature:  # with tls = yes: Config makes sure of it
         return TransportGate(gridmap, admins)
-    policy = SecurityPolicy(skew=timedelta(seconds=security.clock_skew_seconds))
+    try:
+        signature_methods, digest_methods = wssecurity.methods(security.signature_hashes)
+    except ValueError as unknown:
+        raise ConfigError(f"[security] signature_hashes: {unknown}") from None
+    policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))
     verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
-    return SignedGate(verifier, MessageSigner(found.host_credential(), clock), gridmap, admins)
+    signer = MessageSigner(found.host_credential(), clock)
+    return SignedGate(verifier, signer, gridmap, admins, replay_cache)
 
 
 def service_limits(service: ServiceConfig) -> Limits:

@@ -1,10 +1,12 @@
 """GSI security for vws: X.509 proxy credentials, trust, WS-Security signatures, TLS, grid-mapfile.
 
-- ``credentials``: ``Credential`` (key + chain, leaf first, loaded once), ``oneline`` DNs.
+- ``credentials``: ``Credential`` (key + chain, leaf first, loaded once), ``oneline`` DNs, ``identity``
+  (the one-line DN of a name that has only one reading).
 - ``proxy``: RFC 3820 proxies (``create_proxy``, ``ProxyCertInfo``).
 - ``trust``: ``TrustStore`` over an X509_CERT_DIR (CAs, signing policies, CRLs), ``subject_hash``.
 - ``validation``: ``ChainValidator`` (``validate``, ``validate_der``) -> ``ValidatedChain``.
-- ``wssecurity``: ``MessageSigner``, ``MessageVerifier`` -> ``VerifiedMessage``, ``SecurityPolicy``, ``ReplayCache``.
+- ``wssecurity``: ``MessageSigner``, ``MessageVerifier`` -> ``VerifiedMessage`` (what was digested),
+  ``SecurityPolicy``, ``ReplayCache`` (in memory; the service keeps its own in the store).
 - ``gridmap``: ``GridMap`` (``accounts``, ``authorized``, ``require``, ``add``).
 - ``tls``: server/client ``SSLContext`` with proxy certificates, ``peer_identity``.
 - ``ca``: the development CA behind ``vws-admin ca init``.

@@ -63,7 +63,7 @@ def make_ca(
 
 def issue(
     ca: Credential,
-    dn: str,
+    dn: str | x509.Name,
     clock: Clock,
     *,
     key: rsa.RSAPrivateKey | None = None,
@@ -71,13 +71,16 @@ def issue(
     server: bool = False,
     dns_names: tuple[str, ...] = (),
 ) -> Credential:
-    """An end-entity credential signed by ``ca`` (the chain holds only the leaf, as usercert.pem does)."""
+    """An end-entity credential signed by ``ca`` (the chain holds only the leaf, as usercert.pem does).
+
+    ``dn``: a one-line DN, or a name built RDN by RDN.
+    """
     key = key or generate_key(2048)
     now = clock.now()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
     builder = (
         x509.CertificateBuilder()
-        .subject_name(parse_oneline(dn))
+        .subject_name(parse_oneline(dn) if isinstance(dn, str) else dn)
         .issuer_name(ca.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -2,7 +2,11 @@
 
 Loading a PEM key costs tens of milliseconds, so a Credential is loaded once and
 shared. ``oneline`` renders a DN the way OpenSSL and the Globus tools print it
-(``/O=Grid/OU=Example/CN=Jane Doe``): that string is the identity gridmaps match.
+(``/O=Grid/OU=Example/CN=Jane Doe``): that string is the identity that grid-mapfiles,
+workspace owners, admin lists and signing policies match. It escapes nothing, so a
+value holding ``/KEY=`` or ``+KEY=`` would print like a different name (an OU of
+``local/CN=vws user`` reads as two RDNs): ``identity`` refuses such names, which
+keeps one string for one name wherever identities are compared.
 """
 
 import os
@@ -51,27 +55,49 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.hex()
 
 
-_KEYS = "|".join(sorted(map(re.escape, _LONG), key=len, reverse=True))
+_KEYS = "|".join([*sorted(map(re.escape, _LONG), key=len, reverse=True), r"\d+(?:\.\d+)+"])  # or a dotted OID
 _RDN_SPLIT = re.compile(rf"/(?=(?:{_KEYS})=)")
+_ATTRIBUTE_SPLIT = re.compile(rf"\+(?=(?:{_KEYS})=)")
+
+
+class AmbiguousName(ValueError):
+    """A name whose one-line form reads back as other RDNs: it could pass for another identity."""
 
 
 def parse_oneline(dn: str) -> x509.Name:
     """The inverse of ``oneline``.
 
-    A '/' inside a value (``CN=host/example.org``) is kept when no ``KEY=`` follows it.
+    A '/' or '+' inside a value (``CN=host/example.org``) is kept when no ``KEY=`` follows it.
     """
     if not dn.startswith("/"):
         raise ValueError(f"not a /-separated DN: {dn!r}")
     rdns = []
     for part in _RDN_SPLIT.split(dn[1:]):
         attributes = []
-        for pair in part.split("+"):
+        for pair in _ATTRIBUTE_SPLIT.split(part):
             key, sep, value = pair.partition("=")
-            if not sep or key not in _LONG:
+            oid = _LONG.get(key) or (x509.ObjectIdentifier(key) if sep and key[:1].isdigit() else None)
+            if not sep or oid is None:
                 raise ValueError(f"cannot read {pair!r} in {dn!r}")
-            attributes.append(x509.NameAttribute(_LONG[key], value))
+            attributes.append(x509.NameAttribute(oid, value))
         rdns.append(x509.RelativeDistinguishedName(attributes))
     return x509.Name(rdns)
+
+
+def identity(name: x509.Name) -> str:
+    """``oneline(name)``, or AmbiguousName when that string reads back as other RDNs than ``name``'s."""
+    text = oneline(name)
+    try:
+        read_back = parse_oneline(text)
+    except ValueError:
+        read_back = None
+    if read_back is None or _shape(read_back) != _shape(name):
+        raise AmbiguousName(f"the name {text} is ambiguous: a value in it holds '/', '+' or '=' that reads as RDNs")
+    return text
+
+
+def _shape(name: x509.Name) -> list[set[tuple[x509.ObjectIdentifier, str | bytes]]]:
+    return [{(attribute.oid, attribute.value) for attribute in rdn} for rdn in name.rdns]
 
 
 @dataclass(frozen=True, eq=False)

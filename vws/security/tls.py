@@ -33,7 +33,7 @@ from pathlib import Path
 from cryptography import x509
 
 from vws.errors import AuthenticationFailed
-from vws.security.credentials import oneline
+from vws.security.credentials import AmbiguousName, identity, oneline
 from vws.security.proxy import LIMITED, proxy_cert_info
 from vws.security.trust import ca_files
 from vws.security.validation import ChainValidator
@@ -131,7 +131,10 @@ def identity_from_leaf(leaf: x509.Certificate) -> PeerIdentity:
         found = proxy_cert_info(leaf)
     except ValueError:
         raise AuthenticationFailed(f"malformed ProxyCertInfo in {oneline(leaf.subject)}") from None
-    if found is None:
-        return PeerIdentity(oneline(leaf.subject), False, leaf, False)
-    info, _ = found
-    return PeerIdentity(oneline(leaf.issuer), info.policy_language == LIMITED, leaf, False)
+    try:
+        if found is None:
+            return PeerIdentity(identity(leaf.subject), False, leaf, False)
+        info, _ = found
+        return PeerIdentity(identity(leaf.issuer), info.policy_language == LIMITED, leaf, False)
+    except AmbiguousName as ambiguous:
+        raise AuthenticationFailed(str(ambiguous)) from None

@@ -25,7 +25,9 @@ nor issued by one, certificates given as ``untrusted`` may complete it, as
 ``openssl verify -untrusted`` does: a sender that ships only its proxy leaf
 (zeep's stock BinarySignature) validates when the service knows its end entity.
 
-The identity of a chain is its end-entity subject in OpenSSL oneline form.
+The identity of a chain is its end-entity subject in OpenSSL oneline form; a chain
+holding a subject whose oneline form is ambiguous (``credentials.identity``) is refused,
+so the identity, signing policies and grid-mapfile lines read one name one way.
 Results are cached by chain DER until the chain, a trusted CA or a CRL leaves
 its validity window, or the trust directory changes (looked at once a second of
 the injected clock, not on every message).
@@ -45,7 +47,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from vws.clock import Clock
 from vws.errors import AuthenticationFailed
-from vws.security.credentials import oneline
+from vws.security.credentials import AmbiguousName, identity, oneline
 from vws.security.proxy import (
     INDEPENDENT,
     INHERIT_ALL,
@@ -156,6 +158,14 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     except UntrustedChain:
         return False
     return True
+
+
+def _check_names(path: Sequence[x509.Certificate]) -> None:
+    for cert in path:
+        try:
+            identity(cert.subject)
+        except AmbiguousName as ambiguous:
+            raise UntrustedChain(str(ambiguous)) from None
 
 
 # -- the proxy rules (RFC 3820) ---------------------------------------------------------------------
@@ -365,6 +375,7 @@ class ChainValidator:
 
     def _validate(self, chain: tuple[x509.Certificate, ...], now: datetime) -> ValidatedChain:
         path = self._complete(self._up_to_anchor(chain))
+        _check_names(path)
         windows = [_check_validity(cert, now) for cert in path]
         infos = [_proxy_info(cert) for cert in path]
         if all(info is not None for info in infos) and self.trust.issuers(path[-1]):
@@ -377,7 +388,7 @@ class ChainValidator:
         windows.append(_check_validity(anchor.certificate, now, "trusted CA"))
         crls_until = _check_policy_and_crls(path[-1], anchor, now)
         return ValidatedChain(
-            identity=oneline(path[ee_index].subject),
+            identity=identity(path[ee_index].subject),
             limited=limited,
             chain=path,
             end_entity=path[ee_index],

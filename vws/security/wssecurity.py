@@ -17,16 +17,27 @@ match). Only those elements are returned, so a dispatcher that reads
 ``VerifiedMessage.body`` and ``signed_headers`` cannot be fed a wrapped forgery.
 Checks run cheapest-first; the replay cache is consulted last, so a forged
 message cannot evict or poison an entry.
+
+What is returned is each element *as digested*: its exclusive-c14n form, parsed
+again. Exclusive c14n leaves out a namespace declaration that no element or
+attribute name uses, so a prefix used only in text (a QName such as
+``t:currentState``, an XPath, a topic expression) would keep whatever binding an
+attacker gave it. Parsed from the canonical form, such a prefix is unbound unless
+the signer listed it in the transform's InclusiveNamespaces PrefixList: a reader
+resolving it refuses the message instead of guessing. The signer lists every
+prefix its Body's text uses, so its own messages keep their meaning.
 """
 
 import base64
 import heapq
 import hmac
+import re
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -37,13 +48,14 @@ from lxml import etree
 from vws.clock import Clock, timestamp, utc
 from vws.errors import AuthenticationFailed
 from vws.security import der
-from vws.security.credentials import Credential
+from vws.security.credentials import Credential, oneline
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, ValidatedChain
 from vws.xmlns import (
     BASE64_BINARY,
     DS,
     EXC_C14N,
+    GT4_CORE,
     SOAP_ENV,
     WORKSPACE,
     WSA,
@@ -52,12 +64,34 @@ from vws.xmlns import (
     X509_PKIPATH,
     X509V3,
 )
+from vws.xmlparse import parse_canonical
 
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
+RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
 SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-_HASHES = {RSA_SHA1: hashes.SHA1, RSA_SHA256: hashes.SHA256, SHA1: hashes.SHA1, SHA256: hashes.SHA256}
+SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
+SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
+# A hash's name (as [security] signature_hashes lists it) -> (its RSA signature method, its digest method).
+HASH_METHODS = {
+    "sha1": (RSA_SHA1, SHA1),
+    "sha256": (RSA_SHA256, SHA256),
+    "sha384": (RSA_SHA384, SHA384),
+    "sha512": (RSA_SHA512, SHA512),
+}
+_HASHES = {
+    method: algorithm
+    for name, algorithm in (
+        ("sha1", hashes.SHA1),
+        ("sha256", hashes.SHA256),
+        ("sha384", hashes.SHA384),
+        ("sha512", hashes.SHA512),
+    )
+    for method in HASH_METHODS[name]
+}
+SHA2_FAMILY = ("sha256", "sha384", "sha512")
 
 # Every attribute some XML-DSig implementation resolves "#x" against: their values must be unique together.
 _ID_ATTRIBUTES = etree.XPath("//@wsu:Id | //@Id | //@ID | //@id | //@xml:id", namespaces={"wsu": WSU})
@@ -92,12 +126,28 @@ class SignatureRefused(AuthenticationFailed):
     """A WS-Security header is missing, malformed, wrong, stale, replayed or covers the wrong elements."""
 
 
+REPLAYED = "replayed message: this signature was already accepted"
+
+
+def methods(hash_names: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(signature methods, digest methods) using the named hashes; ValueError names an unknown one."""
+    unknown = sorted(set(hash_names) - set(HASH_METHODS))
+    if unknown:
+        raise ValueError(f"unknown signature hash {', '.join(unknown)} (known: {', '.join(HASH_METHODS)})")
+    return frozenset(HASH_METHODS[n][0] for n in hash_names), frozenset(HASH_METHODS[n][1] for n in hash_names)
+
+
+_SHA2_SIGNATURES, _SHA2_DIGESTS = methods(SHA2_FAMILY)
+
+
 @dataclass(frozen=True)
 class SecurityPolicy:
-    signature_methods: frozenset[str] = frozenset({RSA_SHA256, RSA_SHA1})
-    digest_methods: frozenset[str] = frozenset({SHA256, SHA1})
+    # SHA-1 is no longer collision resistant: only an administrator enables it, for old clients.
+    signature_methods: frozenset[str] = _SHA2_SIGNATURES
+    digest_methods: frozenset[str] = _SHA2_DIGESTS
     require_addressing: bool = True  # every WS-Addressing header present must be signed
-    require_workspace_headers: bool = True  # every header in a workspace namespace (resource keys) too
+    # every resource key too: headers in a workspace namespace, and ws-core's (the SubscriptionKey)
+    require_workspace_headers: bool = True
     skew: timedelta = timedelta(seconds=300)
     # The longest a Timestamp is believed after its Created, whatever its Expires says: this also bounds
     # how long the replay cache must remember a signature.
@@ -107,14 +157,23 @@ class SecurityPolicy:
         namespace = etree.QName(header_block).namespace or ""
         if self.require_addressing and namespace == WSA:
             return True
-        return self.require_workspace_headers and namespace.startswith(WORKSPACE)
+        return self.require_workspace_headers and (namespace.startswith(WORKSPACE) or namespace == GT4_CORE)
 
 
 DEFAULT_POLICY = SecurityPolicy()
 
 
+class SeenSignatures(Protocol):
+    def admit(self, key: bytes, until: datetime) -> bool:
+        """True the first time ``key`` (a signature value) is offered before ``until``; False for every repeat."""
+
+
 class ReplayCache:
-    """Signature values seen, each kept until its message could no longer be accepted anyway."""
+    """Signature values seen, in memory, each kept until its message could no longer be accepted anyway.
+
+    Enough for a client checking replies. The service also records the messages that change
+    something in the store, so that a restart does not forget them (vws.soap.replay).
+    """
 
     def __init__(self, clock: Clock, max_entries: int = 1_000_000) -> None:
         self._clock = clock
@@ -146,12 +205,13 @@ class ReplayCache:
 @dataclass(frozen=True)
 class VerifiedMessage:
     chain: ValidatedChain
-    body: etree._Element  # the envelope's real soapenv:Body
-    signed_headers: tuple[etree._Element, ...]  # real header blocks the signature covers, in document order
-    covered: tuple[etree._Element, ...]  # every element a Reference digested, in SignedInfo order
+    body: etree._Element  # the envelope's real soapenv:Body, as digested (see the module docstring)
+    signed_headers: tuple[etree._Element, ...]  # real header blocks the signature covers, as digested, in order
     created: datetime
     expires: datetime
     signature_method: str
+    signature_value: bytes  # what the replay cache remembers
+    replayable_until: datetime  # the last instant (skew included) at which the message could be accepted
 
     @property
     def identity(self) -> str:
@@ -182,7 +242,7 @@ def header_blocks(header: etree._Element | None) -> list[etree._Element]:
 
 
 def required_headers(envelope: etree._Element, policy: SecurityPolicy = DEFAULT_POLICY) -> list[etree._Element]:
-    """The header blocks ``policy`` wants signed (WS-Addressing, workspace keys), in document order."""
+    """The header blocks ``policy`` wants signed (WS-Addressing, resource keys), in document order."""
     header, _ = envelope_parts(envelope)
     return [block for block in header_blocks(header) if block.tag != _SECURITY and policy.must_sign(block)]
 
@@ -195,6 +255,23 @@ def _c14n(element: etree._Element, prefixes: Sequence[str] | None = None) -> byt
         with_comments=False,
         inclusive_ns_prefixes=list(prefixes) if prefixes else None,
     )
+
+
+# A prefix as a QName or an XPath name test uses it: an NCName, a colon, then a name or '*' (so not "http://").
+_QNAME_PREFIX = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]*):(?=[A-Za-z_*])")
+
+
+def text_prefixes(element: etree._Element) -> list[str]:
+    """The in-scope prefixes that text in ``element`` may use as QName prefixes: what InclusiveNamespaces must list.
+
+    An unprefixed QName in text is not covered this way: lxml's c14n cannot take "#default".
+    """
+    found: set[str] = set()
+    for node in element.iter():
+        names = _QNAME_PREFIX.findall(node.text) if node.text and ":" in node.text else None
+        if names:
+            found.update(node.nsmap.keys() & set(names))  # nsmap walks the ancestors: only when needed
+    return sorted(found)
 
 
 def _digest(data: bytes, method: str) -> bytes:
@@ -226,6 +303,18 @@ def read_pki_path(data: bytes) -> tuple[bytes, ...]:
     return tuple(reversed(der.sequence_of(data)))
 
 
+def claimed_signer(envelope: etree._Element) -> str | None:
+    """The subject of the certificate a message's first security token holds, *not* verified: for logs only."""
+    try:
+        header, _ = envelope_parts(envelope)
+        token = next(next(b for b in header_blocks(header) if b.tag == _SECURITY).iterchildren(_BST))
+        data = _b64(token.text, "BinarySecurityToken")
+        leaf = data if token.get("ValueType") == X509V3 else read_pki_path(data)[0]
+        return oneline(x509.load_der_x509_certificate(leaf).subject)
+    except (SignatureRefused, StopIteration, ValueError):
+        return None
+
+
 # -- signing -------------------------------------------------------------------------------------
 
 
@@ -242,8 +331,8 @@ class MessageSigner:
         lifetime: timedelta = timedelta(seconds=300),
     ) -> None:
         if not isinstance(credential.key, rsa.RSAPrivateKey):
-            raise ValueError("only RSA credentials can sign (RSA-SHA256 / RSA-SHA1)")
-        if signature_method not in (RSA_SHA1, RSA_SHA256) or digest_method not in (SHA1, SHA256):
+            raise ValueError("only RSA credentials can sign (RSA-SHA256 and its kin)")
+        if signature_method not in _HASHES or digest_method not in _HASHES:
             raise ValueError("unsupported signature or digest method")
         self.credential = credential
         self.clock = clock
@@ -261,7 +350,7 @@ class MessageSigner:
 
         Body and Timestamp are always signed; ``also_sign`` lists header blocks
         (direct children of the Header) to sign too. ``None`` means every header
-        the default policy requires (WS-Addressing and workspace namespaces).
+        the default policy requires (WS-Addressing and resource keys).
         """
         if envelope.tag != _ENVELOPE:
             raise ValueError("not a SOAP 1.1 Envelope")
@@ -314,11 +403,18 @@ class MessageSigner:
         reference.set("ValueType", self._token_type)
 
     def _reference(self, signed_info: etree._Element, element: etree._Element) -> None:
-        prefix = "Body" if element.tag == _BODY else "H"
-        ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, prefix))
-        etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
+        is_body = element.tag == _BODY
+        ref = etree.SubElement(signed_info, _REFERENCE, URI="#" + _ensure_id(element, "Body" if is_body else "H"))
+        transform = etree.SubElement(etree.SubElement(ref, _TRANSFORMS), _TRANSFORM, Algorithm=EXC_C14N)
+        # QName text lives in bodies (property names, queries, topics); headers carry keys and URIs.
+        inclusive = text_prefixes(element) if is_body else []
+        if inclusive:
+            etree.SubElement(transform, _INCLUSIVE_NS, PrefixList=" ".join(inclusive), nsmap={"ec": EXC_C14N})
+            # lxml hands c14n only the prefixes its document dictionary holds, which a tree built in code
+            # may lack: the parsed copy (with every in-scope declaration) has them all.
+            (element,) = parse_canonical(etree.tostring(element, with_tail=False))
         etree.SubElement(ref, _DIGEST_METHOD, Algorithm=self.digest_method)
-        digest = _digest(_c14n(element), self.digest_method)
+        digest = _digest(_c14n(element, inclusive), self.digest_method)
         etree.SubElement(ref, _DIGEST_VALUE).text = base64.b64encode(digest).decode()
 
 
@@ -338,7 +434,10 @@ def _prefix_list(parent: etree._Element) -> list[str] | None:
         return None
     if len(inclusive) > 1:
         raise SignatureRefused("more than one InclusiveNamespaces")
-    return [p if p != "#default" else "" for p in (inclusive[0].get("PrefixList") or "").split()] or None
+    prefixes = (inclusive[0].get("PrefixList") or "").split()
+    if "#default" in prefixes:  # lxml's c14n would drop it silently, and the digest fail for no clear reason
+        raise SignatureRefused("an InclusiveNamespaces PrefixList naming #default is not supported")
+    return prefixes or None
 
 
 def _parse_time(element: etree._Element | None, what: str) -> datetime | None:
@@ -405,13 +504,24 @@ class _Reference:
     prefixes: list[str] | None
 
 
+def _check_digest(ref: _Reference) -> bytes:
+    """The canonical form of ``ref``'s target, once its digest matches."""
+    canonical = _c14n(ref.target, ref.prefixes)
+    if not hmac.compare_digest(_digest(canonical, ref.digest_method), ref.digest):
+        raise SignatureRefused(f"the digest of {ref.target.tag} does not match: the element was changed after signing")
+    return canonical
+
+
+_ACCEPTED = " (the hashes accepted are the service's [security] signature_hashes)"
+
+
 class MessageVerifier:
     def __init__(
         self,
         trust: TrustStore | ChainValidator,
         clock: Clock,
         policy: SecurityPolicy = DEFAULT_POLICY,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: SeenSignatures | None = None,
     ) -> None:
         """``trust``: a TrustStore, or a ChainValidator to share its cache and untrusted certificates."""
         self.validator = trust if isinstance(trust, ChainValidator) else ChainValidator(trust, clock)
@@ -441,21 +551,22 @@ class MessageVerifier:
         self._check_coverage(covered, body, stamp, others)
 
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
-        for ref in references:
-            if not hmac.compare_digest(_digest(_c14n(ref.target, ref.prefixes), ref.digest_method), ref.digest):
-                raise SignatureRefused(
-                    f"the digest of {ref.target.tag} does not match: the element was changed after signing"
-                )
+        digested = {id(ref.target): _check_digest(ref) for ref in references}
         if not self.replay_cache.admit(value, deadline + self.policy.skew):
-            raise SignatureRefused("replayed message: this signature was already accepted")
+            raise SignatureRefused(REPLAYED)
+        signed = [block for block in others if id(block) in covered]  # in document order
+        body_as_digested, *headers_as_digested = parse_canonical(
+            digested[id(body)], *(digested[id(block)] for block in signed)
+        )
         return VerifiedMessage(
             chain=chain,
-            body=body,
-            signed_headers=tuple(block for block in others if id(block) in covered),
-            covered=tuple(ref.target for ref in references),
+            body=body_as_digested,
+            signed_headers=tuple(headers_as_digested),
             created=created,
             expires=expires or deadline,
             signature_method=signature_method,
+            signature_value=value,
+            replayable_until=deadline + self.policy.skew,
         )
 
     def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime | None, datetime]:
@@ -487,7 +598,7 @@ class MessageVerifier:
             )
         signature_method = _one(signed_info, _SIG_METHOD, "ds:SignedInfo").get("Algorithm")
         if signature_method not in self.policy.signature_methods:
-            raise SignatureRefused(f"signature method {signature_method} is not allowed")
+            raise SignatureRefused(f"signature method {signature_method} is not allowed{_ACCEPTED}")
         return signature_method, _prefix_list(c14n_method)
 
     @staticmethod
@@ -546,7 +657,7 @@ class MessageVerifier:
             raise SignatureRefused(f"reference {uri}: only a single exclusive-c14n transform is accepted")
         digest_method = _one(ref, _DIGEST_METHOD, "ds:Reference").get("Algorithm")
         if digest_method not in self.policy.digest_methods:
-            raise SignatureRefused(f"digest method {digest_method} is not allowed")
+            raise SignatureRefused(f"digest method {digest_method} is not allowed{_ACCEPTED}")
         digest = _b64(_one(ref, _DIGEST_VALUE, "ds:Reference").text, "DigestValue")
         return _Reference(target, digest_method, digest, _prefix_list(transforms[0]))
 

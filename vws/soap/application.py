@@ -8,8 +8,9 @@ WS-ResourceLifetime) to methods, and write replies and WS-BaseFaults ourselves.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
+from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 from spyne import AnyXml, Application, Fault, ServiceBase, rpc
@@ -17,10 +18,10 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from vws.clock import Clock
-from vws.errors import MalformedMessage, VersionMismatch, VwsError
+from vws.errors import MalformedMessage, VersionMismatch, VwsError, WrongDestination
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation, PortType
-from vws.soap.gatekeeper import Admission, Gatekeeper
+from vws.soap.gatekeeper import Admission, Gatekeeper, log_refusal
 from vws.wsrf.addressing import MessageHeaders, reply_headers
 from vws.xmlns import SOAP_ENV, qname
 from vws.xmlparse import adopt, parse
@@ -44,13 +45,36 @@ class _Refusal(Fault):
         self.table = table
 
 
+def _path(url: str) -> str:
+    return unquote(urlsplit(url).path).rstrip("/")
+
+
+def check_destination(to: str | None, signed: bool, address: str, environ: Mapping[str, object]) -> None:
+    """wsa:To must name this endpoint: by its path, the one it was POSTed to or its public ``address``.
+
+    Scheme, host and port are not compared: behind a TLS-terminating or renaming proxy the
+    client's To and what this process sees differ there (and base_url may add a path prefix).
+    A signed message must carry a To (signed, as the policy requires of every WS-Addressing
+    header), so its signature binds it to one endpoint; an unsigned one comes on a channel
+    that is trusted or not checked at all.
+    """
+    if to is None:
+        if signed:
+            raise WrongDestination("a signed message must name its endpoint: it has no wsa:To header")
+        return
+    received = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+    if _path(to) not in (_path(received), _path(address)):
+        raise WrongDestination(f"wsa:To {to} names another endpoint than {address}, which received the message")
+
+
 class _WsrfSoap11(Soap11):
-    def __init__(self, port_type: PortType, gatekeeper: Gatekeeper, clock: Clock) -> None:
+    def __init__(self, port_type: PortType, gatekeeper: Gatekeeper, clock: Clock, address: str) -> None:
         super().__init__(validator=None)
         self._service = port_type.service
         self._operations = {op.request: op for op in port_type.operations()}
         self._gatekeeper = gatekeeper
         self._clock = clock
+        self._address = address
 
     def create_in_document(self, ctx, charset=None) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -59,8 +83,14 @@ class _WsrfSoap11(Soap11):
             raise _Refusal(error, faults.ENVELOPE) from None
 
     def decompose_incoming_envelope(self, ctx, message=Soap11.REQUEST) -> None:  # type: ignore[no-untyped-def]
+        environ = ctx.transport.req_env
         try:
-            admission = self._gatekeeper.admit(ctx.in_document, ctx.transport.req_env)
+            admission = self._gatekeeper.admit(ctx.in_document, environ)
+            headers = MessageHeaders.parse(admission.headers)
+            check_destination(headers.to, admission.verified is not None, self._address, environ)
+        except WrongDestination as wrong:  # sent elsewhere, or redirected by a man in the middle
+            log_refusal(wrong, admission.caller.identity, environ)
+            raise _Refusal(wrong, faults.ENVELOPE) from None
         except VwsError as error:
             raise _Refusal(error, faults.ENVELOPE) from None
         operation = self._operations.get(admission.body.tag)
@@ -68,7 +98,11 @@ class _WsrfSoap11(Soap11):
             raise _Refusal(
                 MalformedMessage(f"{self._service} has no operation for {admission.body.tag}"), faults.ENVELOPE
             )
-        headers = MessageHeaders.parse(admission.headers)
+        if operation.changes_state:
+            try:
+                self._gatekeeper.record(admission, environ)
+            except VwsError as error:
+                raise _Refusal(error, faults.ENVELOPE) from None
         ctx.udc = _Exchange(operation, admission, Call(self._service, admission.body, headers, admission.caller))
         ctx.in_header_doc = list(admission.headers)
         ctx.in_body_doc = admission.body
@@ -132,16 +166,19 @@ def _method(operation: Operation) -> Callable:
     return rpc(AnyXml, _body_style="bare", _returns=AnyXml, _in_message_name=operation.name)(invoke)
 
 
-def wsgi_application(port_type: PortType, gatekeeper: Gatekeeper, clock: Clock, max_body_bytes: int) -> WsgiApplication:
-    """A WSGI callable that serves one port type's SOAP POSTs (of at most the HTTP front's body limit)."""
+def wsgi_application(
+    port_type: PortType, gatekeeper: Gatekeeper, clock: Clock, address: str, max_body_bytes: int
+) -> WsgiApplication:
+    """A WSGI callable that serves one port type's SOAP POSTs at its public ``address`` (of at most the
+    HTTP front's body limit)."""
     methods = {op.name: _method(op) for op in port_type.operations()}
     service = type(port_type.service, (ServiceBase,), methods)
     app = Application(
         [service],
         tns=_SPYNE_TNS,
         name=port_type.service,
-        in_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
-        out_protocol=_WsrfSoap11(port_type, gatekeeper, clock),
+        in_protocol=_WsrfSoap11(port_type, gatekeeper, clock, address),
+        out_protocol=_WsrfSoap11(port_type, gatekeeper, clock, address),
     )
     return WsgiApplication(app, max_content_length=max_body_bytes)
 

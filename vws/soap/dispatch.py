@@ -42,6 +42,8 @@ class Operation:
     reply_action: str  # wsa:Action of the response
     handler: Handler
     faults: FaultTable
+    # False for reads: a signed request is then not recorded against replay across restarts (vws.soap.replay).
+    changes_state: bool = True
 
 
 class PortType(Protocol):

@@ -15,7 +15,7 @@ from lxml import etree
 from vws import errors
 from vws.wsrf import notification
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSNT, WSRL, WSRP, qname
+from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSA, WSNT, WSRL, WSRP, qname
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ _CLIENT_ERRORS = (
     notification.InvalidTopicExpression,
     notification.NoCurrentMessage,
 )
+
+
+# Errors a spec gives a fault code of their own: (prefix, namespace, local name).
+_FAULT_CODES = {
+    errors.WrongDestination: ("wsa", WSA, "DestinationUnreachable"),  # WS-Addressing 2004/03, 5
+    errors.VersionMismatch: ("soapenv", SOAP_ENV, "VersionMismatch"),  # SOAP 1.1, 4.4.1
+}
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,11 @@ STATUS_QUERY = FaultTable(qname(STATUS, "WorkspaceStatusFault"))
 ENVELOPE = FaultTable(None)
 
 
-def _fault_code(error: errors.VwsError) -> str:
-    if isinstance(error, errors.VersionMismatch):
-        return "VersionMismatch"
-    return "Client" if isinstance(error, _CLIENT_ERRORS) else "Server"
+def _fault_code(error: errors.VwsError) -> tuple[str, str, str]:
+    for kind in type(error).__mro__:
+        if kind in _FAULT_CODES:
+            return _FAULT_CODES[kind]
+    return "soapenv", SOAP_ENV, "Client" if isinstance(error, _CLIENT_ERRORS) else "Server"
 
 
 def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree._Element:
@@ -136,9 +144,9 @@ def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree.
         incident = uuid.uuid4()
         log.error("unexpected internal problem, incident %s", incident, exc_info=error)
         error = errors.VwsError(f"Unexpected internal service problem; incident key: {incident}")
-    fault = etree.Element(qname(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV})
-    code = _fault_code(error)
-    etree.SubElement(fault, "faultcode").text = f"soapenv:{code}"
+    prefix, namespace, code = _fault_code(error)
+    fault = etree.Element(qname(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV, prefix: namespace})
+    etree.SubElement(fault, "faultcode").text = f"{prefix}:{code}"
     etree.SubElement(fault, "faultstring").text = error.description
     detail_tag = table.element_for(error)
     if detail_tag is not None:

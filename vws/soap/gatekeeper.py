@@ -6,20 +6,25 @@ The dispatcher reads nothing else, so an element slipped in beside a signed one
 (signature wrapping) is never acted on. ``seal`` signs replies to signed requests.
 """
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from lxml import etree
 
-from vws.errors import MalformedMessage, NotAuthorized
+from vws.errors import AuthenticationFailed, MalformedMessage, NotAuthorized, VwsError
 from vws.security import wssecurity
 from vws.security.gridmap import GridMap
-from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.security.wssecurity import MessageSigner, MessageVerifier, SeenSignatures, VerifiedMessage
 from vws.soap.transport import PEER
 from vws.workspace.manager import Caller
+from vws.xmlns import WSSE, qname
+
+log = logging.getLogger(__name__)
 
 ANONYMOUS = Caller("<anonymous>")
+_SECURITY = qname(WSSE, "Security")
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,14 @@ class Admission:
     caller: Caller
     body: etree._Element  # the payload element inside soapenv:Body
     headers: tuple[etree._Element, ...]  # the header elements that may be believed
-    signed: bool = False
+    verified: VerifiedMessage | None = None  # when signed
 
 
 class Gatekeeper(Protocol):
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission: ...
+
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        """Before a request that changes state is acted on: refuse it if an earlier run accepted it."""
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None: ...
 
@@ -54,6 +62,16 @@ def payload(body: etree._Element) -> etree._Element:
     return elements[0]
 
 
+def log_refusal(refused: VwsError, caller: str | None, environ: Mapping[str, object]) -> None:
+    """One line per refused message, so an administrator can see an attack: who (as far as known), why, from where.
+
+    Only the refusal's description, a DN and an address: never the message, its signature or its token.
+    """
+    log.warning(
+        "refused %s from %s: %s", caller or "an unknown caller", environ.get("REMOTE_ADDR", "?"), refused.description
+    )
+
+
 class OpenGate:
     """``--insecure``: every message is admitted, anonymously, and nothing is signed."""
 
@@ -61,6 +79,9 @@ class OpenGate:
         header, body = envelope_parts(envelope)
         headers = tuple(child for child in header if isinstance(child.tag, str)) if header is not None else ()
         return Admission(ANONYMOUS, payload(body), headers)
+
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        pass
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
         pass
@@ -78,27 +99,51 @@ class SignedGate:
     """
 
     def __init__(
-        self, verifier: MessageVerifier, signer: MessageSigner, gridmap: GridMap, admins: frozenset[str]
+        self,
+        verifier: MessageVerifier,
+        signer: MessageSigner,
+        gridmap: GridMap,
+        admins: frozenset[str],
+        seen: SeenSignatures,
     ) -> None:
+        """``seen``: the signatures of state-changing requests accepted by any run (vws.soap.replay)."""
         self._verifier = verifier
         self._signer = signer
         self._gridmap = gridmap
         self._admins = admins
+        self._seen = seen
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
-        verified = self._verifier.verify(envelope)
+        try:
+            verified = self._verifier.verify(envelope)
+        except AuthenticationFailed as refused:
+            claimed = wssecurity.claimed_signer(envelope)
+            log_refusal(refused, claimed and f"{claimed} (claimed)", environ)
+            raise
         identity = verified.identity
         admin = identity in self._admins
         if not admin:
-            self._gridmap.require(identity)
+            _require_mapped(self._gridmap, identity, environ)
         caller = Caller(identity, admin=admin, limited=verified.chain.limited)
-        return Admission(caller, payload(verified.body), verified.signed_headers, signed=True)
+        return Admission(caller, payload(verified.body), verified.signed_headers, verified)
+
+    def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
+        verified = admission.verified
+        if verified is not None and not self._seen.admit(verified.signature_value, verified.replayable_until):
+            refused = wssecurity.SignatureRefused(wssecurity.REPLAYED + " (before the service restarted)")
+            log_refusal(refused, admission.caller.identity, environ)
+            raise refused
 
     def seal(self, envelope: etree._Element, admission: Admission) -> None:
-        if admission.signed:
+        if admission.verified is not None:
             self._signer.sign(envelope)
 
     def sign(self, envelope: etree._Element) -> None:
+        """Each delivery attempt of a notification is signed afresh: a new Timestamp, a new signature."""
+        header, _ = wssecurity.envelope_parts(envelope)
+        for block in wssecurity.header_blocks(header):
+            if block.tag == _SECURITY:
+                header.remove(block)
         self._signer.sign(envelope)
 
 
@@ -115,10 +160,18 @@ class TransportGate(OpenGate):
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
         peer = environ.get(PEER)
-        if peer is None:
+        if peer is None:  # the TLS adapter logged why, when a certificate was presented
             raise NotAuthorized("this service requires a TLS client certificate from a trusted CA")
         admin = peer.identity in self._admins
         if not admin:
-            self._gridmap.require(peer.identity)
+            _require_mapped(self._gridmap, peer.identity, environ)
         opened = super().admit(envelope, environ)
         return Admission(Caller(peer.identity, admin=admin, limited=peer.limited), opened.body, opened.headers)
+
+
+def _require_mapped(gridmap: GridMap, identity: str, environ: Mapping[str, object]) -> None:
+    try:
+        gridmap.require(identity)
+    except NotAuthorized as refused:
+        log_refusal(refused, identity, environ)
+        raise

@@ -5,15 +5,18 @@ and the capacity it needs is held, but it is not propagated or started: it waits
 Unpropagated, until the ensemble is ``done``. Then every member is brought to its
 initial state together. If any member cannot be placed when it joins, or any
 fails to come up at ``done``, the whole ensemble is destroyed: an ensemble that
-cannot be co-scheduled holds nothing.
+cannot be co-scheduled holds nothing. A member refused by policy, quota or its
+metadata changes nothing, not even the ensemble it asked to join.
 """
 
 import uuid
 from dataclasses import dataclass
 from typing import NoReturn
 
+from sqlite_utils import Database
+
 from vws.clock import Clock, timestamp
-from vws.errors import IllegalState, UnknownResource, VwsError
+from vws.errors import IllegalState, InvalidMetadata, RequestDenied, UnknownResource, VwsError
 from vws.store.database import Store
 from vws.workspace.groups import apply_to_members
 from vws.workspace.manager import Caller, Workspace, WorkspaceManager
@@ -34,13 +37,17 @@ class Ensembles:
         self._clock = clock
 
     def join(self, caller: Caller, request: DeploymentRequest, key: str | None, done: bool) -> Joined:
-        """Add the request's workspaces to ensemble ``key`` (a new one when None)."""
-        key = key or self._new(caller)
-        self._open(caller, key)
-        try:
-            created = self._manager.create_held(caller, request, key)
-        except VwsError as exc:
-            self._fail(caller, key, exc)
+        """Add the request's workspaces to ensemble ``key`` (a new one when None).
+
+        A refused member (policy, quota, metadata) changes nothing: a new ensemble is written
+        with its first member or not at all, an open one stays as it was. A member that passes
+        every check but cannot be placed destroys the ensemble it joins (all or none).
+        """
+        if key is None:
+            key = str(uuid.uuid4())
+            created = self._manager.create_held(caller, request, key, prepare=lambda db: self._insert(db, caller, key))
+        else:
+            created = self._add(caller, request, key)
         if done:
             self.done(caller, key)
             created = [self._manager.get(caller, workspace.id) for workspace in created]
@@ -66,11 +73,17 @@ class Ensembles:
             db["ensembles"].update(key, {"destroyed_at": timestamp(self._clock.now())})
         apply_to_members(members, lambda w: self._manager.destroy(caller, w.id), "destroy")
 
-    def _new(self, caller: Caller) -> str:
-        key = str(uuid.uuid4())
-        with self._store.transaction() as db:
-            db["ensembles"].insert({"key": key, "owner": caller.identity, "created_at": timestamp(self._clock.now())})
-        return key
+    def _insert(self, db: Database, caller: Caller, key: str) -> None:
+        db["ensembles"].insert({"key": key, "owner": caller.identity, "created_at": timestamp(self._clock.now())})
+
+    def _add(self, caller: Caller, request: DeploymentRequest, key: str) -> list[Workspace]:
+        self._open(caller, key)
+        try:
+            return self._manager.create_held(caller, request, key)
+        except (RequestDenied, InvalidMetadata):
+            raise  # refused before anything was reserved or written
+        except VwsError as exc:
+            self._fail(caller, key, exc)
 
     def _owned(self, caller: Caller, key: str) -> dict:
         with self._store.reading() as db:
@@ -85,7 +98,7 @@ class Ensembles:
 
     def _fail(self, caller: Caller, key: str, error: VwsError) -> NoReturn:
         self.destroy(caller, key)
-        # The same kind of error (a denial stays a denial), saying what became of the ensemble.
+        # The same kind of error, saying what became of the ensemble.
         raise type(error)(
             f"ensemble {key} cannot be co-scheduled and was destroyed with all its members: {error.description}",
             cause=error.cause,

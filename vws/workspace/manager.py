@@ -240,7 +240,12 @@ class WorkspaceManager:
         return duration
 
     def _reserve(
-        self, caller: Caller, request: DeploymentRequest, duration: timedelta, ensemble_key: str | None = None
+        self,
+        caller: Caller,
+        request: DeploymentRequest,
+        duration: timedelta,
+        ensemble_key: str | None = None,
+        prepare: Callable[[Database], None] | None = None,
     ) -> list[int]:
         now = self._clock.now()
         group = str(uuid.uuid4()) if request.node_number > 1 else None
@@ -262,6 +267,8 @@ class WorkspaceManager:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
             self._pool.check_room(db, request.machine, request.node_number)  # before a row is written
+            if prepare is not None:
+                prepare(db)
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
             if group and request.save_target:  # as in GT4, a base name: each member saves to it plus -<id>
                 for workspace_id in ids:
@@ -282,10 +289,21 @@ class WorkspaceManager:
         """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
         self._admission_checks.append(check)
 
-    def create_held(self, caller: Caller, request: DeploymentRequest, ensemble_key: str) -> list[Workspace]:
-        """Reserve and place like ``create``, but leave the workspaces Unpropagated until released."""
+    def create_held(
+        self,
+        caller: Caller,
+        request: DeploymentRequest,
+        ensemble_key: str,
+        prepare: Callable[[Database], None] | None = None,
+    ) -> list[Workspace]:
+        """Reserve and place like ``create``, but leave the workspaces Unpropagated until released.
+
+        ``prepare(db)`` runs inside the reservation's transaction once every check has passed,
+        before the workspaces are written (a new ensemble's own row): a refusal writes nothing.
+        """
         duration = self._check_policy(caller, request)
-        return [self._snapshot(workspace_id) for workspace_id in self._reserve(caller, request, duration, ensemble_key)]
+        reserved = self._reserve(caller, request, duration, ensemble_key, prepare)
+        return [self._snapshot(workspace_id) for workspace_id in reserved]
 
     def release_held(self, ids: list[int]) -> list[Workspace]:
         """Bring held workspaces up together, in the background: every one reaches its initial

@@ -10,13 +10,13 @@ from vws.soap import faults
 from vws.soap.dispatch import Call, Handler, Operation
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import ENSEMBLE, GROUP, WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
 GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
 ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
 # GT4 ws-core's subscription resource key.
-SUBSCRIPTION_KEY = qname("http://www.globus.org/namespaces/2004/06/core", "SubscriptionKey")
+SUBSCRIPTION_KEY = qname(GT4_CORE, "SubscriptionKey")
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
 GROUP_SERVICE = "WorkspaceGroupService"
@@ -34,16 +34,23 @@ def custom_operation(port_type: str, name: str, request: str, handler: Handler, 
 
 
 def wsrf_operation(
-    action_base: str, namespace: str, name: str, handler: Handler, table: faults.FaultTable
+    action_base: str,
+    namespace: str,
+    name: str,
+    handler: Handler,
+    table: faults.FaultTable,
+    changes_state: bool = True,
 ) -> Operation:
     action = action_base + name
-    return Operation(name, qname(namespace, name), action, action + "Response", handler, table)
+    return Operation(name, qname(namespace, name), action, action + "Response", handler, table, changes_state)
 
 
 def property_operations(document: DocumentSource) -> list[Operation]:
-    """GetResourceProperty, GetMultipleResourceProperties and QueryResourceProperties."""
+    """GetResourceProperty, GetMultipleResourceProperties and QueryResourceProperties: reads."""
     return [
-        wsrf_operation(WSRP_ACTION, WSRP, name, lambda call, read=read: read(document(call), call.body), table)
+        wsrf_operation(
+            WSRP_ACTION, WSRP, name, lambda call, read=read: read(document(call), call.body), table, changes_state=False
+        )
         for name, read, table in (
             ("GetResourceProperty", properties.get_property, faults.PROPERTIES),
             ("GetMultipleResourceProperties", properties.get_multiple, faults.PROPERTIES),
