@@ -25,8 +25,8 @@ from vws.errors import NotAuthorized
 log = logging.getLogger(__name__)
 
 
-class GridMapSyntaxError(ValueError):
-    pass
+class GridMapSyntaxError(ConfigError):
+    """A grid-mapfile line that cannot be read."""
 
 
 _HEX = re.compile(r"[0-9a-fA-F]{2}")
