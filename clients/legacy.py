@@ -27,7 +27,9 @@ import sys
 from pathlib import Path
 
 from clients import monitor, workspace
-from clients.workspace import ClientError, read_epr
+from clients.errors import ClientError
+from clients.workspace import read_epr
+from vws.errors import VwsError
 
 MODES = (
     ("deploy", "deploy a workspace, or a group with --numnodes"),
@@ -54,7 +56,7 @@ EXIT_STATUS = {
 }
 
 
-class UsageError(Exception):
+class UsageError(ClientError):
     """A command line the GT4 client would refuse."""
 
 
@@ -202,7 +204,7 @@ def _initial_state(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         translated = translate(parser().parse_args(argv))
-    except (UsageError, ClientError) as exc:
+    except VwsError as exc:
         print(f"workspace: {exc}", file=sys.stderr)
         return 1
     return EXIT_STATUS.get(workspace.main(translated, prog="workspace"), 2)

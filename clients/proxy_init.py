@@ -14,7 +14,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from clients.errors import ClientError
 from vws.clock import SystemClock
+from vws.errors import VwsError
 from vws.security.credentials import Credential
 from vws.security.proxy import MINIMUM_KEY_BITS, create_proxy
 
@@ -70,6 +72,13 @@ def _lifetime(args: argparse.Namespace) -> timedelta:
 
 def _load_user(cert: Path, key: Path, pwstdin: bool) -> Credential:
     try:
+        return _unlock_user(cert, key, pwstdin)
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"cannot load the user credential: {exc}") from None
+
+
+def _unlock_user(cert: Path, key: Path, pwstdin: bool) -> Credential:
+    try:
         return Credential.load(cert, key)
     except TypeError:  # the key is encrypted and no pass phrase was given
         pass
@@ -78,7 +87,7 @@ def _load_user(cert: Path, key: Path, pwstdin: bool) -> Credential:
     try:
         return Credential.load(cert, key, phrase.encode())
     except ValueError:
-        raise SystemExit("vws-proxy-init: wrong pass phrase") from None
+        raise ClientError("wrong pass phrase") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,10 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        user = _load_user(args.cert, args.key, args.pwstdin)
-    except (OSError, ValueError) as exc:
-        print(f"vws-proxy-init: cannot load the user credential: {exc}", file=sys.stderr)
+        return _create(args, lifetime)
+    except VwsError as exc:
+        print(f"vws-proxy-init: {exc}", file=sys.stderr)
         return 1
+
+
+def _create(args: argparse.Namespace, lifetime: timedelta) -> int:
+    user = _load_user(args.cert, args.key, args.pwstdin)
     if not args.quiet:
         print(f"Your identity: {user.subject}")
         print("Creating proxy ...", end=" ", flush=True)

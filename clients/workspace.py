@@ -31,10 +31,11 @@ import zeep.exceptions
 from lxml import etree
 
 from clients import monitor, resource
+from clients.errors import ClientError
 from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from clients.wsse import GsiSecureMessage
-from vws.errors import AuthenticationFailed
+from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
@@ -43,10 +44,6 @@ SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 GROUP_SERVICE = "WorkspaceGroupService"
 STATUS = "WorkspaceStatusService"
 EXIT_FAULT, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 4, 130  # and monitor.EXIT_STATE, 3
-
-
-class ClientError(Exception):
-    """A failure to report in one line, without a traceback."""
 
 
 # ---- the actions -------------------------------------------------------------------
@@ -399,7 +396,7 @@ def main(argv: list[str] | None = None, prog: str = "vws-client") -> int:
     except zeep.exceptions.Error as exc:  # what zeep refuses to send: a document the schema does not allow
         print(f"{prog}: cannot send the {args.action} request: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ClientError, ValueError, OSError, AuthenticationFailed) as exc:
+    except (VwsError, ValueError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -43,7 +43,6 @@ def test_accounts(tmp_path, dn, accounts):
     path.write_text(SAMPLE)
     gridmap = GridMap(path)
     assert gridmap.accounts(dn) == accounts
-    assert gridmap.authorized(dn) is bool(accounts)
     if not accounts:
         with pytest.raises(NotAuthorized):
             gridmap.require(dn)
@@ -58,18 +57,18 @@ def test_reload_when_the_file_changes(tmp_path):
     path = tmp_path / "grid-mapfile"
     path.write_text('"/O=Grid/CN=A" a\n')
     gridmap = GridMap(path)
-    assert gridmap.authorized("/O=Grid/CN=A") and not gridmap.authorized("/O=Grid/CN=B")
+    assert gridmap.accounts("/O=Grid/CN=A") == ("a",) and gridmap.accounts("/O=Grid/CN=B") == ()
     path.write_text('"/O=Grid/CN=B" b\n')
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert gridmap.authorized("/O=Grid/CN=B") and not gridmap.authorized("/O=Grid/CN=A")
+    assert gridmap.accounts("/O=Grid/CN=B") == ("b",) and gridmap.accounts("/O=Grid/CN=A") == ()
 
 
 def test_missing_file_authorizes_nobody(tmp_path):
     gridmap = GridMap(tmp_path / "absent")
-    assert not gridmap.authorized("/O=Grid/CN=A")
-    assert gridmap.add("/O=Grid/CN=A", "a") and not gridmap.add("/O=Grid/CN=A", "a")
-    assert gridmap.accounts("/O=Grid/CN=A") == ("a",)
+    assert gridmap.accounts("/O=Grid/CN=A") == ()
+    with pytest.raises(NotAuthorized):
+        gridmap.require("/O=Grid/CN=A")
 
 
 @pytest.mark.parametrize("dn", ["/O=Grid/CN=plain", '/O=Grid/CN=with "quotes"', "/O=Grid/CN=back\\slash"])

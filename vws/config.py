@@ -21,14 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vws.errors import VwsError
 from vws.xmlparse import MAX_DOCUMENT_BYTES
 
 
-class ConfigError(ValueError):
+class ConfigError(VwsError, ValueError):
     """A configuration or data file the service cannot use.
 
     ``setting`` ("section", "key") names the vws.conf setting at fault, when the message
-    does not already say where it is.
+    does not already say where it is. A ValueError too, so that dataclass field checks
+    and argparse types raising it keep the meaning a ValueError has there.
     """
 
     def __init__(self, message: str, setting: tuple[str, str] | None = None) -> None:
@@ -229,13 +231,14 @@ class Config:
         except ConfigError as exc:
             raise ConfigError(_located(exc, origins)) from None
 
-    def locate(self, error: ConfigError) -> str:
+    def locate(self, error: VwsError) -> str:
         """The error's message, preceded by where its setting was read when it does not say so itself."""
         return _located(error, self.origins)
 
 
-def _located(error: ConfigError, origins: Mapping[tuple[str, str], str]) -> str:
-    where = origins.get(error.setting) if error.setting else None
+def _located(error: VwsError, origins: Mapping[tuple[str, str], str]) -> str:
+    setting = error.setting if isinstance(error, ConfigError) else None
+    where = origins.get(setting) if setting else None
     return f"{where}: {error}" if where else str(error)
 
 

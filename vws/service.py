@@ -134,7 +134,6 @@ class Service:
             FactoryPortType(
                 self.manager,
                 endpoints,
-                self.clock,
                 timedelta(seconds=policy.default_running_seconds),
                 timedelta(seconds=policy.maximum_running_seconds),
                 self.pool.associations,

@@ -13,12 +13,9 @@ WSA_ANONYMOUS = WSA + "/role/anonymous"
 
 _OASIS_WSRF = "http://docs.oasis-open.org/wsrf/2004/06/"
 WSRP = _OASIS_WSRF + "wsrf-WS-ResourceProperties-1.2-draft-01.xsd"
-WSRPW = _OASIS_WSRF + "wsrf-WS-ResourceProperties-1.2-draft-01.wsdl"
 WSRL = _OASIS_WSRF + "wsrf-WS-ResourceLifetime-1.2-draft-01.xsd"
-WSRLW = _OASIS_WSRF + "wsrf-WS-ResourceLifetime-1.2-draft-01.wsdl"
 WSBF = _OASIS_WSRF + "wsrf-WS-BaseFaults-1.2-draft-01.xsd"
 WSNT = "http://docs.oasis-open.org/wsn/2004/06/wsn-WS-BaseNotification-1.2-draft-01.xsd"
-WSNTW = "http://docs.oasis-open.org/wsn/2004/06/wsn-WS-BaseNotification-1.2-draft-01.wsdl"
 WSTOP = "http://docs.oasis-open.org/wsn/2004/06/wsn-WS-Topics-1.2-draft-01.xsd"
 
 # Actions of the WSRF operations (responses append "Response").

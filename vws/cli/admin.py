@@ -63,9 +63,6 @@ def nodes(args: argparse.Namespace, settings: configuration.Config) -> int:
             elif args.action == "remove":
                 pool_nodes.remove_node(db, args.name)
             listed, held = pool_nodes.list_nodes(db), pool_nodes.usage(db)
-    except VwsError as exc:
-        print(f"vws-admin: {exc.description}", file=sys.stderr)
-        return 1
     finally:
         store.close()
     _write_table(
@@ -202,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     private.keep_private()
     try:
         settings = configuration.load(args.config).with_overrides("service", state_dir=args.state_dir)
-    except configuration.ConfigError as exc:
+        return args.run(args, settings)
+    except VwsError as exc:  # a configuration it cannot use is a usage error (2); a refused change is 1
         print(f"vws-admin: {exc}", file=sys.stderr)
-        return 2
-    return args.run(args, settings)
+        return 2 if isinstance(exc, configuration.ConfigError) else 1
 
 
 if __name__ == "__main__":

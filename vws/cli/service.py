@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vws import config as configuration
 from vws import state_dir as private
+from vws.errors import VwsError
 from vws.service import Service
 
 
@@ -34,10 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
-        service = Service(config)
-    except configuration.ConfigError as exc:
+        return _serve(Service(config), config)
+    except VwsError as exc:
         print(f"vws-service: {config.locate(exc) if config else exc}", file=sys.stderr)
         return 2
+
+
+def _serve(service: Service, config: configuration.Config) -> int:
+    """Run until SIGTERM or SIGINT, then stop within ``[service] stop_seconds``."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -25,8 +25,8 @@ from vws.errors import NotAuthorized
 log = logging.getLogger(__name__)
 
 
-class GridMapSyntaxError(ValueError):
-    pass
+class GridMapSyntaxError(ConfigError):
+    """A grid-mapfile line that cannot be read."""
 
 
 _HEX = re.compile(r"[0-9a-fA-F]{2}")
@@ -145,26 +145,9 @@ class GridMap:
         """Accounts of ``dn`` (first is the default), empty when it is not listed."""
         return self._current().get(dn, ())
 
-    def authorized(self, dn: str) -> bool:
-        return bool(self.accounts(dn))
-
     def require(self, dn: str) -> tuple[str, ...]:
         """The accounts of ``dn``, or NotAuthorized."""
         accounts = self.accounts(dn)
         if not accounts:
             raise NotAuthorized(f"{dn} is not in the grid-mapfile")
         return accounts
-
-    def entries(self) -> dict[str, tuple[str, ...]]:
-        return dict(self._current())
-
-    def add(self, dn: str, account: str) -> bool:
-        """Append ``dn account`` unless ``dn`` already maps to ``account``; True when the file changed."""
-        if account in self.accounts(dn):
-            return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        existing = self.path.read_text() if self.path.exists() else ""
-        sep = "" if not existing or existing.endswith("\n") else "\n"
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.write(f"{sep}{quote(dn)} {account}\n")
-        return True

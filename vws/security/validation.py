@@ -77,7 +77,6 @@ class ValidatedChain:
     proxies: int  # how many proxy certificates precede the end entity
     not_before: datetime  # the window inside which every certificate and CRL on the path is valid
     not_after: datetime
-    anchor_dn: str
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -395,7 +394,6 @@ class ChainValidator:
             proxies=ee_index,
             not_before=max(start for start, _ in windows),
             not_after=min([end for _, end in windows] + ([crls_until] if crls_until else [])),
-            anchor_dn=anchor.dn,
         )
 
     def _up_to_anchor(self, chain: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:

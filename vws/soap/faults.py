@@ -15,38 +15,9 @@ from lxml import etree
 from vws import errors
 from vws.wsrf import notification
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSA, WSNT, WSRL, WSRP, qname
+from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSNT, WSRL, WSRP, qname
 
 log = logging.getLogger(__name__)
-
-# Errors that are the caller's doing; everything else is the server's (SOAP 1.1 4.4.1).
-_CLIENT_ERRORS = (
-    errors.MalformedMessage,
-    errors.InvalidMetadata,
-    errors.RequestDenied,
-    errors.UnknownResource,
-    errors.IllegalState,
-    errors.OperationDisabled,
-    errors.Unsupported,
-    errors.InvalidPropertyName,
-    errors.InvalidQuery,
-    errors.QueryEvaluationFailed,
-    errors.UnknownQueryDialect,
-    errors.InvalidTerminationTime,
-    errors.AuthenticationFailed,
-    errors.NotAuthorized,
-    notification.TopicNotSupported,
-    notification.UnknownTopicDialect,
-    notification.InvalidTopicExpression,
-    notification.NoCurrentMessage,
-)
-
-
-# Errors a spec gives a fault code of their own: (prefix, namespace, local name).
-_FAULT_CODES = {
-    errors.WrongDestination: ("wsa", WSA, "DestinationUnreachable"),  # WS-Addressing 2004/03, 5
-    errors.VersionMismatch: ("soapenv", SOAP_ENV, "VersionMismatch"),  # SOAP 1.1, 4.4.1
-}
 
 
 @dataclass(frozen=True)
@@ -131,20 +102,13 @@ STATUS_QUERY = FaultTable(qname(STATUS, "WorkspaceStatusFault"))
 ENVELOPE = FaultTable(None)
 
 
-def _fault_code(error: errors.VwsError) -> tuple[str, str, str]:
-    for kind in type(error).__mro__:
-        if kind in _FAULT_CODES:
-            return _FAULT_CODES[kind]
-    return "soapenv", SOAP_ENV, "Client" if isinstance(error, _CLIENT_ERRORS) else "Server"
-
-
 def fault_body(error: BaseException, table: FaultTable, now: datetime) -> etree._Element:
     """The soapenv:Fault for ``error``, with a WS-BaseFaults detail where one is declared."""
     if not isinstance(error, errors.VwsError):
         incident = uuid.uuid4()
         log.error("unexpected internal problem, incident %s", incident, exc_info=error)
         error = errors.VwsError(f"Unexpected internal service problem; incident key: {incident}")
-    prefix, namespace, code = _fault_code(error)
+    prefix, namespace, code = error.fault_code
     fault = etree.Element(qname(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV, prefix: namespace})
     etree.SubElement(fault, "faultcode").text = f"{prefix}:{code}"
     etree.SubElement(fault, "faultstring").text = error.description

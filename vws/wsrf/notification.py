@@ -18,7 +18,7 @@ from lxml import etree
 from sqlite_utils import Database
 
 from vws.clock import Clock, parse_timestamp, timestamp
-from vws.errors import MalformedMessage, UnknownResource, VwsError
+from vws.errors import CLIENT, MalformedMessage, UnknownResource, VwsError
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
@@ -35,17 +35,25 @@ VALUE_CHANGE_TYPE = qname(GT4_NOTIFICATION, "ResourcePropertyValueChangeNotifica
 class TopicNotSupported(VwsError):
     """The producer publishes nothing on this topic."""
 
+    fault_code = CLIENT
+
 
 class UnknownTopicDialect(VwsError):
     """A topic expression dialect other than Simple."""
+
+    fault_code = CLIENT
 
 
 class InvalidTopicExpression(VwsError):
     """A topic expression that is not a resolvable QName."""
 
+    fault_code = CLIENT
+
 
 class NoCurrentMessage(VwsError):
     """Nothing has been, or can be, published on the topic yet."""
+
+    fault_code = CLIENT
 
 
 # ---- messages ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from lxml import etree
 
-from vws.clock import Clock
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
@@ -23,7 +22,6 @@ class FactoryPortType:
         self,
         manager: WorkspaceManager,
         endpoints: Endpoints,
-        clock: Clock,
         policy_default: timedelta,
         policy_maximum: timedelta,
         associations: Callable[[], list[str]],
@@ -31,7 +29,6 @@ class FactoryPortType:
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
-        self._clock = clock
         self._default = policy_default
         self._maximum = policy_maximum
         self._associations = associations
