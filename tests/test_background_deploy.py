@@ -24,7 +24,7 @@ from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import create, create_request
 from tests.test_restart import SERVICE as SERVICE_COMMAND
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import DEFINITION, LOGISTICS, PROPAGATION, TYPES, WSA, qname
 

@@ -42,22 +42,11 @@ from vws.pool.manager import PoolManager
 from vws.pool.progress import Progress
 from vws.store import rows
 from vws.store.database import Store
+from vws.workspace.caller import SERVICE, Caller
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import INITIAL_OPS, Action, Op, State, Transition, transition
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: the grid identity (end-entity DN) the security layer verified."""
-
-    identity: str
-    admin: bool = False
-    limited: bool = False
-
-
-SERVICE = Caller("vws-service", admin=True)
 
 
 @dataclass(frozen=True)
