@@ -22,7 +22,8 @@ from vws.pool.machine import (
     NetworkLease,
     NicRequest,
 )
-from vws.workspace.manager import Propagation, Workspace
+from vws.workspace.deployers import Propagation
+from vws.workspace.records import Workspace
 from vws.workspace.request import DeploymentRequest
 from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname

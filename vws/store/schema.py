@@ -248,3 +248,10 @@ def m012_fault_time(db: Database) -> None:
         "update workspaces set fault_at = (select max(at) from workspace_events"
         " where workspace_id = workspaces.id and state = 'corrupted') where fault is not null"
     )
+
+
+@MIGRATIONS()
+def m015_work_owed(db: Database) -> None:
+    # One name for one concept: the flag m005 added as `deploying` also covers an
+    # unpropagation, so it is named for what it says, background work owed to the workspace.
+    db.execute("alter table workspaces rename column deploying to work_owed")

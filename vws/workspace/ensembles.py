@@ -20,7 +20,8 @@ from vws.errors import IllegalState, InvalidMetadata, RequestDenied, UnknownReso
 from vws.store.database import Store
 from vws.workspace.caller import Caller
 from vws.workspace.groups import apply_to_members
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import State
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from vws.errors import UnknownResource, VwsError
 from vws.workspace.caller import Caller
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.workspace.states import Op
 
 
