@@ -9,13 +9,12 @@ from pathlib import Path
 from tests.deployments import Deployments
 from vws.clock import ManualClock
 from vws.config import PolicyConfig, PoolConfig
-from vws.pool.machine import DiskRequest, MachineRequest, NicRequest
 from vws.pool.manager import PoolManager
 from vws.store.database import Store
 from vws.workspace.caller import Caller
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
-from vws.workspace.request import DeploymentRequest
+from vws.workspace.request import DeploymentRequest, DiskRequest, MachineRequest, NicRequest
 from vws.workspace.states import State
 
 ALICE = Caller("/O=Grid/OU=Example/CN=Alice")

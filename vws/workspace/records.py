@@ -25,6 +25,9 @@ from vws.workspace.caller import Caller
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import State
 
+# NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
+__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
+
 log = logging.getLogger(__name__)
 
 
