@@ -141,7 +141,9 @@ class Records:
         with self._store.transaction() as db:
             rows.update(db, "workspaces", workspace_id, changes)
             record_event(db, workspace_id, now, state, fault)
-            if gone or release:
+            if gone:
+                self._pool.forget(db, workspace_id)
+            elif release:
                 self._pool.release_leases(db, workspace_id)
         if gone:
             with self._locks_guard:
