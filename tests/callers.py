@@ -17,7 +17,7 @@ from tests.gt4wire import Gt4Client
 from vws.clock import Clock
 from vws.service import Service
 from vws.soap.gatekeeper import Admission, OpenGate
-from vws.workspace.manager import Caller
+from vws.workspace.caller import Caller
 
 IDENTITY_HEADER = "X-Test-Identity"
 ALICE = "/O=Grid/OU=Example/CN=Alice"

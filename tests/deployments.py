@@ -9,12 +9,13 @@ from lxml import etree
 from clients import monitor
 from tests.gt4wire import Gt4Client, SoapFault
 from vws.store.database import Store
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.wsrf.addressing import EndpointReference
 
 
 class Deployments:
-    """Wakes on every committed state change and checks whether any deployment is still owed.
+    """Wakes on every committed state change and checks whether any background work is still owed.
 
     Settled also means every committed state has been through the service's listeners (this
     one runs after them): a test that subscribes next must not be sent a change that its
@@ -39,7 +40,7 @@ class Deployments:
 
     def _idle(self) -> bool:
         with self._store.reading() as db:  # checked on every state change: two cheap queries
-            if db.execute("select 1 from workspaces where deploying = 1 limit 1").fetchone():
+            if db.execute("select 1 from workspaces where work_owed = 1 limit 1").fetchone():
                 return False
             states = dict(db.execute("select id, state from workspaces where destroyed_at is null").fetchall())
         return all(self._notified.get(key, state) == state for key, state in states.items())

@@ -18,7 +18,7 @@ from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
 from vws.security.wssecurity import MessageSigner
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.xmlns import TYPES, qname
 
 DENIED = qname(TYPES, "WorkspaceResourceRequestDeniedFault")

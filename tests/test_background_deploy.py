@@ -24,7 +24,7 @@ from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import create, create_request
 from tests.test_restart import SERVICE as SERVICE_COMMAND
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import DEFINITION, LOGISTICS, PROPAGATION, TYPES, WSA, qname
 
@@ -163,8 +163,8 @@ def test_destroy_during_propagation_abandons_the_copy_and_frees_everything(servi
     ip = client.get_property(epr, qname(LOGISTICS, "logistics")).findtext(f".//{{{LOGISTICS}}}ipAddress")
     progress_shown(client, epr)
     abandoning = Logged("abandoning the copy")
-    caplog.set_level(logging.INFO, logger="vws.workspace.manager")
-    logging.getLogger("vws.workspace.manager").addHandler(abandoning)
+    caplog.set_level(logging.INFO, logger="vws.workspace.deployers")
+    logging.getLogger("vws.workspace.deployers").addHandler(abandoning)
     try:
         with ThreadPoolExecutor(1) as background:
             destroying = background.submit(Gt4Client(service.base_url).destroy, epr)
@@ -172,7 +172,7 @@ def test_destroy_during_propagation_abandons_the_copy_and_frees_everything(servi
             image.release()  # the next MiB's progress report is where the copy stops
             destroying.result(timeout=30)
     finally:
-        logging.getLogger("vws.workspace.manager").removeHandler(abandoning)
+        logging.getLogger("vws.workspace.deployers").removeHandler(abandoning)
     with pytest.raises(SoapFault):
         client.state(epr)
     downloads = service.pool.repository.root / ".downloads"

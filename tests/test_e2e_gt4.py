@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, SoapFault, create_body, created_eprs, envelope
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference, key_property
 from vws.xmlns import (
     LOGISTICS,

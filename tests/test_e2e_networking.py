@@ -11,7 +11,7 @@ from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.xmlns import LOGISTICS, TYPES, WORKSPACE, qname
 
 

@@ -25,7 +25,7 @@ from vws.security.proxy import create_proxy
 from vws.security.trust import TrustStore
 from vws.security.wssecurity import MessageSigner, MessageVerifier
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.wsrf.notification import parse_notify
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSSE, qname

@@ -36,7 +36,7 @@ from vws.service import Service
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
 from vws.soap.replay import StoredReplayCache
 from vws.store.database import Store
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import (
     DS,

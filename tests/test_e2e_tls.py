@@ -17,7 +17,7 @@ from vws.security.ca import DevCA, make_ca
 from vws.security.credentials import Credential
 from vws.security.proxy import create_proxy
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.xmlns import SOAP_ENV, WORKSPACE, qname
 
 

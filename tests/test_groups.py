@@ -12,7 +12,7 @@ from tests.resources import (
     in_ensemble,
     reference,
 )
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.xmlns import ENSEMBLE, TYPES, WORKSPACE, qname
 
 

@@ -18,7 +18,7 @@ from tests.test_stock_clients import NIMBUS, deploy_nimbus_sample
 from vws.clock import timestamp
 from vws.service import Service
 from vws.store.schema import MIGRATIONS
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.workspace.states import State
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import GROUP, NEGOTIABLE, TYPES, WORKSPACE, WSBF, WSRP, qname

@@ -17,7 +17,7 @@ from tests import resources
 from tests.callers import ALICE, client, serve
 from tests.gt4wire import FACTORY_ACTION, Gt4Client, SoapFault, created_eprs, envelope
 from vws.errors import InvalidPropertyName
-from vws.workspace.manager import SERVICE as ADMIN
+from vws.workspace.caller import SERVICE as ADMIN
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
 from vws.xmlns import (

@@ -21,7 +21,7 @@ from tests.conftest import make_config
 from tests.test_background_deploy import HeldImage
 from tests.test_client_waiting import metadata_from
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.xmlns import NEGOTIABLE, TYPES, WORKSPACE, qname
 
 SCRIPT = Path(sys.executable).with_name("workspace")

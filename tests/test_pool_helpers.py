@@ -63,7 +63,7 @@ def destroy(store: Store, pool: PoolManager, placement: Placement) -> None:
     pool.remove(placement.node, placement.domain)
     with store.transaction() as db:
         db["workspaces"].update(placement.workspace_id, {"destroyed_at": "2026-01-01T01:00:00.000000Z"})
-        pool.release_leases(db, placement.workspace_id)
+        pool.forget(db, placement.workspace_id)
 
 
 def live_rows(store: Store) -> int:

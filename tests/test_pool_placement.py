@@ -1,5 +1,8 @@
 """Placement: both policies over several test-driver nodes, limits, groups, draining."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.test_pool_helpers import SMALL, WITH_NIC, add_test_nodes, destroy, live_rows, open_pool, reserve
@@ -155,3 +158,28 @@ def test_static_nic_in_a_pool_no_node_reaches_is_refused(tmp_path):
         nodes.update_node(db, "node1", active=False)
     with pytest.raises(SchedulingFailed):
         reserve(store, pool, machine, allow_static=True)
+
+
+def test_the_pool_reads_no_table_of_the_workspace_layer():
+    """Each layer owns its tables: what the pool knows of reservations it records itself."""
+    package = Path(__file__).resolve().parents[1] / "vws" / "pool"
+    readers = [
+        path.name
+        for path in sorted(package.glob("*.py"))
+        if re.search(r"\b(from|join|update|into)\s+(workspaces|workspace_events|ensembles)\b", path.read_text(), re.I)
+    ]
+    assert not readers
+
+
+def test_what_a_node_holds_follows_the_pools_own_placements(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    placed = reserve(store, pool, MachineRequest(memory_mb=512, vcpus=2))[0]
+    with store.transaction() as db:
+        db.execute("update workspaces set memory_mb = 1, vcpus = 1")  # the workspace layer's row: not read
+        assert nodes.usage(db)["node1"] == nodes.Usage(512, 2)
+        pool.release_leases(db, placed.workspace_id)  # a failed deployment gives its share back...
+        assert "node1" not in nodes.usage(db)
+        with pytest.raises(nodes.NodeBusy):  # ...but the workspace still lives there
+            nodes.remove_node(db, "node1")
+        pool.forget(db, placed.workspace_id)  # gone
+        assert nodes.remove_node(db, "node1").name == "node1"

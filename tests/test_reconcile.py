@@ -8,7 +8,7 @@ from tests.conftest import make_config
 from tests.gt4wire import created_eprs
 from vws.pool.domain_xml import VWS_NS
 from vws.service import Service
-from vws.workspace.manager import SERVICE
+from vws.workspace.caller import SERVICE
 from vws.workspace.states import State
 
 

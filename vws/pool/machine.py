@@ -1,7 +1,8 @@
 """What the pool is asked to run: one virtual machine, described without any XML.
 
-The workspace layer builds a MachineRequest from the GT4 metadata and deployment
-request; the pool turns it into a placement, leases, disks and a libvirt domain.
+A front end builds a MachineRequest (named through vws.workspace.request, as part of
+the DeploymentRequest it carries); the pool turns it into a placement, leases, disks
+and a libvirt domain.
 """
 
 from dataclasses import dataclass, field

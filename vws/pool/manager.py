@@ -2,10 +2,11 @@
 
 Two kinds of call:
 
-- **Reservation** (``place``, ``release_leases``, ``leases``) runs inside the caller's
-  ``store.transaction()``: node capacity, network leases and partition claims are taken
-  in the same transaction that records the workspaces, all or none (``place`` runs in a
-  savepoint, so a refusal undoes exactly what it did).
+- **Reservation** (``place``, ``release_leases``, ``forget``, ``leases``) runs inside the
+  caller's ``store.transaction()``: node capacity (the pool's ``pool_placements``), network
+  leases and partition claims are taken in the same transaction that records the
+  workspaces, all or none (``place`` runs in a savepoint, so a refusal undoes exactly
+  what it did), and given back in the one that records them released or gone.
 - **Execution** (``define`` ... ``remove``) runs outside any transaction and may be slow
   on real nodes. After each successful libvirt call the pool records the domain's XML
   and the power state it put it in (``pool_domains``): that record is how a test-driver
@@ -128,6 +129,8 @@ class PoolManager:
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 images.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
+                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus}
+                db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
 
@@ -141,6 +144,12 @@ class PoolManager:
             raise BackendError(f"workspace {workspace_id}'s domain has not been removed; its leases stay held")
         network.release(db, workspace_id)
         images.release_claims(db, workspace_id)
+        db.execute("update pool_placements set held = 0 where workspace_id = ?", [workspace_id])
+
+    def forget(self, db, workspace_id: int) -> None:
+        """The workspace is gone: give back what it held, and the node no longer counts it."""
+        self.release_leases(db, workspace_id)
+        db.execute("delete from pool_placements where workspace_id = ?", [workspace_id])
 
     def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
         return network.leases_of(db, workspace_id)

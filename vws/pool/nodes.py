@@ -2,8 +2,8 @@
 
 Library functions for the service and for ``vws-admin nodes add|remove|update|list``:
 each takes a sqlite-utils Database (inside the caller's transaction) and returns data
-or raises a typed error. Memory and CPUs *in use* are never stored: ``usage`` derives
-them from the live ``workspaces`` rows, so there is no second counter to drift.
+or raises a typed error. Memory and CPUs *in use* are never counted: ``usage`` derives
+them from the pool's own ``pool_placements`` rows, so there is no second counter to drift.
 
 Nodes file (``PoolConfig.nodes_file``, sample in ``etc/nodes.conf``): INI, one section per
 node, keys ``uri``, ``memory`` (MB vws may give out), ``cpus``, ``networks`` (network pool
@@ -167,7 +167,7 @@ def update_node(
 def remove_node(db: Database, name: str) -> Node:
     """Take a node out of the pool; refused while live workspaces are placed on it."""
     node = get_node(db, name)
-    live = db.execute("select count(*) from workspaces where node = ? and destroyed_at is null", [name]).fetchone()[0]
+    live = db.execute("select count(*) from pool_placements where node = ?", [name]).fetchone()[0]
     if live:
         raise NodeBusy(f"node {name} still has {live} live workspace(s); make it inactive to drain it first")
     db["nodes"].delete(name)
@@ -177,8 +177,7 @@ def remove_node(db: Database, name: str) -> Node:
 # Memory and CPUs held per node: by the live workspaces placed there, except those whose
 # failed deployment gave their share back. The one definition placement and admin share.
 HELD_PER_NODE = """
-    select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from workspaces
-    where destroyed_at is null and released_at is null and node is not null group by node
+    select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from pool_placements where held group by node
 """
 
 

@@ -13,17 +13,17 @@ from lxml import etree
 
 from vws.clock import timestamp
 from vws.errors import InvalidMetadata
-from vws.pool.machine import (
+from vws.workspace.deployers import Propagation
+from vws.workspace.records import NetworkLease, Workspace
+from vws.workspace.request import (
     BlankDiskRequest,
     ContextFile,
+    DeploymentRequest,
     DiskRequest,
     KernelRequest,
     MachineRequest,
-    NetworkLease,
     NicRequest,
 )
-from vws.workspace.manager import Propagation, Workspace
-from vws.workspace.request import DeploymentRequest
 from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
 

@@ -13,7 +13,7 @@ from typing import Protocol
 from lxml import etree
 
 from vws.soap.faults import FaultTable
-from vws.workspace.manager import Caller
+from vws.workspace.caller import Caller
 from vws.wsrf.addressing import MessageHeaders
 
 

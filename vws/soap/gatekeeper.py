@@ -18,7 +18,7 @@ from vws.security import wssecurity
 from vws.security.gridmap import GridMap
 from vws.security.wssecurity import MessageSigner, MessageVerifier, SeenSignatures, VerifiedMessage
 from vws.soap.transport import PEER
-from vws.workspace.manager import Caller
+from vws.workspace.caller import Caller
 from vws.xmlns import WSSE, qname
 
 log = logging.getLogger(__name__)

@@ -248,3 +248,24 @@ def m012_fault_time(db: Database) -> None:
         "update workspaces set fault_at = (select max(at) from workspace_events"
         " where workspace_id = workspaces.id and state = 'corrupted') where fault is not null"
     )
+
+
+@MIGRATIONS()
+def m015_work_owed_and_pool_placements(db: Database) -> None:
+    # One name for one concept: the flag m005 added as `deploying` also covers an
+    # unpropagation, so it is named for what it says, background work owed to the workspace.
+    db.execute("alter table workspaces rename column deploying to work_owed")
+    # The pool's own record of each workspace it placed and not yet forgotten (the workspace
+    # is gone), taken and given back in the workspace layer's transactions: what each node
+    # holds (`held`: 0 once a failed deployment gave its share back) without reading the
+    # workspace layer's table.
+    table(db, "pool_placements").create(
+        {"workspace_id": int, "node": str, "memory_mb": int, "vcpus": int, "held": int},
+        pk="workspace_id",
+        not_null={"node", "memory_mb", "vcpus", "held"},
+    )
+    table(db, "pool_placements").create_index(["node", "held"])
+    db.execute(
+        "insert into pool_placements select id, node, memory_mb, vcpus, released_at is null from workspaces"
+        " where destroyed_at is null and node is not null"
+    )

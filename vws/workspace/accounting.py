@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from vws.clock import Clock, parse_timestamp, timestamp
 from vws.store.database import Store
-from vws.workspace.manager import Workspace
+from vws.workspace.records import Workspace
 from vws.workspace.states import State
 
 CREATED, REMOVED = "CREATED", "REMOVED"

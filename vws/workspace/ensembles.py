@@ -18,8 +18,10 @@ from sqlite_utils import Database
 from vws.clock import Clock, timestamp
 from vws.errors import IllegalState, InvalidMetadata, RequestDenied, UnknownResource, VwsError
 from vws.store.database import Store
+from vws.workspace.caller import Caller
 from vws.workspace.groups import apply_to_members
-from vws.workspace.manager import Caller, Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import State
 

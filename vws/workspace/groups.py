@@ -8,7 +8,9 @@ error while the others keep their new state.
 from collections.abc import Callable
 
 from vws.errors import UnknownResource, VwsError
-from vws.workspace.manager import Caller, Workspace, WorkspaceManager
+from vws.workspace.caller import Caller
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.workspace.states import Op
 
 

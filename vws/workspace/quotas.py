@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from vws.config import ConfigError, QuotaConfig
 from vws.errors import RequestDenied
 from vws.workspace.accounting import charge_minutes, usage
-from vws.workspace.manager import Caller
+from vws.workspace.caller import Caller
 from vws.workspace.request import DeploymentRequest
 
 Accounts = Callable[[str], Sequence[str]]  # DN -> the grid-mapfile accounts it maps to

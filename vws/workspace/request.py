@@ -3,6 +3,11 @@
 vws/soap translates the GT4 ``VirtualWorkspace`` metadata and ``WorkspaceDeployment``
 request into this; it is stored as JSON with the workspace so a restart can rebuild
 the domain exactly as it was asked for.
+
+The machine it describes is the pool's own request type, named here as part of this
+layer's request model: the pool needs every field of it and cannot import this layer,
+and a field-for-field copy translated at the boundary would be two homes for one
+concept. Front ends build requests from this module alone and never reach into vws.pool.
 """
 
 import dataclasses
@@ -19,6 +24,16 @@ from vws.pool.machine import (
     MachineRequest,
     NicRequest,
 )
+
+__all__ = [
+    "BlankDiskRequest",
+    "ContextFile",
+    "DeploymentRequest",
+    "DiskRequest",
+    "KernelRequest",
+    "MachineRequest",
+    "NicRequest",
+]
 
 
 @dataclass(frozen=True)

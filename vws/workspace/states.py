@@ -2,7 +2,8 @@
 
 Internal states are finer than what GT4 clients see; ``State.wire`` maps each to the
 ``currentState`` value the 2008/06 protocol emits (Nimbus collapsed states the same
-way: staging and propagating read as Unpropagated, destroying reads as Cancelled).
+way: a workspace whose image is being copied reads as Unpropagated, destroying reads as
+Cancelled).
 """
 
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ from vws.errors import IllegalState, Unsupported
 class State(Enum):
     """Internal states; the value is what the database stores."""
 
-    UNPROPAGATED = "unpropagated"  # accepted and placed; image not on the node yet
-    PROPAGATING = "propagating"  # the image is being copied to the node
+    UNPROPAGATED = "unpropagated"  # accepted and placed; image not on the node yet, or being copied
     PROPAGATED = "propagated"  # defined on the node, not running
     RUNNING = "running"
     PAUSED = "paused"
@@ -37,7 +37,6 @@ class State(Enum):
 
 _WIRE = {
     State.UNPROPAGATED: "Unpropagated",
-    State.PROPAGATING: "Unpropagated",
     State.PROPAGATED: "Propagated",
     State.RUNNING: "Running",
     State.PAUSED: "Paused",

@@ -23,7 +23,7 @@ from vws.soap.porttypes.common import (
     wsrf_operation,
 )
 from vws.workspace.ensembles import Ensembles, all_at, any_corrupted
-from vws.workspace.manager import Workspace
+from vws.workspace.records import Workspace
 from vws.wsrf import lifetime
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import ENSEMBLE, TYPES, WSRL, WSRL_ACTION, qname

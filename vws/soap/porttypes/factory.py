@@ -10,7 +10,8 @@ from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
 from vws.soap.porttypes.ensemble import membership
 from vws.workspace.ensembles import Ensembles
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.wsrf import properties
 from vws.xmlns import DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
 

@@ -15,7 +15,8 @@ from vws.clock import Clock
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import WORKSPACE_SERVICE, Endpoints, wsrf_operation
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.wsrf import notification, properties
 from vws.wsrf.notification import TERMINATION_TOPIC, NoCurrentMessage, NotificationProducer, Subscriptions
 from vws.xmlns import TYPES, WSNT, WSNT_ACTION, qname

@@ -15,7 +15,8 @@ from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import STATUS_SERVICE, Endpoints, custom_operation, property_operations
 from vws.workspace.accounting import Accounting
-from vws.workspace.manager import Workspace, WorkspaceManager
+from vws.workspace.manager import WorkspaceManager
+from vws.workspace.records import Workspace
 from vws.wsrf import properties
 from vws.xmlns import STATUS, qname
 

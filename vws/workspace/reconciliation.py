@@ -1,0 +1,105 @@
+"""Keeping workspaces and what libvirt runs in agreement, both ways.
+
+A domain that died or vanished behind the service's back makes its workspace Corrupted,
+whether a periodic round finds it or a libvirt lifecycle event reports it. Domains vws
+owns that no live workspace claims are reported, and removed only when ``[pool]
+remove_unclaimed_domains`` says so.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from vws.errors import VwsError
+from vws.pool.manager import PoolManager
+from vws.store import rows
+from vws.store.database import Store
+from vws.workspace.caller import SERVICE
+from vws.workspace.records import Records, Workspace
+from vws.workspace.states import State
+
+log = logging.getLogger(__name__)
+
+# What libvirt should report for a domain whose workspace is in each settled state.
+_EXPECTED_DOMAIN = {State.RUNNING: "running", State.PAUSED: "paused", State.PROPAGATED: "shutoff"}
+
+_FATAL_EVENTS = frozenset({"stopped", "crashed", "undefined"})
+
+
+class Reconciliation:
+    def __init__(self, store: Store, pool: PoolManager, records: Records) -> None:
+        self._store = store
+        self._pool = pool
+        self._records = records
+        self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domain-events")
+
+    def reconcile(self) -> list[str]:
+        """Compare every settled workspace with its domain; returns what was found wrong.
+
+        A mismatch is checked again under the workspace's lock, so an operation in flight
+        (its domain already changed, its state not yet committed) is not mistaken for a failure.
+        """
+        actual = self._pool.domain_states()
+        workspaces = self._records.workspaces(SERVICE)
+        findings = [
+            finding
+            for workspace in workspaces
+            if _domain_mismatch(workspace, actual)
+            for finding in self._confirm_mismatch(workspace.id)
+        ]
+        claimed = {(workspace.node, workspace.domain) for workspace in workspaces}
+        findings += [self._unclaimed(node, domain) for node, domain in actual if (node, domain) not in claimed]
+        for finding in findings:
+            log.warning("reconciliation: %s", finding)
+        return findings
+
+    def on_domain_event(self, node: str, domain: str, event: str) -> None:
+        """A lifecycle event from libvirt; handled off the event thread so it never waits on an operation."""
+        self._events.submit(self._check_domain, node, domain, event)
+
+    def close(self) -> None:
+        """Stop handling events, once those already reported are handled."""
+        self._events.shutdown(wait=True)
+
+    def _unclaimed(self, node: str, domain: str) -> str:
+        """Report a domain of ours that no live workspace claims; remove it only when configured."""
+        finding = f"domain {domain} on {node} belongs to no live workspace"
+        if not self._pool.removes_unclaimed:
+            return finding + "; left alone"
+        try:
+            self._pool.remove(node, domain)
+        except VwsError as exc:
+            return finding + f"; removing it failed: {exc.description}"
+        return finding + "; removed"
+
+    def _confirm_mismatch(self, workspace_id: int) -> list[str]:
+        with self._records.locked(workspace_id):
+            workspace = self._records.snapshot(workspace_id)
+            reason = _domain_mismatch(workspace, self._pool.domain_states())
+            if reason is None:
+                return []
+            self._records.commit(workspace_id, State.CORRUPTED, fault=reason)
+            return [f"workspace {workspace_id}: {reason}"]
+
+    def _check_domain(self, node: str, domain: str, event: str) -> None:
+        with self._store.reading() as db:
+            found = rows.select(
+                db, "select id from workspaces where node = ? and domain = ? and destroyed_at is null", [node, domain]
+            )
+        if not found:
+            return
+        workspace_id = found[0]["id"]
+        with self._records.locked(workspace_id):  # after any operation on it has committed
+            state = self._records.snapshot(workspace_id).state
+            if event in _FATAL_EVENTS and state in (State.RUNNING, State.PAUSED):
+                self._records.commit(workspace_id, State.CORRUPTED, fault=f"domain {domain} {event} unexpectedly")
+
+
+def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -> str | None:
+    """Why libvirt disagrees with a settled workspace, or None when it agrees."""
+    expected = _EXPECTED_DOMAIN.get(workspace.state)
+    found = actual.get((workspace.node or "", workspace.domain or ""), "missing")
+    # An unreachable node says nothing about its domains: the pool marks the node
+    # unavailable, and its workspaces keep their state until it answers again.
+    if expected is None or found in (expected, "unreachable"):
+        return None
+    return f"libvirt reports domain {workspace.domain} {found}, expected {expected}"

@@ -1,0 +1,197 @@
+"""Workspace records: the committed snapshot, its row, state changes and who hears of them.
+
+Every state change is one SQLite transaction that also appends to ``workspace_events``;
+the listeners (notifications, accounting, the lease sweeper) run after it commits. Only
+writers take a workspace's lock, so reads never wait behind a slow destroy (Nimbus
+issue #102).
+"""
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlite_utils import Database
+
+from vws.clock import Clock, parse_timestamp, timestamp
+from vws.errors import UnknownResource
+from vws.pool.machine import NetworkLease, Placement
+from vws.pool.manager import PoolManager
+from vws.store import rows
+from vws.store.database import Store
+from vws.workspace.caller import Caller
+from vws.workspace.request import DeploymentRequest
+from vws.workspace.states import State
+
+# NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
+__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A read-only snapshot of one workspace as last committed."""
+
+    id: int
+    owner: str
+    state: State
+    fault: str | None  # why it is Corrupted
+    fault_at: datetime | None  # when that happened
+    node: str | None
+    domain: str | None
+    created_at: datetime
+    started_at: datetime | None
+    termination_time: datetime
+    request: DeploymentRequest
+    leases: tuple[NetworkLease, ...]
+    group_key: str | None
+    ensemble_key: str | None
+    work_owed: bool  # background work is owed to it: its bring-up, or an unpropagation
+
+    @property
+    def duration(self) -> timedelta:
+        return self.termination_time - self.created_at
+
+    @property
+    def placement(self) -> Placement:
+        assert self.node and self.domain
+        return Placement(self.id, self.node, self.domain, self.leases)
+
+
+Listener = Callable[[Workspace], None]
+
+
+class Records:
+    """Reads snapshots, commits state changes, tells the listeners, and hands out the locks."""
+
+    def __init__(self, store: Store, pool: PoolManager, clock: Clock) -> None:
+        self._store = store
+        self._pool = pool
+        self._clock = clock
+        self._listeners: list[Listener] = []
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(workspace)`` runs after every committed state change."""
+        self._listeners.append(listener)
+
+    def get(self, caller: Caller, workspace_id: int) -> Workspace:
+        workspace = self.snapshot(workspace_id)
+        if workspace.state.gone or not (caller.admin or caller.identity == workspace.owner):
+            # The same answer whether it never existed or belongs to someone else.
+            raise UnknownResource(f"no workspace with key {workspace_id}")
+        return workspace
+
+    def workspaces(self, caller: Caller) -> list[Workspace]:
+        """The caller's live workspaces (an admin sees every one)."""
+        where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
+        with self._store.reading() as db:
+            found = rows.select(
+                db, f"select * from workspaces where {where} order by id", [] if caller.admin else [caller.identity]
+            )
+            return [self._from_row(db, row) for row in found]
+
+    def snapshot(self, workspace_id: int) -> Workspace:
+        with self._store.reading() as db:
+            found = rows.select(db, "select * from workspaces where id = ?", [workspace_id])
+            if not found:
+                raise UnknownResource(f"no workspace with key {workspace_id}")
+            return self._from_row(db, found[0])
+
+    def commit(
+        self,
+        workspace_id: int,
+        state: State,
+        *,
+        fault: str | None = None,
+        started: bool = False,
+        gone: bool = False,
+        release: bool = False,
+        work_owed: bool | None = None,
+        request: DeploymentRequest | None = None,
+    ) -> Workspace:
+        """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
+
+        ``work_owed`` says whether background work on it is still owed (None: unchanged); none
+        is owed to a workspace that is Corrupted or gone. ``request`` replaces the stored
+        request (a shutdown-save's new target), in the same transaction.
+        """
+        now = self._clock.now()
+        changes: dict[str, object] = {
+            "state": state.value,
+            "fault": fault,
+            "fault_at": timestamp(now) if fault else None,
+        }
+        if work_owed is None and state in (State.CORRUPTED, State.DESTROYED):
+            work_owed = False
+        if work_owed is not None:
+            changes["work_owed"] = int(work_owed)
+        if started:
+            changes["started_at"] = timestamp(now)
+        if gone:
+            changes["destroyed_at"] = timestamp(now)
+        if release:
+            changes["released_at"] = timestamp(now)
+        if request is not None:
+            changes["request"] = request.to_json()
+        with self._store.transaction() as db:
+            rows.update(db, "workspaces", workspace_id, changes)
+            record_event(db, workspace_id, now, state, fault)
+            if gone:
+                self._pool.forget(db, workspace_id)
+            elif release:
+                self._pool.release_leases(db, workspace_id)
+        if gone:
+            with self._locks_guard:
+                self._locks.pop(workspace_id, None)
+        return self.notify([workspace_id])[0]
+
+    def notify(self, ids: list[int]) -> list[Workspace]:
+        """Tell every listener the workspaces' committed state; returns their snapshots."""
+        snapshots = [self.snapshot(workspace_id) for workspace_id in ids]
+        for workspace in snapshots:
+            for listener in self._listeners:
+                try:
+                    listener(workspace)
+                except Exception:
+                    log.exception("state listener failed for workspace %s", workspace.id)
+        return snapshots
+
+    @contextmanager
+    def locked(self, workspace_id: int) -> Iterator[None]:
+        """Held by whatever changes the workspace, from its snapshot to its commit."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(workspace_id, threading.Lock())
+        with lock:
+            yield
+
+    def _from_row(self, db: Database, row: dict) -> Workspace:
+        return Workspace(
+            id=row["id"],
+            owner=row["owner"],
+            state=State(row["state"]),
+            fault=row["fault"],
+            fault_at=parse_timestamp(row["fault_at"]) if row["fault_at"] else None,
+            node=row["node"],
+            domain=row["domain"],
+            created_at=parse_timestamp(row["created_at"]),
+            started_at=parse_timestamp(row["started_at"]) if row["started_at"] else None,
+            termination_time=parse_timestamp(row["termination_time"]),
+            request=DeploymentRequest.from_json(row["request"]),
+            leases=self._pool.leases(db, row["id"]),
+            group_key=row["group_key"],
+            ensemble_key=row["ensemble_key"],
+            work_owed=bool(row["work_owed"]),
+        )
+
+
+def record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:
+    rows.insert(
+        db,
+        "workspace_events",
+        {"workspace_id": workspace_id, "at": timestamp(at), "state": state.value, "detail": detail},
+    )
