@@ -90,6 +90,7 @@ BREAKS = {
         ("vws/service.py", "from vws.cli import admin\n"),
     ],
     "wsrf-generic": [("vws/wsrf/domain.py", "from . import properties\nfrom ..workspace import states\n")],
+    "edge-over-the-facade": [("vws/soap/placing.py", "from vws.pool import placement\n")],
     "security-beside": [("vws/security/stored.py", "import vws.store.database\n")],
     "security-at-the-edge": [("vws/pool/signed.py", "from vws.security import proxy\n")],
     "base": [("vws/clock.py", "from . import demo\n"), ("vws/state_dir.py", "import vws.demo\n")],
