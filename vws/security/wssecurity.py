@@ -81,16 +81,8 @@ HASH_METHODS = {
     "sha384": (RSA_SHA384, SHA384),
     "sha512": (RSA_SHA512, SHA512),
 }
-_HASHES = {
-    method: algorithm
-    for name, algorithm in (
-        ("sha1", hashes.SHA1),
-        ("sha256", hashes.SHA256),
-        ("sha384", hashes.SHA384),
-        ("sha512", hashes.SHA512),
-    )
-    for method in HASH_METHODS[name]
-}
+_ALGORITHMS = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES = {method: _ALGORITHMS[name] for name, pair in HASH_METHODS.items() for method in pair}
 SHA2_FAMILY = ("sha256", "sha384", "sha512")
 
 # Every attribute some XML-DSig implementation resolves "#x" against: their values must be unique together.
@@ -311,7 +303,7 @@ def claimed_signer(envelope: etree._Element) -> str | None:
         data = _b64(token.text, "BinarySecurityToken")
         leaf = data if token.get("ValueType") == X509V3 else read_pki_path(data)[0]
         return oneline(x509.load_der_x509_certificate(leaf).subject)
-    except (SignatureRefused, StopIteration, ValueError):
+    except (SignatureRefused, StopIteration, IndexError, ValueError):
         return None
 
 
@@ -552,7 +544,8 @@ class MessageVerifier:
 
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
         digested = {id(ref.target): _check_digest(ref) for ref in references}
-        if not self.replay_cache.admit(value, deadline + self.policy.skew):
+        replayable_until = deadline + self.policy.skew
+        if not self.replay_cache.admit(value, replayable_until):
             raise SignatureRefused(REPLAYED)
         signed = [block for block in others if id(block) in covered]  # in document order
         body_as_digested, *headers_as_digested = parse_canonical(
@@ -566,7 +559,7 @@ class MessageVerifier:
             expires=expires or deadline,
             signature_method=signature_method,
             signature_value=value,
-            replayable_until=deadline + self.policy.skew,
+            replayable_until=replayable_until,
         )
 
     def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime | None, datetime]:

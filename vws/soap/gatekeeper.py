@@ -3,7 +3,9 @@
 The gatekeeper sees the parsed envelope before dispatch and returns an Admission:
 the caller's identity and the body and headers that its security checks covered.
 The dispatcher reads nothing else, so an element slipped in beside a signed one
-(signature wrapping) is never acted on. ``seal`` signs replies to signed requests.
+(signature wrapping) is never acted on. ``record`` remembers, across restarts, each
+signed request that changes state before it is acted on; ``seal`` signs replies to
+signed requests. Every refusal is logged once (``log_refusal``).
 """
 
 import logging
