@@ -264,6 +264,14 @@ class PoolManager:
             states.update({(node.name, name): domain.state for name, domain in owned.items()})
         return states
 
+    def domain_state(self, node: str, domain: str) -> str:
+        """What libvirt reports for one domain now (running, paused, shutoff, crashed, missing),
+        or ``unreachable`` when its node does not answer."""
+        try:
+            return self._healthy_driver(node).state(domain)
+        except VwsError:
+            return UNREACHABLE
+
     def _owned(self, driver: Driver) -> dict[str, OwnedDomain]:
         """The node's vws domains that are this service's: named as it names that workspace.
 

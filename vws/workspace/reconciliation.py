@@ -89,8 +89,12 @@ class Reconciliation:
             return
         workspace_id = found[0]["id"]
         with self._records.locked(workspace_id):  # after any operation on it has committed
-            state = self._records.snapshot(workspace_id).state
-            if event in _FATAL_EVENTS and state in (State.RUNNING, State.PAUSED):
+            workspace = self._records.snapshot(workspace_id)
+            if event not in _FATAL_EVENTS or workspace.state not in (State.RUNNING, State.PAUSED):
+                return
+            # An event may be older than the state it meets: the "stopped" of a shutdown handled
+            # after the start that followed it. Only a domain that libvirt reports wrong now is a surprise.
+            if _domain_mismatch(workspace, {(node, domain): self._pool.domain_state(node, domain)}):
                 self._records.commit(workspace_id, State.CORRUPTED, fault=f"domain {domain} {event} unexpectedly")
 
 
