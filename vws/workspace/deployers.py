@@ -66,6 +66,10 @@ class Deployers:
         finally:
             self._destroying.discard(workspace_id)
 
+    def tracked(self) -> dict[str, int]:
+        """How many destroys wait and copies run now."""
+        return {"destroys waiting": len(self._destroying), "copies in flight": len(self._propagations)}
+
     def is_destroying(self, workspace_id: int) -> bool:
         return workspace_id in self._destroying
 

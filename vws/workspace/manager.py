@@ -88,6 +88,10 @@ class WorkspaceManager:
         """The caller's live workspaces (an admin sees every one)."""
         return self._records.workspaces(caller)
 
+    def bookkeeping(self) -> dict[str, int]:
+        """What the layer keeps in memory per workspace in progress; all zero once nothing is."""
+        return {"locks in use": self._records.locks_in_use(), **self._deployers.tracked()}
+
     def propagation(self, workspace_id: int) -> Propagation | None:
         """How far the copy of the workspace's image has got, while one runs."""
         return self._deployers.propagation(workspace_id)

@@ -72,7 +72,10 @@ class Records:
         self._pool = pool
         self._clock = clock
         self._listeners: list[Listener] = []
-        self._locks: dict[int, threading.Lock] = {}
+        # Per-workspace locks with how many threads hold or wait for each: an entry lives only
+        # while it is in use, so one taken after the workspace is gone (a bring-up that finds it
+        # destroyed) is not kept for ever.
+        self._locks: dict[int, tuple[threading.Lock, int]] = {}
         self._locks_guard = threading.Lock()
 
     def add_listener(self, listener: Listener) -> None:
@@ -145,9 +148,6 @@ class Records:
                 self._pool.forget(db, workspace_id)
             elif release:
                 self._pool.release_leases(db, workspace_id)
-        if gone:
-            with self._locks_guard:
-                self._locks.pop(workspace_id, None)
         return self.notify([workspace_id])[0]
 
     def notify(self, ids: list[int]) -> list[Workspace]:
@@ -165,9 +165,21 @@ class Records:
     def locked(self, workspace_id: int) -> Iterator[None]:
         """Held by whatever changes the workspace, from its snapshot to its commit."""
         with self._locks_guard:
-            lock = self._locks.setdefault(workspace_id, threading.Lock())
-        with lock:
-            yield
+            lock, users = self._locks.get(workspace_id, (threading.Lock(), 0))
+            self._locks[workspace_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_guard:
+                lock, users = self._locks.pop(workspace_id)
+                if users > 1:
+                    self._locks[workspace_id] = (lock, users - 1)
+
+    def locks_in_use(self) -> int:
+        """How many workspaces' locks are held or waited for now (bookkeeping a churn must give back)."""
+        with self._locks_guard:
+            return len(self._locks)
 
     def _from_row(self, db: Database, row: dict) -> Workspace:
         return Workspace(
