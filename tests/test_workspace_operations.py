@@ -121,3 +121,14 @@ def test_a_create_and_destroy_churn_leaves_no_bookkeeping_behind(vws):
     vws.manager.destroy(ALICE, last.id)
     vws.manager.close()  # once libvirt's events of those destroys are handled too
     assert vws.manager.bookkeeping() == {"locks in use": 0, "destroys waiting": 0, "copies in flight": 0}
+
+
+@pytest.mark.parametrize("op", [Op.READY_FOR_TRANSPORT, Op.SHUTDOWN, Op.PAUSE])
+def test_an_operation_during_the_bring_up_is_refused_and_changes_nothing(vws, running, op):
+    """Between a bring-up's steps (Propagated, its start still owed) a shutdown-save was once
+    accepted, saved the disk, and then met the start: Corrupted for a request that was accepted."""
+    vws.leave_as_killed(running, state=State.PROPAGATED.value, work_owed=1)
+    with pytest.raises(IllegalState, match="still being deployed"):
+        vws.manager.shutdown(ALICE, running, op)
+    workspace = vws.manager.get(ALICE, running)
+    assert (workspace.state, workspace.work_owed) == (State.PROPAGATED, True)

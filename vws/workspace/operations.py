@@ -10,7 +10,7 @@ import logging
 from dataclasses import replace
 
 from vws.clock import Clock
-from vws.errors import BackendError, OperationDisabled, VwsError
+from vws.errors import BackendError, IllegalState, OperationDisabled, VwsError
 from vws.pool.manager import PoolManager
 from vws.workspace.caller import Caller
 from vws.workspace.deployers import Deployers
@@ -32,6 +32,12 @@ class Operations:
         workspace = self._records.get(caller, workspace_id)
         if op is not Op.DESTROY and self._clock.now() >= workspace.termination_time:
             raise OperationDisabled(f"the lease of workspace {workspace_id} has ended")
+        if op is not Op.DESTROY and workspace.work_owed and workspace.state is not State.UNPROPAGATING:
+            # Accepted now, it would meet the bring-up's next step and end Corrupted.
+            raise IllegalState(
+                f"workspace {workspace_id} is still being deployed ({workspace.state.value}); "
+                f"ask again once it is {workspace.request.initial_state}"
+            )
         return self.apply(workspace_id, op, save_target=save_target)
 
     def apply(
