@@ -42,15 +42,15 @@ from vws.clock import ManualClock
 from vws.config import PoolConfig
 from vws.errors import Cancelled
 from vws.pool.driver import Driver
-from vws.pool.images import CacheFull
 from vws.pool.progress import STEP
-from vws.pool.volumes import NodeVolumes
+from vws.pool.storage.eviction import CacheFull
+from vws.pool.storage.volumes import NodeVolumes
 from vws.service import Service
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS
 
-UPLOADED = "uploaded "  # how vws.pool.volumes logs each upload of a base
+UPLOADED = "uploaded "  # how vws.pool.storage.volumes logs each upload of a base
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
     caplog: pytest.LogCaptureFixture,
     record_property,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="vws.pool.volumes")
+    caplog.set_level(logging.INFO, logger="vws.pool.storage.volumes")
     bases = {sha256(repository / name) for name in ("base.qcow2", "vmlinuz", "initrd.img")}
     base = sha256(repository / "base.qcow2")
 
