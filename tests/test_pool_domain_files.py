@@ -64,9 +64,10 @@ def local_node(tmp_path: Path, store: Store) -> Node:
 
 def upload_node(tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     stand_in_uploads(monkeypatch)
-    driver = Driver("far", testnode.write_node(tmp_path / "far.xml", 4096, 4))
+    clock = ManualClock()
+    driver = Driver("far", testnode.write_node(tmp_path / "far.xml", 4096, 4), clock)
     config = PoolConfig(storage_pool_path=str(tmp_path / "on-node"))
-    volumes = NodeVolumes(driver, store, ManualClock(), config)
+    volumes = NodeVolumes(driver, store, clock, config)
 
     def volume(path: Path) -> libvirt.virStorageVol | None:
         try:

@@ -96,6 +96,7 @@ class Service:
         self.subscriptions = Subscriptions(self.store, self.clock)
         # Notifications are signed with the host credential whenever the service signs its replies.
         self.delivery = Delivery(
+            self.clock,
             _delivery_policy(config.notification),
             on_dead=lambda lane: self.producer.consumer_dead(lane),
             seal=self.gatekeeper.sign,

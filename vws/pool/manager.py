@@ -310,7 +310,7 @@ class PoolManager:
             node = nodes.get_node(db, name)
             recorded = db.execute("select xml, state from pool_domains where node = ?", [name]).fetchall()
         uri = testnode.restored(node.uri, recorded, self._dir / "nodes" / name / "libvirt-node.xml")
-        return Driver(name, uri, self._on_event)
+        return Driver(name, uri, self._clock, self._on_event)
 
     # ---- files and records ------------------------------------------------------------------
 

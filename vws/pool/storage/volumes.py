@@ -28,7 +28,6 @@ no agent, no shared filesystem.
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -94,7 +93,7 @@ class NodeVolumes:
         self._used(base.name)
 
     def fill(self, source: Path, digest: str, progress: Progress) -> Path:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         path = self.upload(digest, source, progress)
         self._used(digest)  # complete: usable from now on
         log.info(
@@ -102,7 +101,7 @@ class NodeVolumes:
             source.name,
             source.stat().st_size >> 20,
             self.node,
-            time.monotonic() - started,
+            self._clock.monotonic() - started,
         )
         return path
 
