@@ -38,7 +38,7 @@ from tests.integration.deploy import (
     sha256,
     wait_until_gone,
 )
-from vws.clock import ManualClock, SystemClock
+from vws.clock import ManualClock
 from vws.config import PoolConfig
 from vws.errors import Cancelled
 from vws.pool.driver import Driver
@@ -140,8 +140,8 @@ def test_an_upload_abandoned_from_its_progress_callback_leaves_no_volume(
         file.write(b"head")
         file.seek(3 * STEP)
         file.write(b"tail")
-    store = Store(tmp_path / "vws.sqlite")
-    driver = Driver(NODE, libvirt_uri, SystemClock())
+    store, clock = Store(tmp_path / "vws.sqlite"), ManualClock()
+    driver = Driver(NODE, libvirt_uri, clock)
     reports: list[int] = []
 
     def destroyed_meanwhile(done: int, total: int) -> None:
@@ -149,7 +149,7 @@ def test_an_upload_abandoned_from_its_progress_callback_leaves_no_volume(
         raise Cancelled("workspace 1 is being destroyed")
 
     try:
-        node = NodeVolumes(driver, store, ManualClock(), PoolConfig(**pool_options))  # type: ignore[arg-type]
+        node = NodeVolumes(driver, store, clock, PoolConfig(**pool_options))  # type: ignore[arg-type]
         with pytest.raises(Cancelled):
             node.cached(image, sha256(image), destroyed_meanwhile)
     finally:
@@ -180,7 +180,7 @@ def test_the_volume_cache_makes_room_before_an_upload_or_refuses_it(
         sources[name] = tmp_path / name
         sources[name].write_bytes(os.urandom(1 << 20))  # 1 MiB allocated each, under a 2 MB limit
     store, clock, kept = Store(tmp_path / "vws.sqlite"), ManualClock(), set()
-    driver = Driver(NODE, libvirt_uri, SystemClock())
+    driver = Driver(NODE, libvirt_uri, clock)
     try:
         config = PoolConfig(image_cache_mb=2, **pool_options)  # type: ignore[arg-type]
         node = NodeVolumes(driver, store, clock, config, keep=lambda: kept)

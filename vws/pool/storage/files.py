@@ -15,9 +15,10 @@ CONSOLE_LOG = "console.log"
 class DomainFiles(Protocol):
     """Where one domain's disks and files go on its node; every path returned is as the node sees it.
 
-    ``LocalFiles`` here (state-dir files the node reads), ``volumes.UploadedFiles`` (storage
+    ``local.LocalFiles`` (state-dir files the node reads), ``volumes.UploadedFiles`` (storage
     volumes on the node). Each new file is the domain's own, and ``discard`` deletes them
-    all; ``base`` copies are shared by content and stay.
+    all; ``base`` copies are shared by content and stay. tests/test_pool_domain_files.py holds
+    both to this one contract.
     """
 
     def base(self, source: Path, progress: Progress) -> Path:
