@@ -11,9 +11,6 @@ into the repository.
 import logging
 import os
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,17 +56,8 @@ def node_options() -> str:
 
 
 @pytest.fixture
-def pool_options(tmp_path: Path, connection: libvirt.virConnect) -> Iterator[dict[str, object]]:
-    """A storage pool of this test's own, so its first deploy starts from an empty cache; the
-    pool and its volumes are deleted afterwards (this fixture outlives ``service``)."""
-    name = f"vws-test-{uuid.uuid4().hex[:8]}"
-    yield {"storage_pool": name, "storage_pool_path": str(tmp_path / "node-pool")}
-    with suppress(libvirt.libvirtError):
-        storage = connection.storagePoolLookupByName(name)
-        for volume in storage.listAllVolumes(0):
-            volume.delete(0)
-        storage.destroy()
-        storage.undefine()
+def pool_options(own_storage_pool: dict[str, object]) -> dict[str, object]:
+    return own_storage_pool
 
 
 def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
