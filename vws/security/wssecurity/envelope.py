@@ -111,7 +111,7 @@ def claimed_signer(envelope: etree._Element) -> str | None:
         data = decode_b64(token.text, "BinarySecurityToken")
         leaf = data if token.get("ValueType") == X509V3 else read_pki_path(data)[0]
         return oneline(x509.load_der_x509_certificate(leaf).subject)
-    except (SignatureRefused, StopIteration, ValueError):
+    except (SignatureRefused, StopIteration, IndexError, ValueError):
         return None
 
 

@@ -30,16 +30,8 @@ HASH_METHODS = {
     "sha384": (RSA_SHA384, SHA384),
     "sha512": (RSA_SHA512, SHA512),
 }
-HASHES = {
-    method: algorithm
-    for name, algorithm in (
-        ("sha1", hashes.SHA1),
-        ("sha256", hashes.SHA256),
-        ("sha384", hashes.SHA384),
-        ("sha512", hashes.SHA512),
-    )
-    for method in HASH_METHODS[name]
-}
+_ALGORITHMS = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+HASHES = {method: _ALGORITHMS[name] for name, pair in HASH_METHODS.items() for method in pair}
 SHA2_FAMILY = ("sha256", "sha384", "sha512")
 
 

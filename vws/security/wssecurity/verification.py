@@ -216,7 +216,8 @@ class MessageVerifier:
 
         value = self._check_signature_value(signature, signed_info, c14n_prefixes, signature_method, chain)
         digested = {id(ref.target): _check_digest(ref) for ref in references}
-        if not self.replay_cache.admit(value, deadline + self.policy.skew):
+        replayable_until = deadline + self.policy.skew
+        if not self.replay_cache.admit(value, replayable_until):
             raise SignatureRefused(REPLAYED)
         signed = [block for block in others if id(block) in covered]  # in document order
         body_as_digested, *headers_as_digested = parse_canonical(
@@ -230,7 +231,7 @@ class MessageVerifier:
             expires=expires or deadline,
             signature_method=signature_method,
             signature_value=value,
-            replayable_until=deadline + self.policy.skew,
+            replayable_until=replayable_until,
         )
 
     def _check_freshness(self, stamp: etree._Element) -> tuple[datetime, datetime | None, datetime]:
