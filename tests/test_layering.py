@@ -54,6 +54,8 @@ def test_spyne_stays_inside_vws_soap():
 
 def test_only_the_clock_module_reads_the_wall_clock():
     """Wall-clock and monotonic readings, called or imported, only in vws/clock.py: everyone else is handed a Clock."""
+    import ast
+
     readings = {
         "time": {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns"},
         "datetime": {"now", "utcnow", "today"},  # the class, also as datetime.datetime
