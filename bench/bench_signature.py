@@ -28,7 +28,8 @@ from vws.security import ca  # noqa: E402
 from vws.security.proxy import create_proxy  # noqa: E402
 from vws.security.trust import TrustStore  # noqa: E402
 from vws.security.validation import ChainValidator  # noqa: E402
-from vws.security.wssecurity import MessageSigner, MessageVerifier  # noqa: E402
+from vws.security.wssecurity.signing import MessageSigner  # noqa: E402
+from vws.security.wssecurity.verification import MessageVerifier  # noqa: E402
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSA, WSA_ANONYMOUS  # noqa: E402
 from vws.xmlparse import parse  # noqa: E402
 

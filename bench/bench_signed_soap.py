@@ -23,7 +23,9 @@ from vws.config import Config
 from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
 from vws.security.trust import TrustStore
-from vws.security.wssecurity import MessageSigner, MessageVerifier, ReplayCache
+from vws.security.wssecurity.replay import ReplayCache
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 from vws.service import Service
 from vws.xmlns import TYPES, WSRP, WSRP_ACTION, qname
 

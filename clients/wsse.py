@@ -26,16 +26,10 @@ from vws.clock import Clock, SystemClock
 from vws.errors import AuthenticationFailed
 from vws.security.credentials import Credential
 from vws.security.trust import TrustStore
-from vws.security.wssecurity import (
-    DEFAULT_POLICY,
-    MessageSigner,
-    MessageVerifier,
-    SecurityPolicy,
-    VerifiedMessage,
-    envelope_parts,
-    header_blocks,
-    required_headers,
-)
+from vws.security.wssecurity.envelope import envelope_parts, header_blocks
+from vws.security.wssecurity.policy import DEFAULT_POLICY, SecurityPolicy, required_headers
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier, VerifiedMessage
 from vws.xmlns import SOAP_ENV, WSSE, WSU
 
 _SECURITY = f"{{{WSSE}}}Security"

@@ -16,7 +16,7 @@ from vws.clock import ManualClock, SystemClock
 from vws.config import Config
 from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
-from vws.security.wssecurity import MessageSigner
+from vws.security.wssecurity.signing import MessageSigner
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.xmlns import TYPES, qname

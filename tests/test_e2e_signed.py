@@ -23,7 +23,8 @@ from vws.security import ca
 from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
 from vws.security.trust import TrustStore
-from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference

@@ -31,7 +31,8 @@ from vws.security import ca
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.proxy import create_proxy
-from vws.security.wssecurity import RSA_SHA1, SHA1, MessageSigner
+from vws.security.wssecurity.policy import RSA_SHA1, SHA1
+from vws.security.wssecurity.signing import MessageSigner
 from vws.service import Service
 from vws.soap.porttypes.common import SUBSCRIPTION_KEY
 from vws.soap.replay import StoredReplayCache

@@ -130,9 +130,55 @@ def test_a_contract_naming_a_misspelt_package_is_an_error_not_a_pass(tmp_path):
 
 
 def test_only_the_clock_module_reads_the_wall_clock():
-    readers = [
-        path.relative_to(PACKAGE)
+    """Wall-clock and monotonic readings, called or imported, only in vws/clock.py: everyone else is handed a Clock."""
+    import ast
+
+    readings = {
+        "time": {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns"},
+        "datetime": {"now", "utcnow", "today"},  # the class, also as datetime.datetime
+        "date": {"today"},
+    }
+
+    def readers(source: str) -> list[str]:
+        tree = ast.parse(source)
+        imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        aliases = {alias.asname: alias.name for node in imports for alias in node.names if alias.name in readings}
+        owners = {name: name for name in readings} | {alias: name for alias, name in aliases.items() if alias}
+        found = [
+            f"time.{alias.name}"
+            for node in imports
+            if isinstance(node, ast.ImportFrom) and node.module == "time"
+            for alias in node.names
+            if alias.name in readings["time"]
+        ]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                owner = node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", None)
+                if owner in owners and node.attr in readings[owners[owner]]:
+                    found.append(f"{owner}.{node.attr}")
+        return sorted(found)
+
+    broken = """import datetime, time
+from time import monotonic
+from datetime import date, datetime as dt
+time.time(); time.monotonic(); time.perf_counter(); datetime.datetime.now(); dt.utcnow(); date.today()
+datetime.time(12); dt.fromisoformat("2026-01-01")
+"""
+    assert readers(broken) == sorted(
+        [
+            "time.monotonic",
+            "time.time",
+            "time.monotonic",
+            "time.perf_counter",
+            "datetime.now",
+            "dt.utcnow",
+            "date.today",
+        ]
+    )
+    offenders = {
+        f"{path.relative_to(PACKAGE)}: {reading}"
         for path in PACKAGE.rglob("*.py")
-        if path.name != "clock.py" and ("datetime.now(" in path.read_text() or "time.time(" in path.read_text())
-    ]
-    assert not readers
+        if path.relative_to(PACKAGE) != Path("clock.py")
+        for reading in readers(path.read_text())
+    }
+    assert not offenders

@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from clients.listener import NotificationListener
+from vws.clock import SystemClock
 from vws.errors import MalformedMessage, UnknownResource
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference
@@ -48,7 +49,7 @@ def listener():
 
 def delivery(dead: queue.Queue | None = None, **overrides) -> Delivery:
     policy = DeliveryPolicy(**{**FAST.__dict__, **overrides})
-    sender = Delivery(policy, on_dead=(dead or queue.Queue()).put)
+    sender = Delivery(SystemClock(), policy, on_dead=(dead or queue.Queue()).put)
     sender.start()
     return sender
 

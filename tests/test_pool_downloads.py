@@ -11,8 +11,9 @@ import pytest
 from tests.test_pool_helpers import cancel, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
-from vws.pool import downloads, images
+from vws.pool import downloads
 from vws.pool.machine import DiskRequest, KernelRequest, MachineRequest
+from vws.pool.storage.repository import Repository, checksum
 from vws.store.database import Store
 
 MIB = 1 << 20
@@ -80,12 +81,12 @@ def server() -> Iterator[ImageServer]:
         yield running
 
 
-def repository(tmp_path: Path, max_mb: int = 1) -> images.Repository:
+def repository(tmp_path: Path, max_mb: int = 1) -> Repository:
     store = Store(tmp_path / "vws.sqlite")
-    return images.Repository(tmp_path / "repo", store, allowed_hosts=["127.0.0.1"], max_download_mb=max_mb)
+    return Repository(tmp_path / "repo", store, allowed_hosts=["127.0.0.1"], max_download_mb=max_mb)
 
 
-def left_in_downloads(repo: images.Repository) -> list[str]:
+def left_in_downloads(repo: Repository) -> list[str]:
     directory = repo.root / ".downloads"
     return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
 
@@ -102,7 +103,7 @@ def test_http_images_only_from_allowed_hosts_streamed_once(tmp_path, server):
     assert first.read_bytes() == b"x" * 100_000
     assert repo.resolve(url) == first and len(server.requests) == 1
     with pytest.raises(RequestDenied, match="allowed_image_hosts"):
-        images.Repository(tmp_path / "repo", repo.store).resolve(url)
+        Repository(tmp_path / "repo", repo.store).resolve(url)
 
 
 def test_a_redirect_must_stay_on_allowed_hosts(tmp_path, server):
@@ -234,7 +235,7 @@ def test_a_download_is_hashed_as_it_streams_in_and_never_again(tmp_path, server,
     machine = MachineRequest(memory_mb=64, root=DiskRequest(pinned(url, body), "sda1"))
     pool.define(reserve(store, pool, machine)[0], machine)  # the download's digest names the cached base
     download = pool.repository.resolve(pinned(url, body))  # the pin checked against the recorded digest
-    assert images.checksum(store, download) == hashlib.sha256(body).hexdigest()
+    assert checksum(store, download) == hashlib.sha256(body).hexdigest()
     assert hashed == [] and len(server.requests) == 1
     assert left_in_downloads(pool.repository) == [download.name]
 

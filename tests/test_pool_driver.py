@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.test_pool_helpers import Events
+from vws.clock import ManualClock
 from vws.errors import BackendError
 from vws.pool import driver as driver_module
 from vws.pool import testnode
@@ -34,7 +35,7 @@ def events() -> Events:
 
 @pytest.fixture
 def driver(uri, events):
-    opened = Driver("node-a", uri, events)
+    opened = Driver("node-a", uri, ManualClock(), events)
     yield opened
     for name in opened.owned():
         if name.startswith("vws-contract-"):
@@ -147,7 +148,7 @@ def test_capacity_and_domain_types(driver, uri):
 
 
 def test_a_closed_connection_fails_calls_instead_of_hanging(uri):
-    opened = Driver("node-a", uri)
+    opened = Driver("node-a", uri, ManualClock())
     opened.close()
     assert not opened.alive()
     with pytest.raises(BackendError):
@@ -176,7 +177,7 @@ class _DeafDomain:
 
 
 def test_shutdown_destroys_a_guest_that_ignores_it_after_the_wait(tmp_path, monkeypatch):
-    opened = Driver("node-a", testnode.write_node(tmp_path / "node.xml", 1024, 1))
+    opened = Driver("node-a", testnode.write_node(tmp_path / "node.xml", 1024, 1), ManualClock())
     deaf = _DeafDomain()
     monkeypatch.setattr(opened, "_lookup", lambda name: deaf)
     opened.shutdown("deaf", wait=0.05)
@@ -185,7 +186,7 @@ def test_shutdown_destroys_a_guest_that_ignores_it_after_the_wait(tmp_path, monk
 
 
 def test_event_loop_is_registered_once(tmp_path):
-    Driver("node-b", testnode.write_node(tmp_path / "b.xml", 1024, 1)).close()
+    Driver("node-b", testnode.write_node(tmp_path / "b.xml", 1024, 1), ManualClock()).close()
     first = driver_module._loop_thread
-    Driver("node-c", testnode.write_node(tmp_path / "c.xml", 1024, 1)).close()
+    Driver("node-c", testnode.write_node(tmp_path / "c.xml", 1024, 1), ManualClock()).close()
     assert driver_module._loop_thread is first and first.is_alive()

@@ -10,6 +10,8 @@ from vws.errors import Cancelled
 from vws.pool import nodes, testnode
 from vws.pool.machine import DiskRequest, MachineRequest, NicRequest, Placement
 from vws.pool.manager import PoolManager
+from vws.pool.progress import ignore
+from vws.pool.storage import volumes
 from vws.store.database import Store
 
 SMALL = MachineRequest(memory_mb=256, vcpus=1, root=DiskRequest("file://ttylinux-xen", "sda1"))
@@ -110,3 +112,20 @@ class Events:
     def wait_for(self, predicate: Callable[[list[tuple[str, str, str]]], bool], timeout: float = 10) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self.seen), timeout)
+
+
+def stand_in_uploads(monkeypatch) -> list[str]:
+    """The test driver has no virStorageVolUpload: names of the volumes "uploaded" instead, made at
+    the source's size, allocated as if its bytes were sent."""
+    sent: list[str] = []
+
+    def upload(self: volumes.NodeVolumes, name: str, source: Path, progress=ignore) -> Path:
+        sent.append(name)
+        size = f"{source.stat().st_size}"
+        xml = f"<volume><name>{name}</name><capacity>{size}</capacity><allocation>{size}</allocation></volume>"
+        path = Path(self._pool.createXML(xml, 0).path())
+        progress(int(size), int(size))  # as a real upload's last report
+        return path
+
+    monkeypatch.setattr(volumes.NodeVolumes, "upload", upload)
+    return sent

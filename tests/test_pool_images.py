@@ -12,8 +12,13 @@ import pytest
 from tests.test_pool_helpers import SMALL, cancel, destroy, open_pool, raised_within, reserve
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
-from vws.pool import downloads, images, qcow2
+from vws.pool import downloads, qcow2
 from vws.pool.machine import BlankDiskRequest, DiskRequest, MachineRequest
+from vws.pool.storage.cache import base_lock, cached_base
+from vws.pool.storage.eviction import CacheFull, Holds
+from vws.pool.storage.local import NodeCache
+from vws.pool.storage.locks import keyed_lock
+from vws.pool.storage.repository import SAMPLE_SIZE, Repository, checksum
 from vws.store.database import Store
 
 GIB = 1 << 30
@@ -110,7 +115,7 @@ def test_overlay_refuses_to_overwrite(tmp_path):
 
 
 def test_repository_resolves_names_and_refuses_escapes(tmp_path):
-    repo = images.Repository(tmp_path / "repo", Store(tmp_path / "vws.sqlite"))
+    repo = Repository(tmp_path / "repo", Store(tmp_path / "vws.sqlite"))
     repo.write_sample()
     assert repo.resolve("file://ttylinux-xen") == (tmp_path / "repo" / "ttylinux-xen").resolve()
     assert repo.resolve(f"file://{tmp_path}/repo/ttylinux-xen") == repo.resolve("file://ttylinux-xen")
@@ -130,10 +135,10 @@ def test_checksum_is_computed_once_per_size_and_mtime(tmp_path, monkeypatch):
     calls = []
     real = downloads.sha256_file
     monkeypatch.setattr(downloads, "sha256_file", lambda path: calls.append(path) or real(path))
-    first = images.checksum(store, image)
-    assert images.checksum(store, image) == first and len(calls) == 1
+    first = checksum(store, image)
+    assert checksum(store, image) == first and len(calls) == 1
     image.write_bytes(b"two!")
-    assert images.checksum(store, image) != first and len(calls) == 2
+    assert checksum(store, image) != first and len(calls) == 2
 
 
 def test_node_cache_copies_once_and_keeps_holes(tmp_path):
@@ -141,7 +146,7 @@ def test_node_cache_copies_once_and_keeps_holes(tmp_path):
     with open(source, "r+b") as file:
         file.seek(GIB // 2)
         file.write(b"data")
-    cache = images.NodeCache(tmp_path / "cache")
+    cache = NodeCache(tmp_path / "cache")
     cached = cache.base(source, "a" * 64)
     assert cached.stat().st_size == GIB and cached.stat().st_blocks * 512 < (1 << 20)
     with open(cached, "rb") as file:
@@ -161,7 +166,7 @@ def mib_images(directory: Path, *names: str) -> dict[str, Path]:
     return {name: directory / name for name in names}
 
 
-def fill(cache: images.NodeCache, sources: dict[str, Path]) -> dict[str, Path]:
+def fill(cache: NodeCache, sources: dict[str, Path]) -> dict[str, Path]:
     """Copy each source in, oldest first (distinct mtimes order eviction)."""
     cached = {}
     for index, (name, source) in enumerate(sources.items()):
@@ -172,7 +177,7 @@ def fill(cache: images.NodeCache, sources: dict[str, Path]) -> dict[str, Path]:
 
 def test_room_is_made_before_the_copy_least_recently_used_first(tmp_path):
     sources = mib_images(tmp_path / "repo", "a", "b", "c")
-    cache = images.NodeCache(tmp_path / "cache", limit_mb=2)
+    cache = NodeCache(tmp_path / "cache", limit_mb=2)
     cached = fill(cache, {"a": sources["a"], "b": sources["b"]})
     cache.base(sources["a"], "a" * 64)  # a hit: a is now the most recently used
     during: list[bool] = []
@@ -184,42 +189,42 @@ def test_room_is_made_before_the_copy_least_recently_used_first(tmp_path):
 def test_a_base_that_cannot_fit_is_refused_before_anything_is_evicted_or_copied(tmp_path):
     sources = mib_images(tmp_path / "repo", "a", "b", "c")
     kept: set[Path] = set()
-    cache = images.NodeCache(tmp_path / "cache", limit_mb=2, keep=lambda: kept)
+    cache = NodeCache(tmp_path / "cache", limit_mb=2, keep=lambda: kept)
     cached = fill(cache, {"a": sources["a"], "b": sources["b"]})
     kept.add(cached["b"])
     kept.add(cached["a"])
-    with pytest.raises(images.CacheFull, match=r"1 MB image does not fit .* 2 MB of it hold images") as full:
+    with pytest.raises(CacheFull, match=r"1 MB image does not fit .* 2 MB of it hold images") as full:
         cache.base(sources["c"], "c" * 64)
     assert isinstance(full.value, BackendError)
     assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == ["a" * 64, "b" * 64]
-    with pytest.raises(images.CacheFull, match="larger than the 1 MB image cache"):
+    with pytest.raises(CacheFull, match="larger than the 1 MB image cache"):
         big = tmp_path / "big"
         big.write_bytes(os.urandom(2 << 20))
-        images.NodeCache(tmp_path / "small", limit_mb=1).base(big, "d" * 64)
+        NodeCache(tmp_path / "small", limit_mb=1).base(big, "d" * 64)
 
 
 def test_bases_a_define_in_progress_took_are_kept_until_it_is_over(tmp_path):
     sources = mib_images(tmp_path / "repo", "a", "b")
-    holds = images.Holds()
+    holds = Holds()
     with holds.define("n1") as take:
-        cache = images.NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1"), take=take)
+        cache = NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1"), take=take)
         taken = cache.base(sources["a"], "a" * 64)
         assert holds.of("n1") == {taken} and holds.of("n2") == set()
-        with pytest.raises(images.CacheFull):
+        with pytest.raises(CacheFull):
             cache.base(sources["b"], "b" * 64)  # a is held: no room
     assert holds.of("n1") == set()
-    images.NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1")).base(sources["b"], "b" * 64)
+    NodeCache(tmp_path / "cache", limit_mb=1, keep=lambda: holds.of("n1")).base(sources["b"], "b" * 64)
     assert not taken.exists()  # let go: evicted for b
 
 
 def test_a_copy_waiting_for_another_into_the_same_cache_can_be_cancelled(tmp_path):
     sources = mib_images(tmp_path / "repo", "a")
-    cache = images.NodeCache(tmp_path / "cache", limit_mb=4, name="node n1")
+    cache = NodeCache(tmp_path / "cache", limit_mb=4, name="node n1")
 
     def cancel(done: int, total: int) -> None:
         raise Cancelled("workspace 3 is being destroyed")
 
-    with images.keyed_lock(("node n1", "room")):  # another copy into n1's cache is under way
+    with keyed_lock(("node n1", "room")):  # another copy into n1's cache is under way
         with pytest.raises(Cancelled):
             cache.base(sources["a"], "a" * 64, cancel)
     assert not (tmp_path / "cache").exists()
@@ -227,7 +232,7 @@ def test_a_copy_waiting_for_another_into_the_same_cache_can_be_cancelled(tmp_pat
 
 def test_waiting_for_another_copy_of_the_same_base_can_be_cancelled(tmp_path):
     sources = mib_images(tmp_path / "repo", "a")
-    cache = images.NodeCache(tmp_path / "cache")
+    cache = NodeCache(tmp_path / "cache")
     copying, gate = threading.Event(), threading.Event()
 
     def held(done: int, total: int) -> None:
@@ -247,15 +252,15 @@ def test_waiting_for_another_copy_of_the_same_base_can_be_cancelled(tmp_path):
 
 def test_copying_in_handing_out_and_evicting_a_base_wait_on_one_lock(tmp_path):
     sources = mib_images(tmp_path / "repo", "a", "b")
-    cache = images.NodeCache(tmp_path / "cache", limit_mb=1, name="node n1")
-    a = images.cached_base(cache, sources["a"], "a" * 64)
-    with images.base_lock(cache, a.name):  # a define is handing a out...
+    cache = NodeCache(tmp_path / "cache", limit_mb=1, name="node n1")
+    a = cached_base(cache, sources["a"], "a" * 64)
+    with base_lock(cache, a.name):  # a define is handing a out...
         with pytest.raises(Cancelled):
-            images.cached_base(cache, sources["a"], "a" * 64, cancel)  # ...so another waits to take it
+            cached_base(cache, sources["a"], "a" * 64, cancel)  # ...so another waits to take it
         with pytest.raises(Cancelled):
-            images.cached_base(cache, sources["b"], "b" * 64, cancel)  # ...and to evict it to make room for b
+            cached_base(cache, sources["b"], "b" * 64, cancel)  # ...and to evict it to make room for b
     assert a.exists() and not (cache.directory / ("b" * 64)).exists()
-    images.cached_base(cache, sources["b"], "b" * 64)
+    cached_base(cache, sources["b"], "b" * 64)
     assert not a.exists()
 
 
@@ -335,7 +340,7 @@ def test_unpropagate_saves_base_plus_writes_as_a_new_image(tmp_path):
     assert uri == "file://saved/mine.qcow2"
     saved = pool.repository.resolve(uri)
     info = json.loads(qemu_img("info", "--output=json", str(saved)).stdout)
-    assert "backing-filename" not in info and info["virtual-size"] == images.SAMPLE_SIZE
+    assert "backing-filename" not in info and info["virtual-size"] == SAMPLE_SIZE
     assert (
         subprocess.run(
             ["qemu-io", "-c", "read -P 0x61 0 64k", str(saved)], capture_output=True, text=True
@@ -358,9 +363,9 @@ def test_define_makes_room_in_the_node_cache_or_fails_without_copying(tmp_path):
     b = reserve(store, pool, second)[0]
     with pytest.raises(BackendError, match="does not fit in the 1 MB image cache of node node1"):
         pool.define(b, second)  # one's base is in use: no room for two's
-    assert [path.name for path in cache.iterdir()] == [images.checksum(store, sources["one"])]  # two not copied
+    assert [path.name for path in cache.iterdir()] == [checksum(store, sources["one"])]  # two not copied
     assert not (tmp_path / "state" / "nodes" / "node1" / "domains" / b.domain).exists()
     destroy(store, pool, a)
     pool.define(b, second)  # one's base goes first, then two's is copied
-    assert [path.name for path in cache.iterdir()] == [images.checksum(store, sources["two"])]
+    assert [path.name for path in cache.iterdir()] == [checksum(store, sources["two"])]
     assert pool.domain_states()[(b.node, b.domain)] == "shutoff"

@@ -13,12 +13,15 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.test_pool_helpers import SMALL, cancel, destroy, open_pool, raised_within, reserve
+from tests.test_pool_helpers import SMALL, cancel, destroy, open_pool, raised_within, reserve, stand_in_uploads
 from vws.config import PoolConfig
 from vws.errors import BackendError, Cancelled, InvalidMetadata, RequestDenied
-from vws.pool import images, nodes, testnode, volumes
+from vws.pool import nodes, testnode
 from vws.pool.machine import BlankDiskRequest, DiskRequest, KernelRequest, MachineRequest, NicRequest
-from vws.pool.progress import STEP, ignore
+from vws.pool.progress import STEP
+from vws.pool.storage import volumes
+from vws.pool.storage.cache import base_lock
+from vws.pool.storage.repository import checksum
 
 NODE = "far"
 STORAGE = PoolConfig().storage_pool
@@ -34,19 +37,7 @@ FULL = MachineRequest(
 
 @pytest.fixture
 def uploads(monkeypatch) -> list[str]:
-    """Names of the volumes "uploaded": made at the source's size, allocated as if its bytes were sent."""
-    sent: list[str] = []
-
-    def upload(self: volumes.NodeVolumes, name: str, source: Path, progress=ignore) -> Path:
-        sent.append(name)
-        size = f"{source.stat().st_size}"
-        xml = f"<volume><name>{name}</name><capacity>{size}</capacity><allocation>{size}</allocation></volume>"
-        path = Path(self._pool.createXML(xml, 0).path())
-        progress(int(size), int(size))  # as a real upload's last report
-        return path
-
-    monkeypatch.setattr(volumes.NodeVolumes, "upload", upload)
-    return sent
+    return stand_in_uploads(monkeypatch)
 
 
 def upload_pool(tmp_path: Path, **config: object):
@@ -69,7 +60,7 @@ def volume_names(pool) -> set[str]:
 
 
 def digest(pool, store, name: str) -> str:
-    return images.checksum(store, pool.repository.root / name)
+    return checksum(store, pool.repository.root / name)
 
 
 def later(pool) -> None:
@@ -203,7 +194,7 @@ def test_uploading_handing_out_and_evicting_a_base_volume_wait_on_one_lock(tmp_p
         sources[name].write_bytes(name.encode() * (120 << 10))  # 600 KB: two do not fit in 1 MB
     a = node.cached(sources["a.img"], digest(pool, store, "a.img"))
     later(pool)
-    with images.base_lock(node, a.name):  # a define is handing a out...
+    with base_lock(node, a.name):  # a define is handing a out...
         with pytest.raises(Cancelled):
             node.cached(sources["a.img"], digest(pool, store, "a.img"), cancel)  # ...so another waits to take it
         with pytest.raises(Cancelled):

@@ -25,7 +25,8 @@ from vws.security.credentials import Credential
 from vws.security.proxy import LIMITED, proxy_cert_info
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
-from vws.security.wssecurity import MessageSigner, MessageVerifier
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 from vws.wsrf.addressing import EndpointReference, key_property
 from vws.xmlns import SOAP_ENV, TYPES, WORKSPACE, WSA, WSNT, WSRL, WSRP
 

@@ -20,19 +20,11 @@ from vws.clock import ManualClock, timestamp
 from vws.errors import AuthenticationFailed
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, UntrustedChain
-from vws.security.wssecurity import (
-    HASH_METHODS,
-    RSA_SHA1,
-    RSA_SHA256,
-    SHA1,
-    SHA256,
-    MessageSigner,
-    MessageVerifier,
-    ReplayCache,
-    SecurityPolicy,
-    SignatureRefused,
-    methods,
-)
+from vws.security.wssecurity.envelope import SignatureRefused
+from vws.security.wssecurity.policy import HASH_METHODS, RSA_SHA1, RSA_SHA256, SHA1, SHA256, SecurityPolicy, methods
+from vws.security.wssecurity.replay import ReplayCache
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 from vws.xmlns import DS, EXC_C14N, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
 
 keys = security_helpers.keys  # session fixtures

@@ -19,9 +19,10 @@ from vws import state_dir as private
 from vws.clock import Clock
 from vws.config import Config, ConfigError
 from vws.errors import VwsError
-from vws.pool import network, nodes, volumes
+from vws.pool import network, nodes
 from vws.pool.driver import Driver
 from vws.pool.manager import check_settings, network_pools_dir
+from vws.pool.storage import volumes
 from vws.security import gridmap
 from vws.security.trust import TrustStore, ca_files
 from vws.service import CredentialFiles, gridmap_file
@@ -86,18 +87,18 @@ def _nodes(config: Config, clock: Clock, report: Report) -> None:
         report.summary.append("nodes: the embedded test node")
         return
     active = [node for node in candidates if node.active]
-    for node, problem in _ask_each(active, config):
+    for node, problem in _ask_each(active, config, clock):
         report.problems.append(f"node {node.name} ({node.uri}): {problem}")
     inactive = len(candidates) - len(active)
     report.summary.append(f"nodes: {len(active)} active ({', '.join(n.name for n in active)}), {inactive} inactive")
 
 
-def _ask_each(active: list[nodes.Node], config: Config) -> list[tuple[nodes.Node, str]]:
+def _ask_each(active: list[nodes.Node], config: Config, clock: Clock) -> list[tuple[nodes.Node, str]]:
     """The problem of each node that has one, all asked at once; one that hangs is given NODE_TIMEOUT."""
     answers: dict[str, str | None] = {}
 
     def ask(node: nodes.Node) -> None:
-        answers[node.name] = _node_problem(node, config)
+        answers[node.name] = _node_problem(node, config, clock)
 
     threads = [threading.Thread(target=ask, args=(node,), daemon=True) for node in active]
     for thread in threads:
@@ -121,10 +122,10 @@ def _stored_nodes(config: Config) -> list[nodes.Node]:
         store.close()
 
 
-def _node_problem(node: nodes.Node, config: Config) -> str | None:
+def _node_problem(node: nodes.Node, config: Config, clock: Clock) -> str | None:
     """What is wrong with a node: it does not answer, or its storage pool cannot be vws's."""
     try:
-        driver = Driver(node.name, node.uri)
+        driver = Driver(node.name, node.uri, clock)
     except VwsError as exc:
         return exc.description.removeprefix(f"{node.name}: ")
     try:

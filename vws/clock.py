@@ -1,4 +1,4 @@
-"""The only module that reads the wall clock.
+"""The only module that reads the clock, the wall clock and the monotonic one.
 
 Leases, sweepers and timestamps take a Clock, so tests drive time instead of
 sleeping: ManualClock.advance wakes every thread waiting in ``sleep_until``.
@@ -6,6 +6,7 @@ sleeping: ManualClock.advance wakes every thread waiting in ``sleep_until``.
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back: for intervals (a grace period, a backoff,
+        how long an upload took), which a change of the wall clock must not stretch or cut."""
+
     def sleep_until(self, deadline: datetime, stop: threading.Event) -> None:
         """Return at ``deadline``, when ``stop`` is set, or when time jumps."""
 
@@ -23,6 +28,9 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def sleep_until(self, deadline: datetime, stop: threading.Event) -> None:
         stop.wait(max(0.0, (deadline - self.now()).total_seconds()))
@@ -35,13 +43,20 @@ class ManualClock:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._moved = threading.Condition()
         self._generation = 0
+        self._advanced = 0.0  # seconds
 
     def now(self) -> datetime:
         return self._now
 
+    def monotonic(self) -> float:
+        """Real seconds plus every ``advance``: a wait for a real event (a guest stopping, a consumer
+        answering) ends as it would, and one that looks at the clock again ends sooner when advanced."""
+        return time.monotonic() + self._advanced
+
     def advance(self, delta: timedelta) -> None:
         with self._moved:
             self._now += delta
+            self._advanced += delta.total_seconds()
             self._generation += 1
             self._moved.notify_all()
 

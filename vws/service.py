@@ -13,14 +13,15 @@ from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
 from vws.pool.manager import PoolManager
-from vws.security import wssecurity
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
 from vws.security.gridmap import check_file as check_gridmap
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
-from vws.security.wssecurity import MessageSigner, MessageVerifier, SecurityPolicy
+from vws.security.wssecurity.policy import SecurityPolicy, methods
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.porttypes.common import Endpoints
@@ -95,6 +96,7 @@ class Service:
         self.subscriptions = Subscriptions(self.store, self.clock)
         # Notifications are signed with the host credential whenever the service signs its replies.
         self.delivery = Delivery(
+            self.clock,
             _delivery_policy(config.notification),
             on_dead=lambda lane: self.producer.consumer_dead(lane),
             seal=self.gatekeeper.sign,
@@ -229,7 +231,7 @@ def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap, replay_cache: St
     if not security.require_signature:  # with tls = yes: Config makes sure of it
         return TransportGate(gridmap, admins)
     try:
-        signature_methods, digest_methods = wssecurity.methods(security.signature_hashes)
+        signature_methods, digest_methods = methods(security.signature_hashes)
     except ValueError as unknown:
         raise ConfigError(f"[security] signature_hashes: {unknown}") from None
     policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))

@@ -6,7 +6,9 @@ nodes-file lines with ``node_options`` and the ``[pool]`` settings with ``pool_o
 """
 
 import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import libvirt
@@ -75,6 +77,20 @@ def node_options() -> str:
 def pool_options() -> dict[str, object]:
     """Extra ``[pool]`` settings."""
     return {}
+
+
+@pytest.fixture
+def own_storage_pool(tmp_path: Path, connection: libvirt.virConnect) -> Iterator[dict[str, object]]:
+    """``[pool]`` settings naming a storage pool of this test's own, so its first upload starts from an
+    empty cache; the pool and its volumes are deleted afterwards (after ``service``, which uses them)."""
+    name = f"vws-test-{uuid.uuid4().hex[:8]}"
+    yield {"storage_pool": name, "storage_pool_path": str(tmp_path / "node-pool")}
+    with suppress(libvirt.libvirtError):
+        storage = connection.storagePoolLookupByName(name)
+        for volume in storage.listAllVolumes(0):
+            volume.delete(0)
+        storage.destroy()
+        storage.undefine()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from lxml import etree
 from tests.integration import guest
 from tests.integration.console import wait_for_line
 from tests.test_pool_helpers import destroy, open_pool, reserve
+from vws.clock import SystemClock
 from vws.config import PoolConfig
 from vws.pool import kvm_probe
 from vws.pool.designer import KVM, QEMU
@@ -32,7 +33,7 @@ BOOT_TIMEOUT = 60.0
 
 @pytest.fixture
 def driver(libvirt_uri: str):
-    opened = Driver(NODE, libvirt_uri)
+    opened = Driver(NODE, libvirt_uri, SystemClock())
     yield opened
     opened.close()
 

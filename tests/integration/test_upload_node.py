@@ -11,9 +11,6 @@ into the repository.
 import logging
 import os
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,15 +39,15 @@ from vws.clock import ManualClock
 from vws.config import PoolConfig
 from vws.errors import Cancelled
 from vws.pool.driver import Driver
-from vws.pool.images import CacheFull
 from vws.pool.progress import STEP
-from vws.pool.volumes import NodeVolumes
+from vws.pool.storage.eviction import CacheFull
+from vws.pool.storage.volumes import NodeVolumes
 from vws.service import Service
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import LOGISTICS
 
-UPLOADED = "uploaded "  # how vws.pool.volumes logs each upload of a base
+UPLOADED = "uploaded "  # how vws.pool.storage.volumes logs each upload of a base
 
 
 @pytest.fixture
@@ -59,17 +56,8 @@ def node_options() -> str:
 
 
 @pytest.fixture
-def pool_options(tmp_path: Path, connection: libvirt.virConnect) -> Iterator[dict[str, object]]:
-    """A storage pool of this test's own, so its first deploy starts from an empty cache; the
-    pool and its volumes are deleted afterwards (this fixture outlives ``service``)."""
-    name = f"vws-test-{uuid.uuid4().hex[:8]}"
-    yield {"storage_pool": name, "storage_pool_path": str(tmp_path / "node-pool")}
-    with suppress(libvirt.libvirtError):
-        storage = connection.storagePoolLookupByName(name)
-        for volume in storage.listAllVolumes(0):
-            volume.delete(0)
-        storage.destroy()
-        storage.undefine()
+def pool_options(own_storage_pool: dict[str, object]) -> dict[str, object]:
+    return own_storage_pool
 
 
 def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
@@ -82,7 +70,7 @@ def test_upload_node_boots_the_guest_from_volumes_and_uploads_each_base_once(
     caplog: pytest.LogCaptureFixture,
     record_property,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="vws.pool.volumes")
+    caplog.set_level(logging.INFO, logger="vws.pool.storage.volumes")
     bases = {sha256(repository / name) for name in ("base.qcow2", "vmlinuz", "initrd.img")}
     base = sha256(repository / "base.qcow2")
 
@@ -140,8 +128,8 @@ def test_an_upload_abandoned_from_its_progress_callback_leaves_no_volume(
         file.write(b"head")
         file.seek(3 * STEP)
         file.write(b"tail")
-    store = Store(tmp_path / "vws.sqlite")
-    driver = Driver(NODE, libvirt_uri)
+    store, clock = Store(tmp_path / "vws.sqlite"), ManualClock()
+    driver = Driver(NODE, libvirt_uri, clock)
     reports: list[int] = []
 
     def destroyed_meanwhile(done: int, total: int) -> None:
@@ -149,7 +137,7 @@ def test_an_upload_abandoned_from_its_progress_callback_leaves_no_volume(
         raise Cancelled("workspace 1 is being destroyed")
 
     try:
-        node = NodeVolumes(driver, store, ManualClock(), PoolConfig(**pool_options))  # type: ignore[arg-type]
+        node = NodeVolumes(driver, store, clock, PoolConfig(**pool_options))  # type: ignore[arg-type]
         with pytest.raises(Cancelled):
             node.cached(image, sha256(image), destroyed_meanwhile)
     finally:
@@ -180,7 +168,7 @@ def test_the_volume_cache_makes_room_before_an_upload_or_refuses_it(
         sources[name] = tmp_path / name
         sources[name].write_bytes(os.urandom(1 << 20))  # 1 MiB allocated each, under a 2 MB limit
     store, clock, kept = Store(tmp_path / "vws.sqlite"), ManualClock(), set()
-    driver = Driver(NODE, libvirt_uri)
+    driver = Driver(NODE, libvirt_uri, clock)
     try:
         config = PoolConfig(image_cache_mb=2, **pool_options)  # type: ignore[arg-type]
         node = NodeVolumes(driver, store, clock, config, keep=lambda: kept)

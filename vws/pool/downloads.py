@@ -10,7 +10,7 @@
   while its digest matches the pin.
 - Whatever fails, no partial file is left and the previous download stays as it was.
   ``fetch`` returns the sha256 it computed as the bytes streamed in; the repository records
-  it with every other image's (``images.checksum``), so neither a pin checked against a file
+  it with every other image's (``repository.checksum``), so neither a pin checked against a file
   already there nor the define that copies it reads the file again to hash it.
 """
 

@@ -16,7 +16,6 @@ The same class serves ``test:///path/node.xml`` (unit tests, the embedded defaul
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import libvirt
 from lxml import etree
 
+from vws.clock import Clock
 from vws.errors import BackendError
 from vws.pool.domain_xml import VWS_NS, owner_of
 
@@ -142,10 +142,11 @@ def _quietly(call: Callable[[], object]) -> None:
 
 
 class Driver:
-    def __init__(self, node: str, uri: str, on_event: EventCallback | None = None) -> None:
+    def __init__(self, node: str, uri: str, clock: Clock, on_event: EventCallback | None = None) -> None:
         ensure_event_loop()
         self.node = node
         self.uri = uri
+        self._clock = clock  # times the grace a guest is given to shut down
         self._on_event = on_event
         self._stopped = threading.Condition()  # notified on every STOPPED event
         self._virt_types: frozenset[str] | None = None
@@ -306,10 +307,10 @@ class Driver:
             log.debug("keepalive not supported on %s", self.uri)
 
     def _wait_until_off(self, domain: libvirt.virDomain, wait: float) -> bool:
-        deadline = time.monotonic() + wait
+        deadline = self._clock.monotonic() + wait
         with self._stopped:
             while domain.isActive():
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     return False
                 # Woken by the STOPPED event; the timeout is a fallback if none comes.

@@ -15,7 +15,7 @@ Two kinds of call:
   out twice after a failed destroy (Nimbus #101).
 
 Where a domain's disks and files go follows its node's image mode (``nodes.Node.image_mode``):
-``images.LocalFiles`` in the state dir, or ``volumes.UploadedFiles`` as storage volumes
+``local.LocalFiles`` in the state dir, or ``volumes.UploadedFiles`` as storage volumes
 over the node's connection. ``_files`` makes that one choice for define, unpropagate and
 remove; eviction picks the matching cache.
 
@@ -34,12 +34,19 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import ConfigError, PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, images, kvm_probe, network, nodes, placement, testnode, volumes
+from vws.pool import context_drive, designer, kvm_probe, network, nodes, placement, testnode
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, OwnedDomain
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 from vws.pool.progress import Progress, ignore
+from vws.pool.storage import claims, volumes
+from vws.pool.storage.eviction import Holds
+from vws.pool.storage.files import DomainFiles
+from vws.pool.storage.local import LocalFiles, NodeCache
+from vws.pool.storage.locks import acquire, keyed_lock
+from vws.pool.storage.prepare import PreparedDisks, prepare
+from vws.pool.storage.repository import Repository
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -70,15 +77,15 @@ class PoolManager:
         self._drivers: dict[str, Driver] = {}
         self._drivers_guard = threading.Lock()
         self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
-        self._holds = images.Holds()
+        self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
         self._load_nodes()
 
     # ---- start-up ---------------------------------------------------------------------------
 
-    def _open_repository(self) -> images.Repository:
-        repository = images.Repository(
+    def _open_repository(self) -> Repository:
+        repository = Repository(
             self._config.image_repository or self._dir / "images",
             self._store,
             self._config.allowed_image_hosts,
@@ -122,12 +129,12 @@ class PoolManager:
         """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held."""
         if machine.memory_mb < 1 or machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
-        images.check_request(self.repository, machine)
+        claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
             chosen = placement.place_group(self._loads(db), _demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
-                images.claim(db, self.repository, workspace_id, machine)
+                claims.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
                 share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus}
                 db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
@@ -143,7 +150,7 @@ class PoolManager:
         if db.execute("select 1 from pool_domains where workspace_id = ?", [workspace_id]).fetchone():
             raise BackendError(f"workspace {workspace_id}'s domain has not been removed; its leases stay held")
         network.release(db, workspace_id)
-        images.release_claims(db, workspace_id)
+        claims.release_claims(db, workspace_id)
         db.execute("update pool_placements set held = 0 where workspace_id = ?", [workspace_id])
 
     def forget(self, db, workspace_id: int) -> None:
@@ -180,7 +187,7 @@ class PoolManager:
         directory = self._domain_dir(placement.node, placement.domain)
         directory.mkdir(parents=True)
         try:
-            prepared = images.prepare(self.repository, files, machine, progress)
+            prepared = prepare(self.repository, files, machine, progress)
             kernel = self._kernel(machine, files, progress)
             disks = prepared.disks + self._context_disk(placement, machine, prepared, directory, driver, files)
             spec = designer.design(
@@ -320,17 +327,17 @@ class PoolManager:
             node = nodes.get_node(db, name)
             recorded = db.execute("select xml, state from pool_domains where node = ?", [name]).fetchall()
         uri = testnode.restored(node.uri, recorded, self._dir / "nodes" / name / "libvirt-node.xml")
-        return Driver(name, uri, self._on_event)
+        return Driver(name, uri, self._clock, self._on_event)
 
     # ---- files and records ------------------------------------------------------------------
 
     def _domain_dir(self, node: str, domain: str) -> Path:
         return self._dir / "nodes" / node / "domains" / domain
 
-    def _cache(self, node: str, take: Callable[[Path], None]) -> images.NodeCache:
+    def _cache(self, node: str, take: Callable[[Path], None]) -> NodeCache:
         keep = functools.partial(self._kept, node)
         directory = self._dir / "nodes" / node / "cache"
-        return images.NodeCache(directory, self._config.image_cache_mb, keep, take, name=f"node {node}")
+        return NodeCache(directory, self._config.image_cache_mb, keep, take, name=f"node {node}")
 
     def _uploads(self, node: str) -> bool:
         with self._store.reading() as db:
@@ -338,28 +345,28 @@ class PoolManager:
 
     def _files(
         self, node: str, domain: str, driver: Driver, take: Callable[[Path], None] = _defines_nothing
-    ) -> images.DomainFiles:
+    ) -> DomainFiles:
         """Where the domain's disks and files go: the state dir, or volumes on an upload node."""
         directory = self._domain_dir(node, domain)
         if self._uploads(node):
             return volumes.UploadedFiles(self._volumes(driver, take), self._store, domain, directory)
-        return images.LocalFiles(self._store, self._cache(node, take), directory)
+        return LocalFiles(self._store, self._cache(node, take), directory)
 
     def _volumes(self, driver: Driver, take: Callable[[Path], None] = _defines_nothing) -> volumes.NodeVolumes:
         keep = functools.partial(self._kept, driver.node)
         return volumes.NodeVolumes(driver, self._store, self._clock, self._config, keep, take)
 
-    def _virt_types(self, node: str, driver: Driver, files: images.DomainFiles, progress: Progress) -> frozenset[str]:
+    def _virt_types(self, node: str, driver: Driver, files: DomainFiles, progress: Progress) -> frozenset[str]:
         """The node's domain types; with ``virt_type = auto``, kvm only where a probe guest ran."""
         offered = driver.virt_types()
         if self._config.virt_type != designer.AUTO or designer.KVM not in offered:
             return offered
         return offered if self._kvm_probed(node, driver, files, progress) else offered - {designer.KVM}
 
-    def _kvm_probed(self, node: str, driver: Driver, files: images.DomainFiles, progress: Progress) -> bool:
+    def _kvm_probed(self, node: str, driver: Driver, files: DomainFiles, progress: Progress) -> bool:
         """The kvm probe's verdict for the node, probed once (concurrent defines wait for it)."""
         key = (node, driver.uri)
-        with images.acquire(images.keyed_lock(("kvm probe", *key)), progress):
+        with acquire(keyed_lock(("kvm probe", *key)), progress):
             if key not in self._kvm_runs:
                 verdict = kvm_probe.probe(driver, files.boot_file(self._probe_kernel(), ignore))
                 kind = "kvm" if verdict.kvm else "qemu (TCG)"
@@ -369,14 +376,14 @@ class PoolManager:
 
     def _probe_kernel(self) -> Path:
         path = self._dir / "kvm-probe.bin"
-        with images.keyed_lock(path):  # nodes probed at once share the file
+        with keyed_lock(path):  # nodes probed at once share the file
             if not path.exists() or path.read_bytes() != kvm_probe.PROBE_KERNEL:
                 partial = path.with_name(path.name + ".partial")
                 partial.write_bytes(kvm_probe.PROBE_KERNEL)
                 partial.replace(path)
         return path
 
-    def _kernel(self, machine: MachineRequest, files: images.DomainFiles, progress: Progress) -> KernelFiles | None:
+    def _kernel(self, machine: MachineRequest, files: DomainFiles, progress: Progress) -> KernelFiles | None:
         if machine.kernel is None or machine.kernel.image is None:
             return None
 
@@ -392,10 +399,10 @@ class PoolManager:
         self,
         placement: Placement,
         machine: MachineRequest,
-        prepared: images.PreparedDisks,
+        prepared: PreparedDisks,
         directory: Path,
         driver: Driver,
-        files: images.DomainFiles,
+        files: DomainFiles,
     ) -> tuple[DiskSpec, ...]:
         if not context_drive.needed(machine):
             return ()

@@ -5,7 +5,7 @@ a copy; a download whose server announces no length reports 0 in all until its l
 (bytes done, bytes done). One define may report a download, then a copy, each from 0.
 It may raise (``vws.errors.Cancelled`` when the workspace is being destroyed) to stop
 the work; the partial file of the interrupted step is removed. A define waiting for another
-one's download or copy (``images.acquire``) hears (0, size) every half second meanwhile,
+one's download or copy (``storage.locks.acquire``) hears (0, size) every half second meanwhile,
 so it can be stopped while it waits too.
 """
 

@@ -5,8 +5,9 @@
 - ``proxy``: RFC 3820 proxies (``create_proxy``, ``ProxyCertInfo``).
 - ``trust``: ``TrustStore`` over an X509_CERT_DIR (CAs, signing policies, CRLs), ``subject_hash``.
 - ``validation``: ``ChainValidator`` (``validate``, ``validate_der``) -> ``ValidatedChain``.
-- ``wssecurity``: ``MessageSigner``, ``MessageVerifier`` -> ``VerifiedMessage`` (what was digested),
-  ``SecurityPolicy``, ``ReplayCache`` (in memory; the service keeps its own in the store).
+- ``wssecurity``: ``signing.MessageSigner``, ``verification.MessageVerifier`` -> ``VerifiedMessage``
+  (what was digested), ``policy.SecurityPolicy``, ``replay.ReplayCache`` (in memory; the service
+  keeps its own in the store), ``envelope`` (the parts they read, ``SignatureRefused``).
 - ``gridmap``: ``GridMap`` (``accounts``, ``authorized``, ``require``, ``add``).
 - ``tls``: server/client ``SSLContext`` with proxy certificates, ``peer_identity``.
 - ``ca``: the development CA behind ``vws-admin ca init``.

@@ -16,9 +16,11 @@ from typing import Protocol
 from lxml import etree
 
 from vws.errors import AuthenticationFailed, MalformedMessage, NotAuthorized, VwsError
-from vws.security import wssecurity
 from vws.security.gridmap import GridMap
-from vws.security.wssecurity import MessageSigner, MessageVerifier, SeenSignatures, VerifiedMessage
+from vws.security.wssecurity import envelope as wsse
+from vws.security.wssecurity.replay import REPLAYED, SeenSignatures
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier, VerifiedMessage
 from vws.soap.transport import PEER
 from vws.workspace.caller import Caller
 from vws.xmlns import WSSE, qname
@@ -52,8 +54,8 @@ class Gatekeeper(Protocol):
 def envelope_parts(envelope: etree._Element) -> tuple[etree._Element | None, etree._Element]:
     """The Header (if any) and the Body of a SOAP 1.1 envelope, by the security layer's strict reading."""
     try:
-        return wssecurity.envelope_parts(envelope)
-    except wssecurity.SignatureRefused as wrong:  # no signature involved here: the envelope is malformed
+        return wsse.envelope_parts(envelope)
+    except wsse.SignatureRefused as wrong:  # no signature involved here: the envelope is malformed
         raise MalformedMessage(wrong.description) from None
 
 
@@ -119,7 +121,7 @@ class SignedGate:
         try:
             verified = self._verifier.verify(envelope)
         except AuthenticationFailed as refused:
-            claimed = wssecurity.claimed_signer(envelope)
+            claimed = wsse.claimed_signer(envelope)
             log_refusal(refused, claimed and f"{claimed} (claimed)", environ)
             raise
         identity = verified.identity
@@ -132,7 +134,7 @@ class SignedGate:
     def record(self, admission: Admission, environ: Mapping[str, object]) -> None:
         verified = admission.verified
         if verified is not None and not self._seen.admit(verified.signature_value, verified.replayable_until):
-            refused = wssecurity.SignatureRefused(wssecurity.REPLAYED + " (before the service restarted)")
+            refused = wsse.SignatureRefused(REPLAYED + " (before the service restarted)")
             log_refusal(refused, admission.caller.identity, environ)
             raise refused
 
@@ -142,8 +144,8 @@ class SignedGate:
 
     def sign(self, envelope: etree._Element) -> None:
         """Each delivery attempt of a notification is signed afresh: a new Timestamp, a new signature."""
-        header, _ = wssecurity.envelope_parts(envelope)
-        for block in wssecurity.header_blocks(header):
+        header, _ = wsse.envelope_parts(envelope)
+        for block in wsse.header_blocks(header):
             if block.tag == _SECURITY:
                 header.remove(block)
         self._signer.sign(envelope)

@@ -23,7 +23,6 @@ import http.client
 import itertools
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
+from vws.clock import Clock
 from vws.store.database import Store
 from vws.wsrf.notification import NOTIFY_ACTION
 from vws.xmlparse import parse
@@ -91,11 +91,13 @@ class _Lane:
 class Delivery:
     def __init__(
         self,
+        clock: Clock,
         policy: DeliveryPolicy = DeliveryPolicy(),
         on_dead: Callable[[str], None] = lambda lane: None,
         seal: Seal | None = None,
         outbox: Outbox | None = None,
     ) -> None:
+        self._clock = clock  # times the backoff between attempts
         self._policy = policy
         self._on_dead = on_dead
         self._outbox = outbox
@@ -155,7 +157,7 @@ class Delivery:
     def _next_lane(self) -> _Lane | None:
         with self._changed:
             while not self._stopped:
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 while self._retries and self._retries[0][0] <= now:
                     self._ready.append(heapq.heappop(self._retries)[2])
                 if self._ready:
@@ -173,7 +175,7 @@ class Delivery:
             else:
                 lane.attempt += 1
                 if lane.attempt < self._policy.attempts:
-                    due = time.monotonic() + self._policy.retry * 2 ** (lane.attempt - 1)
+                    due = self._clock.monotonic() + self._policy.retry * 2 ** (lane.attempt - 1)
                     heapq.heappush(self._retries, (due, next(self._order), lane))
                     self._changed.notify()
                     return

@@ -12,9 +12,9 @@ no agent, no shared filesystem.
   raising from the progress callback aborts the stream and deletes the partial volume.
   libvirt cannot rename a volume, so an upload cut off by a crash would leave a volume
   under its final name: a ``node_volumes`` row, written once the upload is complete,
-  is what marks it usable, and its ``used_at`` orders eviction (``images.room_for``).
+  is what marks it usable, and its ``used_at`` orders eviction (``cache.room_for``).
 - **A domain's volumes** are named ``<domain>.<file>`` (the file names of the local
-  layout, ``images.ROOT_OVERLAY`` ...): the writable root is a qcow2 volume whose
+  layout, ``files.ROOT_OVERLAY`` ...): the writable root is a qcow2 volume whose
   ``<backingStore>`` is the cached base, blank partitions are sparse raw volumes, the
   context ISO is uploaded, and the serial console is written into an empty volume, so
   every file of the domain is a volume that ``discard`` finds by its prefix.
@@ -28,7 +28,6 @@ no agent, no shared filesystem.
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -39,9 +38,10 @@ from lxml import etree
 from vws.clock import Clock, timestamp
 from vws.config import PoolConfig
 from vws.errors import BackendError, RequestDenied
-from vws.pool import images
 from vws.pool.driver import Driver, translated
 from vws.pool.progress import STEP, Progress, ignore
+from vws.pool.storage import cache, files, locks
+from vws.pool.storage.repository import Repository, checksum
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 class NodeVolumes:
     """vws's storage pool on one node: the base cache and every domain's volumes.
 
-    ``keep`` and ``take`` are as for ``images.NodeCache``.
+    ``keep`` and ``take`` are as for ``local.NodeCache``.
     """
 
     def __init__(
@@ -70,16 +70,16 @@ class NodeVolumes:
         self.limit_bytes = config.image_cache_mb << 20
         self.keep = keep
         self.take = take
-        with images.keyed_lock((self.node, "pool")), self._translated("open storage pool", config.storage_pool):
+        with locks.keyed_lock((self.node, "pool")), self._translated("open storage pool", config.storage_pool):
             self._pool = _started_pool(self._conn, config.storage_pool, config.storage_pool_path)
 
     # ---- the base cache ---------------------------------------------------------------
 
-    # An ``images.BaseCache``: a base volume is named by its digest (and so is its file).
+    # A ``cache.BaseCache``: a base volume is named by its digest (and so is its file).
 
     def cached(self, source: Path, digest: str, progress: Progress = ignore) -> Path:
         """The node's volume holding ``source`` (sha256 ``digest``), uploaded if it has none."""
-        return images.cached_base(self, source, digest, progress)
+        return cache.cached_base(self, source, digest, progress)
 
     def present(self, digest: str) -> Path | None:
         volume = self._volume(digest)
@@ -93,7 +93,7 @@ class NodeVolumes:
         self._used(base.name)
 
     def fill(self, source: Path, digest: str, progress: Progress) -> Path:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         path = self.upload(digest, source, progress)
         self._used(digest)  # complete: usable from now on
         log.info(
@@ -101,7 +101,7 @@ class NodeVolumes:
             source.name,
             source.stat().st_size >> 20,
             self.node,
-            time.monotonic() - started,
+            self._clock.monotonic() - started,
         )
         return path
 
@@ -216,7 +216,7 @@ _IS_CACHED = "select 1 from node_volumes where node = ? and name = ?"
 
 
 class UploadedFiles:
-    """``images.DomainFiles`` for an upload node: the domain's disks and files as volumes."""
+    """``files.DomainFiles`` for an upload node: the domain's disks and files as volumes."""
 
     def __init__(self, volumes: NodeVolumes, store: Store, domain: str, directory: Path) -> None:
         self._volumes = volumes
@@ -225,13 +225,13 @@ class UploadedFiles:
         self._directory = directory  # local scratch: the context drive is built here
 
     def base(self, source: Path, progress: Progress) -> Path:
-        return self._volumes.cached(source, images.checksum(self._store, source), progress)
+        return self._volumes.cached(source, checksum(self._store, source), progress)
 
     def overlay(self, base: Path, base_format: str, size: int) -> Path:
-        return self._volumes.create(self._name(images.ROOT_OVERLAY), size, "qcow2", (base, base_format))
+        return self._volumes.create(self._name(files.ROOT_OVERLAY), size, "qcow2", (base, base_format))
 
     def blank(self, name: str, size: int) -> Path:
-        return self._volumes.create(self._name(images.blank_name(name)), size, "raw")
+        return self._volumes.create(self._name(files.blank_name(name)), size, "raw")
 
     def in_place(self, source: Path) -> Path:
         raise RequestDenied(
@@ -246,10 +246,10 @@ class UploadedFiles:
         return self._volumes.upload(self._name(local.name), local)
 
     def console_log(self) -> Path:
-        return self._volumes.create(self._name(images.CONSOLE_LOG), 0, "raw")
+        return self._volumes.create(self._name(files.CONSOLE_LOG), 0, "raw")
 
-    def save_root(self, repository: images.Repository, target: str) -> str:
-        root = self._name(images.ROOT_OVERLAY)
+    def save_root(self, repository: Repository, target: str) -> str:
+        root = self._name(files.ROOT_OVERLAY)
         return repository.receive(target, lambda partial: self._volumes.download_flattened(root, partial))
 
     def discard(self) -> None:
