@@ -34,7 +34,7 @@ from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.replay import StoredReplayCache
 from vws.soap.server import HttpServer, Limits
 from vws.soap.transport import GsiTransport, TransportSecurity
-from vws.soap.wsgi import SERVICES_PATH, Router
+from vws.soap.wsgi import SERVICES_PATH, Router, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
 from vws.workspace.ensembles import Ensembles
@@ -155,6 +155,7 @@ class Service:
                 for port in port_types
             },
             self.base_url,
+            pages={"/health": health_page(self.store.problem)},
         )
 
     def stop(self) -> None:
