@@ -1,15 +1,20 @@
 """Operating the service over real HTTP: /health for a load balancer, /metrics, one log line per request."""
 
 import http.client
+import logging
+import re
+from contextlib import closing
 from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.callers import ALICE, client, serve
 from tests.conftest import make_config
 from tests.gt4wire import SoapFault, created_eprs
 from vws.config import ConfigError, ServiceConfig
 from vws.service import Service
+from vws.xmlns import WORKSPACE, qname
 
 
 def get(service: Service, path: str) -> tuple[int, str]:
@@ -101,3 +106,23 @@ def test_metrics_are_open_or_off_and_off_by_default_outside_insecure(tmp_path, c
         assert get(running, "/metrics")[0] == 404
     finally:
         running.stop()
+
+
+def test_one_log_line_per_request_says_who_what_which_how_and_how_long(tmp_path, clock, caplog):
+    caplog.set_level(logging.INFO, logger="vws.requests")
+    with serve(tmp_path / "state", clock) as running, closing(client(running, ALICE)) as alice:
+        (epr,) = created_eprs(alice.create())
+        key = epr.key(qname(WORKSPACE, "WorkspaceKey"))
+        alice.destroy(epr)
+        with pytest.raises(SoapFault):
+            alice.state(epr)
+
+    lines = [record for record in caplog.records if record.name == "vws.requests"]
+    assert [record.levelno for record in lines] == [logging.INFO] * 3
+    assert [line.getMessage().rpartition(" ms=")[0] for line in lines] == [
+        f'WorkspaceFactoryService.create resource=- outcome=ok caller="{ALICE}"',
+        f'WorkspaceService.Destroy resource={key} outcome=ok caller="{ALICE}"',
+        f'WorkspaceService.GetResourceProperty resource={key} outcome=ResourceUnknownFault caller="{ALICE}"',
+    ]
+    assert all(re.search(r" ms=[0-9]+\.[0-9]$", line.getMessage()) for line in lines)
+    assert [line.answer.caller for line in lines] == [ALICE] * 3  # the fields, for a structured handler

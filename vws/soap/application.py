@@ -37,6 +37,8 @@ for _name in ("spyne.application", "spyne.server._base"):
 logging.getLogger("spyne.util.appreg").setLevel(logging.ERROR)
 
 _SPYNE_TNS = "urn:vws:dispatch"
+# One INFO line per SOAP request, on a logger of its own so an admin can route it.
+requests_log = logging.getLogger("vws.requests")
 _ANSWER = "vws.answer"  # the environ key where serialize leaves what the request was and how it ended
 
 
@@ -58,6 +60,20 @@ class _Ending:
     caller: str
     resource: str
     outcome: str
+
+
+def log_answer(answer: Answer) -> None:
+    """The request's line: its fields also ride on the record, for a structured handler."""
+    requests_log.info(
+        '%s.%s resource=%s outcome=%s caller="%s" ms=%.1f',
+        answer.service,
+        answer.operation,
+        answer.resource,
+        answer.outcome,
+        answer.caller,
+        answer.seconds * 1000,
+        extra={"answer": answer},
+    )
 
 
 _UNANSWERED = _Ending("-", "-", "-", "Server")  # spyne gave up before serialize: nothing else is known
@@ -220,7 +236,7 @@ def wsgi_application(
     on_answer: Callable[[Answer], None] = lambda answer: None,
 ) -> Callable[[dict, Callable[..., object]], Iterable[bytes]]:
     """A WSGI callable that serves one port type's SOAP POSTs at its public ``address`` (of at most the
-    HTTP front's body limit), telling ``on_answer`` how each one went."""
+    HTTP front's body limit), logging each one on ``vws.requests`` and telling ``on_answer`` how it went."""
     methods = {op.name: _method(op) for op in port_type.operations()}
     service = type(port_type.service, (ServiceBase,), methods)
     app = Application(
@@ -237,7 +253,9 @@ def wsgi_application(
         reply = spyne_app(environ, start_response)
         ending = environ.get(_ANSWER, _UNANSWERED)
         elapsed = time.perf_counter() - began
-        on_answer(Answer(port_type.service, ending.operation, ending.caller, ending.resource, ending.outcome, elapsed))
+        answer = Answer(port_type.service, ending.operation, ending.caller, ending.resource, ending.outcome, elapsed)
+        log_answer(answer)
+        on_answer(answer)
         return reply
 
     return answering
