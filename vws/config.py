@@ -60,8 +60,12 @@ class ServiceConfig:
     # A stop (SIGTERM) waits this long for work in flight, then exits anyway: every state
     # change is a transaction, so what was cut off is simply not done.
     stop_seconds: int = 30
+    # Who may GET /metrics: open (anyone who reaches the port) or off; unset, open only with insecure.
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
+        if self.metrics not in (None, "open", "off"):
+            raise ConfigError(f"[service] metrics must be open or off, not {self.metrics!r}")
         if not 0 < self.max_body_kb * 1024 <= MAX_DOCUMENT_BYTES:
             raise ConfigError(f"[service] max_body_kb must be between 1 and {MAX_DOCUMENT_BYTES // 1024}")
         front = ("threads", "max_header_kb", "request_header_timeout_ms", "request_body_timeout_ms")
@@ -69,6 +73,10 @@ class ServiceConfig:
         for key in front:
             if getattr(self, key) < 1:
                 raise ConfigError(f"[service] {key} must be at least 1")
+
+    @property
+    def metrics_open(self) -> bool:
+        return self.metrics == "open" if self.metrics else self.insecure
 
     def insecure_exposure(self) -> str | None:
         """What to warn about when an insecure service listens beyond loopback; None when it does not."""

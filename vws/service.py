@@ -24,6 +24,7 @@ from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
+from vws.soap.metrics import Metrics, Readings
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
@@ -35,7 +36,7 @@ from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.replay import StoredReplayCache
 from vws.soap.server import HttpServer, Limits
 from vws.soap.transport import GsiTransport, TransportSecurity
-from vws.soap.wsgi import SERVICES_PATH, Router
+from vws.soap.wsgi import SERVICES_PATH, Router, WsgiApp, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
 from vws.workspace.ensembles import Ensembles
@@ -84,6 +85,15 @@ class Service:
             config, self.clock, self.gridmap, StoredReplayCache(self.store, self.clock)
         )
         self._add_notifications_and_accounting(config)
+        self.metrics = Metrics(
+            Readings(
+                workspaces=self.manager.census,
+                nodes=self.pool.loads,
+                leases=self.pool.lease_counts,
+                deployer=self.manager.bookkeeping,
+                outbox=self.outbox.depth,
+            )
+        )
         self._server: HttpServer | None = None
         self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
@@ -94,13 +104,14 @@ class Service:
     def _add_notifications_and_accounting(self, config: Config) -> None:
         """Subscriptions and their delivery, accounting records, quotas, groups and ensembles."""
         self.subscriptions = Subscriptions(self.store, self.clock)
+        self.outbox = Outbox(self.store)
         # Notifications are signed with the host credential whenever the service signs its replies.
         self.delivery = Delivery(
             self.clock,
             _delivery_policy(config.notification),
             on_dead=lambda lane: self.producer.consumer_dead(lane),
             seal=self.gatekeeper.sign,
-            outbox=Outbox(self.store),
+            outbox=self.outbox,
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
@@ -152,12 +163,20 @@ class Service:
         return Router(
             {
                 port.service: wsgi_application(
-                    port, self.gatekeeper, self.clock, self.base_url + port.service, max_body
+                    port, self.gatekeeper, self.clock, self.base_url + port.service, max_body, self.metrics.answered
                 )
                 for port in port_types
             },
             self.base_url,
+            pages=self._pages(),
         )
+
+    def _pages(self) -> dict[str, WsgiApp]:
+        """The plain GET pages for operators beside the SOAP services."""
+        pages: dict[str, WsgiApp] = {"/health": health_page(self.store.problem)}
+        if self.config.service.metrics_open:
+            pages["/metrics"] = self.metrics.page
+        return pages
 
     def stop(self) -> None:
         if self._server is not None:

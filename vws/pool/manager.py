@@ -167,6 +167,18 @@ class PoolManager:
             for name, memory, cpus, used_memory, used_cpus, networks, usable in db.execute(_LOADS)
         ]
 
+    # ---- what operators see ------------------------------------------------------------------
+
+    def loads(self) -> list[placement.NodeLoad]:
+        """Each node's memory and CPUs, given out and free."""
+        with self._store.reading() as db:
+            return self._loads(db)
+
+    def lease_counts(self) -> dict[str, tuple[int, int]]:
+        """Per network pool: addresses leased and free."""
+        with self._store.reading() as db:
+            return network.counts(db)
+
     # ---- execution: outside any transaction -------------------------------------------------
 
     def define(self, placement: Placement, machine: MachineRequest, progress: Progress = ignore) -> None:

@@ -337,6 +337,12 @@ def release(db: Database, workspace_id: int) -> int:
     return cursor.rowcount
 
 
+def counts(db: Database) -> dict[str, tuple[int, int]]:
+    """Per pool: how many addresses are leased and how many free."""
+    query = "select pool, count(workspace_id), count(*) - count(workspace_id) from leases group by pool"
+    return {pool: (leased, free) for pool, leased, free in db.execute(query)}
+
+
 def leases_of(db: Database, workspace_id: int) -> tuple[NetworkLease, ...]:
     found = select(db, "select * from leases where workspace_id = ? order by nic_index", [workspace_id])
     return tuple(_lease(row) for row in found)

@@ -8,7 +8,9 @@ WS-ResourceLifetime) to methods, and write replies and WS-BaseFaults ourselves.
 """
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +24,7 @@ from vws.errors import MalformedMessage, VersionMismatch, VwsError, WrongDestina
 from vws.soap import faults
 from vws.soap.dispatch import Call, Operation, PortType
 from vws.soap.gatekeeper import Admission, Gatekeeper, log_refusal
+from vws.soap.porttypes.common import RESOURCE_KEYS
 from vws.wsrf.addressing import MessageHeaders, reply_headers
 from vws.xmlns import SOAP_ENV, qname
 from vws.xmlparse import adopt, parse
@@ -34,6 +37,46 @@ for _name in ("spyne.application", "spyne.server._base"):
 logging.getLogger("spyne.util.appreg").setLevel(logging.ERROR)
 
 _SPYNE_TNS = "urn:vws:dispatch"
+# One INFO line per SOAP request, on a logger of its own so an admin can route it.
+requests_log = logging.getLogger("vws.requests")
+_ANSWER = "vws.answer"  # the environ key where serialize leaves what the request was and how it ended
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One SOAP request as operators see it: who asked what of which resource, how it ended, how long it took."""
+
+    service: str
+    operation: str  # "-" when the request never named one the service has
+    caller: str  # the verified identity; "-" when the request was refused before it was known
+    resource: str  # the resource key the request echoed; "-" for none (the factory)
+    outcome: str  # "ok", or the fault's name: its WS-BaseFaults element, else its faultcode
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Ending:
+    operation: str
+    caller: str
+    resource: str
+    outcome: str
+
+
+def log_answer(answer: Answer) -> None:
+    """The request's line: its fields also ride on the record, for a structured handler."""
+    requests_log.info(
+        '%s.%s resource=%s outcome=%s caller="%s" ms=%.1f',
+        answer.service,
+        answer.operation,
+        answer.resource,
+        answer.outcome,
+        answer.caller,
+        answer.seconds * 1000,
+        extra={"answer": answer},
+    )
+
+
+_UNANSWERED = _Ending("-", "-", "-", "Server")  # spyne gave up before serialize: nothing else is known
 
 
 class _Refusal(Fault):
@@ -122,6 +165,7 @@ class _WsrfSoap11(Soap11):
         if exchange is not None:  # admitted: its reply, fault or not, is sealed as the gate says
             self._gatekeeper.seal(reply, exchange.admission)
         ctx.out_document = reply
+        ctx.transport.req_env[_ANSWER] = _ending(exchange, reply if ctx.out_error is not None else None)
 
     def _fault_envelope(self, error: Fault) -> etree._Element:
         if isinstance(error, _Refusal):
@@ -136,6 +180,23 @@ def _soap11(document: etree._Element) -> etree._Element:
     if name.localname == "Envelope" and name.namespace != SOAP_ENV:
         raise VersionMismatch(f"this service speaks SOAP 1.1 ({SOAP_ENV}), not {name.namespace or 'no namespace'}")
     return document
+
+
+def _ending(exchange: "_Exchange | None", fault_envelope: etree._Element | None) -> _Ending:
+    outcome = "ok" if fault_envelope is None else _fault_name(fault_envelope)
+    if exchange is None:
+        return _Ending("-", "-", "-", outcome)
+    call = exchange.call
+    resource = next(filter(None, (call.key(tag) for tag in RESOURCE_KEYS)), "-")
+    return _Ending(exchange.operation.name, exchange.admission.caller.identity, resource, outcome)
+
+
+def _fault_name(envelope: etree._Element) -> str:
+    fault = envelope.find(f"{qname(SOAP_ENV, 'Body')}/{qname(SOAP_ENV, 'Fault')}")
+    detail = fault.find("detail")
+    if detail is not None and len(detail):
+        return etree.QName(detail[0]).localname
+    return (fault.findtext("faultcode") or "").rpartition(":")[2]
 
 
 class _Exchange:
@@ -167,10 +228,15 @@ def _method(operation: Operation) -> Callable:
 
 
 def wsgi_application(
-    port_type: PortType, gatekeeper: Gatekeeper, clock: Clock, address: str, max_body_bytes: int
-) -> WsgiApplication:
+    port_type: PortType,
+    gatekeeper: Gatekeeper,
+    clock: Clock,
+    address: str,
+    max_body_bytes: int,
+    on_answer: Callable[[Answer], None] = lambda answer: None,
+) -> Callable[[dict, Callable[..., object]], Iterable[bytes]]:
     """A WSGI callable that serves one port type's SOAP POSTs at its public ``address`` (of at most the
-    HTTP front's body limit)."""
+    HTTP front's body limit), logging each one on ``vws.requests`` and telling ``on_answer`` how it went."""
     methods = {op.name: _method(op) for op in port_type.operations()}
     service = type(port_type.service, (ServiceBase,), methods)
     app = Application(
@@ -180,7 +246,19 @@ def wsgi_application(
         in_protocol=_WsrfSoap11(port_type, gatekeeper, clock, address),
         out_protocol=_WsrfSoap11(port_type, gatekeeper, clock, address),
     )
-    return WsgiApplication(app, max_content_length=max_body_bytes)
+    spyne_app = WsgiApplication(app, max_content_length=max_body_bytes)
+
+    def answering(environ: dict, start_response: Callable[..., object]) -> Iterable[bytes]:
+        began = time.perf_counter()  # a duration, not a time of day: the injected clock is for those
+        reply = spyne_app(environ, start_response)
+        ending = environ.get(_ANSWER, _UNANSWERED)
+        elapsed = time.perf_counter() - began
+        answer = Answer(port_type.service, ending.operation, ending.caller, ending.resource, ending.outcome, elapsed)
+        log_answer(answer)
+        on_answer(answer)
+        return reply
+
+    return answering
 
 
 def refusal(clock: Clock) -> Callable[[HTTPStatus, str], tuple[str, bytes]]:

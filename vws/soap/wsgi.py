@@ -2,7 +2,8 @@
 
 ``POST /wsrf/services/<Service>`` is a SOAP call; ``GET /wsrf/services/<Service>?wsdl``
 returns the hand-written WSDL in ``wsdl/`` with its soap:address pointing here, and
-``GET /wsrf/services/<path>.xsd|.wsdl`` serves the files it imports.
+``GET /wsrf/services/<path>.xsd|.wsdl`` serves the files it imports. Outside
+/wsrf/services/, plain GET pages for operators (``/health``, ``/metrics``) are served as given.
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -19,13 +20,24 @@ WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
 class Router:
-    def __init__(self, services: Mapping[str, WsgiApp], base_url: str, wsdl_dir: Path = WSDL_DIR) -> None:
+    def __init__(
+        self,
+        services: Mapping[str, WsgiApp],
+        base_url: str,
+        wsdl_dir: Path = WSDL_DIR,
+        pages: Mapping[str, WsgiApp] | None = None,
+    ) -> None:
         self._services = dict(services)
+        self._pages = dict(pages or {})
         self._wsdl_dir = wsdl_dir.resolve()
         self._wsdl = {name: self._service_wsdl(name, base_url) for name in self._services}
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path in self._pages:
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                return _plain(start_response, "405 Method Not Allowed", "only GET\n")
+            return self._pages[path](environ, start_response)
         if not path.startswith(SERVICES_PATH):
             return _plain(start_response, "404 Not Found", "no such service\n")
         name = path[len(SERVICES_PATH) :]
@@ -58,6 +70,18 @@ class Router:
 def _xml(start_response: StartResponse, body: bytes) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def health_page(problem: Callable[[], str | None]) -> WsgiApp:
+    """``/health`` for a load balancer: 200 while ``problem`` finds none, else 503 saying what it is."""
+
+    def page(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        reason = problem()
+        if reason is None:
+            return _plain(start_response, "200 OK", "ok\n")
+        return _plain(start_response, "503 Service Unavailable", f"unhealthy: {reason}\n")
+
+    return page
 
 
 def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:

@@ -44,6 +44,19 @@ class Store:
         with self._lock:
             yield self.db
 
+    def problem(self, wait: float = 2.0) -> str | None:
+        """Why the store cannot be read now (held by another thread longer than ``wait`` seconds, or
+        failing), or None when it can."""
+        if not self._lock.acquire(timeout=wait):
+            return f"the store has been busy for more than {wait:g} s"
+        try:
+            self.db.execute("select 1 from workspaces limit 1").fetchall()
+        except sqlite3.Error as error:
+            return f"the store cannot be read: {error}"
+        finally:
+            self._lock.release()
+        return None
+
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()

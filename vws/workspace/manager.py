@@ -92,6 +92,10 @@ class WorkspaceManager:
         """What the layer keeps in memory per workspace in progress; all zero once nothing is."""
         return {"locks in use": self._records.locks_in_use(), **self._deployers.tracked()}
 
+    def census(self) -> dict[str, int]:
+        """Live workspaces by state."""
+        return self._records.census()
+
     def propagation(self, workspace_id: int) -> Propagation | None:
         """How far the copy of the workspace's image has got, while one runs."""
         return self._deployers.propagation(workspace_id)

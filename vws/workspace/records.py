@@ -181,6 +181,14 @@ class Records:
         with self._locks_guard:
             return len(self._locks)
 
+    def census(self) -> dict[str, int]:
+        """How many live workspaces are in each state (every state but destroyed, zero included)."""
+        counts = dict.fromkeys((state.value for state in State if not state.gone), 0)
+        with self._store.reading() as db:
+            query = "select state, count(*) from workspaces where destroyed_at is null group by state"
+            counts.update(db.execute(query).fetchall())
+        return counts
+
     def _from_row(self, db: Database, row: dict) -> Workspace:
         return Workspace(
             id=row["id"],

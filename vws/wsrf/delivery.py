@@ -71,6 +71,11 @@ class Outbox:
         with self._store.transaction() as db:
             db.execute("delete from notification_outbox where lane = ?", [lane])
 
+    def depth(self) -> int:
+        """How many messages are still owed."""
+        with self._store.reading() as db:
+            return db.execute("select count(*) from notification_outbox").fetchone()[0]
+
     def owed(self) -> list[tuple[int, str, str, etree._Element]]:
         """(id, lane, address, envelope) of every message still owed, oldest first."""
         with self._store.reading() as db:

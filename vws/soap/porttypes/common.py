@@ -17,6 +17,7 @@ GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
 ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
 # GT4 ws-core's subscription resource key.
 SUBSCRIPTION_KEY = qname(GT4_CORE, "SubscriptionKey")
+RESOURCE_KEYS = (WORKSPACE_KEY, GROUP_KEY, ENSEMBLE_KEY, SUBSCRIPTION_KEY)  # the reference property naming each
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
 GROUP_SERVICE = "WorkspaceGroupService"
