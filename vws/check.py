@@ -21,7 +21,7 @@ from vws.config import Config, ConfigError
 from vws.errors import VwsError
 from vws.pool import network, nodes
 from vws.pool.driver import Driver
-from vws.pool.manager import check_settings, network_pools_dir
+from vws.pool.settings import check_settings, network_pools_dir
 from vws.pool.storage import volumes
 from vws.security import gridmap
 from vws.security.trust import TrustStore, ca_files

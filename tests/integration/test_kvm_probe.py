@@ -75,7 +75,7 @@ def test_auto_gives_the_probed_type_and_the_guest_boots_on_it(libvirt_uri, guest
     try:
         pool.define(placed, machine)
         kind = etree.fromstring(pool._driver(NODE).xml(placed.domain)).get("type")
-        assert kind == (KVM if pool._kvm_runs[(NODE, libvirt_uri)] else QEMU)  # the probe define ran
+        assert kind == (KVM if pool.virt_types.verdicts[(NODE, libvirt_uri)] else QEMU)  # the probe define ran
         started = time.monotonic()
         pool.start(placed.node, placed.domain)
         console = tmp_path / "state" / "nodes" / NODE / "domains" / placed.domain / "console.log"

@@ -27,31 +27,31 @@ after SIGKILL + restart matches what it ran before.
 import functools
 import json
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vws.clock import Clock
-from vws.config import ConfigError, PoolConfig
+from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, kvm_probe, network, nodes, placement, testnode
+from vws.pool import context_drive, designer, network, nodes, placement, testnode
+from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
-from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, OwnedDomain
+from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, EventCallback, OwnedDomain
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 from vws.pool.progress import Progress, ignore
+from vws.pool.settings import check_settings, network_pools_dir
 from vws.pool.storage import claims, volumes
 from vws.pool.storage.eviction import Holds
 from vws.pool.storage.files import DomainFiles
 from vws.pool.storage.local import LocalFiles, NodeCache
-from vws.pool.storage.locks import acquire, keyed_lock
 from vws.pool.storage.prepare import PreparedDisks, prepare
 from vws.pool.storage.repository import Repository
+from vws.pool.virt_types import VirtTypes
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[str, str, str], None]
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
 
 
@@ -72,11 +72,9 @@ class PoolManager:
         self._config = config
         self._clock = clock
         self._dir = state_dir
-        self._on_event = on_event
         self._policy, self._bridges, self._prefix = check_settings(config)
-        self._drivers: dict[str, Driver] = {}
-        self._drivers_guard = threading.Lock()
-        self._kvm_runs: dict[tuple[str, str], bool] = {}  # (node, uri): the kvm probe's verdict
+        self._connections = Connections(store, clock, state_dir, on_event)
+        self.virt_types = VirtTypes(config.virt_type, state_dir)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
@@ -131,7 +129,7 @@ class PoolManager:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(self._loads(db), _demand(machine), len(workspace_ids), self._policy)
+            chosen = placement.place_group(nodes.loads(db), placement.demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
@@ -143,7 +141,7 @@ class PoolManager:
 
     def check_room(self, db, machine: MachineRequest, count: int) -> None:
         """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
-        placement.check_room(self._loads(db), _demand(machine), count)
+        placement.check_room(nodes.loads(db), placement.demand(machine), count)
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -161,18 +159,12 @@ class PoolManager:
     def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
         return network.leases_of(db, workspace_id)
 
-    def _loads(self, db) -> list[placement.NodeLoad]:
-        return [
-            placement.NodeLoad(name, memory, cpus, used_memory, used_cpus, _networks(networks), bool(usable))
-            for name, memory, cpus, used_memory, used_cpus, networks, usable in db.execute(_LOADS)
-        ]
-
     # ---- what operators see ------------------------------------------------------------------
 
     def loads(self) -> list[placement.NodeLoad]:
         """Each node's memory and CPUs, given out and free."""
         with self._store.reading() as db:
-            return self._loads(db)
+            return nodes.loads(db)
 
     def lease_counts(self) -> dict[str, tuple[int, int]]:
         """Per network pool: addresses leased and free."""
@@ -205,7 +197,7 @@ class PoolManager:
             spec = designer.design(
                 machine,
                 placement,
-                NodeFacts(placement.node, self._virt_types(placement.node, driver, files, progress), self._bridges),
+                NodeFacts(placement.node, self.virt_types.of(placement.node, driver, files, progress), self._bridges),
                 disks,
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
@@ -273,7 +265,7 @@ class PoolManager:
             all_nodes = nodes.list_nodes(db)
         for node in all_nodes:
             try:
-                owned = self._owned(self._healthy_driver(node.name))
+                owned = self._owned(self._connections.healthy(node.name))
             except VwsError as exc:
                 log.warning("node %s unreachable: %s", node.name, exc.description)
                 self._set_available(node.name, False)
@@ -287,7 +279,7 @@ class PoolManager:
         """What libvirt reports for one domain now (running, paused, shutoff, crashed, missing),
         or ``unreachable`` when its node does not answer."""
         try:
-            return self._healthy_driver(node).state(domain)
+            return self._connections.healthy(node).state(domain)
         except VwsError:
             return UNREACHABLE
 
@@ -311,35 +303,10 @@ class PoolManager:
         return list(self._associations)
 
     def close(self) -> None:
-        with self._drivers_guard:
-            drivers, self._drivers = list(self._drivers.values()), {}
-        for driver in drivers:
-            driver.close()
-
-    # ---- drivers ----------------------------------------------------------------------------
+        self._connections.close()
 
     def _driver(self, name: str) -> Driver:
-        with self._drivers_guard:
-            driver = self._drivers.get(name)
-            if driver is None:
-                driver = self._drivers[name] = self._open(name)
-            return driver
-
-    def _healthy_driver(self, name: str) -> Driver:
-        """The node's driver, reopened when its connection died."""
-        with self._drivers_guard:
-            driver = self._drivers.get(name)
-            if driver is not None and not driver.alive():
-                driver.close()
-                del self._drivers[name]
-        return self._driver(name)
-
-    def _open(self, name: str) -> Driver:
-        with self._store.reading() as db:
-            node = nodes.get_node(db, name)
-            recorded = db.execute("select xml, state from pool_domains where node = ?", [name]).fetchall()
-        uri = testnode.restored(node.uri, recorded, self._dir / "nodes" / name / "libvirt-node.xml")
-        return Driver(name, uri, self._clock, self._on_event)
+        return self._connections.driver(name)
 
     # ---- files and records ------------------------------------------------------------------
 
@@ -367,33 +334,6 @@ class PoolManager:
     def _volumes(self, driver: Driver, take: Callable[[Path], None] = _defines_nothing) -> volumes.NodeVolumes:
         keep = functools.partial(self._kept, driver.node)
         return volumes.NodeVolumes(driver, self._store, self._clock, self._config, keep, take)
-
-    def _virt_types(self, node: str, driver: Driver, files: DomainFiles, progress: Progress) -> frozenset[str]:
-        """The node's domain types; with ``virt_type = auto``, kvm only where a probe guest ran."""
-        offered = driver.virt_types()
-        if self._config.virt_type != designer.AUTO or designer.KVM not in offered:
-            return offered
-        return offered if self._kvm_probed(node, driver, files, progress) else offered - {designer.KVM}
-
-    def _kvm_probed(self, node: str, driver: Driver, files: DomainFiles, progress: Progress) -> bool:
-        """The kvm probe's verdict for the node, probed once (concurrent defines wait for it)."""
-        key = (node, driver.uri)
-        with acquire(keyed_lock(("kvm probe", *key)), progress):
-            if key not in self._kvm_runs:
-                verdict = kvm_probe.probe(driver, files.boot_file(self._probe_kernel(), ignore))
-                kind = "kvm" if verdict.kvm else "qemu (TCG)"
-                log.info("node %s runs its guests under %s: %s", node, kind, verdict.reason)
-                self._kvm_runs[key] = verdict.kvm
-            return self._kvm_runs[key]
-
-    def _probe_kernel(self) -> Path:
-        path = self._dir / "kvm-probe.bin"
-        with keyed_lock(path):  # nodes probed at once share the file
-            if not path.exists() or path.read_bytes() != kvm_probe.PROBE_KERNEL:
-                partial = path.with_name(path.name + ".partial")
-                partial.write_bytes(kvm_probe.PROBE_KERNEL)
-                partial.replace(path)
-        return path
 
     def _kernel(self, machine: MachineRequest, files: DomainFiles, progress: Progress) -> KernelFiles | None:
         if machine.kernel is None or machine.kernel.image is None:
@@ -472,52 +412,9 @@ class PoolManager:
         return recorded | self._holds.of(node)
 
 
-# Every node with the memory and CPUs its live workspaces hold: one query per placement.
-_LOADS = f"""
-    select n.name, n.memory_mb, n.cpus, coalesce(u.memory_mb, 0), coalesce(u.vcpus, 0), n.networks,
-           n.active and n.available
-    from nodes n left join ({nodes.HELD_PER_NODE}) u on u.node = n.name
-    order by n.name
-"""
-
-
-def _demand(machine: MachineRequest) -> placement.Demand:
-    return placement.Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
-
-
-@functools.lru_cache(maxsize=256)
-def _networks(text: str) -> frozenset[str]:
-    return frozenset(json.loads(text))
-
-
 def _save_target(domain: str, target: str | None) -> str:
     """Where shutdown-save puts the root: the PostShutdown target, or one named for the domain."""
     return target or f"file://{domain}.qcow2"
-
-
-def network_pools_dir(config: PoolConfig, state_dir: Path) -> Path:
-    """``[pool] network_pools_dir``, else the state dir's (with the sample pool, made at first start)."""
-    return config.network_pools_dir or state_dir / "network-pools"
-
-
-def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str]:
-    """The [pool] values read once at start (placement policy, bridges, domain prefix), each checked,
-    as the other values the pool uses later are: a bad one stops start-up, and ``vws-admin check``
-    runs this same function."""
-    network.check_mac_prefix(config.mac_prefix)
-    designer.wanted_virt_type(config.virt_type)
-    return placement.policy(config.placement), _bridges(config.bridges), designer.domain_prefix(config.domain_prefix)
-
-
-def _bridges(pairs: Sequence[str]) -> dict[str, str]:
-    """``pool=bridge`` pairs from the config."""
-    bridges = {}
-    for pair in pairs:
-        pool, separator, bridge = pair.partition("=")
-        if not separator or not pool.strip() or not bridge.strip():
-            raise ConfigError(f"[pool] bridges: {pair!r} is not pool=bridge", ("pool", "bridges"))
-        bridges[pool.strip()] = bridge.strip()
-    return bridges
 
 
 __all__ = ["MISSING", "UNREACHABLE", "PoolManager"]

@@ -16,6 +16,7 @@ node ``node1`` (8 CPUs, 16 GiB), created when the table is empty.
 """
 
 import configparser
+import functools
 import json
 import logging
 import urllib.parse
@@ -27,6 +28,7 @@ from sqlite_utils import Database
 
 from vws.config import ConfigError, parse_boolean, read_ini
 from vws.errors import InvalidMetadata, RequestDenied, UnknownResource
+from vws.pool.placement import NodeLoad
 from vws.store.rows import one, select
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,28 @@ HELD_PER_NODE = """
 def usage(db: Database) -> dict[str, Usage]:
     """Memory and CPUs held per node."""
     return {node: Usage(memory or 0, cpus or 0) for node, memory, cpus in db.execute(HELD_PER_NODE)}
+
+
+# Every node with the memory and CPUs its live workspaces hold: one query per placement.
+_LOADS = f"""
+    select n.name, n.memory_mb, n.cpus, coalesce(u.memory_mb, 0), coalesce(u.vcpus, 0), n.networks,
+           n.active and n.available
+    from nodes n left join ({HELD_PER_NODE}) u on u.node = n.name
+    order by n.name
+"""
+
+
+def loads(db: Database) -> list[NodeLoad]:
+    """Each node's size, what it holds, its networks and whether it takes new workspaces."""
+    return [
+        NodeLoad(name, memory, cpus, used_memory, used_cpus, _networks(networks), bool(usable))
+        for name, memory, cpus, used_memory, used_cpus, networks, usable in db.execute(_LOADS)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _networks(text: str) -> frozenset[str]:
+    return frozenset(json.loads(text))
 
 
 # ---- the nodes file ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from vws.config import ConfigError
 from vws.errors import SchedulingFailed
+from vws.pool.machine import MachineRequest
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class NodeLoad:
 
 
 Policy = Callable[[Sequence[NodeLoad]], NodeLoad]
+
+
+def demand(machine: MachineRequest) -> Demand:
+    """What one workspace of ``machine`` asks of a node."""
+    return Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
 
 
 def round_robin(candidates: Sequence[NodeLoad]) -> NodeLoad:
