@@ -76,6 +76,16 @@ def service(tmp_path, clock):
 
 
 @pytest.fixture
+def downloading_service(tmp_path, clock):
+    """A service that may download images from this host, where tests serve them."""
+    config = make_config(tmp_path / "state").with_overrides("pool", allowed_image_hosts=("127.0.0.1",))
+    running = Service(config, clock=clock)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def gt4(service):
     client = Gt4Client(service.base_url, settle=settler(service))
     yield client

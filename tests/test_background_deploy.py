@@ -18,7 +18,6 @@ import pytest
 from lxml import etree
 
 from clients.workspace import main as vws_client
-from tests.conftest import make_config
 from tests.deployments import settler, wait_until
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from tests.resources import create, create_request
@@ -90,12 +89,8 @@ def image() -> Iterator[HeldImage]:
 
 
 @pytest.fixture
-def service(tmp_path, clock) -> Iterator[Service]:
-    config = make_config(tmp_path / "state").with_overrides("pool", allowed_image_hosts=("127.0.0.1",))
-    running = Service(config, clock=clock)
-    running.start()
-    yield running
-    running.stop()
+def service(downloading_service: Service) -> Service:
+    return downloading_service
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from lxml import etree
 from clients.monitor import WORKSPACE_KEY
 from clients.workspace import main as vws_client
 from clients.workspace import read_epr
-from tests.conftest import make_config
 from tests.test_background_deploy import HeldImage
 from vws.service import Service
 from vws.soap.porttypes.producer import producer_key
@@ -32,12 +31,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "etc" / "samples" / "workspace.xm
 
 
 @pytest.fixture
-def service(tmp_path, clock) -> Iterator[Service]:
-    config = make_config(tmp_path / "state").with_overrides("pool", allowed_image_hosts=("127.0.0.1",))
-    running = Service(config, clock=clock)
-    running.start()
-    yield running
-    running.stop()
+def service(downloading_service: Service) -> Service:
+    return downloading_service
 
 
 @pytest.fixture

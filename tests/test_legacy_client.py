@@ -88,12 +88,8 @@ def recorder(tmp_path, clock) -> Iterator[tuple[Service, Recorder]]:
 
 
 @pytest.fixture
-def service(tmp_path, clock) -> Iterator[Service]:
-    config = make_config(tmp_path / "state").with_overrides("pool", allowed_image_hosts=("127.0.0.1",))
-    running = Service(config, clock=clock)
-    running.start()
-    yield running
-    running.stop()
+def service(downloading_service: Service) -> Service:
+    return downloading_service
 
 
 def factory(service: Service) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, Gt4Client, created_eprs
 from tests.resources import create_request
@@ -113,12 +112,8 @@ def assert_follows_nimbus(service: str, document: etree._Element) -> None:
 
 
 @pytest.fixture
-def service(tmp_path, clock) -> Iterator[Service]:
-    config = make_config(tmp_path / "state").with_overrides("pool", allowed_image_hosts=("127.0.0.1",))
-    running = Service(config, clock=clock)
-    running.start()
-    yield running
-    running.stop()
+def service(downloading_service: Service) -> Service:
+    return downloading_service
 
 
 @pytest.fixture
