@@ -113,6 +113,7 @@ def service(
         image_repository=repository,
         virt_type="qemu",
         shutdown_wait_seconds=5,
+        domain_prefix=deploy.DOMAIN_PREFIX,
         **pool_options,
     )
     running = Service(config)

@@ -7,6 +7,7 @@ reports on its serial console what it read from the context drive (``guest_init.
 
 import hashlib
 import json
+import os
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -103,8 +104,13 @@ def create(gt4: Gt4Client) -> etree._Element:
     return gt4.call(gt4.factory(), FACTORY_ACTION + "createRequest", body)
 
 
+# Each test run names its domains apart, so runs sharing the system libvirtd (worktrees, CI
+# beside a developer) never adopt or remove each other's guests.
+DOMAIN_PREFIX = f"vwst{os.getpid()}-"
+
+
 def domain_name(epr: EndpointReference) -> str:
-    return f"wrksp-{epr.key(qname(WORKSPACE, 'WorkspaceKey'))}"
+    return f"{DOMAIN_PREFIX}{epr.key(qname(WORKSPACE, 'WorkspaceKey'))}"
 
 
 def assert_contextualized(console: Path, hostname: str, ip: str) -> None:
