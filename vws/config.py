@@ -153,6 +153,9 @@ class PoolConfig:
     test_node_context_iso: bool = False
     # Deployments brought up at once (each copies its images, defines and starts domains).
     deployers: int = 2
+    # VMM requirements every node meets ("TYPE [VERSION...]", comma-separated): GT4 metadata
+    # (Nimbus's own sample) asks for Xen, whose images vws runs under QEMU. Empty: none.
+    legacy_vmm: tuple[str, ...] = ("Xen",)
 
     def __post_init__(self) -> None:
         if self.deployers < 1:

@@ -151,6 +151,7 @@ class Service:
                 timedelta(seconds=policy.maximum_running_seconds),
                 self.pool.associations,
                 self.ensembles,
+                self.pool.offer,
             ),
             WorkspacePortType(
                 self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)

@@ -7,6 +7,8 @@ and a libvirt domain.
 
 from dataclasses import dataclass, field
 
+from vws.matching import Vmm
+
 
 @dataclass(frozen=True)
 class NicRequest:
@@ -55,6 +57,7 @@ class MachineRequest:
     nics: tuple[NicRequest, ...] = ()
     kernel: KernelRequest | None = None
     architecture: str | None = None
+    vmm: Vmm | None = None  # the hypervisor the metadata requires
     files: tuple[ContextFile, ...] = field(default=())
     userdata: str | None = None
 

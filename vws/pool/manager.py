@@ -33,12 +33,14 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
+from vws.matching import Offer, check, kinds, runs
 from vws.pool import context_drive, designer, network, nodes, placement, testnode
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, EventCallback, OwnedDomain
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.node_kinds import NodeKinds
 from vws.pool.progress import Progress, ignore
 from vws.pool.settings import check_settings, network_pools_dir
 from vws.pool.storage import claims, volumes
@@ -72,9 +74,10 @@ class PoolManager:
         self._config = config
         self._clock = clock
         self._dir = state_dir
-        self._policy, self._bridges, self._prefix = check_settings(config)
+        self._policy, self._bridges, self._prefix, self._legacy_vmm = check_settings(config)
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
+        self.kinds = NodeKinds(config.virt_type, self._driver)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
@@ -112,9 +115,10 @@ class PoolManager:
                     db, nodes.EMBEDDED, uri, nodes.EMBEDDED_MEMORY_MB, nodes.EMBEDDED_CPUS, origin="embedded"
                 )
             embedded = [node for node in nodes.list_nodes(db) if node.origin == "embedded"]
-        for node in embedded:  # its base file lives in the state dir: rewrite it if lost
-            if not self._embedded_file().exists():
-                testnode.write_node(self._embedded_file(), node.memory_mb, node.cpus)
+        for node in embedded:  # its base file lives in the state dir: rewrite it if lost or older
+            path = self._embedded_file()
+            if not path.exists() or path.read_text() != testnode.node_xml(node.memory_mb, node.cpus):
+                testnode.write_node(path, node.memory_mb, node.cpus)
 
     def _embedded_file(self) -> Path:
         return self._dir / "nodes" / nodes.EMBEDDED / "node.xml"
@@ -129,7 +133,8 @@ class PoolManager:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(nodes.loads(db), placement.demand(machine), len(workspace_ids), self._policy)
+            loads = self._matching_loads(db, machine)
+            chosen = placement.place_group(loads, placement.demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
@@ -140,8 +145,36 @@ class PoolManager:
         return placed
 
     def check_room(self, db, machine: MachineRequest, count: int) -> None:
-        """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
-        placement.check_room(nodes.loads(db), placement.demand(machine), count)
+        """Asked before reserving: InvalidMetadata or RequestDenied when no node can ever run
+        ``machine`` (naming what is asked and what is offered), SchedulingFailed when the nodes
+        that can have no room for ``count`` of it now."""
+        check(placement.requirements(machine), list(self._offers(db).values()), self._legacy_vmm)
+        placement.check_room(self._matching_loads(db, machine), placement.demand(machine), count)
+
+    def describe_nodes(self) -> None:
+        """Read what each active node hosts, where not known yet: before a transaction that places."""
+        with self._store.reading() as db:
+            self.kinds.describe(nodes.list_nodes(db))
+
+    def offer(self) -> list[Offer]:
+        """What the pool's active nodes can host, one entry per kind of node (the factory publishes it)."""
+        self.describe_nodes()
+        with self._store.reading() as db:
+            return kinds(self._offers(db).values())
+
+    def _offers(self, db) -> dict[str, Offer]:
+        """Each active, described node's offer, by node name."""
+        offers = {node.name: self.kinds.offer(node) for node in nodes.list_nodes(db) if node.active}
+        return {name: offer for name, offer in offers.items() if offer is not None}
+
+    def _matching_loads(self, db, machine: MachineRequest) -> list[placement.NodeLoad]:
+        """The loads of the nodes that can run ``machine``: placement considers only those."""
+        offers, wanted = self._offers(db), placement.requirements(machine)
+        return [
+            load
+            for load in nodes.loads(db)
+            if load.name in offers and runs(wanted, offers[load.name], self._legacy_vmm)
+        ]
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -197,7 +230,12 @@ class PoolManager:
             spec = designer.design(
                 machine,
                 placement,
-                NodeFacts(placement.node, self.virt_types.of(placement.node, driver, files, progress), self._bridges),
+                NodeFacts(
+                    placement.node,
+                    self.virt_types.of(placement.node, driver, files, progress),
+                    self._bridges,
+                    driver.architectures(),
+                ),
                 disks,
                 wanted_type=self._config.virt_type,
                 kernel=kernel,

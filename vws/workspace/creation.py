@@ -109,6 +109,7 @@ class Creation:
             # Ensemble members wait, held, until the ensemble is done.
             "work_owed": int(ensemble_key is None and bool(INITIAL_OPS[request.initial_state])),
         }
+        self._pool.describe_nodes()  # reads nodes not yet described over libvirt: never inside the transaction
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
