@@ -17,8 +17,8 @@ end with the wait, however it ends.
 
 Exit status: 0 the exit state was reached (or the action done); 1 the service
 refused (a fault); 2 bad usage or a bad input file; 3 a workspace ended up
-Corrupted, Cancelled or destroyed instead of at the exit state; 4 --timeout passed
-first; 130 interrupted (Ctrl-C).
+Corrupted, Cancelled or destroyed instead of at the exit state (or, for match, no
+factory can run the appliance); 4 --timeout passed first; 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -30,7 +30,7 @@ from pathlib import Path
 import zeep.exceptions
 from lxml import etree
 
-from clients import monitor, resource
+from clients import matching, monitor, resource
 from clients.errors import ClientError
 from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
@@ -184,6 +184,22 @@ def factoryrp(session: Session, args: argparse.Namespace) -> int:
         (value,) = resource.get_property(session, session.factory_epr, qname(TYPES, name))
         print(f"{name}: {' '.join(value.itertext()).strip()}")
     return 0
+
+
+def match(session: Session, args: argparse.Namespace) -> int:
+    """For each factory, whether the appliance can run there and if not, why; exit 3 when none can."""
+    wanted = matching.requirements(args.metadata, args.request)
+    hosts = 0
+    for url in args.factories or [session.base_url + "WorkspaceFactoryService"]:
+        there = Session(url, wsse=_security(args)) if args.factories else session
+        pool = matching.offers(there, there.factory_epr)
+        reason = matching.verdict(wanted, pool)
+        if reason is None:
+            hosts += 1
+            print(f"{url}: can run it, on " + "; ".join(map(matching.describe, matching.hosting(wanted, pool))))
+        else:
+            print(f"{url}: cannot run it: {reason}")
+    return 0 if hosts else monitor.EXIT_STATE
 
 
 def operate(session: Session, args: argparse.Namespace) -> int:
@@ -361,6 +377,12 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     ttl.set_defaults(run=set_termination_time)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
+
+    fit = actions.add_parser("match", help="say whether each factory can run an appliance, and if not, why")
+    fit.add_argument("-w", "--metadata", type=Path, required=True, help="the appliance's VirtualWorkspace metadata")
+    fit.add_argument("-r", "--request", type=Path, help="a deployment request: match its memory and CPUs too")
+    fit.add_argument("-s", "--service", dest="factories", nargs="+", metavar="FACTORY", help="factory URLs to ask")
+    fit.set_defaults(run=match)
     return top
 
 
@@ -368,6 +390,8 @@ def _service_url(args: argparse.Namespace) -> str:
     """-s, else the address in the EPR file the action reads, else the local default."""
     if args.service:
         return args.service
+    if getattr(args, "factories", None):
+        return args.factories[0]
     epr_file = getattr(args, "eprFile", None)
     return read_epr(epr_file).address if epr_file else DEFAULT_FACTORY
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from clients.workspace import main as client
 from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs
 from tests.test_wsdl import assert_valid
+from vws.matching import Vmm
 from vws.pool import nodes, testnode
 from vws.service import Service
 from vws.workspace.caller import SERVICE
@@ -122,7 +124,7 @@ def two_kinds(tmp_path, clock):
     (tmp_path / "nodes.conf").write_text(
         f"[x86]\nuri = {x86}\nmemory = 8192\ncpus = 4\n[arm]\nuri = {arm}\nmemory = 4096\ncpus = 4\n"
     )
-    config = make_config(tmp_path / "state").with_overrides("pool", nodes_file=tmp_path / "nodes.conf")
+    config = make_config(tmp_path / "two-kinds").with_overrides("pool", nodes_file=tmp_path / "nodes.conf")
     with running(config, clock) as both:
         yield both
 
@@ -188,3 +190,53 @@ def test_the_published_offer_and_vmm_validate_against_the_wsdl(two_kinds):
     for name in (qname(APPLIANCES, "offer"), qname(DEFINITION, "VMM")):
         for value in gt4.get_property(gt4.factory(), name):
             assert_valid("WorkspaceFactoryService", value)
+
+
+# ---- vws-client match ------------------------------------------------------------------------
+
+
+def written(tmp_path: Path, name: str, document: etree._Element) -> Path:
+    path = tmp_path / name
+    path.write_bytes(etree.tostring(document))
+    return path
+
+
+def test_match_says_for_each_factory_whether_it_can_run_the_appliance_and_why_not(service, two_kinds, tmp_path, capsys):
+    factories = [running.base_url + "WorkspaceFactoryService" for running in (service, two_kinds[0])]
+    metadata, request = documents("arm", memory=3000)
+    files = ["--metadata", written(tmp_path, "arm.xml", metadata), "--request", written(tmp_path, "r.xml", request)]
+    assert client(["--anonymous", "match", *map(str, files), "-s", *factories]) == 0
+    embedded, pool = capsys.readouterr().out.splitlines()
+    assert (
+        embedded == f"{factories[0]}: cannot run it: CPU architecture arm is not offered: this pool offers i686, x86_64"
+    )
+    assert pool == f"{factories[1]}: can run it, on aarch64 under TEST 0.0.2: 1 node(s), up to 4096 MB, 4 CPUs"
+
+    metadata, request = documents("arm", memory=6000)
+    files = ["--metadata", written(tmp_path, "arm.xml", metadata), "--request", written(tmp_path, "r.xml", request)]
+    assert client(["--anonymous", "match", *map(str, files), "-s", factories[1]]) == 3
+    assert "cannot run it: 6000 MB of memory requested" in capsys.readouterr().out
+
+
+def test_match_agrees_with_create_on_the_nimbus_sample(service, tmp_path, capsys):
+    factory = service.base_url + "WorkspaceFactoryService"
+    sample = NIMBUS / "sample-workspace.xml"
+    assert client(["--anonymous", "-s", factory, "match", "--metadata", str(sample)]) == 0
+    assert "can run it, on x86_64/i686 under TEST 0.0.2" in capsys.readouterr().out
+
+
+# ---- the rules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wanted, offered, accepted",
+    [
+        (Vmm("QEMU", ("7",)), Vmm("QEMU", ("7.2.0",)), True),
+        (Vmm("qemu", ("7.2",)), Vmm("QEMU", ("7.2.0",)), True),
+        (Vmm("QEMU", ("7.2",)), Vmm("QEMU", ("7.20.0",)), False),
+        (Vmm("QEMU", ("8", "7")), Vmm("QEMU", ("7.2.0",)), True),
+        (Vmm("KVM"), Vmm("QEMU", ("7.2.0",)), False),
+    ],
+)
+def test_a_required_version_is_met_by_it_and_every_release_under_it(wanted, offered, accepted):
+    assert wanted.accepts(offered) is accepted

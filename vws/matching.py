@@ -94,6 +94,15 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class PoolOffer:
+    """What a whole pool offers, as its factory publishes it: each kind of node, and the
+    legacy VMM requirements every node answers to (``runs_vmm``)."""
+
+    kinds: tuple[Offer, ...]
+    legacy: tuple[Vmm, ...] = ()
+
+
+@dataclass(frozen=True)
 class Requirements:
     """What an appliance asks of the node it runs on; ``None`` and empty mean anything."""
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.matching import Offer, check, kinds, runs
+from vws.matching import Offer, PoolOffer, check, kinds, runs
 from vws.pool import context_drive, designer, network, nodes, placement, testnode
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
@@ -156,11 +156,11 @@ class PoolManager:
         with self._store.reading() as db:
             self.kinds.describe(nodes.list_nodes(db))
 
-    def offer(self) -> list[Offer]:
+    def offer(self) -> PoolOffer:
         """What the pool's active nodes can host, one entry per kind of node (the factory publishes it)."""
         self.describe_nodes()
         with self._store.reading() as db:
-            return kinds(self._offers(db).values())
+            return PoolOffer(tuple(kinds(self._offers(db).values())), self._legacy_vmm)
 
     def _offers(self, db) -> dict[str, Offer]:
         """Each active, described node's offer, by node name."""

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from lxml import etree
 
-from vws.matching import Offer, Vmm, jsdl_name
+from vws.matching import PoolOffer, Vmm, jsdl_name
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
@@ -28,7 +28,7 @@ class FactoryPortType:
         policy_maximum: timedelta,
         associations: Callable[[], list[str]],
         ensembles: Ensembles,
-        offer: Callable[[], list[Offer]],
+        offer: Callable[[], PoolOffer],
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -96,18 +96,21 @@ class FactoryPortType:
 
     def _architecture_property(self) -> list[etree._Element]:
         """The native architecture of the most nodes, in JSDL's words (the schema allows one)."""
-        kinds = sorted(self._offer(), key=lambda kind: (-kind.nodes, kind.architectures))
+        kinds = sorted(self._offer().kinds, key=lambda kind: (-kind.nodes, kind.architectures))
         return [_text(qname(JSDL, "CPUArchitectureName"), jsdl_name(kinds[0].architectures[0]))] if kinds else []
 
     def _vmm_property(self) -> list[etree._Element]:
-        vmms = dict.fromkeys(vmm for kind in self._offer() for vmm in kind.vmms)
+        vmms = dict.fromkeys(vmm for kind in self._offer().kinds for vmm in kind.vmms)
         return [_vmm(qname(DEFINITION, "VMM"), DEFINITION, vmm) for vmm in vmms]
 
     def _offer_property(self) -> list[etree._Element]:
-        """Each kind of node: its architectures, hypervisors, the largest memory and CPUs one
-        workspace gets there, the networks it reaches and how many such nodes there are."""
+        """The VMM requirements every node answers to, then each kind of node: its architectures,
+        hypervisors, the largest memory and CPUs one workspace gets there, the networks it
+        reaches and how many such nodes there are."""
         offer = etree.Element(qname(APPLIANCES, "offer"), nsmap={"app": APPLIANCES})
-        for kind in self._offer():
+        pool = self._offer()
+        offer.extend(_vmm(qname(APPLIANCES, "legacyVmm"), APPLIANCES, vmm) for vmm in pool.legacy)
+        for kind in pool.kinds:
             element = etree.SubElement(offer, qname(APPLIANCES, "kind"), nodes=str(kind.nodes))
             for arch in kind.architectures:
                 etree.SubElement(element, qname(APPLIANCES, "architecture")).text = arch
