@@ -366,8 +366,10 @@ class PoolManager:
         """Where the domain's disks and files go: the state dir, or volumes on an upload node."""
         directory = self._domain_dir(node, domain)
         if self._uploads(node):
-            return volumes.UploadedFiles(self._volumes(driver, take), self._store, domain, directory)
-        return LocalFiles(self._store, self._cache(node, take), directory)
+            return volumes.UploadedFiles(
+                self._volumes(driver, take), self._store, domain, directory, self.repository.root
+            )
+        return LocalFiles(self._store, self._cache(node, take), directory, self.repository.root)
 
     def _volumes(self, driver: Driver, take: Callable[[Path], None] = _defines_nothing) -> volumes.NodeVolumes:
         keep = functools.partial(self._kept, driver.node)
