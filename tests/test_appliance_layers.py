@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from clients.appliance import main as appliance
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs
 from vws.pool.storage.cache import allocated, cached_base
 from vws.pool.storage.layers import key
@@ -20,16 +21,20 @@ MIB = 1 << 20
 PATTERNS = {"system": (0x11, 0), "custom": (0x22, MIB), "app": (0x33, 2 * MIB), "other-app": (0x44, 2 * MIB)}
 
 
-def run(*command: str) -> str:
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+def qemu_img(*arguments: str) -> str:
+    return subprocess.run(["qemu-img", *arguments], capture_output=True, text=True, check=True).stdout
+
+
+def qemu_io(*arguments: str) -> str:
+    return subprocess.run(["qemu-io", *arguments], capture_output=True, text=True, check=True).stdout
 
 
 def layer(path: Path, below: Path | None = None) -> Path:
     """A 64 MiB qcow2 over ``below`` (named relative, as qemu-img writes it) with its pattern written."""
     backing = ["-b", below.name, "-F", "qcow2"] if below else []
-    run("qemu-img", "create", "-q", "-f", "qcow2", *backing, str(path), "64M")
+    qemu_img("create", "-q", "-f", "qcow2", *backing, str(path), "64M")
     pattern, offset = PATTERNS[path.stem]
-    run("qemu-io", "-c", f"write -P {pattern:#x} {offset} 64k", str(path))
+    qemu_io("-c", f"write -P {pattern:#x} {offset} 64k", str(path))
     return path
 
 
@@ -77,14 +82,14 @@ def test_a_three_layer_appliance_reaches_the_node_whole_and_reads_every_layer(se
     cached = cache_of(service)
     assert len(cached) == 3
     overlay = overlay_of(service, workspace)
-    chain = json.loads(run("qemu-img", "info", "--backing-chain", "--output=json", str(overlay)))
+    chain = json.loads(qemu_img("info", "--backing-chain", "--output=json", str(overlay)))
     assert [Path(image["filename"]).parent.name for image in chain[1:]] == ["cache"] * 3
     assert [Path(image["filename"]).name for image in chain[1:]] == [
         Path(image["full-backing-filename"]).name for image in chain[:-1]
     ]
     assert set(cached) == {Path(image["filename"]).name for image in chain[1:]}  # named by digests alone
     assert all(reads(overlay, name) for name in ("system", "custom", "app"))
-    run("qemu-img", "check", str(overlay))
+    qemu_img("check", str(overlay))
 
 
 def test_a_second_appliance_sharing_the_lower_layers_copies_only_its_top(service, gt4, appliances):
@@ -104,7 +109,7 @@ def test_a_second_appliance_sharing_the_lower_layers_copies_only_its_top(service
 def test_a_layer_rebuilt_below_makes_new_keys_above_it(service, gt4, appliances):
     deploy(gt4, "app.qcow2")
     before = cache_of(service)
-    run("qemu-io", "-c", "write -P 0x55 8M 64k", str(appliances / "custom.qcow2"))
+    qemu_io("-c", "write -P 0x55 8M 64k", str(appliances / "custom.qcow2"))
     deploy(gt4, "app.qcow2")
     assert len(set(cache_of(service)) - set(before)) == 2  # custom and app again; system is shared
 
@@ -113,8 +118,7 @@ def test_a_layer_rebuilt_below_makes_new_keys_above_it(service, gt4, appliances)
 def test_a_chain_leaving_the_repository_or_broken_is_refused_before_anything_is_held(service, gt4, backing):
     repository = service.pool.repository.root
     (repository.parent / "outside.qcow2").write_bytes(b"")
-    run(
-        "qemu-img",
+    qemu_img(
         "create",
         "-q",
         "-f",
@@ -150,3 +154,18 @@ def test_eviction_never_takes_a_layer_a_cached_layer_above_names(tmp_path):
     filler.write_bytes(b"x" * (MIB - allocated(below) - allocated(upper) // 2))
     cache.base(filler, "f" * 64)  # the least recently used is the layer below: it stays, named by the upper
     assert not upper.exists() and below.exists()
+
+
+def test_vws_appliance_layer_add_keeps_only_what_the_modified_copy_changed(tmp_path):
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    system = layer(repository / "system.qcow2")
+    modified = tmp_path / "modified.qcow2"
+    qemu_img("convert", "-O", "qcow2", str(system), str(modified))  # a whole copy, then changed
+    qemu_io("-c", f"write -P {0x22:#x} {MIB} 64k", str(modified))
+    qemu_io("-c", "write -P 0x5a 32M 8M", str(modified))
+    assert appliance(["layer", "add", "--base", str(system), "--from", str(modified), "--name", "custom.qcow2"]) == 0
+    custom = repository / "custom.qcow2"
+    assert json.loads(qemu_img("info", "--output=json", str(custom)))["backing-filename"] == "system.qcow2"
+    assert reads(custom, "system") and reads(custom, "custom")
+    assert allocated(custom) < allocated(modified) - allocated(system) + MIB  # the changes, not the whole copy

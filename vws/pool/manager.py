@@ -34,7 +34,7 @@ from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.matching import Offer, PoolOffer, check, kinds, runs
-from vws.pool import context_drive, designer, network, nodes, placement, testnode
+from vws.pool import context_drive, designer, downloads, network, nodes, placement, testnode
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
@@ -43,18 +43,19 @@ from vws.pool.machine import MachineRequest, NetworkLease, Placement
 from vws.pool.node_kinds import NodeKinds
 from vws.pool.progress import Progress, ignore
 from vws.pool.settings import check_settings, network_pools_dir
-from vws.pool.storage import claims, volumes
+from vws.pool.storage import claims, layers, volumes
 from vws.pool.storage.eviction import Holds
 from vws.pool.storage.files import DomainFiles
 from vws.pool.storage.local import LocalFiles, NodeCache
 from vws.pool.storage.prepare import PreparedDisks, prepare
-from vws.pool.storage.repository import Repository
+from vws.pool.storage.repository import Repository, checksum
 from vws.pool.virt_types import VirtTypes
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
+MAX_DESCRIPTOR_BYTES = 1 << 20  # an appliance descriptor is a few KB of XML
 
 
 def _defines_nothing(base: Path) -> None:
@@ -278,6 +279,22 @@ class PoolManager:
         """Save the root overlay (base + the guest's writes) as a new repository image; its URI."""
         files = self._files(node, domain, self._driver(node))
         return files.save_root(self.repository, _save_target(domain, target))
+
+    def descriptor(self, location: str) -> bytes | None:
+        """The bytes of the repository file at ``location`` when it may be an appliance descriptor
+        (a small XML file; an image never starts with ``<``); None for an image or a download."""
+        if downloads.is_remote(location):
+            return None
+        path = self.repository.resolve(location)
+        if path.stat().st_size > MAX_DESCRIPTOR_BYTES:
+            return None
+        data = path.read_bytes()
+        return data if data.lstrip()[:1] == b"<" else None
+
+    def layer_digests(self, location: str) -> tuple[str, ...]:
+        """The sha256 of each layer of the repository image at ``location``, bottom first."""
+        chain = layers.chain(self.repository.root, self.repository.resolve(location))
+        return tuple(checksum(self._store, layer.path) for layer in chain)
 
     def check_save_target(self, domain: str, target: str | None) -> None:
         """Refuse, before any work, a save-as target that is not allowed or already taken."""

@@ -1,0 +1,65 @@
+"""Appliances named by their descriptors: trusted, and their layers what will be deployed.
+
+Before a request is reserved, a root disk whose location names an appliance descriptor in
+the image repository is checked and replaced by the appliance's top layer: the descriptor
+must verify (``verify``, injected from the security layer: a signature that fails or a
+producer not trusted refuse it), and the sha256 of each layer of that image's chain must
+be the descriptor's, bottom first. With ``[appliances] require_signed`` every root must be
+such an appliance. Each refusal is InvalidMetadata (a WorkspaceMetadataFault), raised
+before anything is written or copied.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from vws.descriptor import Descriptor
+from vws.errors import InvalidMetadata
+from vws.pool.manager import PoolManager
+from vws.workspace.request import DeploymentRequest, Vmm
+
+Verify = Callable[[bytes], Descriptor]
+
+
+class Appliances:
+    def __init__(self, pool: PoolManager, verify: Verify, require_signed: bool) -> None:
+        self._pool = pool
+        self._verify = verify
+        self._require_signed = require_signed
+
+    def resolve(self, request: DeploymentRequest) -> DeploymentRequest:
+        """``request`` with a descriptor's appliance in place of its root location, once trusted."""
+        root = request.machine.root
+        if root is None:
+            return request
+        data = self._pool.descriptor(root.location)
+        if data is None:
+            if self._require_signed:
+                raise InvalidMetadata(
+                    f"image {root.location} is not a signed appliance, and this service deploys only those "
+                    "([appliances] require_signed)"
+                )
+            return request
+        appliance = self._verify(data)
+        self._check_layers(appliance)
+        machine = request.machine
+        machine = replace(
+            machine,
+            root=replace(root, location=appliance.image),
+            architecture=machine.architecture or appliance.architecture,
+            vmm=machine.vmm or (Vmm(appliance.vmm_type, appliance.vmm_versions) if appliance.vmm_type else None),
+        )
+        return replace(request, machine=machine)
+
+    def _check_layers(self, appliance: Descriptor) -> None:
+        deployed = self._pool.layer_digests(appliance.image)
+        label = f"appliance {appliance.name} {appliance.version}"
+        if len(deployed) != len(appliance.layers):
+            raise InvalidMetadata(
+                f"{label} lists {len(appliance.layers)} layers; {appliance.image} has {len(deployed)}"
+            )
+        for index, (signed, found) in enumerate(zip(appliance.layers, deployed, strict=True)):
+            if signed != found:
+                raise InvalidMetadata(
+                    f"{label}: layer {index + 1} of {len(deployed)} (from the bottom) has sha256 {found}, "
+                    f"not the {signed} its producer signed"
+                )
