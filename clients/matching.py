@@ -101,3 +101,14 @@ def _offer(kind: etree._Element) -> Offer:
 
 def _texts(element: etree._Element, namespace: str, name: str) -> list[str]:
     return [text for child in element.findall(qname(namespace, name)) if (text := (child.text or "").strip())]
+
+
+def listed(appliance: etree._Element) -> str:
+    """One catalogue entry on a line: how to name it, architecture, attributes, producer."""
+    attributes = " ".join(
+        f"{element.get('name')}={(element.text or '').strip()}"
+        for element in appliance.iter(qname(APPLIANCES, "attribute"))
+    )
+    architecture = appliance.findtext(qname(APPLIANCES, "architecture")) or "any"
+    producer = appliance.findtext(qname(APPLIANCES, "producer")) or "?"
+    return f"{appliance.get('location')}  {architecture}  {attributes}  (signed by {producer})"

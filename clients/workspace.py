@@ -37,12 +37,13 @@ from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port
 from clients.wsse import GsiSecureMessage
 from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import APPLIANCES, LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 GROUP_SERVICE = "WorkspaceGroupService"
 STATUS = "WorkspaceStatusService"
+CATALOG = "ApplianceCatalogService"
 EXIT_FAULT, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 4, 130  # and monitor.EXIT_STATE, 3
 
 
@@ -194,12 +195,28 @@ def match(session: Session, args: argparse.Namespace) -> int:
         there = Session(url, wsse=_security(args)) if args.factories else session
         pool = matching.offers(there, there.factory_epr)
         reason = matching.verdict(wanted, pool)
-        if reason is None:
+        kinds = matching.hosting(wanted, pool)
+        if reason is None and kinds:
             hosts += 1
-            print(f"{url}: can run it, on " + "; ".join(map(matching.describe, matching.hosting(wanted, pool))))
+            print(f"{url}: can run it, on " + "; ".join(map(matching.describe, kinds)))
         else:
-            print(f"{url}: cannot run it: {reason}")
+            print(f"{url}: cannot run it: {reason or 'it has no active node'}")
     return 0 if hosts else monitor.EXIT_STATE
+
+
+def appliances(session: Session, args: argparse.Namespace) -> int:
+    """The appliances I may deploy here, from the catalogue (those an XPath query selects)."""
+    query = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP})
+    expression = etree.SubElement(
+        query, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT, nsmap={"app": APPLIANCES}
+    )
+    expression.text = args.query
+    response = session.raw(
+        EndpointReference(session.base_url + CATALOG), WSRP_ACTION + "QueryResourceProperties", query
+    )
+    for appliance in response.iter(qname(APPLIANCES, "appliance")):
+        print(matching.listed(appliance))
+    return 0
 
 
 def operate(session: Session, args: argparse.Namespace) -> int:
@@ -377,6 +394,15 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     ttl.set_defaults(run=set_termination_time)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
+
+    cat = actions.add_parser("appliances", help="list the appliances I may deploy (from the catalogue)")
+    cat.add_argument(
+        "--query",
+        default="/*/app:appliance",
+        metavar="XPATH",
+        help="select appliances (prefix app:), e.g. \"//app:appliance[app:attribute[@name='role']='torque-worker']\"",
+    )
+    cat.set_defaults(run=appliances)
 
     fit = actions.add_parser("match", help="say whether each factory can run an appliance, and if not, why")
     fit.add_argument("-w", "--metadata", type=Path, required=True, help="the appliance's VirtualWorkspace metadata")

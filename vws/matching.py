@@ -161,8 +161,8 @@ def _failed(
     requirements: Requirements, offers: Sequence[Offer], legacy: Sequence[Vmm]
 ) -> InvalidMetadata | SchedulingFailed | None:
     """Each requirement narrows the offers; the first that leaves none is the reason."""
-    if not offers:
-        return InvalidMetadata("the pool has no active node whose hypervisor could be read")
+    if not offers:  # no active node, or none described yet: nothing to match, placement says why
+        return None
     arch = requirements.architecture
     matching = [offer for offer in offers if guest_architecture(requirements, offer)]
     if not matching:

@@ -28,6 +28,7 @@ from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.metrics import Metrics, Readings
+from vws.soap.porttypes.catalog import CatalogPortType
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
@@ -126,7 +127,8 @@ class Service:
         self.groups = Groups(self.manager)
         producers = Producers.from_dir(config.appliances.producers_dir or config.service.state_dir / "producers")
         verify = functools.partial(appliance_signatures.verify, producers=producers)
-        self.manager.add_resolver(Appliances(self.pool, verify, config.appliances.require_signed).resolve)
+        self.appliances = Appliances(self.pool, verify, config.appliances.require_signed)
+        self.manager.add_resolver(self.appliances.resolve)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
 
     def start(self) -> str:
@@ -167,6 +169,7 @@ class Service:
             GroupPortType(self.groups),
             EnsemblePortType(self.ensembles, endpoints),
             StatusPortType(self.manager, self.accounting, endpoints),
+            CatalogPortType(self.appliances.catalogue),
         ]
         return Router(
             {

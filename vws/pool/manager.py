@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
 MAX_DESCRIPTOR_BYTES = 1 << 20  # an appliance descriptor is a few KB of XML
+MAX_DESCRIPTORS = 1000  # the catalogue lists at most this many (one request never reads more)
 
 
 def _defines_nothing(base: Path) -> None:
@@ -290,6 +291,13 @@ class PoolManager:
             return None
         data = path.read_bytes()
         return data if data.lstrip()[:1] == b"<" else None
+
+    def descriptors(self) -> list[tuple[str, bytes]]:
+        """(location, bytes) of every file at the top of the repository that may be a descriptor
+        (``*.xml``), at most MAX_DESCRIPTORS of them."""
+        found = sorted(self.repository.root.glob("*.xml"))[:MAX_DESCRIPTORS]
+        located = ((self.repository.uri(path), self.descriptor(self.repository.uri(path))) for path in found)
+        return [(location, data) for location, data in located if data is not None]
 
     def layer_digests(self, location: str) -> tuple[str, ...]:
         """The sha256 of each layer of the repository image at ``location``, bottom first."""

@@ -1,0 +1,40 @@
+"""The ApplianceCatalogService port type: the appliances a user may deploy, as resource properties.
+
+One singleton resource whose document holds an ``app:appliance`` per appliance a trusted
+producer signed (the descriptor, its signature left out), each with the ``location`` a
+rootVBD names it by; QueryResourceProperties with XPath finds them by attribute.
+"""
+
+from collections.abc import Callable, Sequence
+
+from lxml import etree
+
+from vws.security.appliances import to_xml
+from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.common import CATALOG_SERVICE, property_operations
+from vws.workspace.appliances import Entry
+from vws.wsrf import properties
+from vws.xmlns import APPLIANCES, qname
+
+
+class CatalogPortType:
+    service = CATALOG_SERVICE
+
+    def __init__(self, catalogue: Callable[[], list[Entry]]) -> None:
+        self._catalogue = catalogue
+
+    def operations(self) -> Sequence[Operation]:
+        return list(property_operations(self._document))
+
+    def _document(self, call: Call) -> properties.PropertyDocument:
+        return properties.PropertyDocument(
+            qname(APPLIANCES, "CatalogRPSet"), {qname(APPLIANCES, "appliance"): self._appliances}, {"app": APPLIANCES}
+        )
+
+    def _appliances(self) -> list[etree._Element]:
+        entries = []
+        for entry in self._catalogue():
+            element = to_xml(entry.appliance)
+            element.set("location", entry.address)
+            entries.append(element)
+        return entries
