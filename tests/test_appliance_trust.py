@@ -12,8 +12,11 @@ from lxml import etree
 from clients.appliance import main as appliance
 from tests.conftest import make_config
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, SoapFault, create_body, created_eprs
-from tests.test_appliance_layers import layer, reads
+from tests.test_appliance_layers import layer, qemu_io, reads
 from tests.test_appliance_matching import rows, running
+from tests.test_pool_helpers import open_pool, reserve
+from vws.errors import InvalidMetadata
+from vws.pool.machine import DiskRequest, MachineRequest
 from vws.workspace.caller import SERVICE
 from vws.xmlns import TYPES, WORKSPACE, qname
 
@@ -160,3 +163,18 @@ def test_a_named_descriptor_is_checked_even_where_unsigned_images_may_run(servic
     assert "who is not a trusted producer" in refused(service, gt4, "file://worker.xml")
     (epr,) = created_eprs(create(gt4, "file://app.qcow2"))  # a plain image still deploys
     assert gt4.state(epr) == "Running"
+
+
+def test_layers_changed_after_acceptance_are_not_copied(tmp_path):
+    """The digests a signed descriptor was accepted with travel with the request, and are checked
+    again just before the layers are copied to the node."""
+    store, pool = open_pool(tmp_path / "state")
+    repository = pool.repository.root
+    layer(repository / "app.qcow2", layer(repository / "custom.qcow2", layer(repository / "system.qcow2")))
+    accepted = pool.layer_digests("file://app.qcow2")
+    qemu_io("-c", "write -P 0x66 4M 64k", str(repository / "custom.qcow2"))
+    machine = MachineRequest(memory_mb=256, root=DiskRequest("file://app.qcow2", "sda1", layers=accepted))
+    placement = reserve(store, pool, machine)[0]
+    with pytest.raises(InvalidMetadata, match="changed since its signed descriptor was checked"):
+        pool.define(placement, machine)
+    assert not (tmp_path / "state" / "nodes" / "node1" / "cache").exists()

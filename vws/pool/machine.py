@@ -25,6 +25,7 @@ class DiskRequest:
     location: str  # image URI: file://name, file:///abs/path, http(s)://host/path
     mount_as: str  # guest device name as GT4 metadata says it: sda1, hda, xvda...
     writable: bool = True
+    layers: tuple[str, ...] = ()  # a signed appliance's: the sha256 each layer must still have, bottom first
 
 
 @dataclass(frozen=True)

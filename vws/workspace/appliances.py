@@ -78,7 +78,7 @@ class Appliances:
         machine = request.machine
         machine = replace(
             machine,
-            root=replace(root, location=appliance.image),
+            root=replace(root, location=appliance.image, layers=appliance.layers),  # checked again when copied
             architecture=machine.architecture or appliance.architecture,
             vmm=machine.vmm or (Vmm(appliance.vmm_type, appliance.vmm_versions) if appliance.vmm_type else None),
         )
