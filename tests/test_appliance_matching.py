@@ -1,6 +1,8 @@
 """Matching appliances to what a pool can host, over HTTP: what the factory publishes, what
 create refuses (with the database unchanged), and where it places what it accepts."""
 
+import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,11 @@ from clients.workspace import main as client
 from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs
+from tests.test_pool_helpers import open_pool
 from tests.test_wsdl import assert_valid
 from vws.matching import Vmm
 from vws.pool import nodes, testnode
+from vws.pool.node_kinds import RETRY_SECONDS
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.xmlns import APPLIANCES, DEFINITION, JSDL, TYPES, WORKSPACE, qname
@@ -240,3 +244,19 @@ def test_match_agrees_with_create_on_the_nimbus_sample(service, tmp_path, capsys
 )
 def test_a_required_version_is_met_by_it_and_every_release_under_it(wanted, offered, accepted):
     assert wanted.accepts(offered) is accepted
+
+
+def test_a_node_that_does_not_answer_is_not_asked_again_on_every_create(tmp_path, caplog):
+    """Creation describes the nodes before its transaction: a node that cannot be reached is
+    skipped for RETRY_SECONDS rather than costing every create a connection attempt."""
+    store, pool = open_pool(tmp_path / "state")
+    with store.transaction() as db:
+        nodes.add_node(db, "gone", "qemu+tcp://127.0.0.1:1/system", 4096, 4)  # refused at once
+    caplog.set_level(logging.WARNING, logger="vws.pool.node_kinds")
+    for _ in range(3):
+        pool.describe_nodes()
+    assert sum("gone: cannot read what it hosts" in message for message in caplog.messages) == 1
+    pool._clock.advance(timedelta(seconds=RETRY_SECONDS))
+    pool.describe_nodes()
+    assert sum("gone: cannot read what it hosts" in message for message in caplog.messages) == 2
+    assert [kind.nodes for kind in pool.offer().kinds] == [1]  # node1 alone is offered

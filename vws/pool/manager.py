@@ -79,7 +79,7 @@ class PoolManager:
         self._policy, self._bridges, self._prefix, self._legacy_vmm = check_settings(config)
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
-        self.kinds = NodeKinds(config.virt_type, self._driver)
+        self.kinds = NodeKinds(config.virt_type, self._driver, clock)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()

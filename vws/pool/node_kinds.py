@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from vws.clock import Clock
 from vws.errors import VwsError
 from vws.matching import Offer, Vmm
 from vws.pool import designer
@@ -18,29 +19,42 @@ from vws.pool.nodes import ANY_NETWORK, Node
 
 log = logging.getLogger(__name__)
 
+RETRY_SECONDS = 30  # a node that did not answer is asked again after this long
 # libvirt domain types -> the hypervisor names vws publishes.
 _VMM_NAMES = {designer.TEST: "TEST", designer.QEMU: "QEMU", designer.KVM: "KVM"}
 
 
 class NodeKinds:
-    def __init__(self, wanted_type: str, driver: Callable[[str], Driver]) -> None:
+    def __init__(self, wanted_type: str, driver: Callable[[str], Driver], clock: Clock) -> None:
         self._wanted = wanted_type
         self._driver = driver
+        self._clock = clock
         self._known: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Vmm, ...]]] = {}
+        self._failed: dict[tuple[str, str], float] = {}  # when a node last did not answer (monotonic)
         self._guard = threading.Lock()
 
     def describe(self, nodes: Iterable[Node]) -> None:
         """Read the hypervisor of each active node not yet described; one that does not answer
-        stays undescribed (and unplaceable) until it does."""
+        stays undescribed (and unplaceable), asked again after RETRY_SECONDS, not on every create."""
         for node in nodes:
-            if node.active and (node.name, node.uri) not in self._known:
-                try:
-                    facts = self._read(self._driver(node.name))
-                except VwsError as exc:
-                    log.warning("node %s: cannot read what it hosts: %s", node.name, exc.description)
-                    continue
+            key = (node.name, node.uri)
+            if not node.active or key in self._known or self._recently_failed(key):
+                continue
+            try:
+                facts = self._read(self._driver(node.name))
+            except VwsError as exc:
+                log.warning("node %s: cannot read what it hosts: %s", node.name, exc.description)
                 with self._guard:
-                    self._known[(node.name, node.uri)] = facts
+                    self._failed[key] = self._clock.monotonic()
+                continue
+            with self._guard:
+                self._known[key] = facts
+                self._failed.pop(key, None)
+
+    def _recently_failed(self, key: tuple[str, str]) -> bool:
+        with self._guard:
+            failed = self._failed.get(key)
+        return failed is not None and self._clock.monotonic() - failed < RETRY_SECONDS
 
     def offer(self, node: Node) -> Offer | None:
         """What ``node`` gives one workspace, if it has been described."""
