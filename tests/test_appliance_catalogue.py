@@ -97,3 +97,11 @@ def test_a_bad_query_gets_the_declared_fault(catalogue):
     with pytest.raises(SoapFault) as raised:
         query(gt4, "app:appliance[")
     assert raised.value.element == qname(WSRP, "InvalidQueryExpressionFault")
+
+
+def test_the_factory_publishes_the_catalogue_too(catalogue):
+    _, gt4 = catalogue
+    published = gt4.get_property(gt4.factory(), qname(APPLIANCES, "appliance"))
+    assert [entry.get("location") for entry in published] == ["appliance:builder/2.0", "appliance:worker/1.0"]
+    for entry in published:
+        assert_valid("WorkspaceFactoryService", entry)

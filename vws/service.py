@@ -161,6 +161,7 @@ class Service:
                 self.pool.associations,
                 self.ensembles,
                 self.pool.offer,
+                self.appliances.catalogue,
             ),
             WorkspacePortType(
                 self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)

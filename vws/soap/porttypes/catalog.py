@@ -32,9 +32,14 @@ class CatalogPortType:
         )
 
     def _appliances(self) -> list[etree._Element]:
-        entries = []
-        for entry in self._catalogue():
-            element = to_xml(entry.appliance)
-            element.set("location", entry.address)
-            entries.append(element)
-        return entries
+        return appliance_elements(self._catalogue())
+
+
+def appliance_elements(entries: list[Entry]) -> list[etree._Element]:
+    """Each catalogue entry as its ``app:appliance``, with the location a rootVBD names it by."""
+    elements = []
+    for entry in entries:
+        element = to_xml(entry.appliance)
+        element.set("location", entry.address)
+        elements.append(element)
+    return elements

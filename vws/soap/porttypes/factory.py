@@ -8,8 +8,10 @@ from lxml import etree
 from vws.matching import PoolOffer, Vmm, jsdl_name
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.catalog import appliance_elements
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
 from vws.soap.porttypes.ensemble import membership
+from vws.workspace.appliances import Entry
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
@@ -29,6 +31,7 @@ class FactoryPortType:
         associations: Callable[[], list[str]],
         ensembles: Ensembles,
         offer: Callable[[], PoolOffer],
+        catalogue: Callable[[], list[Entry]],
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -37,6 +40,7 @@ class FactoryPortType:
         self._associations = associations
         self._ensembles = ensembles
         self._offer = offer
+        self._catalogue = catalogue
 
     def operations(self) -> Sequence[Operation]:
         return [
@@ -90,8 +94,13 @@ class FactoryPortType:
             },
             {"types": TYPES, "jsdl": JSDL, "def": DEFINITION},
             # Read by name only: the document stays as stock clients' beans read it (one
-            # architecture, a VMM typed Xen or VMware), while a pool may offer several kinds.
-            {qname(DEFINITION, "VMM"): self._vmm_property, qname(APPLIANCES, "offer"): self._offer_property},
+            # architecture, a VMM typed Xen or VMware), while a pool may offer several kinds;
+            # app:appliance is each appliance of the catalogue (ApplianceCatalogService).
+            {
+                qname(DEFINITION, "VMM"): self._vmm_property,
+                qname(APPLIANCES, "offer"): self._offer_property,
+                qname(APPLIANCES, "appliance"): lambda: appliance_elements(self._catalogue()),
+            },
         )
 
     def _architecture_property(self) -> list[etree._Element]:
