@@ -36,6 +36,7 @@ def open_pool(state: Path, **config: object) -> tuple[Store, PoolManager]:
 
 
 def reserve(store: Store, pool: PoolManager, machine: MachineRequest, count: int = 1, timing: list | None = None):
+    pool.describe_nodes()  # as creation does, before its transaction
     with store.transaction() as db:
         ids = insert_rows(db, machine, count)
         started = time.perf_counter()

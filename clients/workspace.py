@@ -17,8 +17,8 @@ end with the wait, however it ends.
 
 Exit status: 0 the exit state was reached (or the action done); 1 the service
 refused (a fault); 2 bad usage or a bad input file; 3 a workspace ended up
-Corrupted, Cancelled or destroyed instead of at the exit state; 4 --timeout passed
-first; 130 interrupted (Ctrl-C).
+Corrupted, Cancelled or destroyed instead of at the exit state (or, for match, no
+factory can run the appliance); 4 --timeout passed first; 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -30,19 +30,20 @@ from pathlib import Path
 import zeep.exceptions
 from lxml import etree
 
-from clients import monitor, resource
+from clients import matching, monitor, resource
 from clients.errors import ClientError
 from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
 from clients.wsse import GsiSecureMessage
 from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import APPLIANCES, LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
 GROUP_SERVICE = "WorkspaceGroupService"
 STATUS = "WorkspaceStatusService"
+CATALOG = "ApplianceCatalogService"
 EXIT_FAULT, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 4, 130  # and monitor.EXIT_STATE, 3
 
 
@@ -183,6 +184,38 @@ def factoryrp(session: Session, args: argparse.Namespace) -> int:
     for name in ("DefaultRunningTime", "MaximumRunningTime", "Associations"):
         (value,) = resource.get_property(session, session.factory_epr, qname(TYPES, name))
         print(f"{name}: {' '.join(value.itertext()).strip()}")
+    return 0
+
+
+def match(session: Session, args: argparse.Namespace) -> int:
+    """For each factory, whether the appliance can run there and if not, why; exit 3 when none can."""
+    wanted = matching.requirements(args.metadata, args.request)
+    hosts = 0
+    for url in args.factories or [session.base_url + "WorkspaceFactoryService"]:
+        there = Session(url, wsse=_security(args)) if args.factories else session
+        pool = matching.offers(there, there.factory_epr)
+        reason = matching.verdict(wanted, pool)
+        kinds = matching.hosting(wanted, pool)
+        if reason is None and kinds:
+            hosts += 1
+            print(f"{url}: can run it, on " + "; ".join(map(matching.describe, kinds)))
+        else:
+            print(f"{url}: cannot run it: {reason or 'it has no active node'}")
+    return 0 if hosts else monitor.EXIT_STATE
+
+
+def appliances(session: Session, args: argparse.Namespace) -> int:
+    """The appliances I may deploy here, from the catalogue (those an XPath query selects)."""
+    query = etree.Element(qname(WSRP, "QueryResourceProperties"), nsmap={"wsrp": WSRP})
+    expression = etree.SubElement(
+        query, qname(WSRP, "QueryExpression"), Dialect=XPATH_DIALECT, nsmap={"app": APPLIANCES}
+    )
+    expression.text = args.query
+    response = session.raw(
+        EndpointReference(session.base_url + CATALOG), WSRP_ACTION + "QueryResourceProperties", query
+    )
+    for appliance in response.iter(qname(APPLIANCES, "appliance")):
+        print(matching.listed(appliance))
     return 0
 
 
@@ -361,6 +394,21 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     ttl.set_defaults(run=set_termination_time)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
+
+    cat = actions.add_parser("appliances", help="list the appliances I may deploy (from the catalogue)")
+    cat.add_argument(
+        "--query",
+        default="/*/app:appliance",
+        metavar="XPATH",
+        help="select appliances (prefix app:), e.g. \"//app:appliance[app:attribute[@name='role']='torque-worker']\"",
+    )
+    cat.set_defaults(run=appliances)
+
+    fit = actions.add_parser("match", help="say whether each factory can run an appliance, and if not, why")
+    fit.add_argument("-w", "--metadata", type=Path, required=True, help="the appliance's VirtualWorkspace metadata")
+    fit.add_argument("-r", "--request", type=Path, help="a deployment request: match its memory and CPUs too")
+    fit.add_argument("-s", "--service", dest="factories", nargs="+", metavar="FACTORY", help="factory URLs to ask")
+    fit.set_defaults(run=match)
     return top
 
 
@@ -368,6 +416,8 @@ def _service_url(args: argparse.Namespace) -> str:
     """-s, else the address in the EPR file the action reads, else the local default."""
     if args.service:
         return args.service
+    if getattr(args, "factories", None):
+        return args.factories[0]
     epr_file = getattr(args, "eprFile", None)
     return read_epr(epr_file).address if epr_file else DEFAULT_FACTORY
 

@@ -50,7 +50,7 @@ def local_node(tmp_path: Path, store: Store) -> Node:
 
     def files_of(domain: str) -> DomainFiles:
         directory(domain).mkdir(parents=True, exist_ok=True)  # as the pool makes it, before any file
-        return LocalFiles(store, cache, directory(domain))
+        return LocalFiles(store, cache, directory(domain), (tmp_path / "repository").resolve())
 
     def size(path: Path) -> int:
         return qcow2.virtual_size(path) if qcow2.detect_format(path) == "qcow2" else path.stat().st_size
@@ -88,7 +88,7 @@ def upload_node(uri: str, store: Store, config: PoolConfig, scratch: Path) -> It
 
     def files_of(domain: str) -> DomainFiles:
         directory(domain).mkdir(parents=True, exist_ok=True)  # as the pool makes it, before any file
-        return UploadedFiles(volumes, store, domain, directory(domain))
+        return UploadedFiles(volumes, store, domain, directory(domain), (scratch.parent / "repository").resolve())
 
     yield Node(files_of, directory, lambda path: volume(path) is not None, size, backing, writes_in_place=False)
     driver.close()

@@ -51,7 +51,9 @@ def insert_rows(db, machine: MachineRequest, count: int) -> list[int]:
 def reserve(
     store: Store, pool: PoolManager, machine: MachineRequest, count: int = 1, *, allow_static: bool = False
 ) -> list[Placement]:
-    """What the workspace layer does: insert rows, place, write node/domain, one transaction."""
+    """What the workspace layer does: describe the nodes, then insert rows, place, write node/domain,
+    one transaction."""
+    pool.describe_nodes()
     with store.transaction() as db:
         ids = insert_rows(db, machine, count)
         placements = pool.place(db, ids, machine, allow_static=allow_static)

@@ -153,6 +153,9 @@ class PoolConfig:
     test_node_context_iso: bool = False
     # Deployments brought up at once (each copies its images, defines and starts domains).
     deployers: int = 2
+    # VMM requirements every node meets ("TYPE [VERSION...]", comma-separated): GT4 metadata
+    # (Nimbus's own sample) asks for Xen, whose images vws runs under QEMU. Empty: none.
+    legacy_vmm: tuple[str, ...] = ("Xen",)
 
     def __post_init__(self) -> None:
         if self.deployers < 1:
@@ -202,6 +205,14 @@ class AccountingConfig:
 
 
 @dataclass(frozen=True)
+class AppliancesConfig:
+    # Deploy only appliances named by a descriptor that a trusted producer signed.
+    require_signed: bool = False
+    # The trusted producers' certificates (PEM files); empty: <state_dir>/producers.
+    producers_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -210,6 +221,7 @@ class Config:
     notification: NotificationConfig = field(default_factory=NotificationConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
+    appliances: AppliancesConfig = field(default_factory=AppliancesConfig)
     # (section, key) -> where its value was read: "path:line" or "$VWS_SECTION_KEY".
     origins: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 

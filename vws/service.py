@@ -4,6 +4,7 @@ The store, pool, workspace manager, lease sweeper and the HTTP server are built 
 one Config; ``start`` binds (port 0 picks a free port) and ``stop`` drains.
 """
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,6 +14,8 @@ from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
 from vws.pool.manager import PoolManager
+from vws.security import appliances as appliance_signatures
+from vws.security.appliances import Producers
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
@@ -25,6 +28,7 @@ from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.metrics import Metrics, Readings
+from vws.soap.porttypes.catalog import CatalogPortType
 from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
@@ -39,6 +43,7 @@ from vws.soap.transport import GsiTransport, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router, WsgiApp, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
+from vws.workspace.appliances import Appliances
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
@@ -120,6 +125,10 @@ class Service:
         quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes, self.gridmap.accounts)
         self.manager.add_admission_check(quotas.check)
         self.groups = Groups(self.manager)
+        producers = Producers.from_dir(config.appliances.producers_dir or config.service.state_dir / "producers")
+        verify = functools.partial(appliance_signatures.verify, producers=producers)
+        self.appliances = Appliances(self.pool, verify, config.appliances.require_signed)
+        self.manager.add_resolver(self.appliances.resolve)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
 
     def start(self) -> str:
@@ -151,6 +160,8 @@ class Service:
                 timedelta(seconds=policy.maximum_running_seconds),
                 self.pool.associations,
                 self.ensembles,
+                self.pool.offer,
+                self.appliances.catalogue,
             ),
             WorkspacePortType(
                 self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)
@@ -159,6 +170,7 @@ class Service:
             GroupPortType(self.groups),
             EnsemblePortType(self.ensembles, endpoints),
             StatusPortType(self.manager, self.accounting, endpoints),
+            CatalogPortType(self.appliances.catalogue),
         ]
         return Router(
             {

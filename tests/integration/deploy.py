@@ -90,11 +90,10 @@ REQUEST = f"""\
 """
 
 
-def create(gt4: Gt4Client) -> etree._Element:
-    """The factory create of the test guest (a client with ``settle`` returns once it runs)."""
-    metadata = METADATA.format(
-        pool=POOL, kernel="vmlinuz", initrd="initrd.img", base="base.qcow2", cmdline=guest.CMDLINE
-    )
+def create(gt4: Gt4Client, root: str = "base.qcow2") -> etree._Element:
+    """The factory create of the test guest, ``root`` its root disk in the repository (a client
+    with ``settle`` returns once it runs)."""
+    metadata = METADATA.format(pool=POOL, kernel="vmlinuz", initrd="initrd.img", base=root, cmdline=guest.CMDLINE)
     body = create_body(etree.fromstring(metadata), etree.fromstring(REQUEST))
     optional = etree.SubElement(body, qname(TYPES, "optionalParameters"))
     filewrite = etree.SubElement(optional, qname(TYPES, "filewrite"))

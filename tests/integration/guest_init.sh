@@ -4,6 +4,7 @@
 #   VWS-CTX hostname=<h> | ip=<ip> | file=<path> sha256=<hex> | userdata-bytes=<n|none>
 #   VWS-CTX none                           no contextualization drive
 #   VWS-ROOT dev=<dev> head=<first word of the disk>
+#   VWS-LAYERS <first word at MiB 4> <at MiB 5> <at MiB 6>  (a layered appliance's layers write there)
 #   VWS-GUEST-WROTE                        marker written to the root disk and synced
 #   VWS-GUEST-ERROR <what>                 something above failed
 # then idles for ever: PID 1 must not exit.
@@ -43,6 +44,11 @@ wait_for_node() {
 iso_label() {
     [ "$(dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || return 1
     dd if="$1" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' '
+}
+
+# The first word at MiB $2 of disk $1, then a space.
+word_at() {
+    printf '%s ' "$(dd if="$1" bs=1M skip="$2" count=1 2>/dev/null | head -c 64 | head -n 1 | tr -cd 'A-Za-z0-9._-')"
 }
 
 # The first dotted quad on the first NIC line: the field order of vws/network is in flux.
@@ -95,6 +101,7 @@ fi
 
 if [ -n "$root" ]; then
     echo "VWS-ROOT dev=$root head=$(head -c 64 "$root" | head -n 1 | cut -d ' ' -f 1 | tr -cd 'A-Za-z0-9._-')"
+    echo "VWS-LAYERS $(for mib in 4 5 6; do word_at "$root" "$mib"; done)"
     if echo "VWS-OVERLAY-WRITE-$(hostname)" | dd of="$root" bs=512 seek=2048 conv=notrunc,fsync 2>/dev/null && sync; then
         echo VWS-GUEST-WROTE
     else

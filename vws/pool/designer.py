@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vws.config import ConfigError
+from vws.errors import InvalidMetadata
+from vws.matching import pick_architecture
 from vws.pool.domain_xml import DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
 
@@ -19,16 +21,6 @@ TEST = "test"
 QEMU = "qemu"
 KVM = "kvm"
 AUTO = "auto"  # a wanted type: kvm where the node offers it, else qemu
-
-# GT4 metadata names architectures loosely (JSDL); libvirt wants its own names.
-_ARCHITECTURES = {
-    "x86": "i686",
-    "i386": "i686",
-    "i686": "i686",
-    "x86_32": "i686",
-    "x86_64": "x86_64",
-    "amd64": "x86_64",
-}
 
 
 @dataclass(frozen=True)
@@ -38,6 +30,7 @@ class NodeFacts:
     name: str
     virt_types: frozenset[str]  # domain types the node offers (and, for kvm, that run: see kvm_probe)
     bridges: Mapping[str, str] = field(default_factory=dict)  # network pool -> host bridge
+    architectures: tuple[str, ...] = ("x86_64", "i686")  # guest architectures it runs, its own first
 
 
 @dataclass(frozen=True)
@@ -114,7 +107,9 @@ def design(
     console_log: Path | None = None,
 ) -> DomainSpec:
     kind = virt_type(node, wanted_type)
-    arch = None if kind == TEST else _ARCHITECTURES.get((machine.architecture or "x86_64").lower(), "x86_64")
+    arch = None if kind == TEST else pick_architecture(machine.architecture, node.architectures)
+    if kind != TEST and arch is None:  # placement chose a node that runs it: a node changed under us
+        raise InvalidMetadata(f"{node.name} runs none of CPU architecture {machine.architecture}")
     os_spec = OsSpec(arch=arch)
     if kernel is not None:
         os_spec = OsSpec(arch=arch, kernel=kernel.kernel, initrd=kernel.initrd, cmdline=kernel.cmdline)

@@ -25,6 +25,7 @@ from lxml import etree
 
 from vws.clock import Clock
 from vws.errors import BackendError
+from vws.pool import testnode
 from vws.pool.domain_xml import VWS_NS, owner_of
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,27 @@ class Driver:
                 caps = etree.fromstring(self._conn.getCapabilities())
             self._virt_types = frozenset(caps.xpath("guest[os_type='hvm']/arch/domain/@type"))
         return self._virt_types
+
+    def architectures(self) -> tuple[str, ...]:
+        """Guest architectures the node runs, its own first.
+
+        From the capabilities' hvm guests; a test node says i686 there whatever it stands for,
+        so there the CPU model its node file names is its architecture (``testnode.architecture``).
+        """
+        if self.uri.startswith("test:"):
+            native = testnode.architecture(self.uri)
+            return (native, "i686") if native == "x86_64" else (native,)
+        with self._translated("read capabilities"):
+            caps = etree.fromstring(self._conn.getCapabilities())
+        native = caps.findtext("host/cpu/arch")
+        guests = caps.xpath("guest[os_type='hvm']/arch/@name")
+        return tuple(dict.fromkeys(arch for arch in [native, *guests] if arch in guests))
+
+    def hypervisor_version(self) -> str:
+        """The hypervisor's version as libvirt reports it, ``major.minor.release``."""
+        with self._translated("read hypervisor version"):
+            number = self._conn.getVersion()
+        return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
     @property
     def connection(self) -> libvirt.virConnect:

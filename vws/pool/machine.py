@@ -7,6 +7,8 @@ and a libvirt domain.
 
 from dataclasses import dataclass, field
 
+from vws.matching import Vmm
+
 
 @dataclass(frozen=True)
 class NicRequest:
@@ -23,6 +25,7 @@ class DiskRequest:
     location: str  # image URI: file://name, file:///abs/path, http(s)://host/path
     mount_as: str  # guest device name as GT4 metadata says it: sda1, hda, xvda...
     writable: bool = True
+    layers: tuple[str, ...] = ()  # a signed appliance's: the sha256 each layer must still have, bottom first
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class MachineRequest:
     nics: tuple[NicRequest, ...] = ()
     kernel: KernelRequest | None = None
     architecture: str | None = None
+    vmm: Vmm | None = None  # the hypervisor the metadata requires
     files: tuple[ContextFile, ...] = field(default=())
     userdata: str | None = None
 

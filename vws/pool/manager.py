@@ -33,26 +33,30 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, network, nodes, placement, testnode
+from vws.matching import Offer, PoolOffer, check, kinds, runs
+from vws.pool import context_drive, designer, downloads, network, nodes, placement, testnode
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, EventCallback, OwnedDomain
 from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.node_kinds import NodeKinds
 from vws.pool.progress import Progress, ignore
 from vws.pool.settings import check_settings, network_pools_dir
-from vws.pool.storage import claims, volumes
+from vws.pool.storage import claims, layers, volumes
 from vws.pool.storage.eviction import Holds
 from vws.pool.storage.files import DomainFiles
 from vws.pool.storage.local import LocalFiles, NodeCache
 from vws.pool.storage.prepare import PreparedDisks, prepare
-from vws.pool.storage.repository import Repository
+from vws.pool.storage.repository import Repository, checksum
 from vws.pool.virt_types import VirtTypes
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
+MAX_DESCRIPTOR_BYTES = 1 << 20  # an appliance descriptor is a few KB of XML
+MAX_DESCRIPTORS = 1000  # the catalogue lists at most this many (one request never reads more)
 
 
 def _defines_nothing(base: Path) -> None:
@@ -72,9 +76,10 @@ class PoolManager:
         self._config = config
         self._clock = clock
         self._dir = state_dir
-        self._policy, self._bridges, self._prefix = check_settings(config)
+        self._policy, self._bridges, self._prefix, self._legacy_vmm = check_settings(config)
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
+        self.kinds = NodeKinds(config.virt_type, self._driver, clock)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
@@ -112,9 +117,10 @@ class PoolManager:
                     db, nodes.EMBEDDED, uri, nodes.EMBEDDED_MEMORY_MB, nodes.EMBEDDED_CPUS, origin="embedded"
                 )
             embedded = [node for node in nodes.list_nodes(db) if node.origin == "embedded"]
-        for node in embedded:  # its base file lives in the state dir: rewrite it if lost
-            if not self._embedded_file().exists():
-                testnode.write_node(self._embedded_file(), node.memory_mb, node.cpus)
+        for node in embedded:  # its base file lives in the state dir: rewrite it if lost or older
+            path = self._embedded_file()
+            if not path.exists() or path.read_text() != testnode.node_xml(node.memory_mb, node.cpus):
+                testnode.write_node(path, node.memory_mb, node.cpus)
 
     def _embedded_file(self) -> Path:
         return self._dir / "nodes" / nodes.EMBEDDED / "node.xml"
@@ -129,7 +135,8 @@ class PoolManager:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(nodes.loads(db), placement.demand(machine), len(workspace_ids), self._policy)
+            loads = self._matching_loads(db, machine)
+            chosen = placement.place_group(loads, placement.demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
@@ -140,8 +147,36 @@ class PoolManager:
         return placed
 
     def check_room(self, db, machine: MachineRequest, count: int) -> None:
-        """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
-        placement.check_room(nodes.loads(db), placement.demand(machine), count)
+        """Asked before reserving: InvalidMetadata or RequestDenied when no node can ever run
+        ``machine`` (naming what is asked and what is offered), SchedulingFailed when the nodes
+        that can have no room for ``count`` of it now."""
+        check(placement.requirements(machine), list(self._offers(db).values()), self._legacy_vmm)
+        placement.check_room(self._matching_loads(db, machine), placement.demand(machine), count)
+
+    def describe_nodes(self) -> None:
+        """Read what each active node hosts, where not known yet: before a transaction that places."""
+        with self._store.reading() as db:
+            self.kinds.describe(nodes.list_nodes(db))
+
+    def offer(self) -> PoolOffer:
+        """What the pool's active nodes can host, one entry per kind of node (the factory publishes it)."""
+        self.describe_nodes()
+        with self._store.reading() as db:
+            return PoolOffer(tuple(kinds(self._offers(db).values())), self._legacy_vmm)
+
+    def _offers(self, db) -> dict[str, Offer]:
+        """Each active, described node's offer, by node name."""
+        offers = {node.name: self.kinds.offer(node) for node in nodes.list_nodes(db) if node.active}
+        return {name: offer for name, offer in offers.items() if offer is not None}
+
+    def _matching_loads(self, db, machine: MachineRequest) -> list[placement.NodeLoad]:
+        """The loads of the nodes that can run ``machine``: placement considers only those."""
+        offers, wanted = self._offers(db), placement.requirements(machine)
+        return [
+            load
+            for load in nodes.loads(db)
+            if load.name in offers and runs(wanted, offers[load.name], self._legacy_vmm)
+        ]
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -197,7 +232,12 @@ class PoolManager:
             spec = designer.design(
                 machine,
                 placement,
-                NodeFacts(placement.node, self.virt_types.of(placement.node, driver, files, progress), self._bridges),
+                NodeFacts(
+                    placement.node,
+                    self.virt_types.of(placement.node, driver, files, progress),
+                    self._bridges,
+                    driver.architectures(),
+                ),
                 disks,
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
@@ -240,6 +280,29 @@ class PoolManager:
         """Save the root overlay (base + the guest's writes) as a new repository image; its URI."""
         files = self._files(node, domain, self._driver(node))
         return files.save_root(self.repository, _save_target(domain, target))
+
+    def descriptor(self, location: str) -> bytes | None:
+        """The bytes of the repository file at ``location`` when it may be an appliance descriptor
+        (a small XML file; an image never starts with ``<``); None for an image or a download."""
+        if downloads.is_remote(location):
+            return None
+        path = self.repository.resolve(location)
+        if path.stat().st_size > MAX_DESCRIPTOR_BYTES:
+            return None
+        data = path.read_bytes()
+        return data if data.lstrip()[:1] == b"<" else None
+
+    def descriptors(self) -> list[tuple[str, bytes]]:
+        """(location, bytes) of every file at the top of the repository that may be a descriptor
+        (``*.xml``), at most MAX_DESCRIPTORS of them."""
+        found = sorted(self.repository.root.glob("*.xml"))[:MAX_DESCRIPTORS]
+        located = ((self.repository.uri(path), self.descriptor(self.repository.uri(path))) for path in found)
+        return [(location, data) for location, data in located if data is not None]
+
+    def layer_digests(self, location: str) -> tuple[str, ...]:
+        """The sha256 of each layer of the repository image at ``location``, bottom first."""
+        chain = layers.chain(self.repository.root, self.repository.resolve(location))
+        return tuple(checksum(self._store, layer.path) for layer in chain)
 
     def check_save_target(self, domain: str, target: str | None) -> None:
         """Refuse, before any work, a save-as target that is not allowed or already taken."""
@@ -328,8 +391,10 @@ class PoolManager:
         """Where the domain's disks and files go: the state dir, or volumes on an upload node."""
         directory = self._domain_dir(node, domain)
         if self._uploads(node):
-            return volumes.UploadedFiles(self._volumes(driver, take), self._store, domain, directory)
-        return LocalFiles(self._store, self._cache(node, take), directory)
+            return volumes.UploadedFiles(
+                self._volumes(driver, take), self._store, domain, directory, self.repository.root
+            )
+        return LocalFiles(self._store, self._cache(node, take), directory, self.repository.root)
 
     def _volumes(self, driver: Driver, take: Callable[[Path], None] = _defines_nothing) -> volumes.NodeVolumes:
         keep = functools.partial(self._kept, driver.node)

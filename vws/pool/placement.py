@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from vws.config import ConfigError
 from vws.errors import SchedulingFailed
+from vws.matching import Requirements
 from vws.pool.machine import MachineRequest
 
 
@@ -77,6 +78,17 @@ Policy = Callable[[Sequence[NodeLoad]], NodeLoad]
 def demand(machine: MachineRequest) -> Demand:
     """What one workspace of ``machine`` asks of a node."""
     return Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
+
+
+def requirements(machine: MachineRequest) -> Requirements:
+    """What ``machine`` asks of the node it runs on, for matching (``vws.matching``)."""
+    return Requirements(
+        machine.architecture,
+        machine.vmm,
+        machine.memory_mb,
+        machine.vcpus,
+        frozenset(nic.association for nic in machine.nics),
+    )
 
 
 def round_robin(candidates: Sequence[NodeLoad]) -> NodeLoad:

@@ -43,6 +43,33 @@ def virtual_size(path: Path) -> int:
     return path.stat().st_size
 
 
+def backing(path: Path) -> tuple[str, str | None] | None:
+    """The backing file name a qcow2 image names and its format (None when the header gives
+    none); None for an image with no backing file, or one that is not qcow2."""
+    with open(path, "rb") as file:
+        head = file.read(CLUSTER)
+    if head[:4] != MAGIC or len(head) < 72:
+        return None
+    version, offset, length = struct.unpack(">IQI", head[4:20])
+    if not offset or not length:
+        return None
+    name = head[offset : offset + length].decode("utf-8", "surrogateescape")
+    return name, _backing_format(head, version)
+
+
+def _backing_format(head: bytes, version: int) -> str | None:
+    """The backing format header extension, which follows the header (v2: 72 bytes; v3: its length)."""
+    position = 72 if version < 3 else struct.unpack(">I", head[100:104])[0]
+    while position + 8 <= len(head):
+        kind, length = struct.unpack(">II", head[position : position + 8])
+        if kind == EXT_END:
+            return None
+        if kind == EXT_BACKING_FORMAT:
+            return head[position + 8 : position + 8 + length].decode("ascii", "replace")
+        position += 8 + length + (-length % 8)
+    return None
+
+
 def write_overlay(path: Path, backing: Path, backing_format: str, size: int) -> None:
     """Create ``path`` as an empty qcow2 v3 overlay of ``size`` bytes over ``backing``.
 

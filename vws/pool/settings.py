@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vws.config import ConfigError, PoolConfig
+from vws.matching import Vmm, parse_vmm
 from vws.pool import designer, network, placement
 
 
@@ -13,13 +14,18 @@ def network_pools_dir(config: PoolConfig, state_dir: Path) -> Path:
     return config.network_pools_dir or state_dir / "network-pools"
 
 
-def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str]:
-    """The [pool] values read once at start (placement policy, bridges, domain prefix), each checked,
+def check_settings(config: PoolConfig) -> tuple[placement.Policy, dict[str, str], str, tuple[Vmm, ...]]:
+    """The [pool] values read once at start (placement policy, bridges, domain prefix, legacy VMMs), each checked,
     as the other values the pool uses later are: a bad one stops start-up, and ``vws-admin check``
     runs this same function."""
     network.check_mac_prefix(config.mac_prefix)
     designer.wanted_virt_type(config.virt_type)
-    return placement.policy(config.placement), _bridges(config.bridges), designer.domain_prefix(config.domain_prefix)
+    return (
+        placement.policy(config.placement),
+        _bridges(config.bridges),
+        designer.domain_prefix(config.domain_prefix),
+        tuple(parse_vmm(text) for text in config.legacy_vmm),
+    )
 
 
 def _bridges(pairs: Sequence[str]) -> dict[str, str]:

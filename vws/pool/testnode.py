@@ -24,21 +24,33 @@ _RUNSTATE = {"running": "1", "paused": "3", "shutoff": "5"}
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
 
-def node_xml(memory_mb: int, cpus: int) -> str:
-    """A ``<node>`` with ``cpus`` CPUs and ``memory_mb`` of memory and no domains."""
+def node_xml(memory_mb: int, cpus: int, arch: str = "x86_64") -> str:
+    """A ``<node>`` with ``cpus`` CPUs and ``memory_mb`` of memory and no domains.
+
+    Its CPU model is the architecture it stands for (``Driver.architectures``): the test
+    driver's capabilities say i686 whatever the file holds.
+    """
     return (
         "<node>\n"
         f"  <cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>"
-        f"<active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu>\n"
+        f"<active>{cpus}</active><mhz>2000</mhz><model>{arch}</model></cpu>\n"
         f"  <memory>{memory_mb * 1024}</memory>\n"
         "</node>\n"
     )
 
 
-def write_node(path: Path, memory_mb: int, cpus: int) -> str:
+def architecture(uri: str) -> str:
+    """The architecture a test node stands for: its file's CPU model, else x86_64 (test:///default,
+    and files naming no model, whose fictional i686 vws never took for an architecture)."""
+    path = file_of(uri)
+    model = None if path is None else etree.fromstring(path.read_bytes(), _PARSER).findtext("cpu/model")
+    return (model or "").strip() or "x86_64"
+
+
+def write_node(path: Path, memory_mb: int, cpus: int, arch: str = "x86_64") -> str:
     """Write a node file; returns its ``test://`` URI."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(node_xml(memory_mb, cpus))
+    path.write_text(node_xml(memory_mb, cpus, arch))
     return "test://" + str(path.resolve())
 
 

@@ -23,6 +23,7 @@ from vws.workspace.request import (
     KernelRequest,
     MachineRequest,
     NicRequest,
+    Vmm,
 )
 from vws.wsrf.basefaults import base_fault
 from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
@@ -67,6 +68,7 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
         nics=tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic")),
         kernel=_kernel(_find(definition, DEFINITION, "requirements/kernel")),
         architecture=_text(definition, DEFINITION, "requirements/jsdl:CPUArchitecture/jsdl:CPUArchitectureName"),
+        vmm=_vmm(_find(definition, DEFINITION, "requirements/VMM")),
         files=tuple(_file(f) for f in _all(body, TYPES, "optionalParameters", "filewrite")),
         userdata=_userdata(optional),
     )
@@ -191,6 +193,17 @@ def _kernel(kernel: etree._Element | None) -> KernelRequest | None:
         initrd=_text(kernel, DEFINITION, "initrd"),
         parameters=_text(kernel, DEFINITION, "parameters"),
     )
+
+
+def _vmm(vmm: etree._Element | None) -> Vmm | None:
+    """The required hypervisor: a type and the versions any of which will do."""
+    if vmm is None:
+        return None
+    kind = _text(vmm, DEFINITION, "type")
+    if kind is None:
+        raise InvalidMetadata("the VMM requirement names no type")
+    versions = (version.text.strip() for version in vmm.findall(qname(DEFINITION, "version")) if version.text)
+    return Vmm(kind, tuple(version for version in versions if version))
 
 
 def _userdata(optional: etree._Element | None) -> str | None:

@@ -27,6 +27,8 @@ from vws.workspace.states import INITIAL_OPS, State
 
 # (db, caller, request, duration), inside the reservation transaction; raising refuses.
 AdmissionCheck = Callable[[Database, Caller, DeploymentRequest, timedelta], None]
+# Before any transaction; returns the request to create (raising refuses).
+Resolver = Callable[[DeploymentRequest], DeploymentRequest]
 
 
 class Creation:
@@ -46,14 +48,20 @@ class Creation:
         self._records = records
         self._deployment = deployment
         self._admission_checks: list[AdmissionCheck] = []
+        self._resolvers: list[Resolver] = []
 
     def add_admission_check(self, check: AdmissionCheck) -> None:
         """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
         self._admission_checks.append(check)
 
+    def add_resolver(self, resolver: Resolver) -> None:
+        """``resolver`` may refuse or rewrite every request before anything is reserved (appliances)."""
+        self._resolvers.append(resolver)
+
     def create(self, caller: Caller, request: DeploymentRequest) -> list[Workspace]:
         """Place and reserve ``node_number`` workspaces, or none; they are Unpropagated now
         and reach the requested initial state in the background."""
+        request = self._resolved(request)
         duration = check_policy(self._policy, caller, request)
         return self._deployment.deploy(self._snapshots(self._reserve(caller, request, duration)))
 
@@ -69,6 +77,7 @@ class Creation:
         ``prepare(db)`` runs inside the reservation's transaction once every check has passed,
         before the workspaces are written (a new ensemble's own row): a refusal writes nothing.
         """
+        request = self._resolved(request)
         duration = check_policy(self._policy, caller, request)
         return self._snapshots(self._reserve(caller, request, duration, ensemble_key, prepare))
 
@@ -81,6 +90,11 @@ class Creation:
                 [State.UNPROPAGATED.value, *ids],
             )
         return self._deployment.deploy(self._snapshots(ids))
+
+    def _resolved(self, request: DeploymentRequest) -> DeploymentRequest:
+        for resolve in self._resolvers:
+            request = resolve(request)
+        return request
 
     def _snapshots(self, ids: list[int]) -> list[Workspace]:
         return [self._records.snapshot(workspace_id) for workspace_id in ids]
@@ -109,6 +123,7 @@ class Creation:
             # Ensemble members wait, held, until the ensemble is done.
             "work_owed": int(ensemble_key is None and bool(INITIAL_OPS[request.initial_state])),
         }
+        self._pool.describe_nodes()  # reads nodes not yet described over libvirt: never inside the transaction
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)

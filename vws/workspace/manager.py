@@ -22,7 +22,7 @@ from vws.config import PolicyConfig
 from vws.pool.manager import PoolManager
 from vws.store.database import Store
 from vws.workspace.caller import Caller
-from vws.workspace.creation import AdmissionCheck, Creation
+from vws.workspace.creation import AdmissionCheck, Creation, Resolver
 from vws.workspace.deployers import Deployers, Propagation
 from vws.workspace.deployment import Deployment
 from vws.workspace.lifetime import Lifetime
@@ -56,6 +56,11 @@ class WorkspaceManager:
     def add_admission_check(self, check: AdmissionCheck) -> None:
         """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
         self._creation.add_admission_check(check)
+
+    def add_resolver(self, resolver: Resolver) -> None:
+        """``resolver(request)`` runs before every reservation, outside any transaction: it may
+        refuse the request, or return the one to create (an appliance's image for its descriptor)."""
+        self._creation.add_resolver(resolver)
 
     # ---- creation -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from vws.pool.machine import (
     KernelRequest,
     MachineRequest,
     NicRequest,
+    Vmm,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "KernelRequest",
     "MachineRequest",
     "NicRequest",
+    "Vmm",
 ]
 
 
@@ -71,8 +73,10 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         value = fields.pop(key)
         return None if value is None else kind(**value)
 
+    vmm = fields.pop("vmm", None)  # absent from requests stored before appliances were matched
     return MachineRequest(
         root=one(DiskRequest, "root"),
+        vmm=None if vmm is None else Vmm(vmm["type"], tuple(vmm["versions"])),
         kernel=one(KernelRequest, "kernel"),
         partitions=many(DiskRequest, "partitions"),
         blank_disks=many(BlankDiskRequest, "blank_disks"),

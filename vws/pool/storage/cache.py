@@ -42,8 +42,13 @@ class BaseCache(Protocol):
         """``base`` was just used: evicted last."""
         ...
 
-    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
-        """Copy ``source`` in as the base of ``digest``, reporting progress; a failed copy leaves nothing."""
+    def fill(self, source: Path, digest: str, progress: Progress, backing: tuple[str, str] | None = None) -> Path:
+        """Copy ``source`` in as the base of ``digest``, reporting progress; a failed copy leaves nothing.
+        With ``backing`` (the cached base's name below it, its format), the copy is a layer over it."""
+        ...
+
+    def below(self, base: Path) -> str | None:
+        """The name of the cached base that ``base``, a layer, is backed by (None: it is not a layer)."""
         ...
 
     def bases(self) -> list[tuple[Path, int]]:
@@ -53,16 +58,23 @@ class BaseCache(Protocol):
     def delete(self, base: Path) -> None: ...
 
 
-def cached_base(cache: BaseCache, source: Path, digest: str, progress: Progress = ignore) -> Path:
+def cached_base(
+    cache: BaseCache,
+    source: Path,
+    digest: str,
+    progress: Progress = ignore,
+    backing: tuple[str, str] | None = None,
+) -> Path:
     """The cache's base holding ``source`` (sha256 ``digest``), copied in if it has none, after
-    room was made; two defines needing one base copy it once, the second waiting (``acquire``)."""
+    room was made; two defines needing one base copy it once, the second waiting (``acquire``).
+    With ``backing`` it is a layer over that cached base (see ``layers``)."""
     with acquire(base_lock(cache, digest), progress):
         base = cache.present(digest)
         if base is not None:
             cache.touch(base)
         else:
             with room_for(cache, allocated(source), source.stat().st_size, progress):
-                base = cache.fill(source, digest, progress)
+                base = cache.fill(source, digest, progress, backing)
         cache.take(base)
     return base
 
@@ -85,7 +97,8 @@ def room_for(cache: BaseCache, need: int, size: int, progress: Progress) -> Iter
 
 
 def _make_room(cache: BaseCache, need: int, progress: Progress) -> None:
-    bases, keep = cache.bases(), cache.keep()
+    bases = cache.bases()
+    keep = cache.keep() | _named_below(cache, [path for path, _ in bases])
     victims = to_evict(bases, keep, cache.limit_bytes, need)
     if victims is None:
         limit = f"the {_mb(cache.limit_bytes)} MB image cache of {cache.name} ([pool] image_cache_mb)"
@@ -100,6 +113,12 @@ def _make_room(cache: BaseCache, need: int, progress: Progress) -> None:
             if base not in cache.keep():  # a define took it since the list was made: it stays
                 cache.delete(base)
                 log.info("evicted cached image %s from %s", base.name, cache.name)
+
+
+def _named_below(cache: BaseCache, bases: list[Path]) -> set[Path]:
+    """The cached bases that a cached layer above names as its backing file: a chain never breaks."""
+    by_name = {base.name: base for base in bases}
+    return {by_name[name] for base in bases if (name := cache.below(base)) in by_name}
 
 
 def allocated(path: Path) -> int:

@@ -5,7 +5,9 @@ refuses a second); read-only ones are shared."""
 from sqlite_utils import Database
 
 from vws.errors import RequestDenied
+from vws.pool import downloads
 from vws.pool.machine import MachineRequest
+from vws.pool.storage import layers
 from vws.pool.storage.files import blank_name
 from vws.pool.storage.repository import Repository
 from vws.store.rows import select
@@ -17,6 +19,8 @@ def check_request(repository: Repository, machine: MachineRequest) -> None:
     kernel = [machine.kernel.image, machine.kernel.initrd] if machine.kernel else []
     for location in [disk.location for disk in disks] + [location for location in kernel if location]:
         repository.check(location)
+        if not downloads.is_remote(location):  # a download's chain is checked once it is here
+            layers.chain(repository.root, repository.resolve(location))
     for blank in machine.blank_disks:
         blank_name(blank.partition_name)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from vws.errors import BackendError
 from vws.pool import qcow2
 from vws.pool.progress import STEP, Progress, ignore
+from vws.pool.storage import layers
 from vws.pool.storage.cache import allocated, cached_base
 from vws.pool.storage.files import CONSOLE_LOG, ROOT_OVERLAY, blank_name
-from vws.pool.storage.repository import Repository, checksum
+from vws.pool.storage.repository import Repository
 from vws.store.database import Store
 
 
@@ -50,12 +51,14 @@ class NodeCache:
     def touch(self, base: Path) -> None:
         os.utime(base)
 
-    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
+    def fill(self, source: Path, digest: str, progress: Progress, backing: tuple[str, str] | None = None) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         cached = self.directory / digest
         partial = self.directory / f".{digest}.partial.{os.getpid()}"
         try:
             copy_sparse(source, partial, progress)
+            if backing is not None:
+                layers.rebase(partial, backing)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -72,6 +75,10 @@ class NodeCache:
     def delete(self, base: Path) -> None:
         base.unlink(missing_ok=True)
 
+    def below(self, base: Path) -> str | None:
+        named = qcow2.backing(base)
+        return None if named is None else named[0]
+
 
 @dataclass(frozen=True)
 class LocalFiles:
@@ -80,9 +87,10 @@ class LocalFiles:
     store: Store
     cache: NodeCache
     directory: Path
+    repository_root: Path  # a layer's chain stays inside it
 
     def base(self, source: Path, progress: Progress) -> Path:
-        return self.cache.base(source, checksum(self.store, source), progress)
+        return layers.cached(self.cache, self.store, self.repository_root, source, progress)
 
     def overlay(self, base: Path, base_format: str, size: int) -> Path:
         path = self.directory / ROOT_OVERLAY

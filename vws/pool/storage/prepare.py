@@ -8,13 +8,15 @@ file itself, written in place (see ``claims``); blank partitions are sparse raw.
 from dataclasses import dataclass
 from pathlib import Path
 
+from vws.errors import InvalidMetadata
 from vws.pool import qcow2
 from vws.pool.designer import disk_target
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.machine import MachineRequest
 from vws.pool.progress import Progress, ignore
+from vws.pool.storage import layers
 from vws.pool.storage.files import DomainFiles
-from vws.pool.storage.repository import Repository
+from vws.pool.storage.repository import Repository, checksum
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ def prepare(
         return source, DiskSpec(base, disk_target(len(disks)), fmt, readonly=True, shareable=True)
 
     if machine.root is not None:
+        if machine.root.layers:
+            check_layers(repository, machine.root.location, tuple(machine.root.layers))
         source, spec = cached(machine.root.location)
         if machine.root.writable:
             overlay = files.overlay(spec.path, spec.format, qcow2.virtual_size(source))
@@ -63,3 +67,10 @@ def prepare(
         path = files.blank(blank.partition_name, blank.size_mb * 1024 * 1024)
         add(DiskSpec(path, disk_target(len(disks)), "raw"), blank.mount_as)
     return PreparedDisks(tuple(disks), tuple(bases), tuple(mounts))
+
+
+def check_layers(repository: Repository, location: str, signed: tuple[str, ...]) -> None:
+    """Refuse to copy a signed appliance whose layers changed since it was accepted."""
+    chain = layers.chain(repository.root, repository.resolve(location))
+    if tuple(checksum(repository.store, layer.path) for layer in chain) != signed:
+        raise InvalidMetadata(f"the layers of {location} changed since its signed descriptor was checked")

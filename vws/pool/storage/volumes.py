@@ -28,6 +28,7 @@ no agent, no shared filesystem.
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -40,8 +41,9 @@ from vws.config import PoolConfig
 from vws.errors import BackendError, RequestDenied
 from vws.pool.driver import Driver, translated
 from vws.pool.progress import STEP, Progress, ignore
-from vws.pool.storage import cache, files, locks
-from vws.pool.storage.repository import Repository, checksum
+from vws.pool.storage import cache, files, layers, locks
+from vws.pool.storage.local import copy_sparse
+from vws.pool.storage.repository import Repository
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,16 @@ class NodeVolumes:
     def touch(self, base: Path) -> None:
         self._used(base.name)
 
-    def fill(self, source: Path, digest: str, progress: Progress) -> Path:
+    def fill(self, source: Path, digest: str, progress: Progress, backing: tuple[str, str] | None = None) -> Path:
         started = self._clock.monotonic()
-        path = self.upload(digest, source, progress)
+        if backing is None:
+            path = self.upload(digest, source, progress)
+        else:  # a layer: a copy pointing at the volume below is what travels
+            with tempfile.TemporaryDirectory(prefix="vws-layer-") as staging:
+                staged = Path(staging) / digest
+                copy_sparse(source, staged)
+                layers.rebase(staged, backing)
+                path = self.upload(digest, staged, progress)
         self._used(digest)  # complete: usable from now on
         log.info(
             "uploaded %s (%d MB) to %s in %.1f s",
@@ -118,6 +127,14 @@ class NodeVolumes:
             with self._translated("read size of", name):
                 found.append((Path(volume.path()), volume.info()[2]))
         return found
+
+    def below(self, base: Path) -> str | None:
+        volume = self._volume(base.name)
+        if volume is None:
+            return None
+        with self._translated("read backing store of", base.name):
+            found = etree.fromstring(volume.XMLDesc(0).encode()).findtext("backingStore/path")
+        return Path(found).name if found else None
 
     def delete(self, base: Path) -> None:
         self._forget(base.name)
@@ -218,14 +235,15 @@ _IS_CACHED = "select 1 from node_volumes where node = ? and name = ?"
 class UploadedFiles:
     """``files.DomainFiles`` for an upload node: the domain's disks and files as volumes."""
 
-    def __init__(self, volumes: NodeVolumes, store: Store, domain: str, directory: Path) -> None:
+    def __init__(self, volumes: NodeVolumes, store: Store, domain: str, directory: Path, repository_root: Path) -> None:
         self._volumes = volumes
         self._store = store
+        self._root = repository_root  # a layer's chain stays inside it
         self._prefix = f"{domain}."
         self._directory = directory  # local scratch: the context drive is built here
 
     def base(self, source: Path, progress: Progress) -> Path:
-        return self._volumes.cached(source, checksum(self._store, source), progress)
+        return layers.cached(self._volumes, self._store, self._root, source, progress)
 
     def overlay(self, base: Path, base_format: str, size: int) -> Path:
         return self._volumes.create(self._name(files.ROOT_OVERLAY), size, "qcow2", (base, base_format))

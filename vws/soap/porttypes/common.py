@@ -24,6 +24,7 @@ GROUP_SERVICE = "WorkspaceGroupService"
 ENSEMBLE_SERVICE = "WorkspaceEnsembleService"
 STATUS_SERVICE = "WorkspaceStatusService"
 SUBSCRIPTION_SERVICE = "SubscriptionManagerService"
+CATALOG_SERVICE = "ApplianceCatalogService"  # vws's own: the appliances a user may deploy
 
 DocumentSource = Callable[[Call], properties.PropertyDocument]
 

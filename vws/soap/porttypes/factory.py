@@ -5,15 +5,18 @@ from datetime import timedelta
 
 from lxml import etree
 
+from vws.matching import PoolOffer, Vmm, jsdl_name
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
+from vws.soap.porttypes.catalog import appliance_elements
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
 from vws.soap.porttypes.ensemble import membership
+from vws.workspace.appliances import Entry
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
 from vws.wsrf import properties
-from vws.xmlns import DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
+from vws.xmlns import APPLIANCES, DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
 
 
 class FactoryPortType:
@@ -27,6 +30,8 @@ class FactoryPortType:
         policy_maximum: timedelta,
         associations: Callable[[], list[str]],
         ensembles: Ensembles,
+        offer: Callable[[], PoolOffer],
+        catalogue: Callable[[], list[Entry]],
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -34,6 +39,8 @@ class FactoryPortType:
         self._maximum = policy_maximum
         self._associations = associations
         self._ensembles = ensembles
+        self._offer = offer
+        self._catalogue = catalogue
 
     def operations(self) -> Sequence[Operation]:
         return [
@@ -82,18 +89,60 @@ class FactoryPortType:
                 qname(TYPES, "MaximumRunningTime"): lambda: [
                     _text(qname(TYPES, "MaximumRunningTime"), codec.format_duration(self._maximum))
                 ],
-                qname(JSDL, "CPUArchitectureName"): lambda: [_text(qname(JSDL, "CPUArchitectureName"), "x86_64")],
-                qname(DEFINITION, "VMM"): list,  # declared by the schema, not published: no Xen or VMware here
+                qname(JSDL, "CPUArchitectureName"): self._architecture_property,
                 qname(TYPES, "Associations"): self._association_property,
             },
             {"types": TYPES, "jsdl": JSDL, "def": DEFINITION},
+            # Read by name only: the document stays as stock clients' beans read it (one
+            # architecture, a VMM typed Xen or VMware), while a pool may offer several kinds;
+            # app:appliance is each appliance of the catalogue (ApplianceCatalogService).
+            {
+                qname(DEFINITION, "VMM"): self._vmm_property,
+                qname(APPLIANCES, "offer"): self._offer_property,
+                qname(APPLIANCES, "appliance"): lambda: appliance_elements(self._catalogue()),
+            },
         )
+
+    def _architecture_property(self) -> list[etree._Element]:
+        """The native architecture of the most nodes, in JSDL's words (the schema allows one)."""
+        kinds = sorted(self._offer().kinds, key=lambda kind: (-kind.nodes, kind.architectures))
+        return [_text(qname(JSDL, "CPUArchitectureName"), jsdl_name(kinds[0].architectures[0]))] if kinds else []
+
+    def _vmm_property(self) -> list[etree._Element]:
+        vmms = dict.fromkeys(vmm for kind in self._offer().kinds for vmm in kind.vmms)
+        return [_vmm(qname(DEFINITION, "VMM"), DEFINITION, vmm) for vmm in vmms]
+
+    def _offer_property(self) -> list[etree._Element]:
+        """The VMM requirements every node answers to, then each kind of node: its architectures,
+        hypervisors, the largest memory and CPUs one workspace gets there, the networks it
+        reaches and how many such nodes there are."""
+        offer = etree.Element(qname(APPLIANCES, "offer"), nsmap={"app": APPLIANCES})
+        pool = self._offer()
+        offer.extend(_vmm(qname(APPLIANCES, "legacyVmm"), APPLIANCES, vmm) for vmm in pool.legacy)
+        for kind in pool.kinds:
+            element = etree.SubElement(offer, qname(APPLIANCES, "kind"), nodes=str(kind.nodes))
+            for arch in kind.architectures:
+                etree.SubElement(element, qname(APPLIANCES, "architecture")).text = arch
+            element.extend(_vmm(qname(APPLIANCES, "vmm"), APPLIANCES, vmm) for vmm in kind.vmms)
+            etree.SubElement(element, qname(APPLIANCES, "memoryMB")).text = str(kind.memory_mb)
+            etree.SubElement(element, qname(APPLIANCES, "cpus")).text = str(kind.cpus)
+            for network in sorted(kind.networks):
+                etree.SubElement(element, qname(APPLIANCES, "association")).text = network
+        return [offer]
 
     def _association_property(self) -> list[etree._Element]:
         associations = etree.Element(qname(TYPES, "Associations"), nsmap={"types": TYPES})
         for name in self._associations():
             etree.SubElement(associations, qname(TYPES, "association")).text = name
         return [associations]
+
+
+def _vmm(tag: str, namespace: str, vmm: Vmm) -> etree._Element:
+    element = etree.Element(tag)
+    etree.SubElement(element, qname(namespace, "type")).text = vmm.type
+    for version in vmm.versions:
+        etree.SubElement(element, qname(namespace, "version")).text = version
+    return element
 
 
 def _text(tag: str, text: str) -> etree._Element:
