@@ -66,6 +66,8 @@ class Operations:
                 committed = self._records.commit(workspace_id, step.via, work_owed=True, request=request)
                 self._deployers.submit(self.finish, workspace_id, step)
                 return committed
+            if step.actions:  # a restart that finds it set knows this was cut off (see recovery)
+                self._records.begin(workspace_id, op)
             try:
                 for action in step.actions:
                     self._perform(action, workspace)

@@ -23,7 +23,7 @@ from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
 from vws.workspace.request import DeploymentRequest
-from vws.workspace.states import State
+from vws.workspace.states import Op, State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
 __all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
@@ -50,6 +50,7 @@ class Workspace:
     group_key: str | None
     ensemble_key: str | None
     work_owed: bool  # background work is owed to it: its bring-up, or an unpropagation
+    operation: Op | None  # driving its domain now (or when the service was cut off)
 
     @property
     def duration(self) -> timedelta:
@@ -125,6 +126,7 @@ class Records:
         """
         now = self._clock.now()
         changes: dict[str, object] = {
+            "operation": None,
             "state": state.value,
             "fault": fault,
             "fault_at": timestamp(now) if fault else None,
@@ -149,6 +151,18 @@ class Records:
             elif release:
                 self._pool.release_leases(db, workspace_id)
         return self.notify([workspace_id])[0]
+
+    def begin(self, workspace_id: int, op: Op) -> None:
+        """Record that ``op`` now drives the workspace's domain, until the commit of its outcome."""
+        self._set_operation(workspace_id, op)
+
+    def abandon(self, workspace_id: int) -> None:
+        """Forget an operation cut off before it changed anything: the committed state stands."""
+        self._set_operation(workspace_id, None)
+
+    def _set_operation(self, workspace_id: int, op: Op | None) -> None:
+        with self._store.transaction() as db:
+            rows.update(db, "workspaces", workspace_id, {"operation": op.value if op else None})
 
     def notify(self, ids: list[int]) -> list[Workspace]:
         """Tell every listener the workspaces' committed state; returns their snapshots."""
@@ -206,6 +220,7 @@ class Records:
             group_key=row["group_key"],
             ensemble_key=row["ensemble_key"],
             work_owed=bool(row["work_owed"]),
+            operation=Op(row["operation"]) if row["operation"] else None,
         )
 
 
