@@ -26,9 +26,11 @@ from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op, State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
-__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
+__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
 
 log = logging.getLogger(__name__)
+# One INFO line per state change, on a logger of its own so an admin can route it.
+states_log = logging.getLogger("vws.states")
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,15 @@ class Records:
         release: bool = False,
         work_owed: bool | None = None,
         request: DeploymentRequest | None = None,
+        reason: str = "-",
     ) -> Workspace:
         """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
 
         ``work_owed`` says whether background work on it is still owed (None: unchanged); none
         is owed to a workspace that is Corrupted or gone. ``request`` replaces the stored
-        request (a shutdown-save's new target), in the same transaction.
+        request (a shutdown-save's new target), in the same transaction. ``reason`` (what
+        made the change: an operation, a recovery) goes in the state-change log line; a
+        ``fault`` is its reason when there is one.
         """
         now = self._clock.now()
         changes: dict[str, object] = {
@@ -144,12 +149,14 @@ class Records:
         if request is not None:
             changes["request"] = request.to_json()
         with self._store.transaction() as db:
+            (before,) = db.execute("select state from workspaces where id = ?", [workspace_id]).fetchone()
             rows.update(db, "workspaces", workspace_id, changes)
             record_event(db, workspace_id, now, state, fault)
             if gone:
                 self._pool.forget(db, workspace_id)
             elif release:
                 self._pool.release_leases(db, workspace_id)
+        log_change(workspace_id, before, state, fault or reason)
         return self.notify([workspace_id])[0]
 
     def begin(self, workspace_id: int, op: Op) -> None:
@@ -222,6 +229,18 @@ class Records:
             work_owed=bool(row["work_owed"]),
             operation=Op(row["operation"]) if row["operation"] else None,
         )
+
+
+def log_change(workspace_id: int, before: str, after: State, reason: str) -> None:
+    """The state change's line (``before`` is "new" for a workspace just created); its fields ride on the record."""
+    states_log.info(
+        'workspace=%s from=%s to=%s reason="%s"',
+        workspace_id,
+        before,
+        after.value,
+        reason,
+        extra={"workspace_id": workspace_id, "from_state": before, "to_state": after.value, "reason": reason},
+    )
 
 
 def record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:

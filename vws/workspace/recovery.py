@@ -76,7 +76,7 @@ class Recovery:
         cut_off = f"workspace {workspace.id}: its {op.value} was cut off"
         with self._records.locked(workspace.id):
             if self._pool.domain_state(workspace.node, workspace.domain) == expected_domain(step.target):
-                self._records.commit(workspace.id, step.target, started=op is Op.START)
+                self._records.commit(workspace.id, step.target, started=op is Op.START, reason=f"recovery: {op.value}")
                 return f"{cut_off} after libvirt did it; now {step.target.value}"
             self._records.abandon(workspace.id)
         return f"{cut_off}; still {workspace.state.value}"
@@ -92,4 +92,4 @@ class Recovery:
                 self._records.commit(workspace.id, State.CORRUPTED, fault=fault)
                 return
             if workspace.state is not State.UNPROPAGATED:
-                self._records.commit(workspace.id, State.UNPROPAGATED)
+                self._records.commit(workspace.id, State.UNPROPAGATED, reason="recovery: deployment cut off")
