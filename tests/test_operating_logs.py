@@ -58,12 +58,13 @@ def test_a_failed_libvirt_action_is_a_warning_naming_what_failed(service, gt4, c
     caplog.set_level(logging.INFO, logger="vws.libvirt")
     (epr,) = created_eprs(gt4.create())
     key = epr.key(qname(WORKSPACE, "WorkspaceKey"))
-    service.pool.remove("node1", f"wrksp-{key}")  # behind the service's back
-    with pytest.raises(BackendError, match="shut down"):
-        service.pool.shutdown("node1", f"wrksp-{key}")
+    with pytest.raises(BackendError, match="resume"):
+        service.pool.resume("node1", f"wrksp-{key}")  # it runs: libvirt refuses
     (failed,) = [record for record in caplog.records if record.levelno == logging.WARNING]
-    assert failed.getMessage().startswith(f'node=node1 domain=wrksp-{key} action="shut down" outcome=failed ms=')
-    assert "error=" in failed.getMessage()
+    assert failed.getMessage().startswith(f'node=node1 domain=wrksp-{key} action="resume" outcome=failed ms=')
+    assert f'error="node1: resume wrksp-{key} failed: ' in failed.getMessage()
+    gt4.destroy(epr)
+    assert 'action="destroy" outcome=ok' in messages(caplog, "vws.libvirt")[-2]
 
 
 def write_config(tmp_path: Path, logging_section: str) -> Path:

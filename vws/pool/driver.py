@@ -11,7 +11,8 @@ The same class serves ``test:///path/node.xml`` (unit tests, the embedded defaul
   ``on_event(node, domain, event)`` with plain strings, so this module never imports
   the layers above it.
 - Every action that changes a domain is one line on the logger ``vws.libvirt`` (node,
-  domain, action, outcome, duration): INFO when it worked, WARNING when it failed.
+  domain, action, outcome, duration): INFO when it worked or found no such domain
+  (outcome=missing), WARNING when it failed.
 - ``shutdown`` asks the guest to power off, waits at most ``wait`` seconds (woken by the
   STOPPED event, polling as a fallback), then destroys it: a caller never blocks longer.
 """
@@ -104,6 +105,9 @@ def logged(node: str, action: str, name: str, clock: Clock) -> Iterator[None]:
     try:
         with translated(node, action, name):
             yield
+    except DomainMissing:  # often what the caller wanted (a remove of what is gone): it decides
+        outcome = "missing"
+        raise
     except BackendError as exc:
         outcome, level, error = "failed", logging.WARNING, f' error="{exc.description}"'
         raise

@@ -26,7 +26,7 @@ from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op, State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
-__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
+__all__ = ["Failure", "Listener", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
 
 log = logging.getLogger(__name__)
 # One INFO line per state change, on a logger of its own so an admin can route it.
@@ -65,6 +65,17 @@ class Workspace:
 
 
 Listener = Callable[[Workspace], None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A workspace marked Corrupted: when, why, and whether it still lives."""
+
+    workspace_id: int
+    owner: str
+    at: datetime
+    reason: str
+    live: bool
 
 
 class Records:
@@ -201,6 +212,18 @@ class Records:
         """How many workspaces' locks are held or waited for now (bookkeeping a churn must give back)."""
         with self._locks_guard:
             return len(self._locks)
+
+    def failures(self, limit: int) -> list[Failure]:
+        """The ``limit`` latest workspaces marked Corrupted, the newest first, destroyed ones included."""
+        with self._store.reading() as db:
+            found = db.execute(
+                "select e.workspace_id, w.owner, e.at, e.detail, w.destroyed_at is null from workspace_events e"
+                " join workspaces w on w.id = e.workspace_id where e.state = ? order by e.id desc limit ?",
+                [State.CORRUPTED.value, limit],
+            ).fetchall()
+        return [
+            Failure(id_, owner, parse_timestamp(at), detail or "", bool(live)) for id_, owner, at, detail, live in found
+        ]
 
     def census(self) -> dict[str, int]:
         """How many live workspaces are in each state (every state but destroyed, zero included)."""
