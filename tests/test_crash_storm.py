@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +138,9 @@ class Run:
                 text=True,
             )
         line = self.process.stdout.readline()
-        assert line.startswith("vws-service listening on http://"), (line, self.log.read_text())
+        if not line.startswith("vws-service listening on http://"):
+            self.kill()
+            pytest.fail(f"vws-service did not start: {line!r}\n{self.log.read_text()}")
         self.base = line.rsplit(" ", 1)[-1].strip()
 
     def kill(self) -> None:
@@ -153,25 +156,40 @@ class Run:
 
 
 @pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    """The storm's service processes: none outlives the test, whatever it found."""
+    started: list[Run] = []
+    yield started
+    for run in started:
+        if run.process.poll() is None:
+            run.kill()
+
+
+@pytest.fixture
 def seed() -> int:
     chosen = int(os.environ.get("VWS_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     print(f"crash storm seed: VWS_CRASH_SEED={chosen}")  # shown by pytest when the test fails
     return chosen
 
 
-def test_sigkill_storms_lose_nothing_confirmed_leak_nothing_and_corrupt_nothing(tmp_path, seed):
+def test_sigkill_storms_lose_nothing_confirmed_leak_nothing_and_corrupt_nothing(tmp_path, seed, runs):
     rng = random.Random(seed)
     state_dir = tmp_path / "state"
     clients = [StormClient(number, random.Random(rng.random())) for number in range(CLIENTS)]
+
+    def start(number: int) -> Run:
+        runs.append(Run(state_dir, number))
+        return runs[-1]
+
     for round_number in range(ROUNDS):
-        run = Run(state_dir, round_number)
+        run = start(round_number)
         check_after_restart(run, clients, state_dir, f"seed {seed}, round {round_number}")
         storm(run, clients, kill_after=rng.randrange(0, 30))
-    run = Run(state_dir, ROUNDS)
+    run = start(ROUNDS)
     check_after_restart(run, clients, state_dir, f"seed {seed}, after the last kill")
     destroy_everything(run, clients, state_dir)
     run.stop()
-    run = Run(state_dir, ROUNDS + 1)  # the node is rebuilt from what the pool recorded: nothing
+    run = start(ROUNDS + 1)  # the node is rebuilt from what the pool recorded: nothing
     assert held(state_dir) == {"live workspaces": set()}, f"seed {seed}"
     assert not run.unclaimed_domains()
     run.stop()

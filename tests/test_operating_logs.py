@@ -86,7 +86,9 @@ def serve(tmp_path: Path, config: Path) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     line = process.stdout.readline()
-    assert line.startswith("vws-service listening on http://"), line
+    if not line.startswith("vws-service listening on http://"):
+        process.kill()
+        pytest.fail(f"vws-service did not start: {line!r}")
     return process, line.rsplit(" ", 1)[-1].strip()
 
 
