@@ -68,7 +68,9 @@ class Operations:
                 )
                 self._deployers.submit(self.finish, workspace_id, step)
                 return committed
-            if step.actions:  # a restart that finds it set knows this was cut off (see recovery)
+            # A restart that finds it set knows this was cut off (see recovery); a bring-up's
+            # steps need no record: recovery starts a cut-off bring-up again from its reservation.
+            if step.actions and not workspace.work_owed:
                 self._records.begin(workspace_id, op)
             try:
                 for action in step.actions:
