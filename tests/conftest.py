@@ -13,7 +13,7 @@ import requests
 from lxml import etree
 
 import clients.listener
-from tests import gt4wire, qnames
+from tests import browser, gt4wire, qnames
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client
 from vws.clock import ManualClock
@@ -90,3 +90,9 @@ def gt4(service):
     client = Gt4Client(service.base_url, settle=settler(service))
     yield client
     client.close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Where this session's browser screenshots are (tests/browser.py)."""
+    for path in browser.WRITTEN:
+        terminalreporter.write_line(f"screenshot: {path}")

@@ -57,6 +57,25 @@ def test_an_unpropagation_cut_off_is_started_again(vws, running):
     assert not vws.manager.get(ALICE, running.id).work_owed
 
 
+def test_a_shutdown_cut_off_after_libvirt_did_it_counts_as_done_not_corrupted(vws, running):
+    vws.pool.shutdown(running.node, running.domain)  # killed after the domain stopped, before the commit
+    vws.leave_as_killed(running.id, operation=Op.SHUTDOWN.value)
+    findings = vws.restart()
+    assert findings == [f"workspace {running.id}: its shutdown was cut off after libvirt did it; now propagated"]
+    after = vws.manager.get(ALICE, running.id)
+    assert (after.state, after.operation, vws.domain_state(after)) == (State.PROPAGATED, None, "shutoff")
+
+
+def test_a_start_cut_off_before_libvirt_did_it_leaves_the_workspace_as_it_was(vws, running):
+    vws.manager.shutdown(ALICE, running.id)
+    vws.leave_as_killed(running.id, operation=Op.START.value)  # killed before the domain was started
+    findings = vws.restart()
+    assert findings == [f"workspace {running.id}: its start was cut off; still propagated"]
+    after = vws.manager.get(ALICE, running.id)
+    assert (after.state, after.operation, vws.domain_state(after)) == (State.PROPAGATED, None, "shutoff")
+    assert vws.manager.start(ALICE, running.id).state is State.RUNNING
+
+
 def test_reconciliation_corrupts_a_workspace_whose_domain_vanished_unreported(tmp_path, clock):
     with layer(tmp_path, clock, domain_events=False) as vws:
         (created,) = vws.manager.create(ALICE, request())

@@ -19,6 +19,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from logging.handlers import SysLogHandler
 from pathlib import Path
 
 from vws.errors import VwsError
@@ -204,6 +205,41 @@ class AccountingConfig:
     charge_granularity_minutes: int = 1
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_DESTINATIONS = ("stderr", "file", "syslog")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where the service's log goes (vws/log_output.py). INFO adds one line per SOAP request
+    (vws.requests), per state change (vws.states) and per libvirt action (vws.libvirt)."""
+
+    level: str = "WARNING"  # DEBUG, INFO, WARNING, ERROR; vws-service --log-level overrides it
+    destination: str = "stderr"  # stderr, file or syslog
+    file: Path | None = None  # with destination = file; reopened when logrotate moves it
+    syslog_address: str = "/dev/log"  # with destination = syslog: a socket path, or host:port (UDP)
+    syslog_facility: str = "daemon"
+
+    def __post_init__(self) -> None:
+        if self.level.upper() not in _LEVELS:
+            raise ConfigError(f"[logging] level must be one of {', '.join(_LEVELS)}", ("logging", "level"))
+        if self.destination not in _DESTINATIONS:
+            raise ConfigError(
+                f"[logging] destination must be one of {', '.join(_DESTINATIONS)}", ("logging", "destination")
+            )
+        if self.destination == "file" and self.file is None:
+            raise ConfigError("[logging] destination = file needs file = <path>", ("logging", "file"))
+        if not (self.syslog_address.startswith("/") or re.fullmatch(r".+:[0-9]{1,5}", self.syslog_address)):
+            raise ConfigError(
+                "[logging] syslog_address must be a socket path or host:port", ("logging", "syslog_address")
+            )
+        if self.syslog_facility not in SysLogHandler.facility_names:
+            raise ConfigError(
+                f"[logging] syslog_facility {self.syslog_facility!r} is not a syslog facility",
+                ("logging", "syslog_facility"),
+            )
+
+
 @dataclass(frozen=True)
 class AppliancesConfig:
     # Deploy only appliances named by a descriptor that a trusted producer signed.
@@ -222,6 +258,7 @@ class Config:
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     appliances: AppliancesConfig = field(default_factory=AppliancesConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     # (section, key) -> where its value was read: "path:line" or "$VWS_SECTION_KEY".
     origins: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 

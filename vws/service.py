@@ -39,11 +39,14 @@ from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
 from vws.soap.replay import StoredReplayCache
 from vws.soap.server import HttpServer, Limits
+from vws.soap.status_links import StatusLinks, link_key
+from vws.soap.status_page import StatusSources, status_page
 from vws.soap.transport import GsiTransport, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router, WsgiApp, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
 from vws.workspace.appliances import Appliances
+from vws.workspace.caller import SERVICE
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
@@ -185,10 +188,21 @@ class Service:
 
     def _pages(self) -> dict[str, WsgiApp]:
         """The plain GET pages for operators beside the SOAP services."""
-        pages: dict[str, WsgiApp] = {"/health": health_page(self.store.problem)}
+        pages: dict[str, WsgiApp] = {"/health": health_page(self.store.problem), "/status": self._status_page()}
         if self.config.service.metrics_open:
             pages["/metrics"] = self.metrics.page
         return pages
+
+    def _status_page(self) -> WsgiApp:
+        admins = frozenset(self.config.security.admin_dns)
+        links = StatusLinks(link_key(self.config.service.state_dir), self.clock, admins)
+        sources = StatusSources(
+            workspaces=lambda: self.manager.workspaces(SERVICE),
+            nodes=self.pool.loads,
+            leases=self.pool.lease_counts,
+            failures=self.manager.failures,
+        )
+        return status_page(sources, links, admins, self.clock)
 
     def stop(self) -> None:
         if self._server is not None:

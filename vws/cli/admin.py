@@ -8,14 +8,16 @@ vws-admin --state-dir /var/lib/vws nodes update NAME [--memory MB] [--cpus N] [-
 vws-admin --state-dir /var/lib/vws nodes remove NAME
 vws-admin --state-dir /var/lib/vws usage [--user DN] [--since T] [--until T] [--csv]
 vws-admin --config /etc/vws/vws.conf check [--insecure]
+vws-admin --config /etc/vws/vws.conf status-url [--dn DN] [--minutes 15] [--url https://vws.example.org:8443]
 
 Changes to nodes take effect at once in a running service: placement reads the table.
 """
 
 import argparse
 import csv
+import socket
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from vws import check as checkup
@@ -26,6 +28,8 @@ from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
 from vws.security import ca, gridmap
 from vws.security.ca import DevCA
+from vws.soap.status_links import StatusLinks, link_key
+from vws.soap.wsgi import SERVICES_PATH
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting, UsageLine
 from vws.wsrf.lifetime import parse_datetime
@@ -121,6 +125,33 @@ def check(args: argparse.Namespace, settings: configuration.Config) -> int:
     return 0
 
 
+def status_url(args: argparse.Namespace, settings: configuration.Config) -> int:
+    """Print a link to the status page, signed for an admin DN and valid for a few minutes."""
+    admins = settings.security.admin_dns
+    dn = args.dn or (admins[0] if len(admins) == 1 else None)
+    if dn is None:
+        print("vws-admin status-url: name the admin with --dn (one of [security] admin_dns)", file=sys.stderr)
+        return 2
+    links = StatusLinks(link_key(settings.service.state_dir), SystemClock(), frozenset(admins))
+    try:
+        query = links.mint(dn, timedelta(minutes=args.minutes))
+    except ValueError as refused:
+        print(f"vws-admin status-url: {refused}", file=sys.stderr)
+        return 2
+    print(f"{(args.url or _service_root(settings)).rstrip('/')}/status?{query}")
+    return 0
+
+
+def _service_root(settings: configuration.Config) -> str:
+    """Where the service answers, as clients reach it: base_url without its services path, else listen."""
+    if settings.service.base_url:
+        return settings.service.base_url.split(SERVICES_PATH)[0]
+    host, _, port = settings.service.listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]"):
+        host = socket.getfqdn()
+    return f"{'https' if settings.security.tls else 'http'}://{host}:{port}"
+
+
 def _write_csv(header: tuple, rows: list[tuple]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(header)
@@ -191,6 +222,11 @@ def parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("check", help="validate the configuration: every problem, one a line")
     inspect.add_argument("--insecure", action="store_true", help="check it as vws-service --insecure runs it")
     inspect.set_defaults(run=check)
+    link = commands.add_parser("status-url", help="a short-lived signed link to the status page, for a browser")
+    link.add_argument("--dn", help="the admin it is for (default: the only one in [security] admin_dns)")
+    link.add_argument("--minutes", type=int, default=15, help="how long it works (at most 60; default 15)")
+    link.add_argument("--url", help="the service's address as your browser reaches it (default: from the config)")
+    link.set_defaults(run=status_url)
     return top
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from vws import config as configuration
 from vws import state_dir as private
+from vws.cli import log_output
+from vws.config import LoggingConfig
 from vws.errors import VwsError
 from vws.service import Service
 
@@ -22,19 +24,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--insecure", action="store_true", default=None, help="accept anonymous, unsigned messages (tests, demos)"
     )
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides [logging] level (INFO: a line per request, state change and libvirt action)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_output.configure(LoggingConfig(), args.log_level)  # until the configuration says otherwise
     private.keep_private()
     config = None
     try:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
+        log_output.configure(config.logging, args.log_level)
         return _serve(Service(config), config)
     except VwsError as exc:
         print(f"vws-service: {config.locate(exc) if config else exc}", file=sys.stderr)

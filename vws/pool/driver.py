@@ -10,11 +10,15 @@ The same class serves ``test:///path/node.xml`` (unit tests, the embedded defaul
   implementation registered before any connection opens) and are handed upward as
   ``on_event(node, domain, event)`` with plain strings, so this module never imports
   the layers above it.
+- Every action that changes a domain is one line on the logger ``vws.libvirt`` (node,
+  domain, action, outcome, duration): INFO when it worked or found no such domain
+  (outcome=missing), WARNING when it failed.
 - ``shutdown`` asks the guest to power off, waits at most ``wait`` seconds (woken by the
   STOPPED event, polling as a fallback), then destroys it: a caller never blocks longer.
 """
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -29,6 +33,7 @@ from vws.pool import testnode
 from vws.pool.domain_xml import VWS_NS, owner_of
 
 log = logging.getLogger(__name__)
+actions_log = logging.getLogger("vws.libvirt")
 
 EventCallback = Callable[[str, str, str], None]
 
@@ -91,6 +96,36 @@ def translated(node: str, action: str, name: str | None = None) -> Iterator[None
         message = f"{node}: {action}{subject} failed: {exc.get_error_message() or exc}"
         kind = DomainMissing if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else BackendError
         raise kind(message, cause=str(exc)) from None
+
+
+@contextmanager
+def logged(node: str, action: str, name: str, clock: Clock) -> Iterator[None]:
+    """``translated``, and the action's log line; its fields ride on the record for a structured handler."""
+    started = clock.monotonic()
+    outcome, level, error = "ok", logging.INFO, ""
+    try:
+        with translated(node, action, name):
+            yield
+    except DomainMissing:  # often what the caller wanted (a remove of what is gone): it decides
+        outcome = "missing"
+        raise
+    except BackendError as exc:
+        outcome, level, error = "failed", logging.WARNING, f' error="{exc.description}"'
+        raise
+    finally:
+        ms = (clock.monotonic() - started) * 1000
+        fields = {"node": node, "domain": name, "action": action, "outcome": outcome, "ms": ms}
+        actions_log.log(
+            level,
+            'node=%s domain=%s action="%s" outcome=%s ms=%.1f%s',
+            node,
+            name,
+            action,
+            outcome,
+            ms,
+            error,
+            extra={"libvirt_action": fields},
+        )
 
 
 _loop_guard = threading.Lock()
@@ -163,16 +198,17 @@ class Driver:
     # ---- domains ----------------------------------------------------------------------
 
     def define(self, xml: str) -> None:
-        with self._translated("define domain"):
+        named = re.search(r"<name>\s*([^<]+?)\s*</name>", xml)  # the domain's own name comes first
+        with self._logged("define", named.group(1) if named else "-"):
             self._conn.defineXML(xml)
 
     def start(self, name: str) -> None:
-        with self._translated("start", name):
+        with self._logged("start", name):
             self._lookup(name).create()
 
     def shutdown(self, name: str, wait: float) -> None:
         """Ask the guest to power off; destroy it if it is still up after ``wait`` seconds."""
-        with self._translated("shut down", name):
+        with self._logged("shut down", name):
             domain = self._lookup(name)
             if not domain.isActive():
                 return
@@ -185,25 +221,25 @@ class Driver:
 
     def destroy(self, name: str) -> None:
         """Power off at once; a domain that is already off is left as it is."""
-        with self._translated("destroy", name):
+        with self._logged("destroy", name):
             domain = self._lookup(name)
             if domain.isActive():
                 domain.destroy()
 
     def suspend(self, name: str) -> None:
-        with self._translated("suspend", name):
+        with self._logged("suspend", name):
             self._lookup(name).suspend()
 
     def resume(self, name: str) -> None:
-        with self._translated("resume", name):
+        with self._logged("resume", name):
             self._lookup(name).resume()
 
     def reboot(self, name: str) -> None:
-        with self._translated("reboot", name):
+        with self._logged("reboot", name):
             self._lookup(name).reboot(0)
 
     def undefine(self, name: str) -> None:
-        with self._translated("undefine", name):
+        with self._logged("undefine", name):
             self._lookup(name).undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
 
     def state(self, name: str) -> str:
@@ -317,6 +353,9 @@ class Driver:
 
     def _translated(self, action: str, name: str | None = None) -> AbstractContextManager[None]:
         return translated(self.node, action, name)
+
+    def _logged(self, action: str, name: str) -> AbstractContextManager[None]:
+        return logged(self.node, action, name, self._clock)
 
     def _lookup(self, name: str) -> libvirt.virDomain:
         return self._conn.lookupByName(name)

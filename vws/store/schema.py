@@ -269,3 +269,13 @@ def m015_work_owed_and_pool_placements(db: Database) -> None:
         "insert into pool_placements select id, node, memory_mb, vcpus, released_at is null from workspaces"
         " where destroyed_at is null and node is not null"
     )
+
+
+@MIGRATIONS()
+def m017_operation_in_flight_and_failures(db: Database) -> None:
+    # The operation driving a workspace's domain now (start, shutdown, ...): set before the
+    # hypervisor is called, cleared by the commit of its outcome. A restart that finds one set
+    # knows the operation was cut off, and takes libvirt's word on whether it happened.
+    table(db, "workspaces").add_column("operation", str)
+    # The status page's recent failures: the latest Corrupted events without a scan of all events.
+    table(db, "workspace_events").create_index(["state"])

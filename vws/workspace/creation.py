@@ -21,7 +21,7 @@ from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
 from vws.workspace.deployment import Deployment
-from vws.workspace.records import Records, Workspace, record_event
+from vws.workspace.records import Records, Workspace, log_change, record_event
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import INITIAL_OPS, State
 
@@ -141,6 +141,8 @@ class Creation:
                     db, "workspaces", placement.workspace_id, {"node": placement.node, "domain": placement.domain}
                 )
                 record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}")
+        for placement in placements:
+            log_change(placement.workspace_id, "new", State.UNPROPAGATED, f"create: placed on {placement.node}")
         self._records.notify(ids)
         return ids
 

@@ -60,6 +60,7 @@ class Lifetime:
 
     def _expire(self, workspace_id: int) -> None:
         workspace = self._records.snapshot(workspace_id)
+        log.info("workspace %s: its lease ended at %s; ending it", workspace_id, timestamp(workspace.termination_time))
         try:
             if workspace.state in (State.RUNNING, State.PAUSED) and not workspace.request.trash_at_shutdown:
                 self._operations.apply(workspace_id, Op.SHUTDOWN)

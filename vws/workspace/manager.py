@@ -28,7 +28,7 @@ from vws.workspace.deployment import Deployment
 from vws.workspace.lifetime import Lifetime
 from vws.workspace.operations import Operations
 from vws.workspace.reconciliation import Reconciliation
-from vws.workspace.records import Listener, Records, Workspace
+from vws.workspace.records import Failure, Listener, Records, Workspace
 from vws.workspace.recovery import Recovery
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op
@@ -100,6 +100,10 @@ class WorkspaceManager:
     def census(self) -> dict[str, int]:
         """Live workspaces by state."""
         return self._records.census()
+
+    def failures(self, limit: int = 20) -> list[Failure]:
+        """The latest workspaces marked Corrupted, the newest first (for an administrator)."""
+        return self._records.failures(limit)
 
     def propagation(self, workspace_id: int) -> Propagation | None:
         """How far the copy of the workspace's image has got, while one runs."""

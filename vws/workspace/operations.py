@@ -63,9 +63,15 @@ class Operations:
                 assert workspace.domain
                 request = replace(workspace.request, save_target=save_target or workspace.request.save_target)
                 self._pool.check_save_target(workspace.domain, request.save_target)
-                committed = self._records.commit(workspace_id, step.via, work_owed=True, request=request)
+                committed = self._records.commit(
+                    workspace_id, step.via, work_owed=True, request=request, reason=op.value
+                )
                 self._deployers.submit(self.finish, workspace_id, step)
                 return committed
+            # A restart that finds it set knows this was cut off (see recovery); a bring-up's
+            # steps need no record: recovery starts a cut-off bring-up again from its reservation.
+            if step.actions and not workspace.work_owed:
+                self._records.begin(workspace_id, op)
             try:
                 for action in step.actions:
                     self._perform(action, workspace)
@@ -73,7 +79,9 @@ class Operations:
                 if failure_corrupts:
                     self._records.commit(workspace_id, State.CORRUPTED, fault=exc.description)
                 raise
-            return self._records.commit(workspace_id, step.target, started=op is Op.START, work_owed=work_owed)
+            return self._records.commit(
+                workspace_id, step.target, started=op is Op.START, work_owed=work_owed, reason=op.value
+            )
 
     def finish(self, workspace_id: int, step: Transition) -> None:
         """The background half of a transition that waits in ``step.via``; a destroy may come first."""
@@ -90,7 +98,7 @@ class Operations:
                 reason = exc.description if isinstance(exc, VwsError) else f"internal error: {type(exc).__name__}"
                 self._records.commit(workspace_id, State.CORRUPTED, fault=reason)
                 return
-            self._records.commit(workspace_id, step.target, work_owed=False)
+            self._records.commit(workspace_id, step.target, work_owed=False, reason=step.op.value)
 
     def quietly(self, workspace_id: int, op: Op) -> None:
         """Apply ``op`` for the service itself: a failure is logged, and tried again later."""
@@ -107,12 +115,12 @@ class Operations:
             return self._remove(workspace)
 
     def _remove(self, workspace: Workspace) -> Workspace:
-        self._records.commit(workspace.id, State.CANCELLED)
+        self._records.commit(workspace.id, State.CANCELLED, reason=Op.DESTROY.value)
         if workspace.node and workspace.domain:
             # If this fails the workspace stays Cancelled and keeps its leases, so an
             # address is never handed out while a domain may still be using it.
             self._pool.remove(workspace.node, workspace.domain)
-        return self._records.commit(workspace.id, State.DESTROYED, gone=True)
+        return self._records.commit(workspace.id, State.DESTROYED, gone=True, reason=Op.DESTROY.value)
 
     def _perform(self, action: Action, workspace: Workspace) -> None:
         node, domain = workspace.node, workspace.domain

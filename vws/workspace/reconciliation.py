@@ -98,9 +98,14 @@ class Reconciliation:
                 self._records.commit(workspace_id, State.CORRUPTED, fault=f"domain {domain} {event} unexpectedly")
 
 
+def expected_domain(state: State) -> str | None:
+    """What libvirt should report for the domain of a workspace settled in ``state`` (None: no one thing)."""
+    return _EXPECTED_DOMAIN.get(state)
+
+
 def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -> str | None:
     """Why libvirt disagrees with a settled workspace, or None when it agrees."""
-    expected = _EXPECTED_DOMAIN.get(workspace.state)
+    expected = expected_domain(workspace.state)
     found = actual.get((workspace.node or "", workspace.domain or ""), "missing")
     # An unreachable node says nothing about its domains: the pool marks the node
     # unavailable, and its workspaces keep their state until it answers again.

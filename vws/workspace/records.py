@@ -23,12 +23,14 @@ from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
 from vws.workspace.request import DeploymentRequest
-from vws.workspace.states import State
+from vws.workspace.states import Op, State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
-__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
+__all__ = ["Failure", "Listener", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
 
 log = logging.getLogger(__name__)
+# One INFO line per state change, on a logger of its own so an admin can route it.
+states_log = logging.getLogger("vws.states")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Workspace:
     group_key: str | None
     ensemble_key: str | None
     work_owed: bool  # background work is owed to it: its bring-up, or an unpropagation
+    operation: Op | None  # driving its domain now (or when the service was cut off)
 
     @property
     def duration(self) -> timedelta:
@@ -62,6 +65,17 @@ class Workspace:
 
 
 Listener = Callable[[Workspace], None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A workspace marked Corrupted: when, why, and whether it still lives."""
+
+    workspace_id: int
+    owner: str
+    at: datetime
+    reason: str
+    live: bool
 
 
 class Records:
@@ -116,15 +130,19 @@ class Records:
         release: bool = False,
         work_owed: bool | None = None,
         request: DeploymentRequest | None = None,
+        reason: str = "-",
     ) -> Workspace:
         """Record the new state; ``gone`` or ``release`` give back node share, addresses and disks.
 
         ``work_owed`` says whether background work on it is still owed (None: unchanged); none
         is owed to a workspace that is Corrupted or gone. ``request`` replaces the stored
-        request (a shutdown-save's new target), in the same transaction.
+        request (a shutdown-save's new target), in the same transaction. ``reason`` (what
+        made the change: an operation, a recovery) goes in the state-change log line; a
+        ``fault`` is its reason when there is one.
         """
         now = self._clock.now()
         changes: dict[str, object] = {
+            "operation": None,
             "state": state.value,
             "fault": fault,
             "fault_at": timestamp(now) if fault else None,
@@ -142,13 +160,27 @@ class Records:
         if request is not None:
             changes["request"] = request.to_json()
         with self._store.transaction() as db:
+            (before,) = db.execute("select state from workspaces where id = ?", [workspace_id]).fetchone()
             rows.update(db, "workspaces", workspace_id, changes)
             record_event(db, workspace_id, now, state, fault)
             if gone:
                 self._pool.forget(db, workspace_id)
             elif release:
                 self._pool.release_leases(db, workspace_id)
+        log_change(workspace_id, before, state, fault or reason)
         return self.notify([workspace_id])[0]
+
+    def begin(self, workspace_id: int, op: Op) -> None:
+        """Record that ``op`` now drives the workspace's domain, until the commit of its outcome."""
+        self._set_operation(workspace_id, op)
+
+    def abandon(self, workspace_id: int) -> None:
+        """Forget an operation cut off before it changed anything: the committed state stands."""
+        self._set_operation(workspace_id, None)
+
+    def _set_operation(self, workspace_id: int, op: Op | None) -> None:
+        with self._store.transaction() as db:
+            rows.update(db, "workspaces", workspace_id, {"operation": op.value if op else None})
 
     def notify(self, ids: list[int]) -> list[Workspace]:
         """Tell every listener the workspaces' committed state; returns their snapshots."""
@@ -181,6 +213,18 @@ class Records:
         with self._locks_guard:
             return len(self._locks)
 
+    def failures(self, limit: int) -> list[Failure]:
+        """The ``limit`` latest workspaces marked Corrupted, the newest first, destroyed ones included."""
+        with self._store.reading() as db:
+            found = db.execute(
+                "select e.workspace_id, w.owner, e.at, e.detail, w.destroyed_at is null from workspace_events e"
+                " join workspaces w on w.id = e.workspace_id where e.state = ? order by e.id desc limit ?",
+                [State.CORRUPTED.value, limit],
+            ).fetchall()
+        return [
+            Failure(id_, owner, parse_timestamp(at), detail or "", bool(live)) for id_, owner, at, detail, live in found
+        ]
+
     def census(self) -> dict[str, int]:
         """How many live workspaces are in each state (every state but destroyed, zero included)."""
         counts = dict.fromkeys((state.value for state in State if not state.gone), 0)
@@ -206,7 +250,20 @@ class Records:
             group_key=row["group_key"],
             ensemble_key=row["ensemble_key"],
             work_owed=bool(row["work_owed"]),
+            operation=Op(row["operation"]) if row["operation"] else None,
         )
+
+
+def log_change(workspace_id: int, before: str, after: State, reason: str) -> None:
+    """The state change's line (``before`` is "new" for a workspace just created); its fields ride on the record."""
+    states_log.info(
+        'workspace=%s from=%s to=%s reason="%s"',
+        workspace_id,
+        before,
+        after.value,
+        reason,
+        extra={"workspace_id": workspace_id, "from_state": before, "to_state": after.value, "reason": reason},
+    )
 
 
 def record_event(db: Database, workspace_id: int, at: datetime, state: State, detail: str | None) -> None:
