@@ -76,3 +76,13 @@ def test_charge_granularity_is_a_resource_property(tmp_path, clock):
         reply = caller.get_property(status, qname(STATUS, "chargeGranularity"))
         assert reply.findtext(qname(STATUS, "chargeGranularity")) == "15"
         caller.close()
+
+
+def test_an_answer_lists_at_most_the_configured_number_the_oldest_first(tmp_path, clock):
+    with serve(tmp_path / "state", clock, policy={"max_listed_workspaces": 2}) as service:
+        alice = client(service, ALICE)
+        eprs = created_eprs(create(alice, create_request(node_number=3)))
+        assert list(current(alice)) == [epr.key(KEY) for epr in eprs[:2]]
+        alice.destroy(eprs[0])
+        assert list(current(alice)) == [epr.key(KEY) for epr in eprs[1:]]
+        alice.close()

@@ -89,12 +89,13 @@ class Records:
             raise UnknownResource(f"no workspace with key {workspace_id}")
         return workspace
 
-    def workspaces(self, caller: Caller) -> list[Workspace]:
-        """The caller's live workspaces (an admin sees every one)."""
+    def workspaces(self, caller: Caller, limit: int | None = None) -> list[Workspace]:
+        """The caller's live workspaces (an admin sees every one), the oldest first; at most ``limit``."""
         where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
+        parameters: list[object] = [] if caller.admin else [caller.identity]
         with self._store.reading() as db:
             found = rows.select(
-                db, f"select * from workspaces where {where} order by id", [] if caller.admin else [caller.identity]
+                db, f"select * from workspaces where {where} order by id limit ?", [*parameters, limit or -1]
             )
             return [self._from_row(db, row) for row in found]
 
