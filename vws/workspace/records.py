@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlite_utils import Database
 
@@ -26,7 +27,7 @@ from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
-__all__ = ["Listener", "NetworkLease", "Records", "Workspace", "record_event"]
+__all__ = ["Listener", "Location", "NetworkLease", "Records", "Workspace", "record_event"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ class Workspace:
 Listener = Callable[[Workspace], None]
 
 
+class Location(NamedTuple):
+    """Where a live workspace runs and in which state: all reconciliation compares."""
+
+    id: int
+    state: State
+    node: str | None
+    domain: str | None
+
+
 class Records:
     """Reads snapshots, commits state changes, tells the listeners, and hands out the locks."""
 
@@ -98,6 +108,12 @@ class Records:
                 db, f"select * from workspaces where {where} order by id limit ?", [*parameters, limit or -1]
             )
             return [self._from_row(db, row) for row in found]
+
+    def locations(self) -> list[Location]:
+        """Every live workspace's state, node and domain, read without building its snapshot."""
+        with self._store.reading() as db:
+            found = db.execute("select id, state, node, domain from workspaces where destroyed_at is null order by id")
+            return [Location(key, State(state), node, domain) for key, state, node, domain in found]
 
     def unfinished(self) -> list[Workspace]:
         """Live workspaces whose work a crash may have cut off: being destroyed or unpropagated,
