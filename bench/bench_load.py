@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +74,12 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_clients(url: str, count: int, seconds: float, options: list[str], at: float | None = None, pid: int = 0):
     """``count`` client processes started, all set up, then let go at once; the Run, and the RSS of
     ``pid`` ``at`` seconds in (when given)."""
@@ -86,7 +91,6 @@ def run_clients(url: str, count: int, seconds: float, options: list[str], at: fl
         assert client.stdout.readline().strip() == "ready", "a load client failed to start"
     sampled: list[float] = []
     sampler = None if at is None else threading.Timer(at, lambda: sampled.append(rss_mib(pid)))
-    started = time.perf_counter()
     for client in clients:
         client.stdin.write("go\n")
         client.stdin.flush()
@@ -94,9 +98,10 @@ def run_clients(url: str, count: int, seconds: float, options: list[str], at: fl
         sampler.start()
     run = Run(seconds)
     for client in clients:
-        run.add(json.loads(client.stdout.readline()))
+        result = json.loads(client.stdout.readline())
+        run.add(result)
+        run.seconds = max(run.seconds, result["elapsed"])  # its last exchange may end after the deadline
         client.wait()
-    run.seconds = time.perf_counter() - started  # the last round may end after the deadline
     if sampler is not None:
         sampler.join()
     return run, sampled[0] if sampled else None
@@ -161,13 +166,15 @@ def one_mode(root: Path, signed: bool, args: argparse.Namespace) -> None:
     report(f"bare HTTP floor (GetResourceProperty, {FLOOR_SECONDS:.0f} s)", floor_run)
     service, url = start_service(config)
     try:
+        cpu = cpu_seconds(service.pid)
         run, early = run_clients(url, args.clients, args.seconds, options, at=RSS_AT, pid=service.pid)
-        late = rss_mib(service.pid)
+        late, cpu = rss_mib(service.pid), cpu_seconds(service.pid) - cpu
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait()
     report(f"mixed load ({args.seconds:.0f} s)", run)
     print(f"    throughput / floor {run.rate / floor_run.rate:.2f}x; / {BEFORE}/s before {run.rate / BEFORE:.2f}x")
+    print(f"    service CPU {cpu / run.requests * 1e3:.2f} ms per request ({cpu / run.seconds:.0%} of one core)")
     print(f"    service RSS {early:.0f} MiB at {RSS_AT:.0f} s, {late:.0f} MiB at the end ({late / early - 1:+.1%})")
 
 

@@ -95,7 +95,8 @@ def main() -> None:
     etree.fromstring(b"<warm/>")
     print("ready", flush=True)
     sys.stdin.readline()
-    until = time.perf_counter() + args.seconds
+    started = time.perf_counter()
+    until = started + args.seconds
     while time.perf_counter() < until:
         try:
             floor_trip(client, tally, floor_epr) if args.floor else round_trip(client, tally)
@@ -104,8 +105,10 @@ def main() -> None:
             print(f"reset: {reset!r}", file=sys.stderr)
             client.close()
             client = connect()
+    elapsed = time.perf_counter() - started  # to the end of its last exchange
     client.close()
-    print(json.dumps({"latencies": tally.latencies, "errors": tally.errors, "resets": tally.resets}), flush=True)
+    result = {"latencies": tally.latencies, "errors": tally.errors, "resets": tally.resets, "elapsed": elapsed}
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
