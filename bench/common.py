@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lxml import etree  # noqa: E402
 
 from vws.config import Config, ServiceConfig  # noqa: E402
+from vws.pool import testnode  # noqa: E402
 from vws.service import Service, service_limits  # noqa: E402
 from vws.soap.server import HttpServer  # noqa: E402
 
@@ -33,6 +34,19 @@ def running_service(pool: dict[str, object] | None = None, **policy: object):
             yield service
         finally:
             service.stop()
+
+
+def big_pool(root: Path, addresses: int) -> dict[str, Path]:
+    """[pool] settings for load and scale runs: one test-driver node that never runs out of CPUs or
+    memory, and a network pool ``public`` (the samples' NICs ask for it) of ``addresses`` addresses."""
+    pools = root / "network-pools"
+    pools.mkdir(parents=True)
+    lines = (f"h{n:05d} 10.{n // 65536}.{n // 256 % 256}.{n % 256} none none none" for n in range(1, addresses + 1))
+    (pools / "public").write_text("none\n" + "\n".join(lines) + "\n")
+    memory_mb, cpus = 1 << 26, 1 << 14
+    uri = testnode.write_node(root / "big-node.xml", memory_mb, cpus)
+    (root / "nodes.conf").write_text(f"[big]\nuri = {uri}\nmemory = {memory_mb}\ncpus = {cpus}\n")
+    return {"nodes_file": root / "nodes.conf", "network_pools_dir": pools}
 
 
 def timed(

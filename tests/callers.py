@@ -25,12 +25,13 @@ BOB = "/O=Grid/OU=Example/CN=Bob"
 
 
 class HeaderGate(OpenGate):
-    """Test double: the caller is whoever the X-Test-Identity header says."""
+    """Test double: the caller is whoever the X-Test-Identity header says, an admin when X-Test-Admin is yes."""
 
     def admit(self, envelope: etree._Element, environ: Mapping[str, object]) -> Admission:
         admission = super().admit(envelope, environ)
         identity = environ.get("HTTP_X_TEST_IDENTITY")
-        return admission if not identity else Admission(Caller(str(identity)), admission.body, admission.headers)
+        caller = Caller(str(identity), admin=environ.get("HTTP_X_TEST_ADMIN") == "yes")
+        return admission if not identity else Admission(caller, admission.body, admission.headers)
 
 
 @contextmanager
@@ -47,5 +48,6 @@ def serve(state_dir: Path, clock: Clock, **sections: Mapping[str, object]) -> It
         service.stop()
 
 
-def client(service: Service, identity: str) -> Gt4Client:
-    return Gt4Client(service.base_url, headers={IDENTITY_HEADER: identity}, settle=settler(service))
+def client(service: Service, identity: str, admin: bool = False) -> Gt4Client:
+    headers = {IDENTITY_HEADER: identity, **({"X-Test-Admin": "yes"} if admin else {})}
+    return Gt4Client(service.base_url, headers=headers, settle=settler(service))

@@ -109,6 +109,18 @@ def test_sync_adds_updates_and_drops_only_free_entries(tmp_path):
     assert mac_b not in {row[3] for row in rows.values()}
 
 
+def test_a_sync_of_unchanged_pool_files_writes_nothing(tmp_path):
+    store, pool = open_pool(tmp_path / "state")
+    reserve(store, pool, WITH_NIC)
+    pools = network.read_pools(tmp_path / "state" / "network-pools")
+    written = []
+    with store.transaction() as db:
+        db.conn.set_trace_callback(lambda sql: written.append(sql) if not sql.lstrip().startswith("select") else None)
+        network.sync(db, pools, "A2:AA:BB")
+        db.conn.set_trace_callback(None)
+    assert [sql for sql in written if "leases" in sql] == []
+
+
 def test_ip_exhaustion_names_the_pool(tmp_path):
     store, pool = open_pool(tmp_path / "state")
     with store.transaction() as db:

@@ -76,3 +76,25 @@ def test_charge_granularity_is_a_resource_property(tmp_path, clock):
         reply = caller.get_property(status, qname(STATUS, "chargeGranularity"))
         assert reply.findtext(qname(STATUS, "chargeGranularity")) == "15"
         caller.close()
+
+
+def test_an_answer_lists_at_most_the_configured_number_the_oldest_first(tmp_path, clock):
+    with serve(tmp_path / "state", clock, policy={"max_listed_workspaces": 2}) as service:
+        alice = client(service, ALICE)
+        eprs = created_eprs(create(alice, create_request(node_number=3)))
+        assert list(current(alice)) == [epr.key(KEY) for epr in eprs[:2]]
+        alice.destroy(eprs[0])
+        assert list(current(alice)) == [epr.key(KEY) for epr in eprs[1:]]
+        alice.close()
+
+
+def test_an_admin_sees_every_live_workspace_within_the_same_bound(tmp_path, clock):
+    with serve(tmp_path / "state", clock, policy={"max_listed_workspaces": 3}) as service:
+        alice, bob = client(service, ALICE), client(service, BOB)
+        admin = client(service, "/O=Grid/OU=Example/CN=Operator", admin=True)
+        eprs = created_eprs(create(alice, create_request(node_number=2))) + created_eprs(create(bob, create_request()))
+        assert list(current(admin)) == [epr.key(KEY) for epr in eprs]
+        create(bob, create_request())
+        assert list(current(admin)) == [epr.key(KEY) for epr in eprs]  # the oldest three
+        for caller in (alice, bob, admin):
+            caller.close()

@@ -111,10 +111,15 @@ class PolicyConfig:
     # The largest group (NodeNumber) anyone may ask for, whatever the quotas say: placing
     # a group holds the store for about a millisecond per member.
     max_group_size: int = 256
+    # queryCurrentWorkspaces lists at most this many workspaces, the oldest first (0: all), so
+    # one answer's memory is bounded; GT4 had no limit, and no user holding fewer sees a change.
+    max_listed_workspaces: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_group_size < 1:
             raise ConfigError("[policy] max_group_size must be at least 1")
+        if self.max_listed_workspaces < 0:
+            raise ConfigError("[policy] max_listed_workspaces must be 0 (no limit) or more")
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class Service:
             SubscriptionPortType(self.subscriptions, self.clock),
             GroupPortType(self.groups),
             EnsemblePortType(self.ensembles, endpoints),
-            StatusPortType(self.manager, self.accounting, endpoints),
+            StatusPortType(self.manager, self.accounting, endpoints, policy.max_listed_workspaces),
             CatalogPortType(self.appliances.catalogue),
         ]
         return Router(

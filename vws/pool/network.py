@@ -197,29 +197,41 @@ def sync(db: Database, pools: Sequence[NetworkPool], mac_prefix: str, rng: rando
 
 
 def _sync_pool(db: Database, pool: NetworkPool, prefix: str, rng: random.Random) -> None:
-    stored = {row["ip"]: row for row in db["leases"].rows_where("pool = ?", [pool.name])}
+    """Write the entries that are new or changed: a restart with the same files writes nothing."""
+    stored = {row["ip"]: row for row in select(db, "select * from leases where pool = ?", [pool.name])}
     for seq, entry in enumerate(pool.entries):
         row = stored.get(entry.ip)
         if row is not None and row["workspace_id"] is not None:
-            db["leases"].update((pool.name, entry.ip), {"seq": seq})  # assigned: only its order
+            if row["seq"] != seq:  # assigned: only its order
+                db.execute("update leases set seq = ? where pool = ? and ip = ?", [seq, pool.name, entry.ip])
             continue
         mac = entry.mac or (row["mac"] if row else None) or _new_mac(db, prefix, rng)
+        wanted = {
+            "pool": pool.name,
+            "ip": entry.ip,
+            "hostname": entry.hostname,
+            "gateway": entry.gateway,
+            "broadcast": entry.broadcast,
+            "netmask": entry.netmask,
+            "dns": pool.dns,
+            "mac": mac,
+            "seq": seq,
+        }
+        if row is not None and all(row[column] == value for column, value in wanted.items()):
+            continue
         _check_mac_free(db, mac, pool.name, entry)
-        db["leases"].upsert(
-            {
-                "pool": pool.name,
-                "ip": entry.ip,
-                "hostname": entry.hostname,
-                "gateway": entry.gateway,
-                "broadcast": entry.broadcast,
-                "netmask": entry.netmask,
-                "dns": pool.dns,
-                "mac": mac,
-                "seq": seq,
-            },
-            pk=("pool", "ip"),
-        )
+        db.execute(_UPSERT, list(wanted.values()))
     _drop_free(db, pool.name, keep={entry.ip for entry in pool.entries})
+
+
+# A pool entry written over its row, if any, whose lease columns stay as they are.
+_UPSERT = """
+    insert into leases (pool, ip, hostname, gateway, broadcast, netmask, dns, mac, seq)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    on conflict (pool, ip) do update set hostname = excluded.hostname, gateway = excluded.gateway,
+        broadcast = excluded.broadcast, netmask = excluded.netmask, dns = excluded.dns, mac = excluded.mac,
+        seq = excluded.seq
+"""
 
 
 def _drop_free(db: Database, pool: str, keep: set[str]) -> None:

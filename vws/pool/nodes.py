@@ -2,8 +2,9 @@
 
 Library functions for the service and for ``vws-admin nodes add|remove|update|list``:
 each takes a sqlite-utils Database (inside the caller's transaction) and returns data
-or raises a typed error. Memory and CPUs *in use* are never counted: ``usage`` derives
-them from the pool's own ``pool_placements`` rows, so there is no second counter to drift.
+or raises a typed error. Memory and CPUs *in use* are never counted here: ``usage`` reads
+them from ``node_holdings``, which SQLite triggers keep equal to the sums of the pool's own
+``pool_placements`` rows in the statement that changes them, so they cannot drift.
 
 Nodes file (``PoolConfig.nodes_file``, sample in ``etc/nodes.conf``): INI, one section per
 node, keys ``uri``, ``memory`` (MB vws may give out), ``cpus``, ``networks`` (network pool
@@ -177,10 +178,9 @@ def remove_node(db: Database, name: str) -> Node:
 
 
 # Memory and CPUs held per node: by the live workspaces placed there, except those whose
-# failed deployment gave their share back. The one definition placement and admin share.
-HELD_PER_NODE = """
-    select node, sum(memory_mb) as memory_mb, sum(vcpus) as vcpus from pool_placements where held group by node
-"""
+# failed deployment gave their share back (schema m016: the held pool_placements, summed by
+# triggers). The one definition placement and admin share: one row per node, however many live.
+HELD_PER_NODE = "select node, memory_mb, vcpus from node_holdings where memory_mb or vcpus"
 
 
 def usage(db: Database) -> dict[str, Usage]:

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from lxml import etree
-from spyne import AnyXml, Application, Fault, ServiceBase, rpc
+from spyne import AnyXml, Application, Fault, ServiceBase, const, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
@@ -34,6 +34,11 @@ for _name in ("spyne.application", "spyne.server._base"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 # Each port type is its own Application under one dispatch namespace, by design.
 logging.getLogger("spyne.util.appreg").setLevel(logging.ERROR)
+# spyne ends a request with a full gc.collect() once a second (for the files of its own
+# file transports, which vws does not use): one pass over every object of the process,
+# holding the GIL, so it grew with the live workspaces (0.5 s at 10,000) and stalled every
+# request. Python's own collector runs as allocation calls for it.
+const.MIN_GC_INTERVAL = float("inf")
 
 _SPYNE_TNS = "urn:vws:dispatch"
 # One INFO line per SOAP request, on a logger of its own so an admin can route it.

@@ -272,6 +272,41 @@ def m015_work_owed_and_pool_placements(db: Database) -> None:
 
 
 @MIGRATIONS()
+def m016_node_holdings_and_live_workspaces(db: Database) -> None:
+    # What each node holds (memory and CPUs of its held placements), kept by triggers in the very
+    # statement that changes pool_placements, so it cannot drift from them: placing a workspace
+    # reads one row per node instead of summing every live placement (linear in live workspaces).
+    table(db, "node_holdings").create(
+        {"node": str, "memory_mb": int, "vcpus": int}, pk="node", not_null={"memory_mb", "vcpus"}
+    )
+    hold = (
+        "insert into node_holdings (node, memory_mb, vcpus) values (new.node, new.memory_mb, new.vcpus)"
+        " on conflict (node) do update set memory_mb = memory_mb + excluded.memory_mb, vcpus = vcpus + excluded.vcpus;"
+    )
+    give_back = (
+        "update node_holdings set memory_mb = memory_mb - old.memory_mb, vcpus = vcpus - old.vcpus"
+        " where node = old.node;"
+    )
+    for name, event, condition, action in (
+        ("hold", "insert", "new.held", hold),
+        ("give_back", "delete", "old.held", give_back),
+        ("held_off", "update", "old.held", give_back),  # an update gives back the old share...
+        ("held_on", "update", "new.held", hold),  # ...and holds the new one
+    ):
+        db.execute(
+            f"create trigger pool_placements_{name} after {event} on pool_placements when {condition}"
+            f" begin {action} end"
+        )
+    db.execute(
+        "insert into node_holdings select node, sum(memory_mb), sum(vcpus) from pool_placements"
+        " where held group by node"
+    )
+    # The live workspaces in key order (the status service, recovery, reconciliation, the census)
+    # without walking the rows of every workspace ever destroyed.
+    db.execute("create index workspaces_live on workspaces (id) where destroyed_at is null")
+
+
+@MIGRATIONS()
 def m017_operation_in_flight_and_failures(db: Database) -> None:
     # The operation driving a workspace's domain now (start, shutdown, ...): set before the
     # hypervisor is called, cleared by the commit of its outcome. A restart that finds one set

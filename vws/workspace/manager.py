@@ -89,9 +89,9 @@ class WorkspaceManager:
         """The workspace, if it lives and the caller owns it (or is an admin)."""
         return self._records.get(caller, workspace_id)
 
-    def workspaces(self, caller: Caller) -> list[Workspace]:
-        """The caller's live workspaces (an admin sees every one)."""
-        return self._records.workspaces(caller)
+    def workspaces(self, caller: Caller, limit: int | None = None) -> list[Workspace]:
+        """The caller's live workspaces (an admin sees every one), the oldest first; at most ``limit``."""
+        return self._records.workspaces(caller, limit)
 
     def bookkeeping(self) -> dict[str, int]:
         """What the layer keeps in memory per workspace in progress; all zero once nothing is."""

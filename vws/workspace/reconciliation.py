@@ -13,8 +13,7 @@ from vws.errors import VwsError
 from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
-from vws.workspace.caller import SERVICE
-from vws.workspace.records import Records, Workspace
+from vws.workspace.records import Location, Records, Workspace
 from vws.workspace.states import State
 
 log = logging.getLogger(__name__)
@@ -39,14 +38,14 @@ class Reconciliation:
         (its domain already changed, its state not yet committed) is not mistaken for a failure.
         """
         actual = self._pool.domain_states()
-        workspaces = self._records.workspaces(SERVICE)
+        locations = self._records.locations()
         findings = [
             finding
-            for workspace in workspaces
-            if _domain_mismatch(workspace, actual)
-            for finding in self._confirm_mismatch(workspace.id)
+            for location in locations
+            if _domain_mismatch(location, actual)
+            for finding in self._confirm_mismatch(location.id)
         ]
-        claimed = {(workspace.node, workspace.domain) for workspace in workspaces}
+        claimed = {(location.node, location.domain) for location in locations}
         findings += [self._unclaimed(node, domain) for node, domain in actual if (node, domain) not in claimed]
         for finding in findings:
             log.warning("reconciliation: %s", finding)
@@ -103,7 +102,7 @@ def expected_domain(state: State) -> str | None:
     return _EXPECTED_DOMAIN.get(state)
 
 
-def _domain_mismatch(workspace: Workspace, actual: dict[tuple[str, str], str]) -> str | None:
+def _domain_mismatch(workspace: Workspace | Location, actual: dict[tuple[str, str], str]) -> str | None:
     """Why libvirt disagrees with a settled workspace, or None when it agrees."""
     expected = expected_domain(workspace.state)
     found = actual.get((workspace.node or "", workspace.domain or ""), "missing")

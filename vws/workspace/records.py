@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlite_utils import Database
 
@@ -26,7 +27,7 @@ from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op, State
 
 # NetworkLease is the pool's: a snapshot's leases are named here for the front ends.
-__all__ = ["Failure", "Listener", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
+__all__ = ["Failure", "Listener", "Location", "NetworkLease", "Records", "Workspace", "log_change", "record_event"]
 
 log = logging.getLogger(__name__)
 # One INFO line per state change, on a logger of its own so an admin can route it.
@@ -78,6 +79,15 @@ class Failure:
     live: bool
 
 
+class Location(NamedTuple):
+    """Where a live workspace runs and in which state: all reconciliation compares."""
+
+    id: int
+    state: State
+    node: str | None
+    domain: str | None
+
+
 class Records:
     """Reads snapshots, commits state changes, tells the listeners, and hands out the locks."""
 
@@ -103,13 +113,28 @@ class Records:
             raise UnknownResource(f"no workspace with key {workspace_id}")
         return workspace
 
-    def workspaces(self, caller: Caller) -> list[Workspace]:
-        """The caller's live workspaces (an admin sees every one)."""
+    def workspaces(self, caller: Caller, limit: int | None = None) -> list[Workspace]:
+        """The caller's live workspaces (an admin sees every one), the oldest first; at most ``limit``."""
         where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
+        parameters: list[object] = [] if caller.admin else [caller.identity]
         with self._store.reading() as db:
             found = rows.select(
-                db, f"select * from workspaces where {where} order by id", [] if caller.admin else [caller.identity]
+                db, f"select * from workspaces where {where} order by id limit ?", [*parameters, limit or -1]
             )
+            return [self._from_row(db, row) for row in found]
+
+    def locations(self) -> list[Location]:
+        """Every live workspace's state, node and domain, read without building its snapshot."""
+        with self._store.reading() as db:
+            found = db.execute("select id, state, node, domain from workspaces where destroyed_at is null order by id")
+            return [Location(key, State(state), node, domain) for key, state, node, domain in found]
+
+    def unfinished(self) -> list[Workspace]:
+        """Live workspaces whose work a crash may have cut off: being destroyed or unpropagated,
+        or owed background work. Found without reading every live workspace."""
+        query = "select * from workspaces where destroyed_at is null and (work_owed or state in (?, ?)) order by id"
+        with self._store.reading() as db:
+            found = rows.select(db, query, [State.CANCELLED.value, State.UNPROPAGATING.value])
             return [self._from_row(db, row) for row in found]
 
     def snapshot(self, workspace_id: int) -> Workspace:

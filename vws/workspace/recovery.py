@@ -13,7 +13,6 @@ import logging
 
 from vws.errors import VwsError
 from vws.pool.manager import PoolManager
-from vws.workspace.caller import SERVICE
 from vws.workspace.deployers import Deployers
 from vws.workspace.deployment import Deployment
 from vws.workspace.operations import Operations
@@ -45,7 +44,7 @@ class Recovery:
         """Take up every workspace's cut-off work, reconcile, then redeploy; returns what was found."""
         findings = []
         owed: dict[str, list[int]] = {}  # the deployments to start again, by request or ensemble
-        for workspace in self._records.workspaces(SERVICE):
+        for workspace in self._records.unfinished():
             if workspace.state is State.CANCELLED:
                 findings.append(f"workspace {workspace.id}: its destroy was cut off; finished")
                 self._operations.quietly(workspace.id, Op.DESTROY)

@@ -1,11 +1,14 @@
 """The WorkspaceStatusService port type: what the caller has, and what it has used.
 
 ``queryCurrentWorkspaces`` lists only the caller's own workspaces (all of them for
-an administrator); ``queryUsedAndReservedTime`` gives the minutes its ended
+an administrator), the oldest first and at most ``limit`` of them: one answer's memory
+is bounded however many workspaces live (GT4 had no limit; its answer holds about
+1.3 KB per workspace). ``queryUsedAndReservedTime`` gives the minutes its ended
 workspaces used and its live ones hold, as durations; the one resource property
 is the charge granularity in minutes.
 """
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -20,14 +23,18 @@ from vws.workspace.records import Workspace
 from vws.wsrf import properties
 from vws.xmlns import STATUS, qname
 
+log = logging.getLogger(__name__)
+
 
 class StatusPortType:
     service = STATUS_SERVICE
 
-    def __init__(self, manager: WorkspaceManager, accounting: Accounting, endpoints: Endpoints) -> None:
+    def __init__(self, manager: WorkspaceManager, accounting: Accounting, endpoints: Endpoints, limit: int = 0) -> None:
+        """``limit``: the most workspaces one queryCurrentWorkspaces lists; 0 for all."""
         self._manager = manager
         self._accounting = accounting
         self._endpoints = endpoints
+        self._limit = limit
 
     def operations(self) -> Sequence[Operation]:
         port = "WorkspaceStatusPortType"
@@ -47,7 +54,14 @@ class StatusPortType:
 
     def current(self, call: Call) -> etree._Element:
         response = etree.Element(qname(STATUS, "currentWorkspaces"), nsmap={"status": STATUS, **codec.NSMAP})
-        response.extend(self._one(workspace) for workspace in self._manager.workspaces(call.caller))
+        found = self._manager.workspaces(call.caller, self._limit + 1 if self._limit else None)
+        if self._limit and len(found) > self._limit:
+            log.warning(
+                "queryCurrentWorkspaces for %s lists the oldest %d of more: [policy] max_listed_workspaces",
+                call.caller.identity,
+                self._limit,
+            )
+        response.extend(self._one(workspace) for workspace in found[: self._limit or None])
         return response
 
     def used(self, call: Call) -> etree._Element:
