@@ -131,8 +131,11 @@ class Records:
 
     def unfinished(self) -> list[Workspace]:
         """Live workspaces whose work a crash may have cut off: being destroyed or unpropagated,
-        or owed background work. Found without reading every live workspace."""
-        query = "select * from workspaces where destroyed_at is null and (work_owed or state in (?, ?)) order by id"
+        owed background work, or an operation under way. Found without reading every live workspace."""
+        query = (
+            "select * from workspaces where destroyed_at is null"
+            " and (work_owed or operation is not null or state in (?, ?)) order by id"
+        )
         with self._store.reading() as db:
             found = rows.select(db, query, [State.CANCELLED.value, State.UNPROPAGATING.value])
             return [self._from_row(db, row) for row in found]
