@@ -110,10 +110,16 @@ class PolicyConfig:
     # The largest group (NodeNumber) anyone may ask for, whatever the quotas say: placing
     # a group holds the store for about a millisecond per member.
     max_group_size: int = 256
+    # Enforcement (issue #14): the most of one host CPU a vCPU may be granted (CPUPercentage),
+    # and the most NIC bandwidth one direction may be granted, in megabits/s (0: no limit).
+    maximum_cpu_percentage: int = 100
+    maximum_bandwidth_mbps: int = 0
 
     def __post_init__(self) -> None:
         if self.max_group_size < 1:
             raise ConfigError("[policy] max_group_size must be at least 1")
+        if not 1 <= self.maximum_cpu_percentage <= 100:
+            raise ConfigError("[policy] maximum_cpu_percentage must be from 1 to 100")
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,9 @@ class PoolConfig:
     test_node_context_iso: bool = False
     # Deployments brought up at once (each copies its images, defines and starts domains).
     deployers: int = 2
+    # Domains are defined able to grow live by this much over what they were granted (maximum
+    # memory to balloon into, vCPUs to hot-plug), for renegotiation (issue #14); 0: no live growth.
+    live_headroom_percent: int = 0
 
     def __post_init__(self) -> None:
         if self.deployers < 1:

@@ -46,6 +46,23 @@ class ContextFile:
 
 
 @dataclass(frozen=True)
+class Rate:
+    average_kbytes: int
+    peak_kbytes: int | None = None
+    burst_kb: int | None = None
+
+
+@dataclass(frozen=True)
+class NicBandwidth:
+    """Traffic shaping for one NIC, in kilobytes (KiB) per second as libvirt counts: an average
+    rate and, optionally, a peak it may reach in bursts of ``burst_kb``."""
+
+    nic: str
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+
+@dataclass(frozen=True)
 class MachineRequest:
     memory_mb: int
     vcpus: int = 1
@@ -57,6 +74,10 @@ class MachineRequest:
     architecture: str | None = None
     files: tuple[ContextFile, ...] = field(default=())
     userdata: str | None = None
+    # Enforcement (issue #14): the share of one host CPU each vCPU may use (None: no cap),
+    # and per-NIC traffic shaping; both become libvirt <cputune> and <bandwidth>.
+    cpu_percent: int | None = None
+    bandwidth: tuple[NicBandwidth, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ class PoolManager:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(nodes.loads(db), placement.demand(machine), len(workspace_ids), self._policy)
+            chosen = placement.place_group(self._loads(db), placement.demand(machine), len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
@@ -141,7 +141,10 @@ class PoolManager:
 
     def check_room(self, db, machine: MachineRequest, count: int) -> None:
         """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
-        placement.check_room(nodes.loads(db), placement.demand(machine), count)
+        placement.check_room(self._loads(db), placement.demand(machine), count)
+
+    def _loads(self, db) -> list[placement.NodeLoad]:
+        return nodes.loads(db, frozenset(self._bridges))
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -202,6 +205,7 @@ class PoolManager:
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
                 console_log=files.console_log(),
+                headroom_percent=self._config.live_headroom_percent,
             )
             xml = spec.to_xml()
             driver.define(xml)

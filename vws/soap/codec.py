@@ -13,6 +13,7 @@ from lxml import etree
 
 from vws.clock import timestamp
 from vws.errors import InvalidMetadata
+from vws.soap import allocation as resources
 from vws.workspace.deployers import Propagation
 from vws.workspace.records import NetworkLease, Workspace
 from vws.workspace.request import (
@@ -58,17 +59,20 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
     optional = _find(body, TYPES, "optionalParameters")
     definition = _required(metadata, DEFINITION, "definition", "the metadata has no definition")
     allocation = _required(request, NEGOTIABLE, "ResourceAllocation", "the request has no ResourceAllocation")
+    nics = tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic"))
     machine = MachineRequest(
         memory_mb=_memory(allocation),
-        vcpus=_quantity(_text(allocation, JSDL, "IndividualCPUCount/Exact") or "1", "IndividualCPUCount"),
+        vcpus=resources.vcpus(allocation) or 1,
         root=_disk(_required(definition, DEFINITION, "diskCollection/rootVBD", "the metadata has no rootVBD")),
         partitions=tuple(_disk(p) for p in _all(definition, DEFINITION, "diskCollection", "partition")),
         blank_disks=_blank_disks(definition, allocation),
-        nics=tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic")),
+        nics=nics,
         kernel=_kernel(_find(definition, DEFINITION, "requirements/kernel")),
         architecture=_text(definition, DEFINITION, "requirements/jsdl:CPUArchitecture/jsdl:CPUArchitectureName"),
         files=tuple(_file(f) for f in _all(body, TYPES, "optionalParameters", "filewrite")),
         userdata=_userdata(optional),
+        cpu_percent=resources.cpu_percent(allocation),
+        bandwidth=resources.bandwidth(allocation, {nic.name for nic in nics}),
     )
     minimum = _text(request, NEGOTIABLE, "DeploymentTime/minDuration")
     return DeploymentRequest(
@@ -95,36 +99,17 @@ def _all(parent: etree._Element, namespace: str, path: str, local: str) -> list[
 
 
 def _memory(allocation: etree._Element) -> int:
-    text = _text(allocation, JSDL, "IndividualPhysicalMemory/Exact")
-    if text is None:
+    memory = resources.memory_mb(allocation)
+    if memory is None:
         raise InvalidMetadata("ResourceAllocation must give IndividualPhysicalMemory/Exact (MB)")
-    return _quantity(text, "IndividualPhysicalMemory")
+    return memory
 
 
-# Numbers in ASCII digits, in the lexical forms of their schema types: float() and int()
-# alone also read '١٢٨', '1_000', ' inf' and 5000-digit strings.
-_XSD_DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
-MAX_QUANTITY = 2**31 - 1  # MB, CPUs: far beyond any node, well inside every integer it meets
 MAX_NODE_NUMBER = 32767  # NodeNumber is an xsd:short
 
 
-def _quantity(text: str, what: str) -> int:
-    """A JSDL Exact (an xsd:double) that must be a whole number from 1 to MAX_QUANTITY."""
-    return _whole(text, what, _XSD_DOUBLE, MAX_QUANTITY)
-
-
 def _node_number(text: str) -> int:
-    return _whole(text, "NodeNumber", _XSD_INTEGER, MAX_NODE_NUMBER)
-
-
-def _whole(text: str, what: str, lexical: re.Pattern[str], maximum: int) -> int:
-    if not lexical.fullmatch(text):
-        raise InvalidMetadata(f"{what} must be a number, not {text[:40]!r}")
-    value = float(text)
-    if not value.is_integer() or not 1 <= value <= maximum:
-        raise InvalidMetadata(f"{what} must be a whole number from 1 to {maximum}, not {text[:40]!r}")
-    return int(value)
+    return resources.whole(text, "NodeNumber", resources.XSD_INTEGER, MAX_NODE_NUMBER)
 
 
 def _choice(text: str, allowed: tuple[str, ...], what: str) -> str:
@@ -147,7 +132,7 @@ def _disk(bound: etree._Element) -> DiskRequest:
 
 def _blank_disks(definition: etree._Element, allocation: etree._Element) -> tuple[BlankDiskRequest, ...]:
     sizes = {
-        _text(entry, NEGOTIABLE, "partitionName"): _quantity(
+        _text(entry, NEGOTIABLE, "partitionName"): resources.quantity(
             _text(entry, JSDL, "IndividualDiskSpace/Exact") or "", "IndividualDiskSpace"
         )
         for entry in _all(allocation, NEGOTIABLE, "Storage", "entry")
@@ -286,17 +271,7 @@ def propagation(progress: Propagation) -> etree._Element:
 
 
 def resource_allocation(workspace: Workspace) -> etree._Element:
-    machine = workspace.request.machine
-
-    def exact(name: str, value: int) -> etree._Element:
-        return _element(qname(JSDL, name), None, _element(qname(JSDL, "Exact"), str(value)))
-
-    return _element(
-        qname(NEGOTIABLE, "ResourceAllocation"),
-        None,
-        exact("IndividualCPUCount", machine.vcpus),
-        exact("IndividualPhysicalMemory", machine.memory_mb),
-    )
+    return resources.resource_allocation(workspace.request.machine)
 
 
 def networking(leases: tuple[NetworkLease, ...]) -> etree._Element:

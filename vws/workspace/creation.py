@@ -19,6 +19,7 @@ from vws.errors import InvalidMetadata, RequestDenied
 from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
+from vws.workspace.allocation_policy import check_allocation
 from vws.workspace.caller import Caller
 from vws.workspace.deployment import Deployment
 from vws.workspace.records import Records, Workspace, record_event
@@ -144,8 +145,7 @@ def check_policy(policy: PolicyConfig, caller: Caller, request: DeploymentReques
         )
     if request.machine.memory_mb < 1 or request.machine.vcpus < 1:
         raise InvalidMetadata("memory and CPU count must be positive")
-    if policy.maximum_memory_mb and request.machine.memory_mb > policy.maximum_memory_mb:
-        raise RequestDenied(f"{request.machine.memory_mb} MB requested; at most {policy.maximum_memory_mb} MB allowed")
+    check_allocation(policy, request.machine)
     duration = request.duration if request.duration is not None else timedelta(seconds=policy.default_running_seconds)
     maximum = timedelta(seconds=policy.maximum_running_seconds)
     if duration <= timedelta(0):

@@ -22,7 +22,9 @@ from vws.pool.machine import (
     DiskRequest,
     KernelRequest,
     MachineRequest,
+    NicBandwidth,
     NicRequest,
+    Rate,
 )
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "DiskRequest",
     "KernelRequest",
     "MachineRequest",
+    "NicBandwidth",
     "NicRequest",
+    "Rate",
 ]
 
 
@@ -78,5 +82,14 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         blank_disks=many(BlankDiskRequest, "blank_disks"),
         nics=many(NicRequest, "nics"),
         files=many(ContextFile, "files"),
+        bandwidth=tuple(_bandwidth(item) for item in fields.pop("bandwidth", [])),
         **fields,
     )
+
+
+def _bandwidth(fields: dict[str, Any]) -> NicBandwidth:
+    def rate(key: str) -> Rate | None:
+        value = fields.get(key)
+        return None if value is None else Rate(**value)
+
+    return NicBandwidth(fields["nic"], rate("inbound"), rate("outbound"))
