@@ -5,7 +5,9 @@ the DeploymentRequest it carries); the pool turns it into a placement, leases, d
 and a libvirt domain.
 """
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,40 @@ class Placement:
     node: str
     domain: str
     leases: tuple[NetworkLease, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The part of a MachineRequest that renegotiation may change on a defined domain."""
+
+    memory_mb: int
+    vcpus: int
+    cpu_percent: int | None = None
+    bandwidth: tuple[NicBandwidth, ...] = ()
+
+    @classmethod
+    def of(cls, machine: MachineRequest) -> "Allocation":
+        return cls(machine.memory_mb, machine.vcpus, machine.cpu_percent, machine.bandwidth)
+
+    def applied_to(self, machine: MachineRequest) -> MachineRequest:
+        return replace(machine, **self.__dict__)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Allocation":
+        fields = json.loads(text)
+        return cls(
+            fields["memory_mb"], fields["vcpus"], fields["cpu_percent"], tuple(map(bandwidth, fields["bandwidth"]))
+        )
+
+
+def bandwidth(fields: dict[str, Any]) -> NicBandwidth:
+    """A NicBandwidth from its ``asdict`` form (a stored request or allocation)."""
+
+    def rate(key: str) -> Rate | None:
+        value = fields.get(key)
+        return None if value is None else Rate(**value)
+
+    return NicBandwidth(fields["nic"], rate("inbound"), rate("outbound"))

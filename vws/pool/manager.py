@@ -33,13 +33,14 @@ from pathlib import Path
 from vws.clock import Clock
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, network, nodes, placement, testnode
+from vws.pool import context_drive, designer, network, nodes, placement, resizing, testnode
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, EventCallback, OwnedDomain
-from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.machine import Allocation, MachineRequest, NetworkLease, Placement
 from vws.pool.progress import Progress, ignore
+from vws.pool.resizing import DEFINED, LIVE, NEXT_START, LiveResizeRefused, Resize
 from vws.pool.settings import check_settings, network_pools_dir
 from vws.pool.storage import claims, volumes
 from vws.pool.storage.eviction import Holds
@@ -158,9 +159,49 @@ class PoolManager:
         """The workspace is gone: give back what it held, and the node no longer counts it."""
         self.release_leases(db, workspace_id)
         db.execute("delete from pool_placements where workspace_id = ?", [workspace_id])
+        db.execute("delete from pool_resizes where workspace_id = ?", [workspace_id])
 
     def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
         return network.leases_of(db, workspace_id)
+
+    # ---- renegotiation: the books inside the caller's transaction, then libvirt -------------
+
+    def reserve_resize(self, db, workspace_id: int, old: Allocation, new: Allocation, live: bool) -> Resize:
+        """The node holds max(old, new) from now on, or SchedulingFailed: see ``resizing``."""
+        return resizing.reserve(db, workspace_id, old, new, live)
+
+    def settle_resize(self, db, workspace_id: int, kept: Allocation, *, deferred: bool = False) -> None:
+        resizing.settle(db, workspace_id, kept, deferred=deferred)
+
+    def pending_resizes(self) -> list[Resize]:
+        with self._store.reading() as db:
+            return resizing.pending(db)
+
+    def resize(self, resize: Resize, *, at_next_start: bool = False) -> str:
+        """Give the domain ``resize.new``: live and in its definition while it runs (``LIVE``), or in
+        its definition only when it is off (``DEFINED``) or, with ``at_next_start``, when libvirt
+        cannot apply it live (``NEXT_START``). Otherwise LiveResizeRefused, with nothing changed."""
+        driver = self._driver(resize.node)
+        with self._store.reading() as db:
+            macs = {lease.nic: lease.mac for lease in network.leases_of(db, resize.workspace_id)}
+        outcome = DEFINED
+        if driver.state(resize.domain) in (RUNNING, PAUSED):
+            try:
+                resizing.apply_live(driver, resize, macs)
+                outcome = LIVE
+            except BackendError:
+                if not at_next_start:
+                    raise
+                outcome = NEXT_START
+        self._redefine(driver, resize.workspace_id, resize.domain, resize.new, macs)
+        return outcome
+
+    def _redefine(self, driver: Driver, workspace_id: int, domain: str, allocation: Allocation, macs) -> None:
+        headroom = self._config.live_headroom_percent
+        xml = resizing.resized_xml(driver.persistent_xml(domain), allocation, macs, headroom)
+        driver.define(xml)
+        with self._store.transaction() as db:
+            db.execute("update pool_domains set xml = ? where workspace_id = ?", [xml, workspace_id])
 
     # ---- what operators see ------------------------------------------------------------------
 
@@ -222,6 +263,8 @@ class PoolManager:
     def start(self, node: str, domain: str) -> None:
         self._driver(node).start(domain)
         self._set_state(node, domain, RUNNING)
+        with self._store.transaction() as db:
+            resizing.started(db, node, domain)  # a renegotiation deferred to this start is in effect
 
     def shutdown(self, node: str, domain: str) -> None:
         """Graceful power-off, destroyed after ``shutdown_wait_seconds`` if the guest ignores it."""
@@ -421,4 +464,4 @@ def _save_target(domain: str, target: str | None) -> str:
     return target or f"file://{domain}.qcow2"
 
 
-__all__ = ["MISSING", "UNREACHABLE", "PoolManager"]
+__all__ = ["DEFINED", "LIVE", "MISSING", "NEXT_START", "UNREACHABLE", "LiveResizeRefused", "PoolManager", "Resize"]

@@ -60,6 +60,20 @@ PROPERTIES = FaultTable(
         errors.InvalidPropertyName: qname(WSRP, "InvalidResourcePropertyQNameFault"),
     },
 )
+_UNMODIFIABLE = qname(WSRP, "UnableToModifyResourcePropertyFault")
+_INVALID_CONTENT = qname(WSRP, "InvalidSetResourcePropertiesRequestContentFault")
+SET_PROPERTIES = FaultTable(
+    qname(WSRP, "SetResourcePropertyRequestFailedFault"),
+    {
+        **PROPERTIES.specific,
+        errors.MalformedMessage: _INVALID_CONTENT,
+        errors.InvalidMetadata: _INVALID_CONTENT,
+        errors.RequestDenied: _UNMODIFIABLE,
+        errors.SchedulingFailed: _UNMODIFIABLE,
+        errors.IllegalState: _UNMODIFIABLE,
+        errors.BackendError: _UNMODIFIABLE,
+    },
+)
 QUERY = FaultTable(
     None,
     {

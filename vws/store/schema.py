@@ -269,3 +269,16 @@ def m015_work_owed_and_pool_placements(db: Database) -> None:
         "insert into pool_placements select id, node, memory_mb, vcpus, released_at is null from workspaces"
         " where destroyed_at is null and node is not null"
     )
+
+
+@MIGRATIONS()
+def m020_resizes(db: Database) -> None:
+    # A renegotiation of a placed workspace (issue #14), kept by the pool from the moment its
+    # node holds the larger of the old and new allocation until libvirt has the new one:
+    # `applying` while the libvirt calls run (a crash there is finished at start-up), or
+    # `deferred` when it takes effect at the domain's next start, which settles it.
+    table(db, "pool_resizes").create(
+        {"workspace_id": int, "node": str, "domain": str, "old": str, "new": str, "live": int, "phase": str},
+        pk="workspace_id",
+        not_null={"node", "domain", "old", "new", "live", "phase"},
+    )

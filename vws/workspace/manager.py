@@ -9,6 +9,7 @@ door a user came through. The work is done by the parts it wires together:
 - deployers, deployment: the background threads and the bring-up to an initial state
 - operations: start, shutdown, destroy (each a transition of the state machine)
 - lifetime: termination times and lease expiry
+- renegotiation: a living workspace's memory, vCPUs, CPU share and bandwidth
 - recovery, reconciliation: a restart's cut-off work, and agreement with libvirt
 """
 
@@ -30,6 +31,7 @@ from vws.workspace.operations import Operations
 from vws.workspace.reconciliation import Reconciliation
 from vws.workspace.records import Listener, Records, Workspace
 from vws.workspace.recovery import Recovery
+from vws.workspace.renegotiation import AllocationChange, AllocationListener, Renegotiated, Renegotiation
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op
 
@@ -43,6 +45,7 @@ class WorkspaceManager:
         self._creation = Creation(store, pool, clock, policy, self._records, deployment)
         self._lifetime = Lifetime(store, clock, policy, self._records, self._operations)
         self._reconciliation = Reconciliation(store, pool, self._records)
+        self._renegotiation = Renegotiation(store, pool, clock, policy, self._records)
         self._recovery = Recovery(
             self._records, pool, self._deployers, self._operations, deployment, self._reconciliation
         )
@@ -56,6 +59,10 @@ class WorkspaceManager:
     def add_admission_check(self, check: AdmissionCheck) -> None:
         """``check`` runs before every reservation, inside its transaction: raising reserves nothing."""
         self._creation.add_admission_check(check)
+
+    def add_allocation_listener(self, listener: AllocationListener) -> None:
+        """``listener(workspace)`` runs after every granted renegotiation, with the new grant."""
+        self._renegotiation.add_listener(listener)
 
     # ---- creation -------------------------------------------------------------------
 
@@ -114,6 +121,13 @@ class WorkspaceManager:
     def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operations.operate(caller, workspace_id, Op.DESTROY)
 
+    def renegotiate(
+        self, caller: Caller, workspace_id: int, change: AllocationChange, *, at_next_start: bool = False
+    ) -> Renegotiated:
+        """Grant a new allocation if policy allows and the node has room: live where libvirt can,
+        else refused, or from the next start with ``at_next_start``."""
+        return self._renegotiation.renegotiate(caller, workspace_id, change, at_next_start=at_next_start)
+
     # ---- leases ---------------------------------------------------------------------
 
     def set_termination_time(self, caller: Caller, workspace_id: int, when: datetime | None) -> Workspace:
@@ -131,7 +145,7 @@ class WorkspaceManager:
 
     def recover(self) -> list[str]:
         """At start-up, before serving: finish what a crash cut off half-way, then reconcile."""
-        return self._recovery.recover()
+        return self._renegotiation.recover() + self._recovery.recover()
 
     def reconcile(self) -> list[str]:
         """Compare every settled workspace with its domain; returns what was found wrong."""

@@ -25,6 +25,7 @@ from vws.pool.machine import (
     NicBandwidth,
     NicRequest,
     Rate,
+    bandwidth,
 )
 
 __all__ = [
@@ -82,14 +83,7 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         blank_disks=many(BlankDiskRequest, "blank_disks"),
         nics=many(NicRequest, "nics"),
         files=many(ContextFile, "files"),
-        bandwidth=tuple(_bandwidth(item) for item in fields.pop("bandwidth", [])),
+        bandwidth=tuple(map(bandwidth, fields.pop("bandwidth", []))),
         **fields,
     )
 
-
-def _bandwidth(fields: dict[str, Any]) -> NicBandwidth:
-    def rate(key: str) -> Rate | None:
-        value = fields.get(key)
-        return None if value is None else Rate(**value)
-
-    return NicBandwidth(fields["nic"], rate("inbound"), rate("outbound"))

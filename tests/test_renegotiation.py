@@ -1,0 +1,110 @@
+"""Issue #14, live renegotiation: SetResourceProperties (an Update of ResourceAllocation) on a
+workspace is granted live where libvirt can, refused when the node has no room or libvirt
+cannot and the caller did not ask to wait, or applied from the next start when asked; the
+node's books follow in the same transactions, and a crash between libvirt and the store is
+finished at start-up."""
+
+import pytest
+
+from tests.allocations import allocation_body, deploy, domain, exact, granted, set_allocation
+from tests.conftest import make_config
+from tests.deployments import settler
+from tests.gt4wire import Gt4Client, SoapFault
+from vws.service import Service
+from vws.xmlns import WSRP, qname
+
+UNMODIFIABLE = qname(WSRP, "UnableToModifyResourcePropertyFault")
+
+
+def serve(state, clock, **pool):
+    config = make_config(state).with_overrides("pool", live_headroom_percent=100, **pool)
+    running = Service(config, clock=clock)
+    running.start()
+    return running, Gt4Client(running.base_url, settle=settler(running))
+
+
+@pytest.fixture
+def elastic(tmp_path, clock):
+    """A service whose domains may grow live to twice their grant."""
+    running, client = serve(tmp_path / "state", clock)
+    yield running, client
+    client.close()
+    running.stop()
+
+
+def memory_of(service, epr) -> tuple[str, str]:
+    """(current, maximum) memory of the running domain, in KiB."""
+    described = domain(service, epr)
+    return described.findtext("currentMemory"), described.findtext("memory")
+
+
+def test_growing_within_the_headroom_is_granted_live(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=256, vcpus=1))
+    assert memory_of(service, epr) == (str(256 * 1024), str(512 * 1024))
+    set_allocation(client, epr, memory_mb=512, vcpus=2)
+    assert memory_of(service, epr) == (str(512 * 1024), str(512 * 1024))
+    vcpu = domain(service, epr).find("vcpu")
+    assert vcpu.get("current", vcpu.text) == "2"  # libvirt leaves current out once it is the maximum
+    allocation = granted(client, epr)
+    assert (exact(allocation, "jsdl:IndividualPhysicalMemory"), exact(allocation, "jsdl:IndividualCPUCount")) == (
+        "512",
+        "2",
+    )
+    assert service.pool.loads()[0].used_memory_mb == 512
+
+
+def test_shrinking_gives_the_memory_back_to_the_node(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=512))
+    set_allocation(client, epr, memory_mb=128)
+    assert memory_of(service, epr)[0] == str(128 * 1024)
+    assert service.pool.loads()[0].used_memory_mb == 128
+
+
+def test_more_than_the_node_has_free_is_refused_and_changes_nothing(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=8192))
+    deploy(client, allocation_body(memory_mb=8000))  # the 16 GiB node now has 192 MB free
+    with pytest.raises(SoapFault) as raised:
+        set_allocation(client, epr, memory_mb=8192 + 256)
+    assert raised.value.element == UNMODIFIABLE
+    assert "node node1 has 192 MB" in raised.value.description
+    assert exact(granted(client, epr), "jsdl:IndividualPhysicalMemory") == "8192"
+    assert memory_of(service, epr)[0] == str(8192 * 1024)
+    assert service.pool.loads()[0].used_memory_mb == 8192 + 8000
+
+
+def test_beyond_what_the_domain_can_grow_to_live_is_refused(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=256))
+    with pytest.raises(SoapFault) as raised:
+        set_allocation(client, epr, memory_mb=1024)
+    assert raised.value.element == UNMODIFIABLE
+    assert "can grow live to at most 512 MB" in raised.value.description
+    assert service.pool.loads()[0].used_memory_mb == 256
+
+
+def test_what_libvirt_cannot_apply_live_is_applied_from_the_next_start_when_asked(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=256, cpu_percent=50))
+    with pytest.raises(SoapFault) as raised:  # the test driver cannot change a CPU share live
+        set_allocation(client, epr, cpu_percent=20)
+    assert raised.value.element == UNMODIFIABLE
+    set_allocation(client, epr, cpu_percent=20, memory_mb=1024, at_next_start=True)
+    assert exact(granted(client, epr), "neg:CPUPercentage") == "20"
+    assert domain(service, epr).findtext("cputune/quota") == "50000"  # the running guest: as it was
+    assert service.pool.loads()[0].used_memory_mb == 1024  # held from now: the larger of the two
+    client.shutdown(epr)
+    client.start(epr)
+    assert domain(service, epr).findtext("cputune/quota") == "20000"
+    assert memory_of(service, epr)[0] == str(1024 * 1024)
+    assert service.pool.loads()[0].used_memory_mb == 1024
+
+
+def test_a_workspace_not_yet_on_its_node_cannot_be_renegotiated(gt4):
+    epr = deploy(gt4, allocation_body(initial_state="Unpropagated"))
+    with pytest.raises(SoapFault) as raised:
+        set_allocation(gt4, epr, memory_mb=512)
+    assert raised.value.element == UNMODIFIABLE
+    assert "is Unpropagated" in raised.value.description
