@@ -37,7 +37,7 @@ from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port
 from clients.wsse import GsiSecureMessage
 from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import JSDL, LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -234,6 +234,24 @@ def set_termination_time(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def renegotiate(session: Session, args: argparse.Namespace) -> int:
+    """Ask for a new allocation; print what is granted (the service refuses with a fault otherwise)."""
+    if args.memory is None and args.cpus is None and args.cpu_percent is None:
+        raise ClientError("renegotiate: give --memory, --cpus or --cpu-percent")
+    granted = resource.renegotiate(
+        session,
+        read_epr(args.eprFile),
+        memory_mb=args.memory,
+        vcpus=args.cpus,
+        cpu_percent=args.cpu_percent,
+        at_next_start=args.at_next_start,
+    )
+    exact = {etree.QName(part).localname: part.findtext(qname(JSDL, "Exact")) for part in granted}
+    share = f", {exact['CPUPercentage']}% of a CPU each" if "CPUPercentage" in exact else ""
+    print(f"granted: {exact.get('IndividualPhysicalMemory')} MB, {exact.get('IndividualCPUCount')} CPUs{share}")
+    return 0
+
+
 _SHUTDOWN_TYPES = {"shutdown": "Normal", "pause": "Pause", "reboot": "Reboot", "shutdown-save": "ReadyForTransport"}
 
 
@@ -359,6 +377,18 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     ttl.add_argument("-e", "--eprFile", type=Path, required=True)
     ttl.add_argument("--minutes", type=int, required=True, help="from now, by the service's clock")
     ttl.set_defaults(run=set_termination_time)
+
+    again = actions.add_parser("renegotiate", help="change a living workspace's memory, CPUs or CPU share")
+    again.add_argument("-e", "--eprFile", type=Path, required=True)
+    again.add_argument("--memory", type=int, metavar="MB")
+    again.add_argument("--cpus", type=int)
+    again.add_argument("--cpu-percent", type=int, metavar="PERCENT", help="of one host CPU, per vCPU (1-100)")
+    again.add_argument(
+        "--at-next-start",
+        action="store_true",
+        help="what cannot be applied to the running guest waits for its next start",
+    )
+    again.set_defaults(run=renegotiate)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
     return top

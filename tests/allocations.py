@@ -3,12 +3,14 @@ and reading what libvirt was given."""
 
 from lxml import etree
 
+from clients import resource
+from tests.deployments import Gt4Remote
 from tests.gt4wire import Gt4Client, created_eprs
 from tests.resources import create, create_request
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import JSDL, NEGOTIABLE, RESOURCES, WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import JSDL, NEGOTIABLE, WORKSPACE, qname
 
 
 def _range(tag: str, exact: int, upper: int | None = None) -> etree._Element:
@@ -65,25 +67,6 @@ def exact(allocation: etree._Element, path: str) -> str | None:
     return allocation.findtext(path + "/jsdl:Exact", namespaces={"neg": NEGOTIABLE, "jsdl": JSDL})
 
 
-def set_allocation(
-    client: Gt4Client,
-    epr: EndpointReference,
-    *,
-    memory_mb: int | None = None,
-    vcpus: int | None = None,
-    cpu_percent: int | None = None,
-    at_next_start: bool = False,
-) -> etree._Element:
-    """SetResourceProperties with an Update of ResourceAllocation giving only what is named."""
-    value = etree.Element(qname(NEGOTIABLE, "ResourceAllocation"), nsmap={"vws-res": RESOURCES})
-    if cpu_percent is not None:
-        value.append(_range(qname(NEGOTIABLE, "CPUPercentage"), cpu_percent))
-    if vcpus is not None:
-        value.append(_range(qname(JSDL, "IndividualCPUCount"), vcpus))
-    if memory_mb is not None:
-        value.append(_range(qname(JSDL, "IndividualPhysicalMemory"), memory_mb))
-    if at_next_start:
-        value.set(qname(RESOURCES, "atNextStart"), "true")
-    body = etree.Element(qname(WSRP, "SetResourceProperties"), nsmap={"wsrp": WSRP})
-    etree.SubElement(body, qname(WSRP, "Update")).append(value)
-    return client.call(epr, WSRP_ACTION + "SetResourceProperties", body)
+def set_allocation(client: Gt4Client, epr: EndpointReference, **change: object) -> etree._Element:
+    """vws-client's renegotiation (SetResourceProperties) over ``client``; the granted allocation."""
+    return resource.renegotiate(Gt4Remote(client), epr, **change)  # type: ignore[arg-type]

@@ -4,14 +4,22 @@ cannot and the caller did not ask to wait, or applied from the next start when a
 node's books follow in the same transactions, and a crash between libvirt and the store is
 finished at start-up."""
 
-import pytest
+from dataclasses import replace
 
+import pytest
+from lxml import etree
+
+from clients.listener import NotificationListener
+from clients.workspace import main as client_main
 from tests.allocations import allocation_body, deploy, domain, exact, granted, set_allocation
 from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client, SoapFault
+from tests.resources import subscribe
+from tests.workspaces import ALICE, layer, request
+from vws.pool.machine import Allocation
 from vws.service import Service
-from vws.xmlns import WSRP, qname
+from vws.xmlns import JSDL, NEGOTIABLE, TOPIC_SIMPLE, WSNT, WSNT_ACTION, WSRP, qname
 
 UNMODIFIABLE = qname(WSRP, "UnableToModifyResourcePropertyFault")
 
@@ -108,3 +116,83 @@ def test_a_workspace_not_yet_on_its_node_cannot_be_renegotiated(gt4):
         set_allocation(gt4, epr, memory_mb=512)
     assert raised.value.element == UNMODIFIABLE
     assert "is Unpropagated" in raised.value.description
+
+
+def test_subscribers_to_the_resource_allocation_topic_hear_what_was_granted(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=256))
+    with NotificationListener(("127.0.0.1", 0)) as listener:
+        subscribe(client, epr, listener.consumer_reference(client.base_url), qname(NEGOTIABLE, "ResourceAllocation"))
+        set_allocation(client, epr, memory_mb=384)
+        notification = listener.received.get(timeout=10)
+    assert notification.topic == qname(NEGOTIABLE, "ResourceAllocation")
+    memory = f".//{{{NEGOTIABLE}}}ResourceAllocation/{{{JSDL}}}IndividualPhysicalMemory/{{{JSDL}}}Exact"
+    assert notification.message.findtext(memory) == "384"
+    body = etree.Element(qname(WSNT, "GetCurrentMessage"), nsmap={"wsnt": WSNT, "neg": NEGOTIABLE})
+    etree.SubElement(body, qname(WSNT, "Topic"), Dialect=TOPIC_SIMPLE).text = "neg:ResourceAllocation"
+    assert client.call(epr, WSNT_ACTION + "GetCurrentMessage", body).findtext(memory) == "384"
+
+
+# ---- a crash between libvirt and the store ----------------------------------------------------
+
+
+@pytest.fixture
+def layer_running(tmp_path, clock):
+    with layer(tmp_path, clock, domain_events=False) as vws:
+        (created,) = vws.manager.create(ALICE, request())  # 256 MB, 1 vCPU; no live headroom
+        vws.settle()
+        yield vws, vws.manager.get(ALICE, created.id)
+
+
+def cut_off(vws, workspace, memory_mb: int, *, applied: bool) -> None:
+    """A renegotiation killed after reserving (and, ``applied``, after libvirt took it)."""
+    old = Allocation.of(workspace.request.machine)
+    with vws.store.transaction() as db:
+        resize = vws.pool.reserve_resize(db, workspace.id, old, replace(old, memory_mb=memory_mb), live=True)
+    if applied:
+        vws.pool.resize(resize)
+
+
+def current_memory_mb(vws, workspace) -> int:
+    described = etree.fromstring(vws.pool._driver(workspace.node).xml(workspace.domain))
+    return int(described.findtext("currentMemory")) // 1024
+
+
+@pytest.mark.parametrize("applied", [False, True])
+def test_a_renegotiation_cut_off_is_finished_at_start_up(layer_running, applied):
+    vws, workspace = layer_running
+    cut_off(vws, workspace, 128, applied=applied)
+    assert vws.pool.loads()[0].used_memory_mb == 256  # held: the larger of the two
+    findings = vws.restart()
+    assert findings == [f"workspace {workspace.id}: its renegotiation was cut off; finished (live)"]
+    again = vws.manager.get(ALICE, workspace.id)
+    assert again.request.machine.memory_mb == 128 and current_memory_mb(vws, again) == 128
+    assert vws.pool.loads()[0].used_memory_mb == 128 and vws.pool.pending_resizes() == []
+
+
+def test_a_renegotiation_cut_off_that_libvirt_now_refuses_is_undone_at_start_up(layer_running):
+    vws, workspace = layer_running
+    cut_off(vws, workspace, 1024, applied=False)  # beyond what the domain can grow to live
+    assert vws.pool.loads()[0].used_memory_mb == 1024
+    (finding,) = vws.restart()
+    assert "its renegotiation was cut off and is refused now" in finding
+    again = vws.manager.get(ALICE, workspace.id)
+    assert again.request.machine.memory_mb == 256 and current_memory_mb(vws, again) == 256
+    assert vws.pool.loads()[0].used_memory_mb == 256 and vws.pool.pending_resizes() == []
+
+
+def test_vws_client_renegotiate_prints_the_grant_or_the_refusal(elastic, tmp_path, capsys):
+    service, _ = elastic
+
+    def run(*argv: object) -> tuple[int, str]:
+        code = client_main(["-s", service.base_url + "WorkspaceFactoryService", "--anonymous", *map(str, argv)])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    epr = tmp_path / "ws.epr"
+    assert run("deploy", "--eprFile", epr, "--poll", "--poll-delay", 10)[0] == 0
+    assert run("renegotiate", "--memory", 512, "--cpus", 2, "--eprFile", epr) == (0, "granted: 512 MB, 2 CPUs\n")
+    code, out = run("renegotiate", "--memory", 4096, "--eprFile", epr)
+    assert code == 1 and "can grow live to at most 512 MB" in out
+    code, out = run("renegotiate", "--cpu-percent", 25, "--at-next-start", "--eprFile", epr)
+    assert (code, out) == (0, "granted: 512 MB, 2 CPUs, 25% of a CPU each\n")

@@ -29,7 +29,7 @@ from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
 from vws.soap.porttypes.group import GroupPortType
-from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
+from vws.soap.porttypes.producer import AllocationPublisher, ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
@@ -115,6 +115,7 @@ class Service:
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
+        self.manager.add_allocation_listener(AllocationPublisher(self.producer))
         self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
         self.manager.add_listener(self.accounting.record)
         quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes, self.gridmap.accounts)

@@ -57,7 +57,9 @@ def reserve(db: Database, workspace_id: int, old: Allocation, new: Allocation, l
     """Hold max(old, new) on the workspace's node, or SchedulingFailed and nothing changed."""
     if one(db, "select 1 from pool_resizes where workspace_id = ?", [workspace_id]):
         raise IllegalState(f"workspace {workspace_id} has a renegotiation waiting for its next start")
-    placed = one(db, "select node, memory_mb, vcpus from pool_placements where workspace_id = ? and held", [workspace_id])
+    placed = one(
+        db, "select node, memory_mb, vcpus from pool_placements where workspace_id = ? and held", [workspace_id]
+    )
     if placed is None:
         raise IllegalState(f"workspace {workspace_id} holds nothing on a node to renegotiate")
     node = str(placed["node"])
@@ -100,7 +102,8 @@ def settle(db: Database, workspace_id: int, kept: Allocation, *, deferred: bool 
 def started(db: Database, node: str, domain: str) -> None:
     """The domain started with its deferred allocation: the node holds just that now."""
     for row in db.execute(
-        "select workspace_id, new from pool_resizes where node = ? and domain = ? and phase = ?", [node, domain, DEFERRED]
+        "select workspace_id, new from pool_resizes where node = ? and domain = ? and phase = ?",
+        [node, domain, DEFERRED],
     ).fetchall():
         settle(db, row[0], Allocation.from_json(row[1]))
 

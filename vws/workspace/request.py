@@ -86,4 +86,3 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         bandwidth=tuple(map(bandwidth, fields.pop("bandwidth", []))),
         **fields,
     )
-
