@@ -1,6 +1,8 @@
 """Wire helpers for the issue #14 tests: ResourceAllocation bodies with CPU share and bandwidth,
 and reading what libvirt was given."""
 
+from datetime import datetime
+
 from lxml import etree
 
 from clients import resource
@@ -10,7 +12,7 @@ from tests.resources import create, create_request
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import JSDL, NEGOTIABLE, WORKSPACE, qname
+from vws.xmlns import JSDL, NEGOTIABLE, RESOURCES, WORKSPACE, qname
 
 
 def _range(tag: str, exact: int, upper: int | None = None) -> etree._Element:
@@ -70,3 +72,12 @@ def exact(allocation: etree._Element, path: str) -> str | None:
 def set_allocation(client: Gt4Client, epr: EndpointReference, **change: object) -> etree._Element:
     """vws-client's renegotiation (SetResourceProperties) over ``client``; the granted allocation."""
     return resource.renegotiate(Gt4Remote(client), epr, **change)  # type: ignore[arg-type]
+
+
+def reservation_body(start: datetime, duration: str = "PT1H", memory_mb: int = 256, **request: object):
+    """A create body asking for an advance reservation from ``start`` (vws-res:reservation)."""
+    body = create_request(memory_mb=memory_mb, duration=duration, **request)  # type: ignore[arg-type]
+    time = body.find(f".//{{{NEGOTIABLE}}}DeploymentTime")
+    reservation = etree.SubElement(time, qname(RESOURCES, "reservation"), nsmap={"vws-res": RESOURCES})
+    etree.SubElement(reservation, qname(RESOURCES, "start")).text = start.isoformat()
+    return body

@@ -114,6 +114,8 @@ class PolicyConfig:
     # and the most NIC bandwidth one direction may be granted, in megabits/s (0: no limit).
     maximum_cpu_percentage: int = 100
     maximum_bandwidth_mbps: int = 0
+    # An advance reservation's bring-up (image copy, define, start) begins this long before its start.
+    reservation_lead_seconds: int = 600
 
     def __post_init__(self) -> None:
         if self.max_group_size < 1:

@@ -68,6 +68,13 @@ class Service:
             timedelta(seconds=config.policy.sweep_seconds),
             name="lease-sweeper",
         )
+        self.reservations = Sweeper(
+            self.clock,
+            self.manager.next_reservation_due,
+            self.manager.start_due_reservations,
+            timedelta(seconds=config.policy.sweep_seconds),
+            name="reservation-starter",
+        )
         self.reconciler = Sweeper(
             self.clock,
             lambda: None,
@@ -78,6 +85,10 @@ class Service:
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
+        lead = timedelta(seconds=config.policy.reservation_lead_seconds)
+        self.manager.add_listener(
+            lambda workspace: workspace.request.start_at and self.reservations.due_by(workspace.request.start_at - lead)
+        )
         # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
         check_gridmap(gridmap_file(config))
         self.gridmap = GridMap(gridmap_file(config))
@@ -139,6 +150,7 @@ class Service:
         self._server = server
         self.reconciler.start()
         self.leases.start()
+        self.reservations.start()
         return self.base_url
 
     def _router(self) -> Router:
@@ -184,6 +196,7 @@ class Service:
             self._server.stop()
             self._server = None
             self.leases.stop()
+            self.reservations.stop()
             self.reconciler.stop()
             self.delivery.stop()
         self.manager.close()

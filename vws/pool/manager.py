@@ -28,12 +28,14 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from vws.clock import Clock
+from vws.clock import Clock, parse_timestamp, timestamp
 from vws.config import PoolConfig
-from vws.errors import BackendError, InvalidMetadata, VwsError
-from vws.pool import context_drive, designer, network, nodes, placement, resizing, testnode
+from vws.errors import BackendError, InvalidMetadata, SchedulingFailed, VwsError
+from vws.pool import calendar, context_drive, designer, network, nodes, placement, resizing, testnode
+from vws.pool.calendar import Window
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
@@ -54,6 +56,7 @@ from vws.store.database import Store
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
+EARLIEST_HORIZON = timedelta(days=30)  # how far ahead a refusal looks for the earliest window that fits
 
 
 def _defines_nothing(base: Path) -> None:
@@ -123,29 +126,85 @@ class PoolManager:
     # ---- reservation: inside the caller's transaction ---------------------------------------
 
     def place(
-        self, db, workspace_ids: Sequence[int], machine: MachineRequest, *, allow_static: bool
+        self,
+        db,
+        workspace_ids: Sequence[int],
+        machine: MachineRequest,
+        *,
+        allow_static: bool,
+        window: Window | None = None,
     ) -> list[Placement]:
-        """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held."""
+        """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held.
+
+        ``window``: when the workspaces hold their node's share (see ``calendar``); None, from now on.
+        """
         if machine.memory_mb < 1 or machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            chosen = placement.place_group(self._loads(db), placement.demand(machine), len(workspace_ids), self._policy)
+            demand = placement.demand(machine)
+            chosen = placement.place_group(self._loads(db, window), demand, len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
-                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus}
+                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus, **self._booked(window)}
                 db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
 
-    def check_room(self, db, machine: MachineRequest, count: int) -> None:
-        """SchedulingFailed when the nodes cannot hold ``count`` of ``machine``: asked before reserving."""
-        placement.check_room(self._loads(db), placement.demand(machine), count)
+    def check_room(self, db, machine: MachineRequest, count: int, window: Window | None = None) -> None:
+        """SchedulingFailed when the nodes cannot hold ``count`` of ``machine`` (over ``window``),
+        saying when the earliest window of that length that they can hold begins: asked before reserving."""
+        demand = placement.demand(machine)
+        try:
+            placement.check_room(self._loads(db, window), demand, count)
+        except SchedulingFailed as refused:
+            if window is None:
+                raise
+            raise SchedulingFailed(f"{refused.description}; {self._earliest(db, demand, count, window)}") from None
 
-    def _loads(self, db) -> list[placement.NodeLoad]:
-        return nodes.loads(db, frozenset(self._bridges))
+    def _earliest(self, db, demand: placement.Demand, count: int, window: Window) -> str:
+        def fits(candidate: Window) -> bool:
+            return sum(load.room_for(demand) for load in self._loads(db, candidate)) >= count
+
+        found = calendar.earliest_fit(db, window, fits, EARLIEST_HORIZON)
+        if found is None:
+            return f"no window of {window.length} fits within {EARLIEST_HORIZON.days} days"
+        return f"the earliest window of {window.length} that fits starts at {timestamp(found.start)}"
+
+    def set_end(self, db, workspace_id: int, end: datetime) -> None:
+        """A workspace's lease now ends at ``end``: refused (SchedulingFailed) when its node is booked
+        for part of the longer lease (a reservation starts before it would end)."""
+        row = db.execute(
+            "select node, memory_mb, vcpus, ends_at from pool_placements where workspace_id = ? and held",
+            [workspace_id],
+        ).fetchone()
+        if row is None:
+            return
+        node, memory, vcpus, ends = row
+        db.execute("update pool_placements set ends_at = ? where workspace_id = ?", [timestamp(end), workspace_id])
+        if ends is not None and timestamp(end) > ends:
+            longer = Window(parse_timestamp(ends), end)
+            load = next(load for load in self._loads(db, longer) if load.name == node)
+            if load.free_memory_mb < 0 or load.free_cpus < 0:
+                raise SchedulingFailed(
+                    f"node {node} is booked (an advance reservation) before {timestamp(end)}; the lease still ends"
+                    f" at {ends}"
+                )
+
+    def _loads(self, db, window: Window | None = None) -> list[placement.NodeLoad]:
+        bridged = frozenset(self._bridges)
+        if window is None:
+            return nodes.loads(db, bridged)
+        return calendar.loads_over(db, nodes.sizes(db, bridged), window, self._clock.now())
+
+    def _booked(self, window: Window | None) -> dict[str, str | None]:
+        """A placement's window as its row keeps it: no start for one that holds from now."""
+        if window is None:
+            return {}
+        future = window.start > self._clock.now()
+        return {"starts_at": timestamp(window.start) if future else None, "ends_at": timestamp(window.end)}
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""

@@ -207,6 +207,17 @@ def loads(db: Database, bridged: frozenset[str] = frozenset()) -> list[NodeLoad]
     ]
 
 
+_SIZES = "select name, memory_mb, cpus, networks, active and available, uri from nodes order by name"
+
+
+def sizes(db: Database, bridged: frozenset[str] = frozenset()) -> list[NodeLoad]:
+    """``loads`` without what is held: for the capacity calendar, which works that out per window."""
+    return [
+        NodeLoad(name, memory, cpus, 0, 0, _networks(networks), bool(usable), shapes(uri, bridged))
+        for name, memory, cpus, networks, usable, uri in db.execute(_SIZES)
+    ]
+
+
 @functools.lru_cache(maxsize=256)
 def _networks(text: str) -> frozenset[str]:
     return frozenset(json.loads(text))

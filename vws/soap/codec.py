@@ -7,7 +7,7 @@ exactly as the schemas in ``wsdl/workspace/`` declare them.
 """
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lxml import etree
 
@@ -26,7 +26,7 @@ from vws.workspace.request import (
     NicRequest,
 )
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
+from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, RESOURCES, TYPES, qname
 
 NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
 
@@ -47,7 +47,15 @@ def _text(parent: etree._Element | None, namespace: str, path: str) -> str | Non
     return text or None
 
 
-_PREFIX = {"jsdl": JSDL, "log": LOGISTICS, "def": DEFINITION, "neg": NEGOTIABLE, "meta": METADATA, "types": TYPES}
+_PREFIX = {
+    "jsdl": JSDL,
+    "log": LOGISTICS,
+    "def": DEFINITION,
+    "neg": NEGOTIABLE,
+    "meta": METADATA,
+    "types": TYPES,
+    "res": RESOURCES,
+}
 
 
 # ---- reading a create request -------------------------------------------------------
@@ -75,15 +83,35 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
         bandwidth=resources.bandwidth(allocation, {nic.name for nic in nics}),
     )
     minimum = _text(request, NEGOTIABLE, "DeploymentTime/minDuration")
+    start_at, reserved = _reservation(_find(request, NEGOTIABLE, "DeploymentTime/res:reservation"))
     return DeploymentRequest(
         name=_text(metadata, METADATA, "name") or "workspace",
         machine=machine,
-        duration=parse_duration(minimum) if minimum else None,
+        duration=reserved or (parse_duration(minimum) if minimum else None),
+        start_at=start_at,
         initial_state=_text(request, NEGOTIABLE, "InitialState") or "Running",
         node_number=_node_number(_text(request, NEGOTIABLE, "NodeNumber") or "1"),
         trash_at_shutdown=_shutdown_mechanism(_text(request, NEGOTIABLE, "ShutdownMechanism")),
         save_target=_text(request, NEGOTIABLE, "PostShutdown/rootPartitionUnpropagationTarget"),
     )
+
+
+def _reservation(element: etree._Element | None) -> tuple[datetime | None, timedelta | None]:
+    """vws-res:reservation (vws's own, beside DeploymentTime): its start, and its duration when given
+    (else the request's minDuration)."""
+    if element is None:
+        return None, None
+    start = _text(element, RESOURCES, "start")
+    if start is None:
+        raise InvalidMetadata("a reservation needs a start (an xsd:dateTime with its time zone)")
+    try:
+        moment = datetime.fromisoformat(start)
+    except ValueError:
+        raise InvalidMetadata(f"the reservation's start {start[:40]!r} is not an xsd:dateTime") from None
+    if moment.tzinfo is None:
+        raise InvalidMetadata(f"the reservation's start {start[:40]!r} needs a time zone (e.g. Z)")
+    duration = _text(element, RESOURCES, "duration")
+    return moment, None if duration is None else parse_duration(duration)
 
 
 def _required(parent: etree._Element, namespace: str, path: str, problem: str) -> etree._Element:
@@ -241,12 +269,15 @@ def _optional_children(namespace: str, fields: list[tuple[str, str | None]]) -> 
 
 
 def schedule(workspace: Workspace, tag: str = qname(TYPES, "schedule")) -> etree._Element:
-    started = workspace.started_at or workspace.created_at
+    """An advance reservation not started yet shows its reserved start, and its reserved length."""
+    reserved = workspace.request.start_at
+    started = workspace.started_at or reserved or workspace.created_at
+    length = workspace.termination_time - reserved if reserved else workspace.duration
     return _element(
         tag,
         None,
         _element(qname(TYPES, "ActualInstantiationTime"), timestamp(started)),
-        _element(qname(TYPES, "Duration"), format_duration(workspace.duration)),
+        _element(qname(TYPES, "Duration"), format_duration(length)),
         _element(qname(TYPES, "ActualTerminationTime"), timestamp(workspace.termination_time)),
     )
 

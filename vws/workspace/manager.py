@@ -10,11 +10,12 @@ door a user came through. The work is done by the parts it wires together:
 - operations: start, shutdown, destroy (each a transition of the state machine)
 - lifetime: termination times and lease expiry
 - renegotiation: a living workspace's memory, vCPUs, CPU share and bandwidth
+- reservations: advance reservations brought up in time for their start
 - recovery, reconciliation: a restart's cut-off work, and agreement with libvirt
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
@@ -33,6 +34,7 @@ from vws.workspace.records import Listener, Records, Workspace
 from vws.workspace.recovery import Recovery
 from vws.workspace.renegotiation import AllocationChange, AllocationListener, Renegotiated, Renegotiation
 from vws.workspace.request import DeploymentRequest
+from vws.workspace.reservations import Reservations
 from vws.workspace.states import Op
 
 
@@ -43,9 +45,11 @@ class WorkspaceManager:
         self._operations = Operations(self._records, pool, clock, self._deployers)
         deployment = Deployment(self._records, pool, self._operations, self._deployers)
         self._creation = Creation(store, pool, clock, policy, self._records, deployment)
-        self._lifetime = Lifetime(store, clock, policy, self._records, self._operations)
+        self._lifetime = Lifetime(store, clock, policy, self._records, self._operations, pool)
         self._reconciliation = Reconciliation(store, pool, self._records)
         self._renegotiation = Renegotiation(store, pool, clock, policy, self._records)
+        lead = timedelta(seconds=policy.reservation_lead_seconds)
+        self._reservations = Reservations(store, clock, lead, self._creation)
         self._recovery = Recovery(
             self._records, pool, self._deployers, self._operations, deployment, self._reconciliation
         )
@@ -140,6 +144,16 @@ class WorkspaceManager:
     def expire_due(self) -> list[int]:
         """Destroy every workspace whose lease has ended; returns their ids."""
         return self._lifetime.expire_due()
+
+    # ---- advance reservations ---------------------------------------------------------
+
+    def next_reservation_due(self) -> datetime | None:
+        """When the next advance reservation must begin its bring-up (its start less the lead)."""
+        return self._reservations.next_due()
+
+    def start_due_reservations(self) -> list[int]:
+        """Bring up every reservation that is due, to be Running at its start; returns their ids."""
+        return self._reservations.start_due()
 
     # ---- the service's own upkeep ---------------------------------------------------
 
