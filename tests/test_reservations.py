@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from lxml import etree
 
+from clients.workspace import main as client_main
+from clients.workspace import read_epr
 from tests.allocations import allocation_body, deploy, reservation_body
 from tests.conftest import T0, make_config
 from tests.deployments import settler
@@ -139,3 +141,19 @@ def test_a_reservation_that_means_nothing_is_a_metadata_fault(vws, start, initia
         deploy(vws.client, reservation_body(start, initial_state=initial))
     assert raised.value.element == qname(TYPES, "WorkspaceMetadataFault")
     assert why in raised.value.description
+
+
+def test_a_reservation_whose_lease_is_ended_before_its_start_holds_nothing(vws):
+    epr = deploy(vws.client, reservation_body(START, memory_mb=12288))
+    vws.service.manager.set_termination_time(SERVICE, key(epr), START - timedelta(minutes=1))
+    deploy(vws.client, reservation_body(START, memory_mb=8192))  # its window is empty now
+
+
+def test_vws_client_deploy_start_at_reserves_and_returns(vws, tmp_path, capsys):
+    epr = tmp_path / "ws.epr"
+    factory = vws.service.base_url + "WorkspaceFactoryService"
+    argv = ["-s", factory, "--anonymous", "deploy", "--start-at", START.isoformat(), "--eprFile", str(epr)]
+    assert client_main(argv) == 0
+    assert f"reserved from {START.isoformat()}" in capsys.readouterr().out
+    assert vws.client.state(read_epr(epr)) == "Unpropagated"
+    assert schedule(vws.client, read_epr(epr))[0] == timestamp(START)

@@ -296,7 +296,8 @@ def m020_resizes_and_capacity_calendar(db: Database) -> None:
     # reading them all. Its coordinates are 32-bit floats rounded outward: a superset, which
     # the calendar's query narrows on the exact timestamps.
     db.execute("create virtual table pool_calendar using rtree(workspace_id, starts, ends)")
-    window = "coalesce(unixepoch({0}.starts_at), 0), coalesce(unixepoch({0}.ends_at), 1e11)"
+    starts, ends = "coalesce(unixepoch({0}.starts_at), 0)", "coalesce(unixepoch({0}.ends_at), 1e11)"
+    window = f"{starts}, max({starts}, {ends})"  # a lease cut short before its start: an empty window
     db.execute(
         "create trigger pool_calendar_insert after insert on pool_placements begin"
         f" insert into pool_calendar values (new.workspace_id, {window.format('new')}); end"
