@@ -347,7 +347,7 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
         "--start-at",
         type=datetime.fromisoformat,
         metavar="TIME",
-        help="an advance reservation from TIME (ISO 8601 with a time zone) for the deploy duration; exits once admitted",
+        help="reserve from TIME (ISO 8601 with a time zone) for the deploy duration; exits once admitted",
     )
     monitor.add_options(dep)
     dep.add_argument(
