@@ -19,7 +19,7 @@ from tests.resources import subscribe
 from tests.workspaces import ALICE, layer, request
 from vws.pool.machine import Allocation
 from vws.service import Service
-from vws.xmlns import JSDL, NEGOTIABLE, TOPIC_SIMPLE, WSNT, WSNT_ACTION, WSRP, qname
+from vws.xmlns import JSDL, NEGOTIABLE, TOPIC_SIMPLE, TYPES, WSNT, WSNT_ACTION, WSRP, WSRP_ACTION, qname
 
 UNMODIFIABLE = qname(WSRP, "UnableToModifyResourcePropertyFault")
 
@@ -196,3 +196,69 @@ def test_vws_client_renegotiate_prints_the_grant_or_the_refusal(elastic, tmp_pat
     assert code == 1 and "can grow live to at most 512 MB" in out
     code, out = run("renegotiate", "--cpu-percent", 25, "--at-next-start", "--eprFile", epr)
     assert (code, out) == (0, "granted: 512 MB, 2 CPUs, 25% of a CPU each\n")
+
+
+def set_properties(client, epr, *components: etree._Element) -> etree._Element:
+    body = etree.Element(qname(WSRP, "SetResourceProperties"), nsmap={"wsrp": WSRP})
+    body.extend(components)
+    return client.call(epr, WSRP_ACTION + "SetResourceProperties", body)
+
+
+def component(kind: str, *values: etree._Element, **attributes: str) -> etree._Element:
+    element = etree.Element(qname(WSRP, kind), **attributes)
+    element.extend(values)
+    return element
+
+
+def test_bandwidth_is_renegotiated_live_on_the_nic(elastic):
+    service, client = elastic
+    epr = deploy(client, allocation_body(bandwidth={"eth0": (8_192_000, None)}))
+    value = etree.Element(qname(NEGOTIABLE, "ResourceAllocation"))
+    nic = etree.SubElement(etree.SubElement(value, qname(NEGOTIABLE, "Bandwidth")), qname(NEGOTIABLE, "nic"))
+    etree.SubElement(nic, qname(NEGOTIABLE, "name")).text = "eth0"
+    rate = etree.SubElement(nic, qname(NEGOTIABLE, "OutgoingNetworkBandwidth"))
+    etree.SubElement(rate, qname(JSDL, "Exact")).text = "819200"
+    set_properties(client, epr, component("Update", value))
+    shaping = domain(service, epr).find("devices/interface/bandwidth")
+    assert shaping.find("inbound") is None and shaping.find("outbound").get("average") == "100"
+    assert exact(granted(client, epr), "neg:Bandwidth/neg:nic/neg:OutgoingNetworkBandwidth") == "819200"
+
+
+def allocation(memory_mb: int) -> etree._Element:
+    value = etree.Element(qname(NEGOTIABLE, "ResourceAllocation"))
+    memory = etree.SubElement(value, qname(JSDL, "IndividualPhysicalMemory"))
+    etree.SubElement(memory, qname(JSDL, "Exact")).text = str(memory_mb)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("components", "fault", "why"),
+    [
+        (lambda: [component("Insert", allocation(512))], "UnableToModifyResourcePropertyFault", "only updated"),
+        (
+            lambda: [component("Delete", ResourceProperty="neg:ResourceAllocation")],
+            "UnableToModifyResourcePropertyFault",
+            "can be deleted",
+        ),
+        (
+            lambda: [component("Update", etree.Element(qname(TYPES, "schedule")))],
+            "UnableToModifyResourcePropertyFault",
+            "only ResourceAllocation can be set",
+        ),
+        (
+            lambda: [component("Update", etree.Element(qname(TYPES, "noSuchProperty")))],
+            "InvalidResourcePropertyQNameFault",
+            "no resource property",
+        ),
+        (lambda: [], "InvalidSetResourcePropertiesRequestContentFault", "exactly one Update"),
+        (lambda: [component("Update", allocation(0))], "InvalidSetResourcePropertiesRequestContentFault", "from 1"),
+    ],
+)
+def test_what_is_not_a_renegotiation_gets_its_declared_fault_and_changes_nothing(elastic, components, fault, why):
+    service, client = elastic
+    epr = deploy(client, allocation_body(memory_mb=256))
+    with pytest.raises(SoapFault) as raised:
+        set_properties(client, epr, *components())
+    assert raised.value.element == qname(WSRP, fault)
+    assert why in raised.value.description
+    assert exact(granted(client, epr), "jsdl:IndividualPhysicalMemory") == "256"
