@@ -19,6 +19,7 @@ from tests.workspaces import StateLog
 from vws.clock import timestamp
 from vws.service import Service
 from vws.workspace.caller import SERVICE
+from vws.workspace.renegotiation import AllocationChange
 from vws.workspace.states import State
 from vws.wsrf.addressing import EndpointReference
 from vws.xmlns import TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
@@ -157,3 +158,11 @@ def test_vws_client_deploy_start_at_reserves_and_returns(vws, tmp_path, capsys):
     assert f"reserved from {START.isoformat()}" in capsys.readouterr().out
     assert vws.client.state(read_epr(epr)) == "Unpropagated"
     assert schedule(vws.client, read_epr(epr))[0] == timestamp(START)
+
+
+def test_a_renegotiation_may_use_what_a_later_reservation_will_need_before_it_starts(vws):
+    epr = deploy(vws.client, allocation_body(memory_mb=256, duration="PT1H"))  # ends before START
+    deploy(vws.client, reservation_body(START, memory_mb=12288))
+    change = AllocationChange(memory_mb=8192)  # 8 + 12 GiB > 16 GiB, but never at the same time
+    vws.service.manager.renegotiate(SERVICE, key(epr), change, at_next_start=True)
+    assert vws.service.manager.get(SERVICE, key(epr)).request.machine.memory_mb == 8192

@@ -227,7 +227,12 @@ class PoolManager:
 
     def reserve_resize(self, db, workspace_id: int, old: Allocation, new: Allocation, live: bool) -> Resize:
         """The node holds max(old, new) from now on, or SchedulingFailed: see ``resizing``."""
-        return resizing.reserve(db, workspace_id, old, new, live)
+
+        def loads(ends_at: str | None) -> list[placement.NodeLoad]:  # over what is left of its lease
+            now = self._clock.now()
+            return self._loads(db, None if ends_at is None else Window(now, max(now, parse_timestamp(ends_at))))
+
+        return resizing.reserve(db, workspace_id, old, new, live, loads)
 
     def settle_resize(self, db, workspace_id: int, kept: Allocation, *, deferred: bool = False) -> None:
         resizing.settle(db, workspace_id, kept, deferred=deferred)

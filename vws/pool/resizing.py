@@ -20,10 +20,11 @@ from lxml import etree
 from sqlite_utils import Database
 
 from vws.errors import BackendError, IllegalState, SchedulingFailed
-from vws.pool import designer, nodes
+from vws.pool import designer
 from vws.pool.domain_xml import NicSpec
 from vws.pool.driver import Driver
 from vws.pool.machine import Allocation, NicBandwidth
+from vws.pool.placement import NodeLoad
 from vws.store.rows import one
 
 APPLYING = "applying"
@@ -53,18 +54,28 @@ class Resize:
 # ---- the books ------------------------------------------------------------------------------
 
 
-def reserve(db: Database, workspace_id: int, old: Allocation, new: Allocation, live: bool) -> Resize:
-    """Hold max(old, new) on the workspace's node, or SchedulingFailed and nothing changed."""
+def reserve(
+    db: Database,
+    workspace_id: int,
+    old: Allocation,
+    new: Allocation,
+    live: bool,
+    loads: Callable[[str | None], list[NodeLoad]],
+) -> Resize:
+    """Hold max(old, new) on the workspace's node, or SchedulingFailed and nothing changed;
+    ``loads(ends_at)``: the nodes' loads from now to the workspace's end (None: open)."""
     if one(db, "select 1 from pool_resizes where workspace_id = ?", [workspace_id]):
         raise IllegalState(f"workspace {workspace_id} has a renegotiation waiting for its next start")
     placed = one(
-        db, "select node, memory_mb, vcpus from pool_placements where workspace_id = ? and held", [workspace_id]
+        db,
+        "select node, memory_mb, vcpus, ends_at from pool_placements where workspace_id = ? and held",
+        [workspace_id],
     )
     if placed is None:
         raise IllegalState(f"workspace {workspace_id} holds nothing on a node to renegotiate")
     node = str(placed["node"])
     memory, vcpus = max(old.memory_mb, new.memory_mb), max(old.vcpus, new.vcpus)
-    load = next(load for load in nodes.loads(db) if load.name == node)
+    load = next(load for load in loads(placed["ends_at"]) if load.name == node)  # type: ignore[arg-type]
     more_memory, more_cpus = memory - int(placed["memory_mb"]), vcpus - int(placed["vcpus"])
     if more_memory > load.free_memory_mb or more_cpus > load.free_cpus:
         raise SchedulingFailed(
