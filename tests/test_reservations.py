@@ -17,12 +17,13 @@ from tests.deployments import settler
 from tests.gt4wire import Gt4Client, SoapFault
 from tests.workspaces import StateLog
 from vws.clock import timestamp
+from vws.pool import nodes, testnode
 from vws.service import Service
 from vws.workspace.caller import SERVICE
 from vws.workspace.renegotiation import AllocationChange
 from vws.workspace.states import State
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import TYPES, WORKSPACE, WSRL, WSRL_ACTION, qname
+from vws.xmlns import TYPES, WORKSPACE, WSBF, WSRL, WSRL_ACTION, qname
 
 START = T0 + timedelta(hours=2)  # the embedded node: 16 GiB, 8 CPUs
 LEAD = timedelta(seconds=600)  # [policy] reservation_lead_seconds, by default
@@ -166,3 +167,29 @@ def test_a_renegotiation_may_use_what_a_later_reservation_will_need_before_it_st
     change = AllocationChange(memory_mb=8192)  # 8 + 12 GiB > 16 GiB, but never at the same time
     vws.service.manager.renegotiate(SERVICE, key(epr), change, at_next_start=True)
     assert vws.service.manager.get(SERVICE, key(epr)).request.machine.memory_mb == 8192
+
+
+def drain(service: Service, node: str, *others: str) -> None:
+    """vws-admin nodes update --inactive ``node``; ``others``: nodes added beside it, each 16 GiB."""
+    with service.store.transaction() as db:
+        for name in others:
+            uri = testnode.write_node(service.config.service.state_dir / "extra" / f"{name}.xml", 16384, 8)
+            nodes.add_node(db, name, uri, 16384, 8)
+        nodes.update_node(db, node, active=False)
+
+
+def test_a_reservation_whose_node_was_drained_is_re_placed_at_its_bring_up(vws):
+    epr = deploy(vws.client, reservation_body(START, memory_mb=12288))
+    drain(vws.service, "node1", "node2")
+    vws.clock.advance(START - T0)
+    vws.states.wait_for(key(epr), State.RUNNING)
+    assert vws.service.manager.get(SERVICE, key(epr)).node == "node2"
+
+
+def test_a_reservation_no_node_can_hold_any_more_ends_corrupted_saying_why(vws):
+    epr = deploy(vws.client, reservation_body(START, memory_mb=12288))
+    drain(vws.service, "node1")
+    vws.clock.advance(START - T0)
+    vws.states.wait_for(key(epr), State.CORRUPTED)
+    fault = vws.client.get_property(epr, qname(TYPES, "currentState")).findtext(f".//{{{WSBF}}}Description")
+    assert "its node node1 is no longer available and no other can hold it" in fault

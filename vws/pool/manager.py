@@ -173,6 +173,18 @@ class PoolManager:
             return f"no window of {window.length} fits within {EARLIEST_HORIZON.days} days"
         return f"the earliest window of {window.length} that fits starts at {timestamp(found.start)}"
 
+    def keep_reserved(self, db, workspace_id: int, machine: MachineRequest, window: Window) -> str:
+        """The node an advance reservation will run on: its own, or, when that one was drained or
+        lost since, another that can hold it over ``window`` (SchedulingFailed when none can)."""
+        (node,) = db.execute("select node from pool_placements where workspace_id = ?", [workspace_id]).fetchone()
+        loads = self._loads(db, window)
+        if any(load.name == node and load.usable for load in loads):
+            return node
+        others = [load for load in loads if load.name != node]
+        (chosen,) = placement.place_group(others, placement.demand(machine), 1, self._policy)
+        db.execute("update pool_placements set node = ? where workspace_id = ?", [chosen, workspace_id])
+        return chosen
+
     def set_end(self, db, workspace_id: int, end: datetime) -> None:
         """A workspace's lease now ends at ``end``: refused (SchedulingFailed) when its node is booked
         for part of the longer lease (a reservation starts before it would end)."""

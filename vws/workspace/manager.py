@@ -49,7 +49,7 @@ class WorkspaceManager:
         self._reconciliation = Reconciliation(store, pool, self._records)
         self._renegotiation = Renegotiation(store, pool, clock, policy, self._records)
         lead = timedelta(seconds=policy.reservation_lead_seconds)
-        self._reservations = Reservations(store, clock, lead, self._creation)
+        self._reservations = Reservations(store, pool, clock, lead, self._records, self._creation)
         self._recovery = Recovery(
             self._records, pool, self._deployers, self._operations, deployment, self._reconciliation
         )

@@ -5,14 +5,20 @@ capacity calendar, its addresses leased), then waits Unpropagated with no work o
 start in ``schedule``. ``[policy] reservation_lead_seconds`` before its start it is released
 like a held ensemble member: the deployers copy its image, define and start it. The start
 lives in the stored request, so a restart loses no reservation and ``start_due`` finds any
-whose moment passed while the service was down.
+whose moment passed while the service was down. One whose node was drained or lost since
+its admission is re-placed on another that can hold it, or ends Corrupted saying why.
 """
 
 from datetime import datetime, timedelta
 
 from vws.clock import Clock, parse_timestamp, timestamp
+from vws.errors import SchedulingFailed
+from vws.pool.calendar import Window
+from vws.pool.manager import PoolManager
+from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.creation import Creation
+from vws.workspace.records import Records, record_event
 from vws.workspace.states import State
 
 # Reservations still waiting: Unpropagated, nothing owed, not an ensemble member, a start.
@@ -23,10 +29,14 @@ _WAITING = """
 
 
 class Reservations:
-    def __init__(self, store: Store, clock: Clock, lead: timedelta, creation: Creation) -> None:
+    def __init__(
+        self, store: Store, pool: PoolManager, clock: Clock, lead: timedelta, records: Records, creation: Creation
+    ) -> None:
         self._store = store
+        self._pool = pool
         self._clock = clock
         self._lead = lead
+        self._records = records
         self._creation = creation
 
     def next_due(self) -> datetime | None:
@@ -48,6 +58,25 @@ class Reservations:
                     [State.UNPROPAGATED.value, due],
                 )
             ]
-        if ids:
-            self._creation.release_held(ids)
+        kept = [workspace_id for workspace_id in ids if self._keep_node(workspace_id)]
+        if kept:
+            self._creation.release_held(kept)
         return ids
+
+    def _keep_node(self, workspace_id: int) -> bool:
+        """Its node, or another if that one is gone; False (and Corrupted) when none can hold it."""
+        with self._records.locked(workspace_id):
+            workspace = self._records.snapshot(workspace_id)
+            window = Window(workspace.request.start_at or self._clock.now(), workspace.termination_time)
+            try:
+                with self._store.transaction() as db:
+                    node = self._pool.keep_reserved(db, workspace_id, workspace.request.machine, window)
+                    if node != workspace.node:
+                        rows.update(db, "workspaces", workspace_id, {"node": node})
+                        detail = f"re-placed on {node}: its node {workspace.node} is no longer available"
+                        record_event(db, workspace_id, self._clock.now(), workspace.state, detail)
+            except SchedulingFailed as exc:
+                fault = f"its node {workspace.node} is no longer available and no other can hold it: {exc.description}"
+                self._records.commit(workspace_id, State.CORRUPTED, fault=fault, release=True)
+                return False
+        return True
