@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from lxml import etree
+from sqlite_utils import Database
 
 from clients.workspace import main as client_main
 from clients.workspace import read_epr
@@ -17,8 +18,11 @@ from tests.deployments import settler
 from tests.gt4wire import Gt4Client, SoapFault
 from tests.workspaces import StateLog
 from vws.clock import timestamp
-from vws.pool import nodes, testnode
+from vws.pool import calendar, nodes, testnode
+from vws.pool.calendar import Window
+from vws.pool.placement import NodeLoad
 from vws.service import Service
+from vws.store.schema import MIGRATIONS
 from vws.workspace.caller import SERVICE
 from vws.workspace.renegotiation import AllocationChange
 from vws.workspace.states import State
@@ -193,3 +197,18 @@ def test_a_reservation_no_node_can_hold_any_more_ends_corrupted_saying_why(vws):
     vws.states.wait_for(key(epr), State.CORRUPTED)
     fault = vws.client.get_property(epr, qname(TYPES, "currentState")).findtext(f".//{{{WSBF}}}Description")
     assert "its node node1 is no longer available and no other can hold it" in fault
+
+
+def test_placements_made_before_the_calendar_hold_their_node_until_their_lease_ends():
+    db = Database(memory=True)
+    MIGRATIONS.apply(db, stop_before="m020_resizes_and_capacity_calendar")
+    db["workspaces"].insert(
+        {"id": 7, "owner": "o", "state": "running", "memory_mb": 256, "vcpus": 1, "node": "node1", "request": "{}"}
+        | {"created_at": timestamp(T0), "termination_time": timestamp(START)}
+    )
+    db["pool_placements"].insert({"workspace_id": 7, "node": "node1", "memory_mb": 256, "vcpus": 1, "held": 1})
+    MIGRATIONS.apply(db)
+    sizes = [NodeLoad("node1", 1024, 2)]
+    (before,) = calendar.loads_over(db, sizes, Window(T0, START), T0)
+    (after,) = calendar.loads_over(db, sizes, Window(START, START + timedelta(hours=1)), T0)
+    assert (before.used_memory_mb, after.used_memory_mb) == (256, 0)
