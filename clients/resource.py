@@ -117,3 +117,17 @@ def renegotiate(
     remote.raw(target, WSRP_ACTION + "SetResourceProperties", body)
     (granted,) = get_property(remote, target, qname(NEGOTIABLE, "ResourceAllocation"))
     return granted
+
+
+def availability(
+    remote: Remote, factory: EndpointReference, memory_mb: int, duration: str, cpus: int = 1, count: int = 3
+) -> list[tuple[str, str]]:
+    """vws's availability question: (start, end) of the earliest windows a workspace would fit."""
+    body = etree.Element(qname(RESOURCES, "availability"), nsmap={"vws-res": RESOURCES})
+    for name, value in (("memory", memory_mb), ("cpus", cpus), ("duration", duration), ("count", count)):
+        etree.SubElement(body, qname(RESOURCES, name)).text = str(value)
+    reply = remote.raw(factory, f"{RESOURCES}/WorkspaceFactoryPortType/availabilityRequest", body)
+    return [
+        (window.findtext(qname(RESOURCES, "start")), window.findtext(qname(RESOURCES, "end")))
+        for window in reply.iterchildren(qname(RESOURCES, "window"))
+    ]

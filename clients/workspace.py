@@ -266,6 +266,17 @@ def renegotiate(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def availability(session: Session, args: argparse.Namespace) -> int:
+    """The earliest windows a workspace of that size would fit: what to pass to deploy --start-at."""
+    duration = f"PT{args.duration}M"
+    windows = resource.availability(session, session.factory_epr, args.memory, duration, args.cpus, args.count)
+    for start, end in windows:
+        print(f"{start} to {end}")
+    if not windows:
+        print("no window fits within the next 30 days")
+    return 0
+
+
 _SHUTDOWN_TYPES = {"shutdown": "Normal", "pause": "Pause", "reboot": "Reboot", "shutdown-save": "ReadyForTransport"}
 
 
@@ -409,6 +420,13 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
         help="what cannot be applied to the running guest waits for its next start",
     )
     again.set_defaults(run=renegotiate)
+
+    free = actions.add_parser("availability", help="the earliest windows a workspace of that size would fit")
+    free.add_argument("--memory", type=int, metavar="MB", required=True)
+    free.add_argument("--cpus", type=int, default=1)
+    free.add_argument("--duration", type=int, metavar="MIN", required=True)
+    free.add_argument("--count", type=int, default=3, help="how many windows (at most 10)")
+    free.set_defaults(run=availability)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
     return top

@@ -27,7 +27,7 @@ from vws.workspace.caller import SERVICE
 from vws.workspace.renegotiation import AllocationChange
 from vws.workspace.states import State
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import TYPES, WORKSPACE, WSBF, WSRL, WSRL_ACTION, qname
+from vws.xmlns import RESOURCES, TYPES, WORKSPACE, WSBF, WSRL, WSRL_ACTION, qname
 
 START = T0 + timedelta(hours=2)  # the embedded node: 16 GiB, 8 CPUs
 LEAD = timedelta(seconds=600)  # [policy] reservation_lead_seconds, by default
@@ -212,3 +212,24 @@ def test_placements_made_before_the_calendar_hold_their_node_until_their_lease_e
     (before,) = calendar.loads_over(db, sizes, Window(T0, START), T0)
     (after,) = calendar.loads_over(db, sizes, Window(START, START + timedelta(hours=1)), T0)
     assert (before.used_memory_mb, after.used_memory_mb) == (256, 0)
+
+
+def test_availability_names_the_earliest_windows_that_fit(vws, capsys):
+    deploy(vws.client, reservation_body(START, memory_mb=12288))
+    factory = vws.service.base_url + "WorkspaceFactoryService"
+    argv = ["-s", factory, "--anonymous", "availability", "--memory", "8192", "--duration", "180", "--count", "2"]
+    assert client_main(argv) == 0
+    after = START + timedelta(hours=1)  # 3 h of 8 GiB from now would run into it: from its end
+    assert capsys.readouterr().out.splitlines() == [f"{timestamp(after)} to {timestamp(after + timedelta(hours=3))}"]
+    argv[argv.index("8192")] = "2048"  # beside it there is room from now
+    assert client_main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{timestamp(T0)} to {timestamp(T0 + timedelta(hours=3))}"
+
+
+def test_availability_with_nonsense_is_a_metadata_fault(vws):
+    body = etree.Element(qname(RESOURCES, "availability"))
+    etree.SubElement(body, qname(RESOURCES, "memory")).text = "0"
+    etree.SubElement(body, qname(RESOURCES, "duration")).text = "PT1H"
+    with pytest.raises(SoapFault) as raised:
+        vws.client.call(vws.client.factory(), f"{RESOURCES}/WorkspaceFactoryPortType/availabilityRequest", body)
+    assert raised.value.element == qname(TYPES, "WorkspaceMetadataFault")

@@ -6,11 +6,11 @@ so an advance reservation for tomorrow leaves today free, and a best-effort requ
 lease would reach into a reservation sees it. A lease already past its end still counts,
 for any window, until the sweeper has given it back.
 
-``earliest_fit`` answers a refusal: the first window, from the one asked for, that the
-nodes can hold, trying each moment some placement ends (the only moments room appears).
+``fitting`` answers a refusal and an availability question: the windows, from the one asked
+for, that the nodes can hold, trying each moment some placement ends (when room appears).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,15 +75,21 @@ def _holding(size: NodeLoad, bookings: list[tuple[str, str, int, int]], start: s
     )
 
 
-def earliest_fit(db: Database, window: Window, fits: Callable[[Window], bool], horizon: timedelta) -> Window | None:
-    """The first window of ``window``'s length, from its start on and within ``horizon``, that ``fits``."""
-    limit = timestamp(window.start + horizon)
+def fitting(db: Database, window: Window, fits: Callable[[Window], bool], horizon: timedelta) -> Iterator[Window]:
+    """Windows of ``window``'s length that ``fits``, earliest first: from its start, then from each
+    moment within ``horizon`` at which a placement ends (the only moments room appears)."""
+    if fits(window):
+        yield window
     ends = db.execute(
         "select distinct ends_at from pool_placements where held = 1 and ends_at > ? and ends_at <= ? order by ends_at",
-        [timestamp(window.start), limit],
+        [timestamp(window.start), timestamp(window.start + horizon)],
     ).fetchall()
     for (moment,) in ends:
         candidate = window.at(parse_timestamp(moment))
         if fits(candidate):
-            return candidate
-    return None
+            yield candidate
+
+
+def earliest_fit(db: Database, window: Window, fits: Callable[[Window], bool], horizon: timedelta) -> Window | None:
+    """The first window of ``window``'s length, from its start on and within ``horizon``, that ``fits``."""
+    return next(fitting(db, window, fits, horizon), None)

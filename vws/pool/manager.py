@@ -25,6 +25,7 @@ after SIGKILL + restart matches what it ran before.
 """
 
 import functools
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -164,11 +165,20 @@ class PoolManager:
                 raise
             raise SchedulingFailed(f"{refused.description}; {self._earliest(db, demand, count, window)}") from None
 
-    def _earliest(self, db, demand: placement.Demand, count: int, window: Window) -> str:
+    def availability(self, machine: MachineRequest, window: Window, count: int) -> list[Window]:
+        """Up to ``count`` windows like ``window`` that a node can hold ``machine`` for, earliest first."""
+        with self._store.reading() as db:
+            fits = self._fits(db, placement.demand(machine), 1)
+            return list(itertools.islice(calendar.fitting(db, window, fits, EARLIEST_HORIZON), count))
+
+    def _fits(self, db, demand: placement.Demand, count: int) -> Callable[[Window], bool]:
         def fits(candidate: Window) -> bool:
             return sum(load.room_for(demand) for load in self._loads(db, candidate)) >= count
 
-        found = calendar.earliest_fit(db, window, fits, EARLIEST_HORIZON)
+        return fits
+
+    def _earliest(self, db, demand: placement.Demand, count: int, window: Window) -> str:
+        found = calendar.earliest_fit(db, window, self._fits(db, demand, count), EARLIEST_HORIZON)
         if found is None:
             return f"no window of {window.length} fits within {EARLIEST_HORIZON.days} days"
         return f"the earliest window of {window.length} that fits starts at {timestamp(found.start)}"

@@ -51,6 +51,13 @@ CREATE = FaultTable(
         errors.SchedulingFailed: _types("WorkspaceSchedulingFault"),
     },
 )
+AVAILABILITY = FaultTable(
+    _types("WorkspaceSchedulingFault"),
+    {
+        errors.InvalidMetadata: _types("WorkspaceMetadataFault"),
+        errors.MalformedMessage: _types("WorkspaceMetadataFault"),
+    },
+)
 START = FaultTable(_types("WorkspaceStartFault"), {**_UNKNOWN_WORKSPACE, **_DISABLED})
 SHUTDOWN = FaultTable(_types("WorkspaceShutdownFault"), {**_UNKNOWN_WORKSPACE, **_DISABLED})
 PROPERTIES = FaultTable(

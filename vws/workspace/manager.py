@@ -21,6 +21,7 @@ from sqlite_utils import Database
 
 from vws.clock import Clock
 from vws.config import PolicyConfig
+from vws.pool.calendar import Window
 from vws.pool.manager import PoolManager
 from vws.store.database import Store
 from vws.workspace.caller import Caller
@@ -33,7 +34,7 @@ from vws.workspace.reconciliation import Reconciliation
 from vws.workspace.records import Listener, Records, Workspace
 from vws.workspace.recovery import Recovery
 from vws.workspace.renegotiation import AllocationChange, AllocationListener, Renegotiated, Renegotiation
-from vws.workspace.request import DeploymentRequest
+from vws.workspace.request import DeploymentRequest, MachineRequest
 from vws.workspace.reservations import Reservations
 from vws.workspace.states import Op
 
@@ -150,6 +151,13 @@ class WorkspaceManager:
     def next_reservation_due(self) -> datetime | None:
         """When the next advance reservation must begin its bring-up (its start less the lead)."""
         return self._reservations.next_due()
+
+    def availability(
+        self, machine: MachineRequest, duration: timedelta, start: datetime | None = None, count: int = 3
+    ) -> list[Window]:
+        """The earliest ``count`` windows of ``duration``, from ``start`` (or now), that a node can hold
+        ``machine`` for, alongside every admitted reservation and lease."""
+        return self._reservations.availability(machine, duration, start, count)
 
     def start_due_reservations(self) -> list[int]:
         """Bring up every reservation that is due, to be Running at its start; returns their ids."""

@@ -12,14 +12,17 @@ its admission is re-placed on another that can hold it, or ends Corrupted saying
 from datetime import datetime, timedelta
 
 from vws.clock import Clock, parse_timestamp, timestamp
-from vws.errors import SchedulingFailed
+from vws.errors import InvalidMetadata, SchedulingFailed
 from vws.pool.calendar import Window
 from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.creation import Creation
 from vws.workspace.records import Records, record_event
+from vws.workspace.request import MachineRequest
 from vws.workspace.states import State
+
+__all__ = ["Reservations", "Window"]  # Window is the pool's: named here for the front ends
 
 # Reservations still waiting: Unpropagated, nothing owed, not an ensemble member, a start.
 _WAITING = """
@@ -62,6 +65,16 @@ class Reservations:
         if kept:
             self._creation.release_held(kept)
         return ids
+
+    def availability(
+        self, machine: MachineRequest, duration: timedelta, start: datetime | None, count: int
+    ) -> list[Window]:
+        if machine.memory_mb < 1 or machine.vcpus < 1:
+            raise InvalidMetadata("memory and CPU count must be positive")
+        if duration <= timedelta(0):
+            raise InvalidMetadata("the duration must be positive")
+        begin = max(start or self._clock.now(), self._clock.now())
+        return self._pool.availability(machine, Window(begin, begin + duration), count)
 
     def _keep_node(self, workspace_id: int) -> bool:
         """Its node, or another if that one is gone; False (and Corrupted) when none can hold it."""
