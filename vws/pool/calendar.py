@@ -8,16 +8,22 @@ for any window, until the sweeper has given it back.
 
 ``fitting`` answers a refusal and an availability question: the windows, from the one asked
 for, that the nodes can hold, trying each moment some placement ends (when room appears).
+``Calendar`` is what the PoolManager asks, inside its callers' transactions.
 """
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
-from vws.clock import parse_timestamp, timestamp
-from vws.pool.placement import NodeLoad
+from vws.clock import Clock, parse_timestamp, timestamp
+from vws.errors import SchedulingFailed
+from vws.pool import nodes, placement
+from vws.pool.placement import Demand, NodeLoad
+
+EARLIEST_HORIZON = timedelta(days=30)  # how far ahead a refusal looks for the earliest window that fits
 
 # Placements that overlap [start, end), found through the pool_calendar R*Tree (a superset,
 # narrowed on the exact times), and those past their end not given back yet: each one's node,
@@ -93,3 +99,80 @@ def fitting(db: Database, window: Window, fits: Callable[[Window], bool], horizo
 def earliest_fit(db: Database, window: Window, fits: Callable[[Window], bool], horizon: timedelta) -> Window | None:
     """The first window of ``window``'s length, from its start on and within ``horizon``, that ``fits``."""
     return next(fitting(db, window, fits, horizon), None)
+
+
+class Calendar:
+    """The nodes' loads over time, and the questions placement asks of them."""
+
+    def __init__(self, clock: Clock, policy: placement.Policy, bridged: frozenset[str]) -> None:
+        self._clock = clock
+        self._policy = policy
+        self._bridged = bridged  # the network pools whose NICs qemu nodes can shape
+
+    def loads(self, db: Database, window: Window | None = None) -> list[NodeLoad]:
+        """Each node's load over ``window``; None: everything held, whenever."""
+        if window is None:
+            return nodes.loads(db, self._bridged)
+        return loads_over(db, nodes.sizes(db, self._bridged), window, self._clock.now())
+
+    def booked(self, window: Window | None) -> dict[str, str | None]:
+        """A placement's window as its row keeps it: no start for one that holds from now."""
+        if window is None:
+            return {}
+        future = window.start > self._clock.now()
+        return {"starts_at": timestamp(window.start) if future else None, "ends_at": timestamp(window.end)}
+
+    def check_room(self, db: Database, demand: Demand, count: int, window: Window | None) -> None:
+        """SchedulingFailed when the nodes cannot hold ``count`` of ``demand`` over ``window``, saying
+        when the earliest window of that length that they can hold begins."""
+        try:
+            placement.check_room(self.loads(db, window), demand, count)
+        except SchedulingFailed as refused:
+            if window is None:
+                raise
+            raise SchedulingFailed(f"{refused.description}; {self._earliest(db, demand, count, window)}") from None
+
+    def availability(self, db: Database, demand: Demand, window: Window, count: int) -> list[Window]:
+        """Up to ``count`` windows like ``window`` that a node can hold ``demand`` for, earliest first."""
+        return list(itertools.islice(fitting(db, window, self._fits(db, demand, 1), EARLIEST_HORIZON), count))
+
+    def keep_reserved(self, db: Database, workspace_id: int, demand: Demand, window: Window) -> str:
+        """The node an advance reservation will run on: its own, or, when that one was drained or
+        lost since, another that can hold it over ``window`` (SchedulingFailed when none can)."""
+        (node,) = db.execute("select node from pool_placements where workspace_id = ?", [workspace_id]).fetchone()
+        loads = self.loads(db, window)
+        if any(load.name == node and load.usable for load in loads):
+            return node
+        (chosen,) = placement.place_group([load for load in loads if load.name != node], demand, 1, self._policy)
+        db.execute("update pool_placements set node = ? where workspace_id = ?", [chosen, workspace_id])
+        return chosen
+
+    def set_end(self, db: Database, workspace_id: int, end: datetime) -> None:
+        """A workspace's lease now ends at ``end``: refused (SchedulingFailed) when its node is booked
+        for part of the longer lease (a reservation starts before it would end)."""
+        row = db.execute(
+            "select node, ends_at from pool_placements where workspace_id = ? and held", [workspace_id]
+        ).fetchone()
+        if row is None:
+            return
+        node, ends = row
+        db.execute("update pool_placements set ends_at = ? where workspace_id = ?", [timestamp(end), workspace_id])
+        if ends is not None and timestamp(end) > ends:
+            load = next(load for load in self.loads(db, Window(parse_timestamp(ends), end)) if load.name == node)
+            if load.free_memory_mb < 0 or load.free_cpus < 0:
+                raise SchedulingFailed(
+                    f"node {node} is booked (an advance reservation) before {timestamp(end)}; the lease still ends"
+                    f" at {ends}"
+                )
+
+    def _fits(self, db: Database, demand: Demand, count: int) -> Callable[[Window], bool]:
+        def fits(candidate: Window) -> bool:
+            return sum(load.room_for(demand) for load in self.loads(db, candidate)) >= count
+
+        return fits
+
+    def _earliest(self, db: Database, demand: Demand, count: int, window: Window) -> str:
+        found = earliest_fit(db, window, self._fits(db, demand, count), EARLIEST_HORIZON)
+        if found is None:
+            return f"no window of {window.length} fits within {EARLIEST_HORIZON.days} days"
+        return f"the earliest window of {window.length} that fits starts at {timestamp(found.start)}"

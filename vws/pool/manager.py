@@ -25,16 +25,15 @@ after SIGKILL + restart matches what it ran before.
 """
 
 import functools
-import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from vws.clock import Clock, parse_timestamp, timestamp
+from vws.clock import Clock, parse_timestamp
 from vws.config import PoolConfig
-from vws.errors import BackendError, InvalidMetadata, SchedulingFailed, VwsError
+from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.pool import calendar, context_drive, designer, network, nodes, placement, resizing, testnode
 from vws.pool.calendar import Window
 from vws.pool.connections import Connections
@@ -57,7 +56,6 @@ from vws.store.database import Store
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "unreachable"  # domain_states() for domains on a node that cannot be reached
-EARLIEST_HORIZON = timedelta(days=30)  # how far ahead a refusal looks for the earliest window that fits
 
 
 def _defines_nothing(base: Path) -> None:
@@ -78,6 +76,7 @@ class PoolManager:
         self._clock = clock
         self._dir = state_dir
         self._policy, self._bridges, self._prefix = check_settings(config)
+        self._calendar = calendar.Calendar(clock, self._policy, frozenset(self._bridges))
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
         self._holds = Holds()
@@ -144,12 +143,12 @@ class PoolManager:
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
             demand = placement.demand(machine)
-            chosen = placement.place_group(self._loads(db, window), demand, len(workspace_ids), self._policy)
+            chosen = placement.place_group(self._calendar.loads(db, window), demand, len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
-                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus, **self._booked(window)}
+                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus, **self._calendar.booked(window)}
                 db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
@@ -157,76 +156,20 @@ class PoolManager:
     def check_room(self, db, machine: MachineRequest, count: int, window: Window | None = None) -> None:
         """SchedulingFailed when the nodes cannot hold ``count`` of ``machine`` (over ``window``),
         saying when the earliest window of that length that they can hold begins: asked before reserving."""
-        demand = placement.demand(machine)
-        try:
-            placement.check_room(self._loads(db, window), demand, count)
-        except SchedulingFailed as refused:
-            if window is None:
-                raise
-            raise SchedulingFailed(f"{refused.description}; {self._earliest(db, demand, count, window)}") from None
+        self._calendar.check_room(db, placement.demand(machine), count, window)
 
     def availability(self, machine: MachineRequest, window: Window, count: int) -> list[Window]:
         """Up to ``count`` windows like ``window`` that a node can hold ``machine`` for, earliest first."""
         with self._store.reading() as db:
-            fits = self._fits(db, placement.demand(machine), 1)
-            return list(itertools.islice(calendar.fitting(db, window, fits, EARLIEST_HORIZON), count))
-
-    def _fits(self, db, demand: placement.Demand, count: int) -> Callable[[Window], bool]:
-        def fits(candidate: Window) -> bool:
-            return sum(load.room_for(demand) for load in self._loads(db, candidate)) >= count
-
-        return fits
-
-    def _earliest(self, db, demand: placement.Demand, count: int, window: Window) -> str:
-        found = calendar.earliest_fit(db, window, self._fits(db, demand, count), EARLIEST_HORIZON)
-        if found is None:
-            return f"no window of {window.length} fits within {EARLIEST_HORIZON.days} days"
-        return f"the earliest window of {window.length} that fits starts at {timestamp(found.start)}"
+            return self._calendar.availability(db, placement.demand(machine), window, count)
 
     def keep_reserved(self, db, workspace_id: int, machine: MachineRequest, window: Window) -> str:
-        """The node an advance reservation will run on: its own, or, when that one was drained or
-        lost since, another that can hold it over ``window`` (SchedulingFailed when none can)."""
-        (node,) = db.execute("select node from pool_placements where workspace_id = ?", [workspace_id]).fetchone()
-        loads = self._loads(db, window)
-        if any(load.name == node and load.usable for load in loads):
-            return node
-        others = [load for load in loads if load.name != node]
-        (chosen,) = placement.place_group(others, placement.demand(machine), 1, self._policy)
-        db.execute("update pool_placements set node = ? where workspace_id = ?", [chosen, workspace_id])
-        return chosen
+        """The node an advance reservation will run on: its own, or another if that one is gone."""
+        return self._calendar.keep_reserved(db, workspace_id, placement.demand(machine), window)
 
     def set_end(self, db, workspace_id: int, end: datetime) -> None:
-        """A workspace's lease now ends at ``end``: refused (SchedulingFailed) when its node is booked
-        for part of the longer lease (a reservation starts before it would end)."""
-        row = db.execute(
-            "select node, memory_mb, vcpus, ends_at from pool_placements where workspace_id = ? and held",
-            [workspace_id],
-        ).fetchone()
-        if row is None:
-            return
-        node, memory, vcpus, ends = row
-        db.execute("update pool_placements set ends_at = ? where workspace_id = ?", [timestamp(end), workspace_id])
-        if ends is not None and timestamp(end) > ends:
-            longer = Window(parse_timestamp(ends), end)
-            load = next(load for load in self._loads(db, longer) if load.name == node)
-            if load.free_memory_mb < 0 or load.free_cpus < 0:
-                raise SchedulingFailed(
-                    f"node {node} is booked (an advance reservation) before {timestamp(end)}; the lease still ends"
-                    f" at {ends}"
-                )
-
-    def _loads(self, db, window: Window | None = None) -> list[placement.NodeLoad]:
-        bridged = frozenset(self._bridges)
-        if window is None:
-            return nodes.loads(db, bridged)
-        return calendar.loads_over(db, nodes.sizes(db, bridged), window, self._clock.now())
-
-    def _booked(self, window: Window | None) -> dict[str, str | None]:
-        """A placement's window as its row keeps it: no start for one that holds from now."""
-        if window is None:
-            return {}
-        future = window.start > self._clock.now()
-        return {"starts_at": timestamp(window.start) if future else None, "ends_at": timestamp(window.end)}
+        """The workspace's lease ends at ``end`` now; SchedulingFailed if a reservation needs its node."""
+        self._calendar.set_end(db, workspace_id, end)
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -252,7 +195,9 @@ class PoolManager:
 
         def loads(ends_at: str | None) -> list[placement.NodeLoad]:  # over what is left of its lease
             now = self._clock.now()
-            return self._loads(db, None if ends_at is None else Window(now, max(now, parse_timestamp(ends_at))))
+            return self._calendar.loads(
+                db, None if ends_at is None else Window(now, max(now, parse_timestamp(ends_at)))
+            )
 
         return resizing.reserve(db, workspace_id, old, new, live, loads)
 
