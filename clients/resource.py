@@ -11,7 +11,7 @@ from typing import Protocol
 from lxml import etree
 
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import PROPAGATION, TYPES, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
+from vws.xmlns import JSDL, NEGOTIABLE, PROPAGATION, RESOURCES, TYPES, WSRL, WSRL_ACTION, WSRP, WSRP_ACTION, qname
 
 DESTROYED = "Destroyed"
 # The faults that say the resource named by an EPR does not exist (any more).
@@ -89,3 +89,45 @@ def copies(remote: Remote, target: EndpointReference) -> list[Copy]:
 def destroy(remote: Remote, target: EndpointReference) -> None:
     """WS-ResourceLifetime Destroy (a workspace, group, ensemble or subscription)."""
     remote.raw(target, WSRL_ACTION + "Destroy", etree.Element(qname(WSRL, "Destroy"), nsmap={"wsrl": WSRL}))
+
+
+def renegotiate(
+    remote: Remote,
+    target: EndpointReference,
+    *,
+    memory_mb: int | None = None,
+    vcpus: int | None = None,
+    cpu_percent: int | None = None,
+    at_next_start: bool = False,
+) -> etree._Element:
+    """SetResourceProperties with an Update of ResourceAllocation naming only what changes;
+    the granted ResourceAllocation that follows."""
+    value = etree.Element(qname(NEGOTIABLE, "ResourceAllocation"), nsmap={"neg": NEGOTIABLE, "jsdl": JSDL})
+    for tag, amount in (
+        (qname(NEGOTIABLE, "CPUPercentage"), cpu_percent),
+        (qname(JSDL, "IndividualCPUCount"), vcpus),
+        (qname(JSDL, "IndividualPhysicalMemory"), memory_mb),
+    ):
+        if amount is not None:
+            etree.SubElement(etree.SubElement(value, tag), qname(JSDL, "Exact")).text = str(amount)
+    if at_next_start:  # vws's own: what libvirt cannot apply live waits for the next start
+        value.set(qname(RESOURCES, "atNextStart"), "true")
+    body = etree.Element(qname(WSRP, "SetResourceProperties"), nsmap={"wsrp": WSRP})
+    etree.SubElement(body, qname(WSRP, "Update")).append(value)
+    remote.raw(target, WSRP_ACTION + "SetResourceProperties", body)
+    (granted,) = get_property(remote, target, qname(NEGOTIABLE, "ResourceAllocation"))
+    return granted
+
+
+def availability(
+    remote: Remote, factory: EndpointReference, memory_mb: int, duration: str, cpus: int = 1, count: int = 3
+) -> list[tuple[str, str]]:
+    """vws's availability question: (start, end) of the earliest windows a workspace would fit."""
+    body = etree.Element(qname(RESOURCES, "availability"), nsmap={"vws-res": RESOURCES})
+    for name, value in (("memory", memory_mb), ("cpus", cpus), ("duration", duration), ("count", count)):
+        etree.SubElement(body, qname(RESOURCES, name)).text = str(value)
+    reply = remote.raw(factory, f"{RESOURCES}/WorkspaceFactoryPortType/availabilityRequest", body)
+    return [
+        (window.findtext(qname(RESOURCES, "start")), window.findtext(qname(RESOURCES, "end")))
+        for window in reply.iterchildren(qname(RESOURCES, "window"))
+    ]

@@ -37,7 +37,7 @@ from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port
 from clients.wsse import GsiSecureMessage
 from vws.errors import VwsError
 from vws.wsrf.addressing import EndpointReference
-from vws.xmlns import APPLIANCES, LOGISTICS, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
+from vws.xmlns import APPLIANCES, JSDL, LOGISTICS, RESOURCES, TYPES, WSA, WSRL, WSRP, WSRP_ACTION, XPATH_DIALECT, qname
 
 DEFAULT_FACTORY = "http://127.0.0.1:8443/wsrf/services/WorkspaceFactoryService"
 SAMPLES = Path(__file__).resolve().parents[1] / "etc" / "samples"
@@ -65,6 +65,9 @@ def deploy(session: Session, args: argparse.Namespace) -> int:
         if value is not None and path is not None:
             _write_epr(path, _epr(value))
             print(f"{name} EPR written to {path}")
+    if args.start_at:
+        print(f"reserved from {args.start_at.isoformat()}: Unpropagated until then")
+        return 0  # an advance reservation: nothing happens before its start
     if args.no_wait or args.new_ensemble or args.join_ensemble and not args.last_in_ensemble:
         return 0  # asked not to wait, or nothing starts before the ensemble is done
     return _wait(session, created, args.exit_state or request.InitialState or "Running", args)
@@ -107,6 +110,17 @@ def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore
         request.ShutdownMechanism = "Trash"
     if args.save_target:
         request.PostShutdown = _post_shutdown(args.save_target)
+    if args.start_at:
+        request.DeploymentTime._value_1 = [_reservation(args.start_at)]
+
+
+def _reservation(start: datetime) -> etree._Element:
+    """vws's advance reservation (vws-res:reservation), beside minDuration in DeploymentTime."""
+    if start.tzinfo is None:
+        raise ClientError("--start-at needs a time zone, e.g. 2026-12-24T18:00:00Z")
+    element = etree.Element(qname(RESOURCES, "reservation"), nsmap={"vws-res": RESOURCES})
+    etree.SubElement(element, qname(RESOURCES, "start")).text = start.isoformat()
+    return element
 
 
 def subscribe(session: Session, args: argparse.Namespace) -> int:
@@ -267,6 +281,35 @@ def set_termination_time(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def renegotiate(session: Session, args: argparse.Namespace) -> int:
+    """Ask for a new allocation; print what is granted (the service refuses with a fault otherwise)."""
+    if args.memory is None and args.cpus is None and args.cpu_percent is None:
+        raise ClientError("renegotiate: give --memory, --cpus or --cpu-percent")
+    granted = resource.renegotiate(
+        session,
+        read_epr(args.eprFile),
+        memory_mb=args.memory,
+        vcpus=args.cpus,
+        cpu_percent=args.cpu_percent,
+        at_next_start=args.at_next_start,
+    )
+    exact = {etree.QName(part).localname: part.findtext(qname(JSDL, "Exact")) for part in granted}
+    share = f", {exact['CPUPercentage']}% of a CPU each" if "CPUPercentage" in exact else ""
+    print(f"granted: {exact.get('IndividualPhysicalMemory')} MB, {exact.get('IndividualCPUCount')} CPUs{share}")
+    return 0
+
+
+def availability(session: Session, args: argparse.Namespace) -> int:
+    """The earliest windows a workspace of that size would fit: what to pass to deploy --start-at."""
+    duration = f"PT{args.duration}M"
+    windows = resource.availability(session, session.factory_epr, args.memory, duration, args.cpus, args.count)
+    for start, end in windows:
+        print(f"{start} to {end}")
+    if not windows:
+        print("no window fits within the next 30 days")
+    return 0
+
+
 _SHUTDOWN_TYPES = {"shutdown": "Normal", "pause": "Pause", "reboot": "Reboot", "shutdown-save": "ReadyForTransport"}
 
 
@@ -344,6 +387,12 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     dep.add_argument("--last-in-ensemble", action="store_true", help="the ensemble is done after this request")
     dep.add_argument("--ensfile", type=Path, help="write the ensemble's EPR here")
     dep.add_argument("--no-wait", action="store_true", help="exit once created, without waiting for a state")
+    dep.add_argument(
+        "--start-at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="reserve from TIME (ISO 8601 with a time zone) for the deploy duration; exits once admitted",
+    )
     monitor.add_options(dep)
     dep.add_argument(
         "--file", "-e", "--eprFile", dest="file", type=Path, help="write the EPR here (a group's: FILE-<key>.epr)"
@@ -392,6 +441,25 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     ttl.add_argument("-e", "--eprFile", type=Path, required=True)
     ttl.add_argument("--minutes", type=int, required=True, help="from now, by the service's clock")
     ttl.set_defaults(run=set_termination_time)
+
+    again = actions.add_parser("renegotiate", help="change a living workspace's memory, CPUs or CPU share")
+    again.add_argument("-e", "--eprFile", type=Path, required=True)
+    again.add_argument("--memory", type=int, metavar="MB")
+    again.add_argument("--cpus", type=int)
+    again.add_argument("--cpu-percent", type=int, metavar="PERCENT", help="of one host CPU, per vCPU (1-100)")
+    again.add_argument(
+        "--at-next-start",
+        action="store_true",
+        help="what cannot be applied to the running guest waits for its next start",
+    )
+    again.set_defaults(run=renegotiate)
+
+    free = actions.add_parser("availability", help="the earliest windows a workspace of that size would fit")
+    free.add_argument("--memory", type=int, metavar="MB", required=True)
+    free.add_argument("--cpus", type=int, default=1)
+    free.add_argument("--duration", type=int, metavar="MIN", required=True)
+    free.add_argument("--count", type=int, default=3, help="how many windows (at most 10)")
+    free.set_defaults(run=availability)
 
     actions.add_parser("factoryrp", help="print the factory's resource properties").set_defaults(run=factoryrp)
 

@@ -108,7 +108,7 @@ def test_get_current_message_and_topic_properties(gt4):
     reply = gt4.call(epr, WSNT_ACTION + "GetCurrentMessage", body)
     assert reply.findtext(f".//{{{TYPES}}}state") == "Propagated"
     topics = gt4.get_property(epr, qname(WSNT, "Topic"))
-    assert [t.text.split(":")[1] for t in topics] == ["currentState", "ResourceTermination"]
+    assert [t.text.split(":")[1] for t in topics] == ["currentState", "ResourceTermination", "ResourceAllocation"]
 
 
 @pytest.mark.parametrize(

@@ -210,12 +210,12 @@ def test_the_stock_client_reads_each_document_as_its_bean_also_while_an_image_is
     try:
         assert stock_read(stock_reader, "factory", gt4.factory().address) == "P1D public"
         epr = deploy_nimbus_sample(gt4)
-        assert stock_read(stock_reader, "workspace", epr.address, epr.key(key)) == "Running 2"
+        assert stock_read(stock_reader, "workspace", epr.address, epr.key(key)) == "Running 3"  # state, topics
         body = create_request()
         body.find(f".//{{{DEFINITION}}}location").text = image.url
         (copying,) = created_eprs(watcher.call(watcher.factory(), FACTORY_ACTION + "createRequest", body))
         progress_shown(watcher, copying)
-        assert stock_read(stock_reader, "workspace", copying.address, copying.key(key)) == "Unpropagated 2"
+        assert stock_read(stock_reader, "workspace", copying.address, copying.key(key)) == "Unpropagated 3"
     finally:
         image.release()
         gt4.close()
@@ -247,7 +247,11 @@ def test_topics_name_the_topics_published_wherever_they_are_read(gt4):
     epr = resources(gt4)["WorkspaceService"]
     (document,) = gt4.query(epr, "/")
     by_name = gt4.get_property(epr, qname(WSNT, "Topic"))
-    published = {qname(TYPES, "currentState"), qname(WSRL, "ResourceTermination")}
+    published = {
+        qname(TYPES, "currentState"),
+        qname(WSRL, "ResourceTermination"),
+        qname(NEGOTIABLE, "ResourceAllocation"),
+    }
     for topics in (document.findall(qname(WSNT, "Topic")), list(by_name)):
         assert {_resolved(topic) for topic in topics} == published
 

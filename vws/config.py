@@ -114,12 +114,20 @@ class PolicyConfig:
     # queryCurrentWorkspaces lists at most this many workspaces, the oldest first (0: all), so
     # one answer's memory is bounded; GT4 had no limit, and no user holding fewer sees a change.
     max_listed_workspaces: int = 1000
+    # Enforcement (issue #14): the most of one host CPU a vCPU may be granted (CPUPercentage),
+    # and the most NIC bandwidth one direction may be granted, in megabits/s (0: no limit).
+    maximum_cpu_percentage: int = 100
+    maximum_bandwidth_mbps: int = 0
+    # An advance reservation's bring-up (image copy, define, start) begins this long before its start.
+    reservation_lead_seconds: int = 600
 
     def __post_init__(self) -> None:
         if self.max_group_size < 1:
             raise ConfigError("[policy] max_group_size must be at least 1")
         if self.max_listed_workspaces < 0:
             raise ConfigError("[policy] max_listed_workspaces must be 0 (no limit) or more")
+        if not 1 <= self.maximum_cpu_percentage <= 100:
+            raise ConfigError("[policy] maximum_cpu_percentage must be from 1 to 100")
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,9 @@ class PoolConfig:
     # VMM requirements every node meets ("TYPE [VERSION...]", comma-separated): GT4 metadata
     # (Nimbus's own sample) asks for Xen, whose images vws runs under QEMU. Empty: none.
     legacy_vmm: tuple[str, ...] = ("Xen",)
+    # Domains are defined able to grow live by this much over what they were granted (maximum
+    # memory to balloon into, vCPUs to hot-plug), for renegotiation (issue #14); 0: no live growth.
+    live_headroom_percent: int = 0
 
     def __post_init__(self) -> None:
         if self.deployers < 1:

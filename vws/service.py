@@ -33,7 +33,7 @@ from vws.soap.porttypes.common import Endpoints
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
 from vws.soap.porttypes.group import GroupPortType
-from vws.soap.porttypes.producer import ProducerOperations, StatePublisher
+from vws.soap.porttypes.producer import AllocationPublisher, ProducerOperations, StatePublisher
 from vws.soap.porttypes.status import StatusPortType
 from vws.soap.porttypes.subscription import SubscriptionPortType
 from vws.soap.porttypes.workspace import WorkspacePortType
@@ -76,6 +76,13 @@ class Service:
             timedelta(seconds=config.policy.sweep_seconds),
             name="lease-sweeper",
         )
+        self.reservations = Sweeper(
+            self.clock,
+            self.manager.next_reservation_due,
+            self.manager.start_due_reservations,
+            timedelta(seconds=config.policy.sweep_seconds),
+            name="reservation-starter",
+        )
         self.reconciler = Sweeper(
             self.clock,
             lambda: None,
@@ -86,6 +93,10 @@ class Service:
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
+        lead = timedelta(seconds=config.policy.reservation_lead_seconds)
+        self.manager.add_listener(
+            lambda workspace: workspace.request.start_at and self.reservations.due_by(workspace.request.start_at - lead)
+        )
         # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
         check_gridmap(gridmap_file(config))
         self.gridmap = GridMap(gridmap_file(config))
@@ -123,6 +134,7 @@ class Service:
         )
         self.producer = NotificationProducer(self.subscriptions, self.delivery.send)
         self.manager.add_listener(StatePublisher(self.producer, self.clock))
+        self.manager.add_allocation_listener(AllocationPublisher(self.producer))
         self.accounting = Accounting(self.store, self.clock, config.accounting.charge_granularity_minutes)
         self.manager.add_listener(self.accounting.record)
         quotas = Quotas(config.quotas, config.accounting.charge_granularity_minutes, self.gridmap.accounts)
@@ -150,6 +162,7 @@ class Service:
         self._server = server
         self.reconciler.start()
         self.leases.start()
+        self.reservations.start()
         return self.base_url
 
     def _router(self) -> Router:
@@ -209,6 +222,7 @@ class Service:
             self._server.stop()
             self._server = None
             self.leases.stop()
+            self.reservations.stop()
             self.reconciler.stop()
             self.delivery.stop()
         self.manager.close()

@@ -42,6 +42,7 @@ STATUS = WORKSPACE + "/status"
 JSDL = "http://schemas.ggf.org/jsdl/2005/11/jsdl"
 PROPAGATION = "http://vws.invalid/2026/11/propagation"  # vws's own extension property
 APPLIANCES = "http://vws.invalid/2026/12/appliances"  # vws's own: what a factory's pool can host
+RESOURCES = "http://vws.invalid/2026/12/resources"  # vws's own extensions: renegotiation, reservation
 GT4_CORE = "http://www.globus.org/namespaces/2004/06/core"  # ws-core's own elements (the SubscriptionKey)
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"

@@ -14,8 +14,8 @@ from pathlib import Path
 from vws.config import ConfigError
 from vws.errors import InvalidMetadata
 from vws.matching import pick_architecture
-from vws.pool.domain_xml import DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec
-from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.domain_xml import CpuTuneSpec, DiskSpec, DomainSpec, NicSpec, OsSpec, OwnerSpec, RateSpec
+from vws.pool.machine import MachineRequest, NetworkLease, NicBandwidth, Placement, Rate
 
 TEST = "test"
 QEMU = "qemu"
@@ -86,14 +86,47 @@ def virt_type(node: NodeFacts, wanted: str) -> str:
     return wanted
 
 
-def nic(lease: NetworkLease, node: NodeFacts, kind: str) -> NicSpec:
-    """The leased MAC on a plain network interface the test driver accepts, else bridged or user."""
+def nic(lease: NetworkLease, node: NodeFacts, kind: str, shaping: NicBandwidth | None = None) -> NicSpec:
+    """The leased MAC on a plain network interface the test driver accepts, else bridged or user;
+    shaped as ``shaping`` says (placement put it on a node that can shape it: see ``shapes``)."""
+    rates = {} if shaping is None else {"inbound": rate(shaping.inbound), "outbound": rate(shaping.outbound)}
     if kind == TEST:
-        return NicSpec(mac=lease.mac, kind="network", source="default")
+        return NicSpec(mac=lease.mac, kind="network", source="default", **rates)
     bridge = node.bridges.get(lease.pool)
     if bridge:
-        return NicSpec(mac=lease.mac, kind="bridge", source=bridge)
+        return NicSpec(mac=lease.mac, kind="bridge", source=bridge, **rates)
     return NicSpec(mac=lease.mac, kind="user", source=None)
+
+
+def rate(wanted: Rate | None) -> RateSpec | None:
+    return None if wanted is None else RateSpec(wanted.average_kbytes, wanted.peak_kbytes, wanted.burst_kb)
+
+
+def shapes(uri: str, bridged: frozenset[str]) -> frozenset[str]:
+    """The network pools whose NICs a node can shape: any on the test driver; on qemu nodes
+    only bridged ones (libvirt cannot shape QEMU user networking)."""
+    return frozenset({"*"}) if uri.startswith("test:") else bridged
+
+
+# The CFS period libvirt and the kernel default to: a quota is a share of it.
+CPU_PERIOD_US = 100_000
+SHARES_PER_CPU = 1024  # cgroup v1's default weight of one task group
+
+
+def cputune(cpu_percent: int | None, vcpus: int) -> CpuTuneSpec | None:
+    """Each vCPU capped at ``cpu_percent`` of one host CPU, and weighted by what it was granted."""
+    if cpu_percent is None:
+        return None
+    return CpuTuneSpec(
+        period=CPU_PERIOD_US,
+        quota=CPU_PERIOD_US * cpu_percent // 100,
+        shares=max(2, SHARES_PER_CPU * vcpus * cpu_percent // 100),  # 2: the kernel's least weight
+    )
+
+
+def headroom(granted: int, percent: int) -> int:
+    """The most a live renegotiation may grow ``granted`` to (``[pool] live_headroom_percent``)."""
+    return granted + granted * percent // 100
 
 
 def design(
@@ -105,8 +138,10 @@ def design(
     wanted_type: str = QEMU,
     kernel: KernelFiles | None = None,
     console_log: Path | None = None,
+    headroom_percent: int = 0,
 ) -> DomainSpec:
     kind = virt_type(node, wanted_type)
+    shaping = {wanted.nic: wanted for wanted in machine.bandwidth}
     arch = None if kind == TEST else pick_architecture(machine.architecture, node.architectures)
     if kind != TEST and arch is None:  # placement chose a node that runs it: a node changed under us
         raise InvalidMetadata(f"{node.name} runs none of CPU architecture {machine.architecture}")
@@ -122,7 +157,10 @@ def design(
         owner=OwnerSpec(placement.workspace_id, placement.node),
         os=os_spec,
         disks=tuple(disks),
-        nics=tuple(nic(lease, node, kind) for lease in placement.leases),
+        nics=tuple(nic(lease, node, kind, shaping.get(lease.nic)) for lease in placement.leases),
         console_log=console_log,
         acpi=kind != TEST,
+        cputune=cputune(machine.cpu_percent, machine.vcpus),
+        max_memory_mb=headroom(machine.memory_mb, headroom_percent),
+        max_vcpus=headroom(machine.vcpus, headroom_percent),
     )

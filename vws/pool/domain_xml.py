@@ -36,11 +36,26 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
+class RateSpec:
+    """One direction of ``<bandwidth>``: KiB/s average and peak, KiB burst."""
+
+    average: int
+    peak: int | None = None
+    burst: int | None = None
+
+    def to_xml(self, direction: str) -> etree._Element:
+        attributes = {"average": self.average, "peak": self.peak, "burst": self.burst}
+        return etree.Element(direction, {name: str(value) for name, value in attributes.items() if value is not None})
+
+
+@dataclass(frozen=True)
 class NicSpec:
     mac: str
     kind: str = "network"  # network | bridge | user
     source: str | None = "default"  # network or bridge name; None for user networking
     model: str | None = "virtio"
+    inbound: RateSpec | None = None
+    outbound: RateSpec | None = None
 
     def to_xml(self) -> etree._Element:
         nic = etree.Element("interface", type=self.kind)
@@ -49,7 +64,27 @@ class NicSpec:
             etree.SubElement(nic, "source", **{self.kind: self.source})
         if self.model:
             etree.SubElement(nic, "model", type=self.model)
+        if self.inbound or self.outbound:
+            bandwidth = etree.SubElement(nic, "bandwidth")
+            for direction, rate in (("inbound", self.inbound), ("outbound", self.outbound)):
+                if rate is not None:
+                    bandwidth.append(rate.to_xml(direction))
         return nic
+
+
+@dataclass(frozen=True)
+class CpuTuneSpec:
+    """``<cputune>``: a CFS quota per vCPU (``quota`` of every ``period`` µs) and a relative weight."""
+
+    period: int
+    quota: int
+    shares: int
+
+    def to_xml(self) -> etree._Element:
+        tune = etree.Element("cputune")
+        for tag in ("shares", "period", "quota"):
+            etree.SubElement(tune, tag).text = str(getattr(self, tag))
+        return tune
 
 
 @dataclass(frozen=True)
@@ -97,14 +132,24 @@ class DomainSpec:
     nics: tuple[NicSpec, ...] = ()
     console_log: Path | None = None  # serial console written to this file
     acpi: bool = True  # graceful shutdown needs ACPI on QEMU guests
+    cputune: CpuTuneSpec | None = None
+    # What a live renegotiation may grow to (balloon, vCPU hot-plug); None: what it starts with.
+    max_memory_mb: int | None = None
+    max_vcpus: int | None = None
 
     def to_element(self) -> etree._Element:
         domain = etree.Element("domain", type=self.virt_type)
         etree.SubElement(domain, "name").text = self.name
         etree.SubElement(domain, "uuid").text = self.uuid
         etree.SubElement(domain, "metadata").append(self.owner.to_xml())
-        etree.SubElement(domain, "memory", unit="MiB").text = str(self.memory_mb)
-        etree.SubElement(domain, "vcpu").text = str(self.vcpus)
+        etree.SubElement(domain, "memory", unit="MiB").text = str(max(self.memory_mb, self.max_memory_mb or 0))
+        etree.SubElement(domain, "currentMemory", unit="MiB").text = str(self.memory_mb)
+        vcpu = etree.SubElement(domain, "vcpu")
+        vcpu.text = str(max(self.vcpus, self.max_vcpus or 0))
+        if vcpu.text != str(self.vcpus):
+            vcpu.set("current", str(self.vcpus))
+        if self.cputune is not None:
+            domain.append(self.cputune.to_xml())
         domain.append(self.os.to_xml())
         if self.acpi:
             etree.SubElement(etree.SubElement(domain, "features"), "acpi")

@@ -276,6 +276,30 @@ class Driver:
         with self._translated("read XML of", name):
             return self._lookup(name).XMLDesc(0)
 
+    def persistent_xml(self, name: str) -> str:
+        """The definition the domain starts from next time (live changes aside)."""
+        with self._translated("read XML of", name):
+            return self._lookup(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+    # Live changes to a running domain (renegotiation): each affects the running guest only;
+    # the persistent definition is redefined with the same values (``define``).
+
+    def set_memory(self, name: str, memory_mb: int) -> None:
+        with self._translated("balloon the memory of", name):
+            self._lookup(name).setMemoryFlags(memory_mb * 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_vcpus(self, name: str, vcpus: int) -> None:
+        with self._translated("hot-plug the vCPUs of", name):
+            self._lookup(name).setVcpusFlags(vcpus, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_scheduler(self, name: str, parameters: dict[str, int]) -> None:
+        with self._translated("set the CPU share of", name):
+            self._lookup(name).setSchedulerParametersFlags(parameters, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_interface(self, name: str, mac: str, parameters: dict[str, int]) -> None:
+        with self._translated("set the bandwidth of", name):
+            self._lookup(name).setInterfaceParameters(mac, parameters, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
     def owned(self) -> dict[str, OwnedDomain]:
         """Domains carrying the vws ``<metadata>`` element, by name."""
         owned = {}

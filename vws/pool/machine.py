@@ -5,7 +5,9 @@ the DeploymentRequest it carries); the pool turns it into a placement, leases, d
 and a libvirt domain.
 """
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from vws.matching import Vmm
 
@@ -49,6 +51,23 @@ class ContextFile:
 
 
 @dataclass(frozen=True)
+class Rate:
+    average_kbytes: int
+    peak_kbytes: int | None = None
+    burst_kb: int | None = None
+
+
+@dataclass(frozen=True)
+class NicBandwidth:
+    """Traffic shaping for one NIC, in kilobytes (KiB) per second as libvirt counts: an average
+    rate and, optionally, a peak it may reach in bursts of ``burst_kb``."""
+
+    nic: str
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+
+@dataclass(frozen=True)
 class MachineRequest:
     memory_mb: int
     vcpus: int = 1
@@ -61,6 +80,10 @@ class MachineRequest:
     vmm: Vmm | None = None  # the hypervisor the metadata requires
     files: tuple[ContextFile, ...] = field(default=())
     userdata: str | None = None
+    # Enforcement (issue #14): the share of one host CPU each vCPU may use (None: no cap),
+    # and per-NIC traffic shaping; both become libvirt <cputune> and <bandwidth>.
+    cpu_percent: int | None = None
+    bandwidth: tuple[NicBandwidth, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,3 +110,40 @@ class Placement:
     node: str
     domain: str
     leases: tuple[NetworkLease, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The part of a MachineRequest that renegotiation may change on a defined domain."""
+
+    memory_mb: int
+    vcpus: int
+    cpu_percent: int | None = None
+    bandwidth: tuple[NicBandwidth, ...] = ()
+
+    @classmethod
+    def of(cls, machine: MachineRequest) -> "Allocation":
+        return cls(machine.memory_mb, machine.vcpus, machine.cpu_percent, machine.bandwidth)
+
+    def applied_to(self, machine: MachineRequest) -> MachineRequest:
+        return replace(machine, **self.__dict__)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Allocation":
+        fields = json.loads(text)
+        return cls(
+            fields["memory_mb"], fields["vcpus"], fields["cpu_percent"], tuple(map(bandwidth, fields["bandwidth"]))
+        )
+
+
+def bandwidth(fields: dict[str, Any]) -> NicBandwidth:
+    """A NicBandwidth from its ``asdict`` form (a stored request or allocation)."""
+
+    def rate(key: str) -> Rate | None:
+        value = fields.get(key)
+        return None if value is None else Rate(**value)
+
+    return NicBandwidth(fields["nic"], rate("inbound"), rate("outbound"))

@@ -24,24 +24,28 @@ node file holding the recorded domains in their recorded states, so what libvirt
 after SIGKILL + restart matches what it ran before.
 """
 
+import dataclasses
 import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from vws.clock import Clock
+from vws.clock import Clock, parse_timestamp
 from vws.config import PoolConfig
 from vws.errors import BackendError, InvalidMetadata, VwsError
 from vws.matching import Offer, PoolOffer, check, kinds, runs
-from vws.pool import context_drive, designer, downloads, network, nodes, placement, testnode
+from vws.pool import calendar, context_drive, designer, downloads, network, nodes, placement, resizing, testnode
+from vws.pool.calendar import Window
 from vws.pool.connections import Connections
 from vws.pool.designer import KernelFiles, NodeFacts
 from vws.pool.domain_xml import DiskSpec
 from vws.pool.driver import MISSING, PAUSED, RUNNING, SHUTOFF, DomainMissing, Driver, EventCallback, OwnedDomain
-from vws.pool.machine import MachineRequest, NetworkLease, Placement
+from vws.pool.machine import Allocation, MachineRequest, NetworkLease, Placement
 from vws.pool.node_kinds import NodeKinds
 from vws.pool.progress import Progress, ignore
+from vws.pool.resizing import DEFINED, LIVE, NEXT_START, LiveResizeRefused, Resize
 from vws.pool.settings import check_settings, network_pools_dir
 from vws.pool.storage import claims, layers, volumes
 from vws.pool.storage.eviction import Holds
@@ -77,6 +81,7 @@ class PoolManager:
         self._clock = clock
         self._dir = state_dir
         self._policy, self._bridges, self._prefix, self._legacy_vmm = check_settings(config)
+        self._calendar = calendar.Calendar(clock, self._policy, frozenset(self._bridges))
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
         self.kinds = NodeKinds(config.virt_type, self._driver, clock)
@@ -128,30 +133,54 @@ class PoolManager:
     # ---- reservation: inside the caller's transaction ---------------------------------------
 
     def place(
-        self, db, workspace_ids: Sequence[int], machine: MachineRequest, *, allow_static: bool
+        self,
+        db,
+        workspace_ids: Sequence[int],
+        machine: MachineRequest,
+        *,
+        allow_static: bool,
+        window: Window | None = None,
     ) -> list[Placement]:
-        """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held."""
+        """A node, domain name and leases for every workspace, or SchedulingFailed and nothing held.
+
+        ``window``: when the workspaces hold their node's share (see ``calendar``); None, from now on.
+        """
         if machine.memory_mb < 1 or machine.vcpus < 1:
             raise InvalidMetadata("memory and CPU count must be positive")
         claims.check_request(self.repository, machine)
         with db.atomic():  # a savepoint: a refusal undoes what place did, and only that
-            loads = self._matching_loads(db, machine)
-            chosen = placement.place_group(loads, placement.demand(machine), len(workspace_ids), self._policy)
+            demand = self._demand(db, machine)
+            chosen = placement.place_group(self._calendar.loads(db, window), demand, len(workspace_ids), self._policy)
             placed = []
             for workspace_id, node in zip(workspace_ids, chosen, strict=True):
                 claims.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
-                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus}
+                share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus, **self._calendar.booked(window)}
                 db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
 
-    def check_room(self, db, machine: MachineRequest, count: int) -> None:
+    def check_room(self, db, machine: MachineRequest, count: int, window: Window | None = None) -> None:
         """Asked before reserving: InvalidMetadata or RequestDenied when no node can ever run
         ``machine`` (naming what is asked and what is offered), SchedulingFailed when the nodes
-        that can have no room for ``count`` of it now."""
+        that can have no room for ``count`` of it (over ``window``), saying when the earliest
+        window of that length that they can hold begins."""
         check(placement.requirements(machine), list(self._offers(db).values()), self._legacy_vmm)
-        placement.check_room(self._matching_loads(db, machine), placement.demand(machine), count)
+        self._calendar.check_room(db, self._demand(db, machine), count, window)
+
+    def availability(self, machine: MachineRequest, window: Window, count: int) -> list[Window]:
+        """Up to ``count`` windows like ``window`` that a node can hold ``machine`` for, earliest first."""
+        self.describe_nodes()
+        with self._store.reading() as db:
+            return self._calendar.availability(db, self._demand(db, machine), window, count)
+
+    def keep_reserved(self, db, workspace_id: int, machine: MachineRequest, window: Window) -> str:
+        """The node an advance reservation will run on: its own, or another if that one is gone."""
+        return self._calendar.keep_reserved(db, workspace_id, self._demand(db, machine), window)
+
+    def set_end(self, db, workspace_id: int, end: datetime) -> None:
+        """The workspace's lease ends at ``end`` now; SchedulingFailed if a reservation needs its node."""
+        self._calendar.set_end(db, workspace_id, end)
 
     def describe_nodes(self) -> None:
         """Read what each active node hosts, where not known yet: before a transaction that places."""
@@ -169,14 +198,11 @@ class PoolManager:
         offers = {node.name: self.kinds.offer(node) for node in nodes.list_nodes(db) if node.active}
         return {name: offer for name, offer in offers.items() if offer is not None}
 
-    def _matching_loads(self, db, machine: MachineRequest) -> list[placement.NodeLoad]:
-        """The loads of the nodes that can run ``machine``: placement considers only those."""
-        offers, wanted = self._offers(db), placement.requirements(machine)
-        return [
-            load
-            for load in nodes.loads(db)
-            if load.name in offers and runs(wanted, offers[load.name], self._legacy_vmm)
-        ]
+    def _demand(self, db, machine: MachineRequest) -> placement.Demand:
+        """What one workspace of ``machine`` asks of a node, on the nodes of a kind that runs it only."""
+        wanted = placement.requirements(machine)
+        kind = frozenset(name for name, offer in self._offers(db).items() if runs(wanted, offer, self._legacy_vmm))
+        return dataclasses.replace(placement.demand(machine), nodes=kind)
 
     def release_leases(self, db, workspace_id: int) -> None:
         """Free the workspace's addresses and partitions; refused while its domain is not gone."""
@@ -190,9 +216,56 @@ class PoolManager:
         """The workspace is gone: give back what it held, and the node no longer counts it."""
         self.release_leases(db, workspace_id)
         db.execute("delete from pool_placements where workspace_id = ?", [workspace_id])
+        db.execute("delete from pool_resizes where workspace_id = ?", [workspace_id])
 
     def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
         return network.leases_of(db, workspace_id)
+
+    # ---- renegotiation: the books inside the caller's transaction, then libvirt -------------
+
+    def reserve_resize(self, db, workspace_id: int, old: Allocation, new: Allocation, live: bool) -> Resize:
+        """The node holds max(old, new) from now on, or SchedulingFailed: see ``resizing``."""
+
+        def loads(ends_at: str | None) -> list[placement.NodeLoad]:  # over what is left of its lease
+            now = self._clock.now()
+            return self._calendar.loads(
+                db, None if ends_at is None else Window(now, max(now, parse_timestamp(ends_at)))
+            )
+
+        return resizing.reserve(db, workspace_id, old, new, live, loads)
+
+    def settle_resize(self, db, workspace_id: int, kept: Allocation, *, deferred: bool = False) -> None:
+        resizing.settle(db, workspace_id, kept, deferred=deferred)
+
+    def pending_resizes(self) -> list[Resize]:
+        with self._store.reading() as db:
+            return resizing.pending(db)
+
+    def resize(self, resize: Resize, *, at_next_start: bool = False) -> str:
+        """Give the domain ``resize.new``: live and in its definition while it runs (``LIVE``), or in
+        its definition only when it is off (``DEFINED``) or, with ``at_next_start``, when libvirt
+        cannot apply it live (``NEXT_START``). Otherwise LiveResizeRefused, with nothing changed."""
+        driver = self._driver(resize.node)
+        with self._store.reading() as db:
+            macs = {lease.nic: lease.mac for lease in network.leases_of(db, resize.workspace_id)}
+        outcome = DEFINED
+        if driver.state(resize.domain) in (RUNNING, PAUSED):
+            try:
+                resizing.apply_live(driver, resize, macs)
+                outcome = LIVE
+            except BackendError:
+                if not at_next_start:
+                    raise
+                outcome = NEXT_START
+        self._redefine(driver, resize.workspace_id, resize.domain, resize.new, macs)
+        return outcome
+
+    def _redefine(self, driver: Driver, workspace_id: int, domain: str, allocation: Allocation, macs) -> None:
+        headroom = self._config.live_headroom_percent
+        xml = resizing.resized_xml(driver.persistent_xml(domain), allocation, macs, headroom)
+        driver.define(xml)
+        with self._store.transaction() as db:
+            db.execute("update pool_domains set xml = ? where workspace_id = ?", [xml, workspace_id])
 
     # ---- what operators see ------------------------------------------------------------------
 
@@ -242,6 +315,7 @@ class PoolManager:
                 wanted_type=self._config.virt_type,
                 kernel=kernel,
                 console_log=files.console_log(),
+                headroom_percent=self._config.live_headroom_percent,
             )
             xml = spec.to_xml()
             driver.define(xml)
@@ -258,6 +332,8 @@ class PoolManager:
     def start(self, node: str, domain: str) -> None:
         self._driver(node).start(domain)
         self._set_state(node, domain, RUNNING)
+        with self._store.transaction() as db:
+            resizing.started(db, node, domain)  # a renegotiation deferred to this start is in effect
 
     def shutdown(self, node: str, domain: str) -> None:
         """Graceful power-off, destroyed after ``shutdown_wait_seconds`` if the guest ignores it."""
@@ -482,4 +558,4 @@ def _save_target(domain: str, target: str | None) -> str:
     return target or f"file://{domain}.qcow2"
 
 
-__all__ = ["MISSING", "UNREACHABLE", "PoolManager"]
+__all__ = ["DEFINED", "LIVE", "MISSING", "NEXT_START", "UNREACHABLE", "LiveResizeRefused", "PoolManager", "Resize"]

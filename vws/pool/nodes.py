@@ -29,6 +29,7 @@ from sqlite_utils import Database
 
 from vws.config import ConfigError, parse_boolean, read_ini
 from vws.errors import InvalidMetadata, RequestDenied, UnknownResource
+from vws.pool.designer import shapes
 from vws.pool.placement import NodeLoad
 from vws.store.rows import one, select
 
@@ -191,17 +192,29 @@ def usage(db: Database) -> dict[str, Usage]:
 # Every node with the memory and CPUs its live workspaces hold: one query per placement.
 _LOADS = f"""
     select n.name, n.memory_mb, n.cpus, coalesce(u.memory_mb, 0), coalesce(u.vcpus, 0), n.networks,
-           n.active and n.available
+           n.active and n.available, n.uri
     from nodes n left join ({HELD_PER_NODE}) u on u.node = n.name
     order by n.name
 """
 
 
-def loads(db: Database) -> list[NodeLoad]:
-    """Each node's size, what it holds, its networks and whether it takes new workspaces."""
+def loads(db: Database, bridged: frozenset[str] = frozenset()) -> list[NodeLoad]:
+    """Each node's size, what it holds, its networks, whether it takes new workspaces, and
+    the pools whose bandwidth it can enforce (``bridged``: the pools ``[pool] bridges`` names)."""
     return [
-        NodeLoad(name, memory, cpus, used_memory, used_cpus, _networks(networks), bool(usable))
-        for name, memory, cpus, used_memory, used_cpus, networks, usable in db.execute(_LOADS)
+        NodeLoad(name, memory, cpus, used_memory, used_cpus, _networks(networks), bool(usable), shapes(uri, bridged))
+        for name, memory, cpus, used_memory, used_cpus, networks, usable, uri in db.execute(_LOADS)
+    ]
+
+
+_SIZES = "select name, memory_mb, cpus, networks, active and available, uri from nodes order by name"
+
+
+def sizes(db: Database, bridged: frozenset[str] = frozenset()) -> list[NodeLoad]:
+    """``loads`` without what is held: for the capacity calendar, which works that out per window."""
+    return [
+        NodeLoad(name, memory, cpus, 0, 0, _networks(networks), bool(usable), shapes(uri, bridged))
+        for name, memory, cpus, networks, usable, uri in db.execute(_SIZES)
     ]
 
 

@@ -27,6 +27,8 @@ class Demand:
     memory_mb: int
     vcpus: int
     pools: frozenset[str] = frozenset()
+    shaped: frozenset[str] = frozenset()  # pools of the NICs whose bandwidth is to be enforced
+    nodes: frozenset[str] | None = None  # the nodes of a kind that runs it (vws.matching); None: any
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class NodeLoad:
     used_cpus: int = 0
     networks: frozenset[str] = frozenset({"*"})
     usable: bool = True  # active and available
+    shapes: frozenset[str] = frozenset({"*"})  # pools whose NICs it can enforce bandwidth on
+
+    def honours(self, demand: Demand) -> bool:
+        """Is of a kind that runs the request, reaches its networks, and can enforce its bandwidth on them."""
+        return (
+            (demand.nodes is None or self.name in demand.nodes)
+            and self.reaches(demand.pools)
+            and ("*" in self.shapes or demand.shaped <= self.shapes)
+        )
 
     @property
     def free_memory_mb(self) -> int:
@@ -53,7 +64,7 @@ class NodeLoad:
     def fits(self, demand: Demand) -> bool:
         return (
             self.usable
-            and self.reaches(demand.pools)
+            and self.honours(demand)
             and demand.memory_mb <= self.free_memory_mb
             and demand.vcpus <= self.free_cpus
         )
@@ -67,7 +78,7 @@ class NodeLoad:
 
     def room_for(self, demand: Demand) -> int:
         """How many more workspaces of ``demand`` fit here."""
-        if not (self.usable and self.reaches(demand.pools)):
+        if not (self.usable and self.honours(demand)):
             return 0
         return max(0, min(self.free_memory_mb // demand.memory_mb, self.free_cpus // demand.vcpus))
 
@@ -77,7 +88,9 @@ Policy = Callable[[Sequence[NodeLoad]], NodeLoad]
 
 def demand(machine: MachineRequest) -> Demand:
     """What one workspace of ``machine`` asks of a node."""
-    return Demand(machine.memory_mb, machine.vcpus, frozenset(nic.association for nic in machine.nics))
+    pools = {nic.name: nic.association for nic in machine.nics}
+    shaped = frozenset(pools[shaping.nic] for shaping in machine.bandwidth if shaping.nic in pools)
+    return Demand(machine.memory_mb, machine.vcpus, frozenset(pools.values()), shaped)
 
 
 def requirements(machine: MachineRequest) -> Requirements:
@@ -145,6 +158,13 @@ def _why_not(loads: list[NodeLoad], demand: Demand, placed: int, count: int) -> 
     reaching = [load for load in usable if load.reaches(demand.pools)]
     if not reaching:
         return f"no active node reaches network pool(s) {', '.join(sorted(demand.pools))}{group}"
+    honouring = [load for load in reaching if load.honours(demand)]
+    if not honouring:
+        return (
+            f"no active node can enforce bandwidth on network pool(s) {', '.join(sorted(demand.shaped))}"
+            f" (it needs a bridged pool: [pool] bridges){group}"
+        )
+    reaching = honouring
     most_memory = max(reaching, key=lambda load: load.free_memory_mb)
     if all(load.free_memory_mb < demand.memory_mb for load in reaching):
         return (

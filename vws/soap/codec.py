@@ -7,12 +7,13 @@ exactly as the schemas in ``wsdl/workspace/`` declare them.
 """
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lxml import etree
 
 from vws.clock import timestamp
 from vws.errors import InvalidMetadata
+from vws.soap import allocation as resources
 from vws.workspace.deployers import Propagation
 from vws.workspace.records import NetworkLease, Workspace
 from vws.workspace.request import (
@@ -26,7 +27,7 @@ from vws.workspace.request import (
     Vmm,
 )
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, TYPES, qname
+from vws.xmlns import DEFINITION, JSDL, LOGISTICS, METADATA, NEGOTIABLE, PROPAGATION, RESOURCES, TYPES, qname
 
 NSMAP = {"types": TYPES, "log": LOGISTICS, "neg": NEGOTIABLE, "jsdl": JSDL}
 
@@ -47,7 +48,15 @@ def _text(parent: etree._Element | None, namespace: str, path: str) -> str | Non
     return text or None
 
 
-_PREFIX = {"jsdl": JSDL, "log": LOGISTICS, "def": DEFINITION, "neg": NEGOTIABLE, "meta": METADATA, "types": TYPES}
+_PREFIX = {
+    "jsdl": JSDL,
+    "log": LOGISTICS,
+    "def": DEFINITION,
+    "neg": NEGOTIABLE,
+    "meta": METADATA,
+    "types": TYPES,
+    "res": RESOURCES,
+}
 
 
 # ---- reading a create request -------------------------------------------------------
@@ -59,29 +68,52 @@ def parse_create(body: etree._Element) -> DeploymentRequest:
     optional = _find(body, TYPES, "optionalParameters")
     definition = _required(metadata, DEFINITION, "definition", "the metadata has no definition")
     allocation = _required(request, NEGOTIABLE, "ResourceAllocation", "the request has no ResourceAllocation")
+    nics = tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic"))
     machine = MachineRequest(
         memory_mb=_memory(allocation),
-        vcpus=_quantity(_text(allocation, JSDL, "IndividualCPUCount/Exact") or "1", "IndividualCPUCount"),
+        vcpus=resources.vcpus(allocation) or 1,
         root=_disk(_required(definition, DEFINITION, "diskCollection/rootVBD", "the metadata has no rootVBD")),
         partitions=tuple(_disk(p) for p in _all(definition, DEFINITION, "diskCollection", "partition")),
         blank_disks=_blank_disks(definition, allocation),
-        nics=tuple(_nic(nic) for nic in _all(metadata, LOGISTICS, "logistics/networking", "nic")),
+        nics=nics,
         kernel=_kernel(_find(definition, DEFINITION, "requirements/kernel")),
         architecture=_text(definition, DEFINITION, "requirements/jsdl:CPUArchitecture/jsdl:CPUArchitectureName"),
         vmm=_vmm(_find(definition, DEFINITION, "requirements/VMM")),
         files=tuple(_file(f) for f in _all(body, TYPES, "optionalParameters", "filewrite")),
         userdata=_userdata(optional),
+        cpu_percent=resources.cpu_percent(allocation),
+        bandwidth=resources.bandwidth(allocation, {nic.name for nic in nics}),
     )
     minimum = _text(request, NEGOTIABLE, "DeploymentTime/minDuration")
+    start_at, reserved = _reservation(_find(request, NEGOTIABLE, "DeploymentTime/res:reservation"))
     return DeploymentRequest(
         name=_text(metadata, METADATA, "name") or "workspace",
         machine=machine,
-        duration=parse_duration(minimum) if minimum else None,
+        duration=reserved or (parse_duration(minimum) if minimum else None),
+        start_at=start_at,
         initial_state=_text(request, NEGOTIABLE, "InitialState") or "Running",
         node_number=_node_number(_text(request, NEGOTIABLE, "NodeNumber") or "1"),
         trash_at_shutdown=_shutdown_mechanism(_text(request, NEGOTIABLE, "ShutdownMechanism")),
         save_target=_text(request, NEGOTIABLE, "PostShutdown/rootPartitionUnpropagationTarget"),
     )
+
+
+def _reservation(element: etree._Element | None) -> tuple[datetime | None, timedelta | None]:
+    """vws-res:reservation (vws's own, beside DeploymentTime): its start, and its duration when given
+    (else the request's minDuration)."""
+    if element is None:
+        return None, None
+    start = _text(element, RESOURCES, "start")
+    if start is None:
+        raise InvalidMetadata("a reservation needs a start (an xsd:dateTime with its time zone)")
+    try:
+        moment = datetime.fromisoformat(start)
+    except ValueError:
+        raise InvalidMetadata(f"the reservation's start {start[:40]!r} is not an xsd:dateTime") from None
+    if moment.tzinfo is None:
+        raise InvalidMetadata(f"the reservation's start {start[:40]!r} needs a time zone (e.g. Z)")
+    duration = _text(element, RESOURCES, "duration")
+    return moment, None if duration is None else parse_duration(duration)
 
 
 def _required(parent: etree._Element, namespace: str, path: str, problem: str) -> etree._Element:
@@ -97,36 +129,17 @@ def _all(parent: etree._Element, namespace: str, path: str, local: str) -> list[
 
 
 def _memory(allocation: etree._Element) -> int:
-    text = _text(allocation, JSDL, "IndividualPhysicalMemory/Exact")
-    if text is None:
+    memory = resources.memory_mb(allocation)
+    if memory is None:
         raise InvalidMetadata("ResourceAllocation must give IndividualPhysicalMemory/Exact (MB)")
-    return _quantity(text, "IndividualPhysicalMemory")
+    return memory
 
 
-# Numbers in ASCII digits, in the lexical forms of their schema types: float() and int()
-# alone also read '١٢٨', '1_000', ' inf' and 5000-digit strings.
-_XSD_DOUBLE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_XSD_INTEGER = re.compile(r"[+-]?[0-9]+")
-MAX_QUANTITY = 2**31 - 1  # MB, CPUs: far beyond any node, well inside every integer it meets
 MAX_NODE_NUMBER = 32767  # NodeNumber is an xsd:short
 
 
-def _quantity(text: str, what: str) -> int:
-    """A JSDL Exact (an xsd:double) that must be a whole number from 1 to MAX_QUANTITY."""
-    return _whole(text, what, _XSD_DOUBLE, MAX_QUANTITY)
-
-
 def _node_number(text: str) -> int:
-    return _whole(text, "NodeNumber", _XSD_INTEGER, MAX_NODE_NUMBER)
-
-
-def _whole(text: str, what: str, lexical: re.Pattern[str], maximum: int) -> int:
-    if not lexical.fullmatch(text):
-        raise InvalidMetadata(f"{what} must be a number, not {text[:40]!r}")
-    value = float(text)
-    if not value.is_integer() or not 1 <= value <= maximum:
-        raise InvalidMetadata(f"{what} must be a whole number from 1 to {maximum}, not {text[:40]!r}")
-    return int(value)
+    return resources.whole(text, "NodeNumber", resources.XSD_INTEGER, MAX_NODE_NUMBER)
 
 
 def _choice(text: str, allowed: tuple[str, ...], what: str) -> str:
@@ -149,7 +162,7 @@ def _disk(bound: etree._Element) -> DiskRequest:
 
 def _blank_disks(definition: etree._Element, allocation: etree._Element) -> tuple[BlankDiskRequest, ...]:
     sizes = {
-        _text(entry, NEGOTIABLE, "partitionName"): _quantity(
+        _text(entry, NEGOTIABLE, "partitionName"): resources.quantity(
             _text(entry, JSDL, "IndividualDiskSpace/Exact") or "", "IndividualDiskSpace"
         )
         for entry in _all(allocation, NEGOTIABLE, "Storage", "entry")
@@ -269,12 +282,15 @@ def _optional_children(namespace: str, fields: list[tuple[str, str | None]]) -> 
 
 
 def schedule(workspace: Workspace, tag: str = qname(TYPES, "schedule")) -> etree._Element:
-    started = workspace.started_at or workspace.created_at
+    """An advance reservation not started yet shows its reserved start, and its reserved length."""
+    reserved = workspace.request.start_at
+    started = workspace.started_at or reserved or workspace.created_at
+    length = workspace.termination_time - reserved if reserved else workspace.duration
     return _element(
         tag,
         None,
         _element(qname(TYPES, "ActualInstantiationTime"), timestamp(started)),
-        _element(qname(TYPES, "Duration"), format_duration(workspace.duration)),
+        _element(qname(TYPES, "Duration"), format_duration(length)),
         _element(qname(TYPES, "ActualTerminationTime"), timestamp(workspace.termination_time)),
     )
 
@@ -299,17 +315,7 @@ def propagation(progress: Propagation) -> etree._Element:
 
 
 def resource_allocation(workspace: Workspace) -> etree._Element:
-    machine = workspace.request.machine
-
-    def exact(name: str, value: int) -> etree._Element:
-        return _element(qname(JSDL, name), None, _element(qname(JSDL, "Exact"), str(value)))
-
-    return _element(
-        qname(NEGOTIABLE, "ResourceAllocation"),
-        None,
-        exact("IndividualCPUCount", machine.vcpus),
-        exact("IndividualPhysicalMemory", machine.memory_mb),
-    )
+    return resources.resource_allocation(workspace.request.machine)
 
 
 def networking(leases: tuple[NetworkLease, ...]) -> etree._Element:

@@ -51,6 +51,13 @@ CREATE = FaultTable(
         errors.SchedulingFailed: _types("WorkspaceSchedulingFault"),
     },
 )
+AVAILABILITY = FaultTable(
+    _types("WorkspaceSchedulingFault"),
+    {
+        errors.InvalidMetadata: _types("WorkspaceMetadataFault"),
+        errors.MalformedMessage: _types("WorkspaceMetadataFault"),
+    },
+)
 START = FaultTable(_types("WorkspaceStartFault"), {**_UNKNOWN_WORKSPACE, **_DISABLED})
 SHUTDOWN = FaultTable(_types("WorkspaceShutdownFault"), {**_UNKNOWN_WORKSPACE, **_DISABLED})
 PROPERTIES = FaultTable(
@@ -58,6 +65,20 @@ PROPERTIES = FaultTable(
     {
         errors.UnknownResource: qname(WSRP, "ResourceUnknownFault"),
         errors.InvalidPropertyName: qname(WSRP, "InvalidResourcePropertyQNameFault"),
+    },
+)
+_UNMODIFIABLE = qname(WSRP, "UnableToModifyResourcePropertyFault")
+_INVALID_CONTENT = qname(WSRP, "InvalidSetResourcePropertiesRequestContentFault")
+SET_PROPERTIES = FaultTable(
+    qname(WSRP, "SetResourcePropertyRequestFailedFault"),
+    {
+        **PROPERTIES.specific,
+        errors.MalformedMessage: _INVALID_CONTENT,
+        errors.InvalidMetadata: _INVALID_CONTENT,
+        errors.RequestDenied: _UNMODIFIABLE,
+        errors.SchedulingFailed: _UNMODIFIABLE,
+        errors.IllegalState: _UNMODIFIABLE,
+        errors.BackendError: _UNMODIFIABLE,
     },
 )
 QUERY = FaultTable(

@@ -314,3 +314,50 @@ def m017_operation_in_flight_and_failures(db: Database) -> None:
     table(db, "workspaces").add_column("operation", str)
     # The status page's recent failures: the latest Corrupted events without a scan of all events.
     table(db, "workspace_events").create_index(["state"])
+
+
+@MIGRATIONS()
+def m020_resizes_and_capacity_calendar(db: Database) -> None:
+    # A renegotiation of a placed workspace (issue #14), kept by the pool from the moment its
+    # node holds the larger of the old and new allocation until libvirt has the new one:
+    # `applying` while the libvirt calls run (a crash there is finished at start-up), or
+    # `deferred` when it takes effect at the domain's next start, which settles it.
+    table(db, "pool_resizes").create(
+        {"workspace_id": int, "node": str, "domain": str, "old": str, "new": str, "live": int, "phase": str},
+        pk="workspace_id",
+        not_null={"node", "domain", "old", "new", "live", "phase"},
+    )
+    # The capacity calendar (issue #14): each placement holds its node's share over a window,
+    # from starts_at (null: from its creation) to ends_at (its lease's end; null: open), so an
+    # advance reservation holds nothing before its start and best effort never overlaps it.
+    table(db, "pool_placements").add_column("starts_at", str)
+    table(db, "pool_placements").add_column("ends_at", str)
+    db.execute(
+        "update pool_placements set ends_at = (select termination_time from workspaces w where w.id = workspace_id)"
+    )
+    table(db, "pool_placements").create_index(["held", "ends_at"])
+    # The reservations yet to start, without reading every placement: best effort's fast path.
+    db.execute("create index pool_placements_starts on pool_placements (starts_at) where starts_at is not null")
+    # Its index by time: an R*Tree of each placement's window in Unix seconds (no start: 0, no
+    # end: far ahead), kept by triggers, so the placements overlapping a window are found without
+    # reading them all. Its coordinates are 32-bit floats rounded outward: a superset, which
+    # the calendar's query narrows on the exact timestamps.
+    db.execute("create virtual table pool_calendar using rtree(workspace_id, starts, ends)")
+    starts, ends = "coalesce(unixepoch({0}.starts_at), 0)", "coalesce(unixepoch({0}.ends_at), 1e11)"
+    window = f"{starts}, max({starts}, {ends})"  # a lease cut short before its start: an empty window
+    db.execute(
+        "create trigger pool_calendar_insert after insert on pool_placements begin"
+        f" insert into pool_calendar values (new.workspace_id, {window.format('new')}); end"
+    )
+    db.execute(
+        "create trigger pool_calendar_update after update of starts_at, ends_at on pool_placements begin"
+        " delete from pool_calendar where workspace_id = old.workspace_id;"
+        f" insert into pool_calendar values (new.workspace_id, {window.format('new')}); end"
+    )
+    db.execute(
+        "create trigger pool_calendar_delete after delete on pool_placements begin"
+        " delete from pool_calendar where workspace_id = old.workspace_id; end"
+    )
+    db.execute(
+        f"insert into pool_calendar select workspace_id, {window.format('pool_placements')} from pool_placements"
+    )

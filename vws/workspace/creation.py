@@ -9,16 +9,18 @@ members are reserved held, and brought up together when the ensemble is done.
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
 from vws.clock import Clock, timestamp
 from vws.config import PolicyConfig
 from vws.errors import InvalidMetadata, RequestDenied
+from vws.pool.calendar import Window
 from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
+from vws.workspace.allocation_policy import check_allocation
 from vws.workspace.caller import Caller
 from vws.workspace.deployment import Deployment
 from vws.workspace.records import Records, Workspace, log_change, record_event
@@ -108,6 +110,7 @@ class Creation:
         prepare: Callable[[Database], None] | None = None,
     ) -> list[int]:
         now = self._clock.now()
+        window = reserved_window(request, duration, now)
         group = str(uuid.uuid4()) if request.node_number > 1 else None
         row = {
             "owner": caller.identity,
@@ -116,18 +119,20 @@ class Creation:
             "memory_mb": request.machine.memory_mb,
             "vcpus": request.machine.vcpus,
             "created_at": timestamp(now),
-            "termination_time": timestamp(now + duration),
+            "termination_time": timestamp(window.end),
             "request": request.to_json(),
             "group_key": group,
             "ensemble_key": ensemble_key,
-            # Ensemble members wait, held, until the ensemble is done.
-            "work_owed": int(ensemble_key is None and bool(INITIAL_OPS[request.initial_state])),
+            # Ensemble members wait, held, until the ensemble is done; reservations until their start.
+            "work_owed": int(
+                ensemble_key is None and request.start_at is None and bool(INITIAL_OPS[request.initial_state])
+            ),
         }
         self._pool.describe_nodes()  # reads nodes not yet described over libvirt: never inside the transaction
         with self._store.transaction() as db:
             for check in self._admission_checks:
                 check(db, caller, request, duration)
-            self._pool.check_room(db, request.machine, request.node_number)  # before a row is written
+            self._pool.check_room(db, request.machine, request.node_number, window)  # before a row is written
             if prepare is not None:
                 prepare(db)
             ids = [rows.insert(db, "workspaces", row) for _ in range(request.node_number)]
@@ -135,16 +140,29 @@ class Creation:
                 for workspace_id in ids:
                     own = replace(request, save_target=f"{request.save_target}-{workspace_id}")
                     rows.update(db, "workspaces", workspace_id, {"request": own.to_json()})
-            placements = self._pool.place(db, ids, request.machine, allow_static=self._policy.allow_static_addresses)
+            static = self._policy.allow_static_addresses
+            placements = self._pool.place(db, ids, request.machine, allow_static=static, window=window)
+            when = "" if request.start_at is None else f", reserved from {timestamp(window.start)}"
             for placement in placements:
                 rows.update(
                     db, "workspaces", placement.workspace_id, {"node": placement.node, "domain": placement.domain}
                 )
-                record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}")
+                record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}{when}")
         for placement in placements:
             log_change(placement.workspace_id, "new", State.UNPROPAGATED, f"create: placed on {placement.node}")
         self._records.notify(ids)
         return ids
+
+
+def reserved_window(request: DeploymentRequest, duration: timedelta, now: datetime) -> Window:
+    """When the workspace holds its node's share: from its reserved start (or now) for its lease."""
+    if request.start_at is None:
+        return Window(now, now + duration)
+    if request.start_at <= now:
+        raise InvalidMetadata(f"the reservation's start {timestamp(request.start_at)} has passed")
+    if request.initial_state == "Unpropagated":
+        raise InvalidMetadata("a reservation is brought up at its start: InitialState Unpropagated cannot have one")
+    return Window(request.start_at, request.start_at + duration)
 
 
 def check_policy(policy: PolicyConfig, caller: Caller, request: DeploymentRequest) -> timedelta:
@@ -161,8 +179,7 @@ def check_policy(policy: PolicyConfig, caller: Caller, request: DeploymentReques
         )
     if request.machine.memory_mb < 1 or request.machine.vcpus < 1:
         raise InvalidMetadata("memory and CPU count must be positive")
-    if policy.maximum_memory_mb and request.machine.memory_mb > policy.maximum_memory_mb:
-        raise RequestDenied(f"{request.machine.memory_mb} MB requested; at most {policy.maximum_memory_mb} MB allowed")
+    check_allocation(policy, request.machine)
     duration = request.duration if request.duration is not None else timedelta(seconds=policy.default_running_seconds)
     maximum = timedelta(seconds=policy.maximum_running_seconds)
     if duration <= timedelta(0):

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from vws.clock import Clock, parse_timestamp, timestamp
 from vws.config import PolicyConfig
 from vws.errors import InvalidTerminationTime, VwsError
+from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
@@ -18,9 +19,16 @@ log = logging.getLogger(__name__)
 
 class Lifetime:
     def __init__(
-        self, store: Store, clock: Clock, policy: PolicyConfig, records: Records, operations: Operations
+        self,
+        store: Store,
+        clock: Clock,
+        policy: PolicyConfig,
+        records: Records,
+        operations: Operations,
+        pool: PoolManager,
     ) -> None:
         self._store = store
+        self._pool = pool
         self._clock = clock
         self._policy = policy
         self._records = records
@@ -36,6 +44,7 @@ class Lifetime:
             raise InvalidTerminationTime(f"termination time after {timestamp(latest)} exceeds the maximum running time")
         with self._store.transaction() as db:
             rows.update(db, "workspaces", workspace_id, {"termination_time": timestamp(when)})
+            self._pool.set_end(db, workspace_id, when)  # refused if a reservation needs the node by then
         return self._records.notify([workspace_id])[0]
 
     def next_termination(self) -> datetime | None:

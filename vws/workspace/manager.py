@@ -9,16 +9,19 @@ door a user came through. The work is done by the parts it wires together:
 - deployers, deployment: the background threads and the bring-up to an initial state
 - operations: start, shutdown, destroy (each a transition of the state machine)
 - lifetime: termination times and lease expiry
+- renegotiation: a living workspace's memory, vCPUs, CPU share and bandwidth
+- reservations: advance reservations brought up in time for their start
 - recovery, reconciliation: a restart's cut-off work, and agreement with libvirt
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
 from vws.clock import Clock
 from vws.config import PolicyConfig
+from vws.pool.calendar import Window
 from vws.pool.manager import PoolManager
 from vws.store.database import Store
 from vws.workspace.caller import Caller
@@ -30,7 +33,9 @@ from vws.workspace.operations import Operations
 from vws.workspace.reconciliation import Reconciliation
 from vws.workspace.records import Failure, Listener, Records, Workspace
 from vws.workspace.recovery import Recovery
-from vws.workspace.request import DeploymentRequest
+from vws.workspace.renegotiation import AllocationChange, AllocationListener, Renegotiated, Renegotiation
+from vws.workspace.request import DeploymentRequest, MachineRequest
+from vws.workspace.reservations import Reservations
 from vws.workspace.states import Op
 
 
@@ -41,8 +46,11 @@ class WorkspaceManager:
         self._operations = Operations(self._records, pool, clock, self._deployers)
         deployment = Deployment(self._records, pool, self._operations, self._deployers)
         self._creation = Creation(store, pool, clock, policy, self._records, deployment)
-        self._lifetime = Lifetime(store, clock, policy, self._records, self._operations)
+        self._lifetime = Lifetime(store, clock, policy, self._records, self._operations, pool)
         self._reconciliation = Reconciliation(store, pool, self._records)
+        self._renegotiation = Renegotiation(store, pool, clock, policy, self._records)
+        lead = timedelta(seconds=policy.reservation_lead_seconds)
+        self._reservations = Reservations(store, pool, clock, lead, self._records, self._creation)
         self._recovery = Recovery(
             self._records, pool, self._deployers, self._operations, deployment, self._reconciliation
         )
@@ -61,6 +69,10 @@ class WorkspaceManager:
         """``resolver(request)`` runs before every reservation, outside any transaction: it may
         refuse the request, or return the one to create (an appliance's image for its descriptor)."""
         self._creation.add_resolver(resolver)
+
+    def add_allocation_listener(self, listener: AllocationListener) -> None:
+        """``listener(workspace)`` runs after every granted renegotiation, with the new grant."""
+        self._renegotiation.add_listener(listener)
 
     # ---- creation -------------------------------------------------------------------
 
@@ -123,6 +135,13 @@ class WorkspaceManager:
     def destroy(self, caller: Caller, workspace_id: int) -> Workspace:
         return self._operations.operate(caller, workspace_id, Op.DESTROY)
 
+    def renegotiate(
+        self, caller: Caller, workspace_id: int, change: AllocationChange, *, at_next_start: bool = False
+    ) -> Renegotiated:
+        """Grant a new allocation if policy allows and the node has room: live where libvirt can,
+        else refused, or from the next start with ``at_next_start``."""
+        return self._renegotiation.renegotiate(caller, workspace_id, change, at_next_start=at_next_start)
+
     # ---- leases ---------------------------------------------------------------------
 
     def set_termination_time(self, caller: Caller, workspace_id: int, when: datetime | None) -> Workspace:
@@ -136,11 +155,28 @@ class WorkspaceManager:
         """Destroy every workspace whose lease has ended; returns their ids."""
         return self._lifetime.expire_due()
 
+    # ---- advance reservations ---------------------------------------------------------
+
+    def next_reservation_due(self) -> datetime | None:
+        """When the next advance reservation must begin its bring-up (its start less the lead)."""
+        return self._reservations.next_due()
+
+    def availability(
+        self, machine: MachineRequest, duration: timedelta, start: datetime | None = None, count: int = 3
+    ) -> list[Window]:
+        """The earliest ``count`` windows of ``duration``, from ``start`` (or now), that a node can hold
+        ``machine`` for, alongside every admitted reservation and lease."""
+        return self._reservations.availability(machine, duration, start, count)
+
+    def start_due_reservations(self) -> list[int]:
+        """Bring up every reservation that is due, to be Running at its start; returns their ids."""
+        return self._reservations.start_due()
+
     # ---- the service's own upkeep ---------------------------------------------------
 
     def recover(self) -> list[str]:
         """At start-up, before serving: finish what a crash cut off half-way, then reconcile."""
-        return self._recovery.recover()
+        return self._renegotiation.recover() + self._recovery.recover()
 
     def reconcile(self) -> list[str]:
         """Compare every settled workspace with its domain; returns what was found wrong."""

@@ -13,17 +13,21 @@ concept. Front ends build requests from this module alone and never reach into v
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from vws.clock import parse_timestamp, timestamp
 from vws.pool.machine import (
     BlankDiskRequest,
     ContextFile,
     DiskRequest,
     KernelRequest,
     MachineRequest,
+    NicBandwidth,
     NicRequest,
+    Rate,
     Vmm,
+    bandwidth,
 )
 
 __all__ = [
@@ -33,8 +37,10 @@ __all__ = [
     "DiskRequest",
     "KernelRequest",
     "MachineRequest",
+    "NicBandwidth",
     "NicRequest",
     "Vmm",
+    "Rate",
 ]
 
 
@@ -47,10 +53,12 @@ class DeploymentRequest:
     node_number: int = 1
     trash_at_shutdown: bool = False  # ShutdownMechanism Trash: at the lease's end, destroyed without a shutdown
     save_target: str | None = None  # PostShutdown rootPartitionUnpropagationTarget
+    start_at: datetime | None = None  # an advance reservation's start (vws-res:reservation); None: now
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
         fields["duration"] = None if self.duration is None else self.duration.total_seconds()
+        fields["start_at"] = None if self.start_at is None else timestamp(self.start_at)
         return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
@@ -58,9 +66,11 @@ class DeploymentRequest:
         fields = json.loads(text)
         seconds = fields.pop("duration")
         machine = _machine(fields.pop("machine"))
+        start = fields.pop("start_at", None)
         return cls(
             machine=machine,
             duration=None if seconds is None else timedelta(seconds=seconds),
+            start_at=None if start is None else parse_timestamp(start),
             **fields,
         )
 
@@ -82,5 +92,6 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         blank_disks=many(BlankDiskRequest, "blank_disks"),
         nics=many(NicRequest, "nics"),
         files=many(ContextFile, "files"),
+        bandwidth=tuple(map(bandwidth, fields.pop("bandwidth", []))),
         **fields,
     )

@@ -6,7 +6,7 @@ from datetime import timedelta
 from lxml import etree
 
 from vws.matching import PoolOffer, Vmm, jsdl_name
-from vws.soap import codec, faults
+from vws.soap import availability, codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.catalog import appliance_elements
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
@@ -16,7 +16,7 @@ from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
 from vws.wsrf import properties
-from vws.xmlns import APPLIANCES, DEFINITION, JSDL, TYPES, WORKSPACE, XSI, qname
+from vws.xmlns import APPLIANCES, DEFINITION, JSDL, RESOURCES, TYPES, WORKSPACE, XSI, qname
 
 
 class FactoryPortType:
@@ -47,8 +47,20 @@ class FactoryPortType:
             custom_operation(
                 "WorkspaceFactoryPortType", "create", qname(WORKSPACE, "create"), self.create, faults.CREATE
             ),
+            custom_operation(
+                "WorkspaceFactoryPortType",
+                "availability",
+                qname(RESOURCES, "availability"),
+                self.availability,
+                faults.AVAILABILITY,
+            ),
             *property_operations(self._document),
         ]
+
+    def availability(self, call: Call) -> etree._Element:
+        """vws's own: the earliest windows a request would fit (see vws.soap.availability)."""
+        machine, duration, start, count = availability.question(call.body)
+        return availability.answer(self._manager.availability(machine, duration, start, count))
 
     def create(self, call: Call) -> etree._Element:
         request = codec.parse_create(call.body)

@@ -1,9 +1,10 @@
 """The workspace as a NotificationProducer: its topics, Subscribe, GetCurrentMessage.
 
-Two topics: ``currentState`` (a resource-property topic, each message the new
-value) and ``wsrl:ResourceTermination``. StatePublisher is a WorkspaceManager
-listener: it publishes whenever the state a client sees changes, and when the
-workspace is gone it publishes the termination and ends its subscriptions.
+Three topics: ``currentState`` and ``neg:ResourceAllocation`` (resource-property
+topics, each message the new value) and ``wsrl:ResourceTermination``. StatePublisher
+is a WorkspaceManager listener: it publishes whenever the state a client sees changes,
+and when the workspace is gone it publishes the termination and ends its subscriptions.
+AllocationPublisher publishes each granted renegotiation.
 """
 
 import threading
@@ -19,10 +20,11 @@ from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
 from vws.wsrf import notification, properties
 from vws.wsrf.notification import TERMINATION_TOPIC, NoCurrentMessage, NotificationProducer, Subscriptions
-from vws.xmlns import TYPES, WSNT, WSNT_ACTION, qname
+from vws.xmlns import NEGOTIABLE, TYPES, WSNT, WSNT_ACTION, qname
 
 CURRENT_STATE = qname(TYPES, "currentState")
-TOPICS = (CURRENT_STATE, TERMINATION_TOPIC)
+RESOURCE_ALLOCATION = qname(NEGOTIABLE, "ResourceAllocation")
+TOPICS = (CURRENT_STATE, TERMINATION_TOPIC, RESOURCE_ALLOCATION)
 
 
 def producer_key(workspace_id: int) -> str:
@@ -54,6 +56,21 @@ class StatePublisher:
                 return  # a lease change or an internal step clients cannot see
             self._published[workspace.id] = workspace.state.wire
         self._producer.publish(producer_key(workspace.id), CURRENT_STATE, state_message(workspace))
+
+
+def allocation_message(workspace: Workspace) -> notification.Message:
+    """A ResourceAllocation topic message: what is granted now."""
+    return notification.value_change(codec.resource_allocation(workspace))
+
+
+class AllocationPublisher:
+    """WorkspaceManager allocation listener: tells subscribers what a renegotiation granted."""
+
+    def __init__(self, producer: NotificationProducer) -> None:
+        self._producer = producer
+
+    def __call__(self, workspace: Workspace) -> None:
+        self._producer.publish(producer_key(workspace.id), RESOURCE_ALLOCATION, allocation_message(workspace))
 
 
 class ProducerOperations:
@@ -96,6 +113,8 @@ class ProducerOperations:
 
     def current_message(self, call: Call, workspace_id: int) -> etree._Element:
         workspace = self._manager.get(call.caller, workspace_id)
-        if notification.supported_topic(call.body, TOPICS) == TERMINATION_TOPIC:
+        topic = notification.supported_topic(call.body, TOPICS)
+        if topic == TERMINATION_TOPIC:
             raise NoCurrentMessage("the workspace has not terminated")
-        return notification.current_message_response(state_message(workspace))
+        message = allocation_message if topic == RESOURCE_ALLOCATION else state_message
+        return notification.current_message_response(message(workspace))

@@ -6,7 +6,7 @@ from lxml import etree
 
 from vws.clock import Clock
 from vws.errors import MalformedMessage, UnknownResource
-from vws.soap import codec, faults
+from vws.soap import codec, faults, renegotiation
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import (
     WORKSPACE_KEY,
@@ -20,7 +20,19 @@ from vws.workspace.manager import WorkspaceManager
 from vws.workspace.states import Op
 from vws.wsrf import lifetime, properties
 from vws.wsrf.addressing import integer_key
-from vws.xmlns import LOGISTICS, NEGOTIABLE, PROPAGATION, TYPES, WORKSPACE, WSNT, WSRL, WSRL_ACTION, qname
+from vws.xmlns import (
+    LOGISTICS,
+    NEGOTIABLE,
+    PROPAGATION,
+    TYPES,
+    WORKSPACE,
+    WSNT,
+    WSRL,
+    WSRL_ACTION,
+    WSRP,
+    WSRP_ACTION,
+    qname,
+)
 
 SHUTDOWN_TYPES = {
     "Normal": Op.SHUTDOWN,
@@ -64,6 +76,7 @@ class WorkspacePortType:
             custom_operation(port, "start", qname(WORKSPACE, "startWorkspace"), self.start, faults.START),
             custom_operation(port, "shutdown", qname(WORKSPACE, "shutdownWorkspace"), self.shutdown, faults.SHUTDOWN),
             *property_operations(self._document),
+            wsrf_operation(WSRP_ACTION, WSRP, "SetResourceProperties", self.set_properties, faults.SET_PROPERTIES),
             wsrf_operation(WSRL_ACTION, WSRL, "Destroy", self.destroy, faults.DESTROY),
             wsrf_operation(
                 WSRL_ACTION, WSRL, "SetTerminationTime", self.set_termination_time, faults.SET_TERMINATION_TIME
@@ -94,6 +107,15 @@ class WorkspacePortType:
         requested = lifetime.requested_termination_time(call.body)
         workspace = self._manager.set_termination_time(call.caller, self._workspace_id(call), requested)
         return lifetime.set_termination_time_response(workspace.termination_time, self._clock.now())
+
+    def set_properties(self, call: Call) -> etree._Element:
+        """Renegotiation: an Update of ResourceAllocation (see vws.soap.renegotiation)."""
+        document = self._document(call)
+        workspace = self._manager.get(call.caller, self._workspace_id(call))
+        published = {*document.renderers, *document.by_name}
+        change, at_next_start = renegotiation.requested_change(call.body, workspace, published)
+        self._manager.renegotiate(call.caller, workspace.id, change, at_next_start=at_next_start)
+        return renegotiation.response()
 
     def _document(self, call: Call) -> properties.PropertyDocument:
         workspace = self._manager.get(call.caller, self._workspace_id(call))
