@@ -12,6 +12,7 @@ from pathlib import Path
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
+from vws.context.broker import ContextBroker
 from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
@@ -23,9 +24,12 @@ from vws.security.wssecurity.policy import SecurityPolicy, methods
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
+from vws.soap.ctxagent import PATH as AGENT_PATH
+from vws.soap.ctxagent import AgentDoor
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.metrics import Metrics, Readings
 from vws.soap.porttypes.common import Endpoints
+from vws.soap.porttypes.context import ContextPortType
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
 from vws.soap.porttypes.group import GroupPortType
@@ -121,6 +125,19 @@ class Service:
         self.manager.add_admission_check(quotas.check)
         self.groups = Groups(self.manager)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
+        self._add_context_broker(config)
+
+    def _add_context_broker(self, config: Config) -> None:
+        """Contexts live, before members' leases extend them, as long as a workspace by default."""
+        self.contexts = ContextBroker(self.store, self.clock, timedelta(seconds=config.policy.default_running_seconds))
+        self.manager.add_listener(self.contexts.on_workspace)
+        self.context_sweeper = Sweeper(
+            self.clock,
+            self.contexts.next_termination,
+            self.contexts.expire_due,
+            timedelta(seconds=config.policy.sweep_seconds),
+            name="context-sweeper",
+        )
 
     def start(self) -> str:
         """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
@@ -138,6 +155,7 @@ class Service:
         self._server = server
         self.reconciler.start()
         self.leases.start()
+        self.context_sweeper.start()
         return self.base_url
 
     def _router(self) -> Router:
@@ -151,6 +169,7 @@ class Service:
                 timedelta(seconds=policy.maximum_running_seconds),
                 self.pool.associations,
                 self.ensembles,
+                self.contexts,
             ),
             WorkspacePortType(
                 self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)
@@ -159,6 +178,7 @@ class Service:
             GroupPortType(self.groups),
             EnsemblePortType(self.ensembles, endpoints),
             StatusPortType(self.manager, self.accounting, endpoints),
+            ContextPortType(self.contexts, endpoints, endpoints.agent_url),
         ]
         return Router(
             {
@@ -169,6 +189,7 @@ class Service:
             },
             self.base_url,
             pages=self._pages(),
+            mounts={AGENT_PATH: AgentDoor(self.contexts)},
         )
 
     def _pages(self) -> dict[str, WsgiApp]:
@@ -183,6 +204,7 @@ class Service:
             self._server.stop()
             self._server = None
             self.leases.stop()
+            self.context_sweeper.stop()
             self.reconciler.stop()
             self.delivery.stop()
         self.manager.close()

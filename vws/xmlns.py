@@ -43,6 +43,11 @@ JSDL = "http://schemas.ggf.org/jsdl/2005/11/jsdl"
 PROPAGATION = "http://vws.invalid/2026/11/propagation"  # vws's own extension property
 GT4_CORE = "http://www.globus.org/namespaces/2004/06/core"  # ws-core's own elements (the SubscriptionKey)
 
+# The Nimbus context broker (2008/12): its port type, its types, and the agents' descriptions.
+CTX = "http://www.globus.org/2008/12/nimbus/contextualization"
+CTX_TYPES = "http://www.globus.org/2008/12/nimbus/ctxtypes"
+CTX_DESCRIPTION = "http://www.globus.org/2008/12/nimbus/ctxdescription"
+
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 WSSE11 = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
@@ -74,6 +79,9 @@ PREFIXES = {
     "ens": ENSEMBLE,
     "status": STATUS,
     "jsdl": JSDL,
+    "ctx": CTX,
+    "ctx-types": CTX_TYPES,
+    "ctxdesc": CTX_DESCRIPTION,
 }
 
 

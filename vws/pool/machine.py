@@ -57,6 +57,8 @@ class MachineRequest:
     architecture: str | None = None
     files: tuple[ContextFile, ...] = field(default=())
     userdata: str | None = None
+    # The context broker's bootstrap and agent, for the drive's vws/context/ (path_on_vm: a file name).
+    context: tuple[ContextFile, ...] = field(default=())
 
 
 @dataclass(frozen=True)

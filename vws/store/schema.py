@@ -269,3 +269,47 @@ def m015_work_owed_and_pool_placements(db: Database) -> None:
         "insert into pool_placements select id, node, memory_mb, vcpus, released_at is null from workspaces"
         " where destroyed_at is null and node is not null"
     )
+
+
+@MIGRATIONS()
+def m018_contexts(db: Database) -> None:
+    # The context broker's own tables (vws/context). A context lives until destroyed or past its
+    # termination time; `secret` authenticates its members' agents, so it dies with the row.
+    table(db, "contexts").create(
+        {
+            "key": str,
+            "owner": str,
+            "secret": str,
+            "created_at": str,
+            "termination_time": str,
+            "expect_injections": int,  # 0 once noMoreInjections (or never expected)
+            "locked": int,  # no more members will join
+        },
+        pk="key",
+        not_null={"owner", "secret", "created_at", "termination_time", "expect_injections", "locked"},
+    )
+    table(db, "contexts").create_index(["termination_time"])
+    # One row per expected member: a workspace that joined with its provides/requires (`spec`,
+    # JSON), the addresses it was leased, what its agent reported, and how it ended.
+    table(db, "context_members").create(
+        {
+            "workspace_id": int,
+            "context_key": str,
+            "addresses": str,  # JSON list of the leased IPs the agent is recognised by
+            "spec": str,
+            "identities": str,  # JSON, once reported
+            "exited": str,  # null, "ok" or "error"
+            "error_code": int,
+            "error_message": str,
+        },
+        pk="workspace_id",
+        foreign_keys=[("context_key", "contexts", "key")],
+        not_null={"context_key", "addresses", "spec"},
+    )
+    table(db, "context_members").create_index(["context_key"])
+    table(db, "context_data").create(
+        {"context_key": str, "name": str, "value": str},
+        pk=("context_key", "name"),
+        foreign_keys=[("context_key", "contexts", "key")],
+        not_null={"value"},
+    )

@@ -65,7 +65,7 @@ class DeploymentRequest:
 
 def _machine(fields: dict[str, Any]) -> MachineRequest:
     def many(kind: type, key: str) -> tuple:
-        return tuple(kind(**item) for item in fields.pop(key))
+        return tuple(kind(**item) for item in fields.pop(key, ()))  # () for a field newer than the row
 
     def one(kind: type, key: str) -> Any:
         value = fields.pop(key)
@@ -78,5 +78,6 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         blank_disks=many(BlankDiskRequest, "blank_disks"),
         nics=many(NicRequest, "nics"),
         files=many(ContextFile, "files"),
+        context=many(ContextFile, "context"),
         **fields,
     )

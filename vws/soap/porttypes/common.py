@@ -10,20 +10,28 @@ from vws.soap import faults
 from vws.soap.dispatch import Call, Handler, Operation
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import CTX, ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
 GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
 ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
 # GT4 ws-core's subscription resource key.
 SUBSCRIPTION_KEY = qname(GT4_CORE, "SubscriptionKey")
-RESOURCE_KEYS = (WORKSPACE_KEY, GROUP_KEY, ENSEMBLE_KEY, SUBSCRIPTION_KEY)  # the reference property naming each
+CONTEXT_KEY = qname(CTX, "NimbusContextBrokerKey")
+RESOURCE_KEYS = (
+    WORKSPACE_KEY,
+    GROUP_KEY,
+    ENSEMBLE_KEY,
+    SUBSCRIPTION_KEY,
+    CONTEXT_KEY,
+)  # the reference property naming each
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
 GROUP_SERVICE = "WorkspaceGroupService"
 ENSEMBLE_SERVICE = "WorkspaceEnsembleService"
 STATUS_SERVICE = "WorkspaceStatusService"
 SUBSCRIPTION_SERVICE = "SubscriptionManagerService"
+CONTEXT_SERVICE = "NimbusContextBroker"
 
 DocumentSource = Callable[[Call], properties.PropertyDocument]
 
@@ -77,6 +85,14 @@ class Endpoints:
 
     def subscription(self, key: str) -> EndpointReference:
         return self._resource(SUBSCRIPTION_SERVICE, SUBSCRIPTION_KEY, key)
+
+    def context(self, key: str) -> EndpointReference:
+        return self._resource(CONTEXT_SERVICE, CONTEXT_KEY, key)
+
+    @property
+    def agent_url(self) -> str:
+        """Where context agents report (vws.soap.ctxagent): beside /wsrf/services/."""
+        return self.base_url.removesuffix("/wsrf/services/") + "/ctx/"
 
     def _resource(self, service: str, key_tag: str, key: str) -> EndpointReference:
         return EndpointReference(self.base_url + service, (key_property(key_tag, key),))

@@ -5,10 +5,13 @@ from datetime import timedelta
 
 from lxml import etree
 
+from vws.context.broker import ContextBroker
 from vws.soap import codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
+from vws.soap.porttypes.context import Joining, joining, with_bootstrap
 from vws.soap.porttypes.ensemble import membership
+from vws.workspace.caller import Caller
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
@@ -27,6 +30,7 @@ class FactoryPortType:
         policy_maximum: timedelta,
         associations: Callable[[], list[str]],
         ensembles: Ensembles,
+        contexts: ContextBroker,
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -34,6 +38,7 @@ class FactoryPortType:
         self._maximum = policy_maximum
         self._associations = associations
         self._ensembles = ensembles
+        self._contexts = contexts
 
     def operations(self) -> Sequence[Operation]:
         return [
@@ -45,25 +50,40 @@ class FactoryPortType:
 
     def create(self, call: Call) -> etree._Element:
         request = codec.parse_create(call.body)
+        context = joining(call.body)
+        if context is not None:  # its members carry the context's bootstrap on their config drive
+            credentials = self._contexts.credentials(call.caller, context.key)
+            request = with_bootstrap(request, credentials, self._endpoints.agent_url)
         ensemble = membership(call.body)
         if ensemble is None:
             created, ensemble_key = self._manager.create(call.caller, request), None
         else:
             joined = self._ensembles.join(call.caller, request, ensemble.key, ensemble.done)
             created, ensemble_key = joined.created, joined.key
+        if context is not None:
+            self._join(call.caller, context, created)
         response = etree.Element(qname(WORKSPACE, "createResponse"), nsmap={"types": TYPES})
         response.extend(self._created(workspace) for workspace in created)
         group_key = created[0].group_key
         for name, reference in (
             ("GroupEPR", group_key and self._endpoints.group(group_key)),
             ("EnsembleEPR", ensemble_key and self._endpoints.ensemble(ensemble_key)),
-            ("ContextEPR", None),
+            ("ContextEPR", context and self._endpoints.context(context.key)),
         ):
             if reference:
                 response.append(reference.to_element(qname(TYPES, name)))
             else:
                 etree.SubElement(response, qname(TYPES, name)).set(qname(XSI, "nil"), "true")
         return response
+
+    def _join(self, caller: Caller, context: Joining, created: list[Workspace]) -> None:
+        """Expect the new workspaces in the context; if it refuses them now (locked meanwhile), none stays."""
+        try:
+            self._contexts.join(caller, context.key, created, context.spec, context.lock)
+        except Exception:
+            for workspace in created:
+                self._manager.destroy(caller, workspace.id)
+            raise
 
     def _created(self, workspace: Workspace) -> etree._Element:
         created = etree.Element(qname(TYPES, "CreatedWorkspace"))
