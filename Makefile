@@ -10,10 +10,11 @@ INSTALLED := $(VENV)/.installed
 DEB_RUN  := python3 python3-venv python3-dev gcc pkg-config libvirt-dev qemu-utils genisoimage
 # ... and the real peers the tests talk to: xmlsec1, openssl, grid-proxy-init, Axis 1.4
 # with a JDK, libvirtd + qemu for real guests (virt-xml-validate runs xmllint), and the
-# tools that build a tiny guest. tests/test_debian_packages.py checks that these lists
+# tools that build a tiny guest; curl for the context agent run on this host (busybox-static is
+# its other HTTP client). tests/test_debian_packages.py checks that these lists
 # provide every program the code, the tests and this Makefile run.
 DEB_TEST := xmlsec1 openssl globus-proxy-utils libaxis-java openjdk-17-jdk-headless \
-            libvirt-daemon-system libxml2-utils qemu-system-x86 busybox-static cpio
+            libvirt-daemon-system libxml2-utils qemu-system-x86 busybox-static cpio curl
 
 .PHONY: demo test bench clean .deb-run .deb-test
 

@@ -51,10 +51,10 @@ post() {
     if command -v curl >/dev/null 2>&1; then
         CODE=$(curl -s -o "$WORK/reply" -w '%{http_code}' -H "X-Vws-Context-Secret: $VWS_CTX_SECRET" \
             -H 'Content-Type: text/plain' --data-binary "@$2" "$url") || CODE=000
-    elif wget -q -O "$WORK/reply" --header "X-Vws-Context-Secret: $VWS_CTX_SECRET" \
+    elif wget -q -S -O "$WORK/reply" --header "X-Vws-Context-Secret: $VWS_CTX_SECRET" \
         --header 'Content-Type: text/plain' --post-file "$2" "$url" 2>"$WORK/wget.err"; then
         CODE=200
-    else  # busybox wget: "server returned error: HTTP/1.1 403 Forbidden"
+    else  # the status line -S shows: "HTTP/1.1 403 Forbidden"
         CODE=$(sed -n 's/.*HTTP\/1\.[01] \([0-9][0-9][0-9]\).*/\1/p' "$WORK/wget.err" | head -n 1)
         CODE=${CODE:-000}
     fi
