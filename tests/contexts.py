@@ -42,17 +42,21 @@ def create_context(client: Gt4Client, expect_injections: bool = False) -> Create
     )
 
 
-def member_request(
+def member_request(context: EndpointReference | None, node_number: int = 1, **member: object) -> etree._Element:
+    """The sample create body joining ``context`` (see ``contextualize`` for ``member``)."""
+    return contextualize(resources.create_request(node_number=node_number), context, **member)  # type: ignore[arg-type]
+
+
+def contextualize(
+    body: etree._Element,
     context: EndpointReference | None,
     provides: tuple[str, ...] = (),
     requires_roles: tuple[str, ...] = (),
     requires_data: tuple[str, ...] = (),
     all_identities: bool = True,
     lock: bool = False,
-    node_number: int = 1,
 ) -> etree._Element:
-    """The sample create body with a logistics/contextualization, joining ``context``."""
-    body = resources.create_request(node_number=node_number)
+    """A create ``body`` given a logistics/contextualization and the ``context`` to join."""
     logistics = body.find(f"{qname(TYPES, 'metadata')}/{qname(LOGISTICS, 'logistics')}")
     ctx = etree.SubElement(logistics, qname(LOGISTICS, "contextualization"))
     offered = etree.SubElement(ctx, qname(LOGISTICS, "provides"))

@@ -160,7 +160,7 @@ class Service:
 
     def _router(self) -> Router:
         policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
-        endpoints = Endpoints(self.base_url)
+        endpoints = Endpoints(self.base_url, self.config.service.agent_url)
         port_types = [
             FactoryPortType(
                 self.manager,
@@ -178,7 +178,7 @@ class Service:
             GroupPortType(self.groups),
             EnsemblePortType(self.ensembles, endpoints),
             StatusPortType(self.manager, self.accounting, endpoints),
-            ContextPortType(self.contexts, endpoints, endpoints.agent_url),
+            ContextPortType(self.contexts, endpoints),
         ]
         return Router(
             {

@@ -73,6 +73,7 @@ class Endpoints:
     """Where the services live, so EPRs carry addresses clients can reach."""
 
     base_url: str  # ends with /wsrf/services/
+    agents: str = ""  # where context agents report, when guests reach the service by another address
 
     def workspace(self, workspace_id: int) -> EndpointReference:
         return self._resource(WORKSPACE_SERVICE, WORKSPACE_KEY, str(workspace_id))
@@ -91,8 +92,8 @@ class Endpoints:
 
     @property
     def agent_url(self) -> str:
-        """Where context agents report (vws.soap.ctxagent): beside /wsrf/services/."""
-        return self.base_url.removesuffix("/wsrf/services/") + "/ctx/"
+        """Where context agents report (vws.soap.ctxagent): as configured, else beside /wsrf/services/."""
+        return self.agents or self.base_url.removesuffix("/wsrf/services/") + "/ctx/"
 
     def _resource(self, service: str, key_tag: str, key: str) -> EndpointReference:
         return EndpointReference(self.base_url + service, (key_property(key_tag, key),))

@@ -48,10 +48,9 @@ _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 class ContextPortType:
     service = CONTEXT_SERVICE
 
-    def __init__(self, broker: ContextBroker, endpoints: Endpoints, agent_url: str) -> None:
+    def __init__(self, broker: ContextBroker, endpoints: Endpoints) -> None:
         self._broker = broker
         self._endpoints = endpoints
-        self._agent_url = agent_url
 
     def operations(self) -> Sequence[Operation]:
         table = faults.CONTEXT
@@ -74,7 +73,7 @@ class ContextPortType:
         response.append(self._endpoints.context(credentials.key).to_element(qname(CTX_TYPES, "contextEPR")))
         contact = etree.SubElement(response, qname(CTX_TYPES, "contact"))
         for name, value in (
-            ("brokerURL", self._agent_url),
+            ("brokerURL", self._endpoints.agent_url),
             ("contextID", credentials.key),
             ("secret", credentials.secret),
         ):
