@@ -16,7 +16,7 @@ from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from vws.service import Service
-from vws.soap.porttypes.common import CONTEXT_KEY
+from vws.soap.porttypes.common import CONTEXT_KEY, WORKSPACE_KEY
 from vws.workspace.caller import SERVICE
 from vws.xmlns import CTX, CTX_DESCRIPTION, CTX_TYPES, LOGISTICS, TYPES, WSRP, qname
 
@@ -297,3 +297,12 @@ def test_replies_are_valid_against_the_wsdl(gt4):
     with pytest.raises(SoapFault) as fault:
         contexts.inject(gt4, context.epr, jobs="more")
     assert_valid(service, fault.value.detail)
+
+
+def test_a_longer_member_lease_keeps_its_context(gt4, service, clock):
+    context = contexts.create_context(gt4)
+    (epr,) = created_eprs(contexts.join(gt4, context.epr, lock=True))
+    service.manager.set_termination_time(SERVICE, int(epr.key(WORKSPACE_KEY)), clock.now() + timedelta(days=3))
+    clock.advance(timedelta(days=2))
+    assert service.contexts.expire_due() == []
+    assert contexts.status(gt4, context.epr)["totalNodes"] == "1"

@@ -38,6 +38,9 @@ class Credentials:
     termination_time: datetime
 
 
+_ENDED = (State.CORRUPTED, State.CANCELLED, State.DESTROYED)
+
+
 class NotYetMember(UnknownResource):
     """An agent with the context's secret whose address no member has (yet): it may ask again."""
 
@@ -161,11 +164,18 @@ class ContextBroker:
         return [str(key) for key in due]
 
     def on_workspace(self, workspace: Workspace) -> None:
-        """A manager listener: a member whose workspace failed or went away before exiting fails the context."""
-        if workspace.state not in (State.CORRUPTED, State.CANCELLED, State.DESTROYED):
-            return
-        message = f"its workspace is {workspace.state.wire}" + (f": {workspace.fault}" if workspace.fault else "")
+        """A manager listener: a context lives as long as its longest member lease, and a member whose
+        workspace failed or went away before its agent exited fails the context."""
         with self._store.transaction() as db:
+            if workspace.state not in _ENDED:
+                ends = timestamp(workspace.termination_time)
+                db.execute(
+                    "update contexts set termination_time = ? where termination_time < ?"
+                    " and key = (select context_key from context_members where workspace_id = ?)",
+                    [ends, ends, workspace.id],
+                )
+                return
+            message = f"its workspace is {workspace.state.wire}" + (f": {workspace.fault}" if workspace.fault else "")
             db.execute(
                 "update context_members set exited = 'error', error_code = -1, error_message = ?"
                 " where workspace_id = ? and exited is null",
