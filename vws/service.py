@@ -18,6 +18,7 @@ from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
 from vws.security.gridmap import check_file as check_gridmap
+from vws.security.hostcerts import HostCertificates
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity.policy import SecurityPolicy, methods
@@ -128,8 +129,11 @@ class Service:
         self._add_context_broker(config)
 
     def _add_context_broker(self, config: Config) -> None:
-        """Contexts live, before members' leases extend them, as long as a workspace by default."""
-        self.contexts = ContextBroker(self.store, self.clock, timedelta(seconds=config.policy.default_running_seconds))
+        """Contexts live, before members' leases extend them, as long as a workspace by default; members'
+        host certificates come from the development CA, when ``vws-admin ca init`` made one."""
+        certificates = HostCertificates.of(DevCA(config.service.state_dir / "security"), self.clock)
+        lifetime = timedelta(seconds=config.policy.default_running_seconds)
+        self.contexts = ContextBroker(self.store, self.clock, lifetime, certificates)
         self.manager.add_listener(self.contexts.on_workspace)
         self.context_sweeper = Sweeper(
             self.clock,

@@ -13,15 +13,16 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlite_utils import Database
 
 from vws.clock import Clock, parse_timestamp, timestamp
 from vws.context import model
-from vws.context.model import Answer, Context, Contextualization, Identity, Member
-from vws.errors import IllegalState, InvalidMetadata, NotAuthorized, UnknownResource
+from vws.context.model import HOSTCERT, Answer, Context, Contextualization, Identity, Member
+from vws.errors import IllegalState, InvalidMetadata, NotAuthorized, RequestDenied, UnknownResource
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
@@ -41,15 +42,26 @@ class Credentials:
 _ENDED = (State.CORRUPTED, State.CANCELLED, State.DESTROYED)
 
 
+class CertificateIssuer(Protocol):
+    """Issues a member's host certificate and revokes it (vws.security.hostcerts, wired in by vws.service)."""
+
+    def issue(self, hostname: str, until: datetime) -> tuple[str, str]: ...  # (serial, PEM of certificate and key)
+
+    def revoke(self, serials: list[str]) -> None: ...
+
+
 class NotYetMember(UnknownResource):
     """An agent with the context's secret whose address no member has (yet): it may ask again."""
 
 
 class ContextBroker:
-    def __init__(self, store: Store, clock: Clock, lifetime: timedelta) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, lifetime: timedelta, certificates: CertificateIssuer | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._lifetime = lifetime  # a new context's, until members' leases extend it
+        self._certificates = certificates  # None: no CA, so no host certificates
 
     # ---- the owner's operations ------------------------------------------------------------
 
@@ -70,11 +82,14 @@ class ContextBroker:
             )
         return credentials
 
-    def credentials(self, caller: Caller, key: str) -> Credentials:
-        """The bootstrap for a workspace about to join: refused if the context takes no more members."""
+    def credentials(self, caller: Caller, key: str, spec: Contextualization) -> Credentials:
+        """The bootstrap for workspaces about to join with ``spec``: refused if the context takes no more
+        members, or if they ask for a host certificate and there is no CA to issue one."""
         with self._store.reading() as db:
             row = self._owned(db, caller, key)
         _check_open(row)
+        if HOSTCERT in spec.requires_data and self._certificates is None:
+            raise RequestDenied(f"this service has no CA to issue host certificates (data {HOSTCERT!r})")
         return Credentials(key, row["secret"], parse_timestamp(row["termination_time"]))
 
     def join(self, caller: Caller, key: str, members: Sequence[Workspace], spec: Contextualization, lock: bool) -> None:
@@ -93,6 +108,8 @@ class ContextBroker:
                         "workspace_id": member.id,
                         "context_key": key,
                         "addresses": json.dumps([lease.ip for lease in member.leases if lease.ip]),
+                        "hostname": member.leases[0].hostname,
+                        "lease_ends": timestamp(member.termination_time),
                         "spec": spec.to_json(),
                     },
                 )
@@ -169,6 +186,7 @@ class ContextBroker:
         with self._store.transaction() as db:
             if workspace.state not in _ENDED:
                 ends = timestamp(workspace.termination_time)
+                db.execute("update context_members set lease_ends = ? where workspace_id = ?", [ends, workspace.id])
                 db.execute(
                     "update contexts set termination_time = ? where termination_time < ?"
                     " and key = (select context_key from context_members where workspace_id = ?)",
@@ -181,6 +199,9 @@ class ContextBroker:
                 " where workspace_id = ? and exited is null",
                 [message, workspace.id],
             )
+            revoked = _revoke(db, workspace.id, self._clock.now()) if workspace.state.gone else []
+        if revoked and self._certificates is not None:
+            self._certificates.revoke(revoked)
 
     # ---- inside a transaction -------------------------------------------------------------
 
@@ -207,7 +228,26 @@ class ContextBroker:
             )
             context = _context(db, row)
             member = _member_at(context, identities)
-        return model.answer(context, member)
+        answer = model.answer(context, member)
+        if answer.complete and HOSTCERT in member.spec.requires_data:
+            answer = replace(answer, data=(*answer.data, (HOSTCERT, self._host_certificate(db, member))))
+        return answer
+
+    def _host_certificate(self, db: Database, member: Member) -> str:
+        """The member's host certificate and key (PEM), issued at its first complete answer."""
+        found = rows.one(db, "select pem from host_certificates where workspace_id = ?", [member.workspace_id])
+        if found is not None:
+            return str(found["pem"])
+        row = rows.one(
+            db, "select hostname, lease_ends from context_members where workspace_id = ?", [member.workspace_id]
+        )
+        assert row is not None and self._certificates is not None  # credentials() refused members without a CA
+        serial, pem = self._certificates.issue(str(row["hostname"]), parse_timestamp(str(row["lease_ends"])))
+        db.execute(
+            "insert into host_certificates (workspace_id, serial, hostname, pem) values (?, ?, ?, ?)",
+            [member.workspace_id, serial, row["hostname"], pem],
+        )
+        return pem
 
     def _exiting(self, db: Database, row: dict, identities: Sequence[Identity], error: tuple[int, str] | None) -> None:
         member = _member_at(_context(db, row), identities)
@@ -216,6 +256,15 @@ class ContextBroker:
             "update context_members set exited = ?, error_code = ?, error_message = ? where workspace_id = ?",
             ["ok" if error is None else "error", code, message, member.workspace_id],
         )
+
+
+def _revoke(db: Database, workspace_id: int, now: datetime) -> list[str]:
+    """Mark the workspace's host certificate revoked; its serial, for the CRL."""
+    found = rows.select(
+        db, "select serial from host_certificates where workspace_id = ? and revoked_at is null", [workspace_id]
+    )
+    db.execute("update host_certificates set revoked_at = ? where workspace_id = ?", [timestamp(now), workspace_id])
+    return [str(row["serial"]) for row in found]
 
 
 def _check_open(row: dict) -> None:

@@ -11,6 +11,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+# Required as data, it asks for a host certificate of the member's own (vws.security.hostcerts).
+HOSTCERT = "vws-hostcert"
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -121,7 +124,7 @@ def problem(context: Context) -> str | None:
             if role.name not in provided:
                 return f"member {member.workspace_id} requires role {role.name!r}, which no member provides"
         if not context.expect_injections:
-            missing = set(member.spec.requires_data) - {name for name, _ in context.data}
+            missing = set(member.spec.requires_data) - {name for name, _ in context.data} - {HOSTCERT}
             if missing:
                 return f"member {member.workspace_id} requires data {sorted(missing)} that was never injected"
     return None
@@ -155,7 +158,9 @@ def answer(context: Context, member: Member) -> Answer:
         False,
         identities=tuple(identity for peer in peers for identity in _shown(peer, member, wanted)),
         roles=tuple((name, peer.ip or "") for name, group in providers.items() for peer in group),
-        data=tuple((name, value) for name, value in context.data if name in member.spec.requires_data),
+        data=tuple(
+            (name, value) for name, value in context.data if name in member.spec.requires_data and name != HOSTCERT
+        ),
     )
 
 

@@ -296,6 +296,8 @@ def m018_contexts(db: Database) -> None:
             "workspace_id": int,
             "context_key": str,
             "addresses": str,  # JSON list of the leased IPs the agent is recognised by
+            "hostname": str,  # its first NIC's leased hostname (a host certificate's name)
+            "lease_ends": str,  # its workspace's termination time (a host certificate's end)
             "spec": str,
             "identities": str,  # JSON, once reported
             "exited": str,  # null, "ok" or "error"
@@ -307,6 +309,13 @@ def m018_contexts(db: Database) -> None:
         not_null={"context_key", "addresses", "spec"},
     )
     table(db, "context_members").create_index(["context_key"])
+    # Host certificates issued to members (vws/security/hostcerts.py): kept past their context,
+    # so that destroying the workspace revokes its certificate whenever that happens.
+    table(db, "host_certificates").create(
+        {"workspace_id": int, "serial": str, "hostname": str, "pem": str, "revoked_at": str},
+        pk="workspace_id",
+        not_null={"serial", "hostname", "pem"},
+    )
     table(db, "context_data").create(
         {"context_key": str, "name": str, "value": str},
         pk=("context_key", "name"),

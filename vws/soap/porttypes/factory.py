@@ -52,7 +52,7 @@ class FactoryPortType:
         request = codec.parse_create(call.body)
         context = joining(call.body)
         if context is not None:  # its members carry the context's bootstrap on their config drive
-            credentials = self._contexts.credentials(call.caller, context.key)
+            credentials = self._contexts.credentials(call.caller, context.key, context.spec)
             request = with_bootstrap(request, credentials, self._endpoints.agent_url)
         ensemble = membership(call.body)
         if ensemble is None:
