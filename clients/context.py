@@ -160,6 +160,12 @@ def context_inject(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def context_no_more(session: Session, args: argparse.Namespace) -> int:
+    no_more_injections(session, _read(args.eprFile))
+    print("no more injections")
+    return 0
+
+
 def cluster(session: Session, args: argparse.Namespace) -> int:
     groups = read_cluster(args.file)
     context, key = create_context(session, expect_injections=False)
@@ -280,7 +286,7 @@ def _read(path: Path) -> EndpointReference:
 
 
 def add_actions(actions: argparse._SubParsersAction) -> None:
-    """context-create, context-status, context-inject and cluster, for vws-client's parser."""
+    """context-create, -status, -inject, -no-more-injections and cluster, for vws-client's parser."""
     create = actions.add_parser("context-create", help="create a context at the broker for a cluster's members")
     create.add_argument("--expect-injections", action="store_true", help="data will be injected (context-inject)")
     create.add_argument("--file", type=Path, required=True, help="write the context's EPR here")
@@ -298,6 +304,10 @@ def add_actions(actions: argparse._SubParsersAction) -> None:
     data.add_argument("--file", action="append", default=[], metavar="NAME=PATH", help="a datum from a file")
     data.add_argument("--last", action="store_true", help="no more injections after these")
     data.set_defaults(run=context_inject)
+
+    done = actions.add_parser("context-no-more-injections", help="the context takes no more data")
+    done.add_argument("-e", "--eprFile", type=Path, required=True, help="the context's EPR")
+    done.set_defaults(run=context_no_more)
 
     whole = actions.add_parser("cluster", help="deploy a cluster document's members into a new context")
     whole.add_argument("--file", type=Path, required=True, help="the cluster document")

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from clients.legacy import main as legacy
 from clients.workspace import SAMPLES
 from clients.workspace import main as client
 from tests import contexts
@@ -66,7 +67,7 @@ class SimulatedAgents:
         self._thread.join(timeout=30)
 
 
-def test_context_create_deploy_into_it_and_see_each_outcome(run, service, tmp_path):
+def test_context_create_deploy_into_it_and_see_each_outcome(run, service, tmp_path, capsys):
     ctx = tmp_path / "ctx.epr"
     code, out = run("context-create", "--expect-injections", "--file", ctx)
     assert code == 0 and "created: EPR written to" in out, out
@@ -80,8 +81,9 @@ def test_context_create_deploy_into_it_and_see_each_outcome(run, service, tmp_pa
     code, out = run("context-status", "-e", ctx, "--wait", "--poll-delay", 20, "--timeout", 30)
     assert code == 0, out
     assert out.count(": ok") == 2 and "member 192.168.128." in out
-    code, out = run("context-status", "-e", ctx)
-    assert "complete: true  members: 2 (2 reported)  all ok: true  error: false" in out
+    code = client(["--anonymous", "context-status", "-e", str(ctx)])  # the EPR names the service: no -s
+    assert code == 0
+    assert "complete: true  members: 2 (2 reported)  all ok: true  error: false" in capsys.readouterr().out
 
 
 def test_cluster_deploys_every_group_into_one_context_and_reports_each_member(run, service, tmp_path):
@@ -114,3 +116,23 @@ def test_a_bad_cluster_document_is_one_line_and_exit_2(run, tmp_path):
 def test_lock_context_without_a_context_is_refused(run, tmp_path):
     code, out = run("deploy", "--file", tmp_path / "ws.epr", "--lock-context")
     assert code == 2 and "--lock-context needs --context" in out
+
+
+def test_the_gt4_clients_context_modes(service, tmp_path, capsys):
+    """The workspace client's --ctx-* modes, as Nimbus's scripts typed them."""
+    broker = service.base_url + "NimbusContextBroker"
+    ctx, data = tmp_path / "ctx.epr", tmp_path / "jobs.txt"
+    data.write_text("slots=4\n")
+
+    def workspace(*argv: object) -> tuple[int, str]:
+        code = legacy(["-a", *map(str, argv)])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    assert workspace("--ctx-create-injectable", "-s", broker, "--file", ctx)[0] == 0
+    assert workspace("--ctx-data", "-e", ctx, "--file", data, "--dataname", "jobs") == (0, "injected jobs\n")
+    assert workspace("--ctx-no-more-injections", "-e", ctx) == (0, "no more injections\n")
+    code, out = workspace("--ctx-print-status", "-e", ctx)
+    assert code == 0 and out.startswith("complete: false  members: 0 (0 reported)"), out
+    code, out = workspace("--ctx-data", "-e", ctx, "--file", data)
+    assert code == 1 and "--dataname" in out
