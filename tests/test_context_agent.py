@@ -78,11 +78,11 @@ class Guest:
             "VWS_CTX_DEADLINE": str(int(time.time()) + 60),
         }
 
-    def start(self, busybox: Path | None) -> subprocess.Popen:
+    def start(self, busybox: Path | None, **settings: str) -> subprocess.Popen:
         shell = [BUSYBOX, "sh"] if busybox else ["sh"]
         return subprocess.Popen(
             [*shell, str(self.drive / "vws/context/agent.sh")],
-            env=self.environment(busybox),
+            env=self.environment(busybox) | settings,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -211,3 +211,23 @@ def test_an_agent_with_another_contexts_secret_is_refused(gt4, service, tmp_path
     code, output = finish(Guest(forged, head.root).start(busybox))
     assert code == 2, output
     assert "refused this context's secret" in output
+
+
+def test_an_agent_gives_up_with_an_error_when_the_context_never_completes(gt4, service, tmp_path, busybox):
+    """A context nobody locks never completes: the agent stops at its deadline and reports the error."""
+    context = contexts.create_context(gt4)
+    created = contexts.join(gt4, context.epr)  # not locked: more members could still come
+    member = guest(service, int(created_eprs(created)[0].key(WORKSPACE_KEY)), tmp_path / "member")
+    environment = member.environment(busybox) | {"VWS_CTX_DEADLINE": str(int(time.time()) + 2)}
+    shell = [BUSYBOX, "sh"] if busybox else ["sh"]
+    done = subprocess.run(
+        [*shell, str(member.drive / "vws/context/agent.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stdout
+    assert "VWS-CTX-AGENT error 3 retrieve: the context was not complete before" in done.stdout
+    rp = contexts.status(gt4, context.epr)
+    assert (rp["errorPresent"], rp["numNodesRegistered"]) == ("true", "1")
