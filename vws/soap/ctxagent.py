@@ -46,6 +46,16 @@ class AgentDoor:
         if environ.get("REQUEST_METHOD") != "POST":
             return _reply(start_response, "405 Method Not Allowed", "agents POST their reports\n")
         key, _, action = environ.get("PATH_INFO", "")[len(PATH) :].partition("/")
+
+        def answering(status: str, headers: list[tuple[str, str]]) -> object:
+            log.info(
+                "context agent %s context=%s status=%s peer=%s", action, key, status[:3], environ.get("REMOTE_ADDR")
+            )
+            return start_response(status, headers)
+
+        return self._answer(environ, answering, key, action)
+
+    def _answer(self, environ: dict, start_response: StartResponse, key: str, action: str) -> Iterable[bytes]:
         secret = environ.get(SECRET_HEADER, "")
         try:
             identities, error = _report(_body(environ))
