@@ -18,7 +18,7 @@ from tests.gt4wire import Gt4Client, SoapFault, created_eprs
 from vws.service import Service
 from vws.soap.porttypes.common import CONTEXT_KEY, WORKSPACE_KEY
 from vws.workspace.caller import SERVICE
-from vws.xmlns import CTX, CTX_DESCRIPTION, CTX_TYPES, LOGISTICS, TYPES, WSRP, qname
+from vws.xmlns import CTX, CTX_DESCRIPTION, CTX_TYPES, LOGISTICS, TYPES, WSRL, WSRP, qname
 
 FAULT = qname(CTX, "NimbusContextualizationFault")
 
@@ -306,3 +306,45 @@ def test_a_longer_member_lease_keeps_its_context(gt4, service, clock):
     clock.advance(timedelta(days=2))
     assert service.contexts.expire_due() == []
     assert contexts.status(gt4, context.epr)["totalNodes"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "problem"),
+    [
+        ("create", [(qname(CTX_TYPES, "expectInjections"), "perhaps")], "xsd:boolean"),
+        ("retrieve", [], "names no identity"),
+        ("errorExiting", [(qname(CTX_TYPES, "errorcode"), "x")], "not a number"),
+        ("injectdata", [], "carries no data"),
+    ],
+)
+def test_a_malformed_request_is_the_broker_fault_and_changes_nothing(gt4, operation, body, problem):
+    context = contexts.create_context(gt4)
+    contexts.join(gt4, context.epr, lock=True)
+    element = etree.Element(
+        qname(CTX, {"create": "createContext", "injectdata": "injectData"}.get(operation, operation))
+    )
+    for tag, text in body:
+        element.append(_text(tag, text))
+    target = contexts.broker(gt4) if operation == "create" else context.epr
+    with pytest.raises(SoapFault) as refused:
+        contexts.call(gt4, target, operation, element)
+    assert refused.value.element == FAULT and problem in refused.value.description
+    assert contexts.status(gt4, context.epr) == {
+        "noMoreInjections": "true",
+        "complete": "false",
+        "totalNodes": "1",
+        "numNodesRegistered": "0",
+        "allOK": "false",
+        "errorPresent": "false",
+    }
+
+
+def test_an_unknown_or_destroyed_context_is_the_declared_fault(gt4):
+    context = contexts.create_context(gt4)
+    contexts.destroy(gt4, context.epr)
+    with pytest.raises(SoapFault) as gone:
+        contexts.call(gt4, context.epr, "identities", _all())
+    assert gone.value.element == FAULT and "no context with key" in gone.value.description
+    with pytest.raises(SoapFault) as gone:
+        contexts.destroy(gt4, context.epr)
+    assert gone.value.element == qname(WSRL, "ResourceUnknownFault")
