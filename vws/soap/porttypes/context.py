@@ -201,8 +201,6 @@ def joining(create: etree._Element) -> Joining | None:
     found = create.find(
         f"{qname(TYPES, 'metadata')}/{qname(LOGISTICS, 'logistics')}/{qname(LOGISTICS, 'contextualization')}"
     )
-    if found is None:  # the metadata may also be a VirtualWorkspace root of its own
-        found = create.find(f".//{qname(LOGISTICS, 'contextualization')}")
     return Joining(key, _contextualization(found), lock)
 
 
