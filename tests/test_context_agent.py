@@ -231,3 +231,29 @@ def test_an_agent_gives_up_with_an_error_when_the_context_never_completes(gt4, s
     assert "VWS-CTX-AGENT error 3 retrieve: the context was not complete before" in done.stdout
     rp = contexts.status(gt4, context.epr)
     assert (rp["errorPresent"], rp["numNodesRegistered"]) == ("true", "1")
+
+
+def test_agents_ride_out_a_restart_of_the_service(tmp_path, clock, busybox):
+    """The head's agent reports, then waits while the service is stopped and started again; the worker comes after."""
+    config = make_config(tmp_path / "state").with_overrides("pool", test_node_context_iso=True)
+    first = Service(config, clock=clock)
+    first.start()
+    gt4 = Gt4Client(first.base_url, settle=settler(first))
+    made = cluster(gt4, first, tmp_path)
+    gt4.close()
+    head = made.head.start(busybox)
+    while "waiting for the context (200 wait)" not in (line := head.stdout.readline()):  # it has reported
+        assert line, "the head's agent ended before it waited"
+    first.stop()
+    second = Service(config.with_overrides("service", listen=first.base_url.split("/")[2]), clock=clock)
+    second.start()
+    try:
+        for agent in (head, made.worker.start(busybox)):
+            code, output = finish(agent)
+            assert code == 0, output
+        gt4 = Gt4Client(second.base_url)
+        rp = contexts.status(gt4, made.context.epr)
+        assert (rp["complete"], rp["allOK"], rp["numNodesRegistered"]) == ("true", "true", "2")
+        gt4.close()
+    finally:
+        second.stop()
