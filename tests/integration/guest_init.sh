@@ -8,8 +8,8 @@
 #   VWS-CTX-AGENT ...                      a context member: its agent's lines (vws/context/agent.sh),
 #   VWS-CTX-ROLE head <ip> <short> <host>  what the role scripts below were given,
 #   VWS-CTX-DATA jobs <line>
-#   VWS-CTX-AGENT-EXIT <status>            then how it ended
-#   VWS-CTX-HOSTS <line>                   and the hosts entries it wrote
+#   VWS-CTX-HOSTS <line>                   the hosts entries it wrote
+#   VWS-CTX-AGENT-EXIT <status>            and, last, how it ended
 #   VWS-GUEST-ERROR <what>                 something above failed
 # then idles for ever: PID 1 must not exit.
 
@@ -122,8 +122,9 @@ contextualize() {
     echo 'echo "VWS-CTX-ROLE head $1 $2 $3"' >"$scripts/1-ipandhost/head"
     echo 'sed "s/^/VWS-CTX-DATA jobs /" "$1"' >"$scripts/3-data/jobs"
     VWS_CTX_DRIVE=/mnt/ctx VWS_CTX_SCRIPTS=$scripts VWS_CTX_MAX_WAIT=2 sh /mnt/ctx/vws/context/agent.sh
-    echo "VWS-CTX-AGENT-EXIT $?"
+    status=$?
     grep -v '^#' /etc/hosts | sed 's/^/VWS-CTX-HOSTS /'
+    echo "VWS-CTX-AGENT-EXIT $status"
 }
 [ -f /mnt/ctx/vws/context/agent.sh ] && contextualize
 
