@@ -10,12 +10,13 @@ INSTALLED := $(VENV)/.installed
 DEB_RUN  := python3 python3-venv python3-dev gcc pkg-config libvirt-dev qemu-utils genisoimage
 # ... and the real peers the tests talk to: xmlsec1, openssl, grid-proxy-init, Axis 1.4
 # with a JDK, libvirtd + qemu for real guests (virt-xml-validate runs xmllint), the
-# tools that build a tiny guest, and headless Chromium (with a font) for the status page.
+# tools that build a tiny guest, headless Chromium (with a font) for the status page, and
+# curl for the context agent run on this host (busybox-static is its other HTTP client).
 # tests/test_debian_packages.py checks that these lists provide every program the code,
 # the tests and this Makefile run.
 DEB_TEST := xmlsec1 openssl globus-proxy-utils libaxis-java openjdk-17-jdk-headless \
             libvirt-daemon-system libxml2-utils qemu-system-x86 busybox-static cpio \
-            chromium fonts-dejavu-core
+            chromium fonts-dejavu-core curl
 
 .PHONY: demo test bench clean .deb-run .deb-test
 

@@ -18,8 +18,12 @@ the GT4 client's ways, where they are not vws-client's own:
 - ``-e`` (or ``--e``) names the factory's EPR for ``--deploy`` and ``--factoryrp``,
   and the workspace's (group's, ensemble's) otherwise; ``--file`` is where
   ``--deploy`` writes the new EPR, a group's members to ``<file>-<key>.epr``.
-- exit status: 0 success; 1 bad command line or input file; 2 the service refused
-  or a workspace did not reach the exit state.
+- contexts: ``--ctx-create`` (or ``--ctx-create-injectable``) writes the new context's
+  EPR to ``--file``; ``--ctx-data`` injects the file ``--file`` as the data ``--dataname``;
+  ``--ctx-print-status`` and ``--ctx-monitor`` (until every member exited) report each
+  member. The 2008/12 broker has no lock: ``lockContext`` travels with a create.
+- exit status: 0 success; 1 bad command line or input file; 2 the service refused,
+  a workspace did not reach the exit state, or a context member failed.
 """
 
 import argparse
@@ -43,7 +47,22 @@ MODES = (
     ("start", "start a propagated or paused workspace or group"),
     ("subscribe", "watch a workspace's state changes"),
     ("ens-done", "close an ensemble: its workspaces start together"),
+    ("ctx-create", "create a context at the broker; write its EPR to --file"),
+    ("ctx-create-injectable", "the same, for a context that waits for --ctx-data and --ctx-no-more-injections"),
+    ("ctx-data", "inject the data in --file, named --dataname, into a context"),
+    ("ctx-no-more-injections", "a context takes no more data"),
+    ("ctx-print-status", "print a context's state and each member's"),
+    ("ctx-monitor", "wait until every member of a context exited"),
 )
+# The GT4 modes vws-client names otherwise.
+CONTEXT_ACTIONS = {
+    "ctx-create": "context-create",
+    "ctx-create-injectable": "context-create",
+    "ctx-data": "context-inject",
+    "ctx-no-more-injections": "context-no-more-injections",
+    "ctx-print-status": "context-status",
+    "ctx-monitor": "context-status",
+}
 INITIAL_STATES = ("Unpropagated", "Propagated", "Running", "Paused")
 # vws-client's exit status -> the GT4 client's (0 success, 1 command line, 2 application).
 EXIT_STATUS = {
@@ -99,6 +118,9 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--join-ensemble", type=Path, metavar="FILE", help="join the ensemble of this EPR file")
     deploy.add_argument("--last-in-ensemble", action="store_true", help="close the joined ensemble after this")
 
+    contexts = top.add_argument_group("contexts")
+    contexts.add_argument("--dataname", metavar="NAME", help="the name of the data --ctx-data injects")
+
     waiting = top.add_argument_group("waiting (deploy, subscribe, shutdown-save)")
     waiting.add_argument("--exit-state", type=monitor.state_name, metavar="STATE", help="exit once it is reached")
     waiting.add_argument("--poll-delay", type=_positive, metavar="MS", help="poll at this interval (no listener)")
@@ -116,6 +138,8 @@ def translate(args: argparse.Namespace) -> list[str]:
     argv += ["--anonymous"] if args.anonymous else []
     if args.authorization and args.authorization not in ("self", "host", "none"):
         argv += ["--factory-id", args.authorization]
+    if args.mode in CONTEXT_ACTIONS:
+        return argv + [CONTEXT_ACTIONS[args.mode], *_context_options(args)]
     argv.append(args.mode)
     if args.mode == "deploy":
         return argv + _deploy_options(args) + _waiting_options(args)
@@ -142,8 +166,13 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError("--last-in-ensemble needs --join-ensemble")
         if args.new_ensemble and args.new_ensemble.exists():
             raise UsageError(f"--new-ensemble: {args.new_ensemble} exists already")
+    elif args.mode.startswith("ctx-create"):
+        if args.file is None:
+            raise UsageError(f"--{args.mode} requires the file to write the context's EPR to (--file)")
     elif args.mode != "factoryrp" and args.eprFile is None:
         raise UsageError(f"--{args.mode} requires an EPR file (-e)")
+    if args.mode == "ctx-data" and (args.file is None or args.dataname is None):
+        raise UsageError("--ctx-data requires the data's file (--file) and name (--dataname)")
     if args.mode == "shutdown-save" and args.exit_state not in (None, "TransportReady"):
         raise UsageError("the exit state of --shutdown-save can only be TransportReady")
 
@@ -173,6 +202,17 @@ def _deploy_options(args: argparse.Namespace) -> list[str]:
     switches = {"--new-ensemble": args.new_ensemble, "--last-in-ensemble": args.last_in_ensemble}
     switches["--trash-at-shutdown"] = args.trash_at_shutdown
     return argv + [flag for flag, on in switches.items() if on]
+
+
+def _context_options(args: argparse.Namespace) -> list[str]:
+    if args.mode.startswith("ctx-create"):
+        return ["--file", str(args.file)] + (["--expect-injections"] if args.mode.endswith("injectable") else [])
+    argv = ["-e", str(args.eprFile)]
+    if args.mode == "ctx-data":
+        return argv + ["--file", f"{args.dataname}={args.file}"]
+    if args.mode == "ctx-monitor":
+        return argv + ["--wait", "--poll-delay", str(args.poll_delay or 2000)]
+    return argv
 
 
 def _waiting_options(args: argparse.Namespace) -> list[str]:

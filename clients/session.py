@@ -56,7 +56,7 @@ class Port:
 def services_url(service_url: str) -> str:
     """Where a service's siblings are: its URL (a factory URL, or an EPR's address) without the service name."""
     base, slash, name = service_url.rpartition("/")
-    if not slash or not name.startswith("Workspace"):
+    if not slash or not (name.startswith("Workspace") or name == "NimbusContextBroker"):
         raise ValueError(f"{service_url} is not a workspace service URL (one ending with /{FACTORY})")
     return base + slash
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import zeep.exceptions
 from lxml import etree
 
-from clients import matching, monitor, resource
+from clients import context, matching, monitor, resource
 from clients.errors import ClientError
 from clients.proxy_init import default_proxy_path
 from clients.session import EPR_ELEMENT, METADATA_ELEMENT, REQUEST_ELEMENT, Port, Session, load_document
@@ -55,7 +55,8 @@ def deploy(session: Session, args: argparse.Namespace) -> int:
     metadata = load_document(args.metadata, factory, METADATA_ELEMENT)
     request = load_document(args.request, factory, REQUEST_ELEMENT)
     _apply_overrides(request, args)
-    response = factory.call("create", metadata=metadata, resourceRequest=request, **_ensemble(factory, args))
+    fields = {**_ensemble(factory, args), **_context(factory, args)}
+    response = factory.call("create", metadata=metadata, resourceRequest=request, **fields)
     created = [_epr(workspace.epr) for workspace in response.CreatedWorkspace]
     _write_created(created, args.file)
     for name, value, path in (
@@ -95,6 +96,17 @@ def _ensemble(factory: Port, args: argparse.Namespace) -> dict:
         ensemble = read_epr(args.join_ensemble).to_element()
         fields["ensembleEPR"] = epr_type.parse_xmlelement(ensemble, factory.client.wsdl.types)
     return fields
+
+
+def _context(factory: Port, args: argparse.Namespace) -> dict:
+    """The create request's context fields: join the context of --context, and maybe lock it."""
+    if not args.context:
+        if args.lock_context:
+            raise ClientError("--lock-context needs --context")
+        return {}
+    epr_type = factory.client.get_type(qname(WSA, "EndpointReferenceType"))
+    reference = epr_type.parse_xmlelement(read_epr(args.context).to_element(), factory.client.wsdl.types)
+    return {"contextEPR": reference, "lockContext": bool(args.lock_context)}
 
 
 def _apply_overrides(request, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
@@ -386,6 +398,8 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     together.add_argument("--join-ensemble", type=Path, metavar="ENSEMBLE_EPR", help="add this request to it")
     dep.add_argument("--last-in-ensemble", action="store_true", help="the ensemble is done after this request")
     dep.add_argument("--ensfile", type=Path, help="write the ensemble's EPR here")
+    dep.add_argument("--context", type=Path, metavar="CONTEXT_EPR", help="join this context (context-create)")
+    dep.add_argument("--lock-context", action="store_true", help="the context takes no more members after these")
     dep.add_argument("--no-wait", action="store_true", help="exit once created, without waiting for a state")
     dep.add_argument(
         "--start-at",
@@ -477,6 +491,8 @@ def parser(prog: str = "vws-client") -> argparse.ArgumentParser:
     fit.add_argument("-r", "--request", type=Path, help="a deployment request: match its memory and CPUs too")
     fit.add_argument("-s", "--service", dest="factories", nargs="+", metavar="FACTORY", help="factory URLs to ask")
     fit.set_defaults(run=match)
+
+    context.add_actions(actions)
     return top
 
 

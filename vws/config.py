@@ -45,6 +45,9 @@ class ServiceConfig:
     state_dir: Path = Path("/var/lib/vws")
     # Public base URL put into EPRs; empty means http(s)://<listen>/wsrf/services/.
     base_url: str = ""
+    # Where members' context agents report (the broker's /ctx/ door), as their guests reach
+    # this service; empty means beside base_url.
+    agent_url: str = ""
     insecure: bool = False
     threads: int = 16
     # The HTTP front (vws/soap/server.py): it reads a whole request within these limits before

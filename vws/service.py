@@ -13,6 +13,7 @@ from pathlib import Path
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
+from vws.context.broker import ContextBroker
 from vws.pool.manager import PoolManager
 from vws.security import appliances as appliance_signatures
 from vws.security.appliances import Producers
@@ -20,16 +21,20 @@ from vws.security.ca import DevCA
 from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
 from vws.security.gridmap import check_file as check_gridmap
+from vws.security.hostcerts import HostCertificates
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity.policy import SecurityPolicy, methods
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
 from vws.soap.application import refusal, wsgi_application
+from vws.soap.ctxagent import PATH as AGENT_PATH
+from vws.soap.ctxagent import AgentDoor
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.metrics import Metrics, Readings
 from vws.soap.porttypes.catalog import CatalogPortType
 from vws.soap.porttypes.common import Endpoints
+from vws.soap.porttypes.context import ContextPortType
 from vws.soap.porttypes.ensemble import EnsemblePortType
 from vws.soap.porttypes.factory import FactoryPortType
 from vws.soap.porttypes.group import GroupPortType
@@ -145,6 +150,22 @@ class Service:
         self.appliances = Appliances(self.pool, verify, config.appliances.require_signed)
         self.manager.add_resolver(self.appliances.resolve)
         self.ensembles = Ensembles(self.store, self.manager, self.clock)
+        self._add_context_broker(config)
+
+    def _add_context_broker(self, config: Config) -> None:
+        """Contexts live, before members' leases extend them, as long as a workspace by default; members'
+        host certificates come from the development CA, when ``vws-admin ca init`` made one."""
+        certificates = HostCertificates.of(DevCA(config.service.state_dir / "security"), self.clock)
+        lifetime = timedelta(seconds=config.policy.default_running_seconds)
+        self.contexts = ContextBroker(self.store, self.clock, lifetime, certificates)
+        self.manager.add_listener(self.contexts.on_workspace)
+        self.context_sweeper = Sweeper(
+            self.clock,
+            self.contexts.next_termination,
+            self.contexts.expire_due,
+            timedelta(seconds=config.policy.sweep_seconds),
+            name="context-sweeper",
+        )
 
     def start(self) -> str:
         """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
@@ -163,11 +184,12 @@ class Service:
         self.reconciler.start()
         self.leases.start()
         self.reservations.start()
+        self.context_sweeper.start()
         return self.base_url
 
     def _router(self) -> Router:
         policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
-        endpoints = Endpoints(self.base_url)
+        endpoints = Endpoints(self.base_url, self.config.service.agent_url)
         port_types = [
             FactoryPortType(
                 self.manager,
@@ -178,6 +200,7 @@ class Service:
                 self.ensembles,
                 self.pool.offer,
                 self.appliances.catalogue,
+                self.contexts,
             ),
             WorkspacePortType(
                 self.manager, self.clock, ProducerOperations(self.manager, self.subscriptions, endpoints)
@@ -187,6 +210,7 @@ class Service:
             EnsemblePortType(self.ensembles, endpoints),
             StatusPortType(self.manager, self.accounting, endpoints, policy.max_listed_workspaces),
             CatalogPortType(self.appliances.catalogue),
+            ContextPortType(self.contexts, endpoints),
         ]
         return Router(
             {
@@ -197,6 +221,7 @@ class Service:
             },
             self.base_url,
             pages=self._pages(),
+            mounts={AGENT_PATH: AgentDoor(self.contexts)},
         )
 
     def _pages(self) -> dict[str, WsgiApp]:
@@ -223,6 +248,7 @@ class Service:
             self._server = None
             self.leases.stop()
             self.reservations.stop()
+            self.context_sweeper.stop()
             self.reconciler.stop()
             self.delivery.stop()
         self.manager.close()

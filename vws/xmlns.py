@@ -45,6 +45,11 @@ APPLIANCES = "http://vws.invalid/2026/12/appliances"  # vws's own: what a factor
 RESOURCES = "http://vws.invalid/2026/12/resources"  # vws's own extensions: renegotiation, reservation
 GT4_CORE = "http://www.globus.org/namespaces/2004/06/core"  # ws-core's own elements (the SubscriptionKey)
 
+# The Nimbus context broker (2008/12): its port type, its types, and the agents' descriptions.
+CTX = "http://www.globus.org/2008/12/nimbus/contextualization"
+CTX_TYPES = "http://www.globus.org/2008/12/nimbus/ctxtypes"
+CTX_DESCRIPTION = "http://www.globus.org/2008/12/nimbus/ctxdescription"
+
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 WSSE11 = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
@@ -76,6 +81,9 @@ PREFIXES = {
     "ens": ENSEMBLE,
     "status": STATUS,
     "jsdl": JSDL,
+    "ctx": CTX,
+    "ctx-types": CTX_TYPES,
+    "ctxdesc": CTX_DESCRIPTION,
 }
 
 

@@ -80,6 +80,23 @@ def pool_options() -> dict[str, object]:
 
 
 @pytest.fixture
+def node_memory_mb() -> int:
+    """The node's memory: room for one guest and a half, so a second deploy fits only once the first is gone."""
+    return deploy.MEMORY_MB + deploy.MEMORY_MB // 2
+
+
+@pytest.fixture
+def node_cpus() -> int:
+    return 1
+
+
+@pytest.fixture
+def service_options() -> dict[str, object]:
+    """Extra ``[service]`` settings."""
+    return {}
+
+
+@pytest.fixture
 def own_storage_pool(tmp_path: Path, connection: libvirt.virConnect) -> Iterator[dict[str, object]]:
     """``[pool]`` settings naming a storage pool of this test's own, so its first upload starts from an
     empty cache; the pool and its volumes are deleted afterwards (after ``service``, which uses them)."""
@@ -95,18 +112,25 @@ def own_storage_pool(tmp_path: Path, connection: libvirt.virConnect) -> Iterator
 
 @pytest.fixture
 def service(
-    libvirt_uri: str, repository: Path, tmp_path: Path, node_options: str, pool_options: dict[str, object]
+    libvirt_uri: str,
+    repository: Path,
+    tmp_path: Path,
+    node_options: str,
+    pool_options: dict[str, object],
+    node_memory_mb: int,
+    node_cpus: int,
+    service_options: dict[str, object],
 ) -> Iterator[Service]:
     nodes_file = tmp_path / "nodes.conf"
-    # Room for one guest and a half: the second deploy fits only once the first is gone.
-    memory = deploy.MEMORY_MB + deploy.MEMORY_MB // 2
     nodes_file.write_text(
-        f"[{deploy.NODE}]\nuri = {libvirt_uri}\nmemory = {memory}\ncpus = 1\nnetworks = {deploy.POOL}\n{node_options}"
+        f"[{deploy.NODE}]\nuri = {libvirt_uri}\nmemory = {node_memory_mb}\ncpus = {node_cpus}\n"
+        f"networks = {deploy.POOL}\n{node_options}"
     )
     pools = tmp_path / "network-pools"
     pools.mkdir()
     (pools / deploy.POOL).write_text(deploy.POOL_TEXT)
-    config = make_config(tmp_path / "state").with_overrides(
+    config = make_config(tmp_path / "state").with_overrides("service", **service_options)
+    config = config.with_overrides(
         "pool",
         nodes_file=nodes_file,
         network_pools_dir=pools,

@@ -23,8 +23,9 @@ from tests.integration.proc import CommandFailed, run
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("VWS_TEST_GUEST_CACHE", "/var/cache/vws-test-guest"))
 KERNEL_METAPACKAGE = "linux-image-amd64"
-# What /init loads (plus their modules.dep dependencies): PCI virtio, its disks, the ISO drive.
-MODULES = ("virtio_pci", "virtio_blk", "isofs")
+# What /init loads (plus their modules.dep dependencies): PCI virtio, its disks, the ISO drive,
+# and the NIC a context member's agent reaches the broker through.
+MODULES = ("virtio_pci", "virtio_blk", "isofs", "virtio_net")
 INIT_SCRIPT = Path(__file__).with_name("guest_init.sh")
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs has no libc
 BASE_SIZE = 16 * 1024 * 1024

@@ -6,6 +6,11 @@
 #   VWS-ROOT dev=<dev> head=<first word of the disk>
 #   VWS-LAYERS <first word at MiB 4> <at MiB 5> <at MiB 6>  (a layered appliance's layers write there)
 #   VWS-GUEST-WROTE                        marker written to the root disk and synced
+#   VWS-CTX-AGENT ...                      a context member: its agent's lines (vws/context/agent.sh),
+#   VWS-CTX-ROLE head <ip> <short> <host>  what the role scripts below were given,
+#   VWS-CTX-DATA jobs <line>
+#   VWS-CTX-HOSTS <line>                   the hosts entries it wrote
+#   VWS-CTX-AGENT-EXIT <status>            and, last, how it ended
 #   VWS-GUEST-ERROR <what>                 something above failed
 # then idles for ever: PID 1 must not exit.
 
@@ -110,6 +115,25 @@ if [ -n "$root" ]; then
 else
     fail "no root disk"
 fi
+
+# A context member (the drive carries the agent): bring up the user-mode NIC, where the host
+# is 10.0.2.2, give the agent role scripts that show what they get, and run it from the drive.
+contextualize() {
+    ip link set lo up
+    if ! { ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2; }; then
+        fail "network for the context agent"
+        return
+    fi
+    scripts=/etc/vws-ctx-scripts
+    mkdir -p "$scripts/1-ipandhost" "$scripts/3-data"
+    echo 'echo "VWS-CTX-ROLE head $1 $2 $3"' >"$scripts/1-ipandhost/head"
+    echo 'sed "s/^/VWS-CTX-DATA jobs /" "$1"' >"$scripts/3-data/jobs"
+    VWS_CTX_DRIVE=/mnt/ctx VWS_CTX_SCRIPTS=$scripts VWS_CTX_MAX_WAIT=2 sh /mnt/ctx/vws/context/agent.sh
+    status=$?
+    grep -v '^#' /etc/hosts | sed 's/^/VWS-CTX-HOSTS /'
+    echo "VWS-CTX-AGENT-EXIT $status"
+}
+[ -f /mnt/ctx/vws/context/agent.sh ] && contextualize
 
 while :; do
     sleep 3600

@@ -11,6 +11,7 @@ An ISO 9660 image (Rock Ridge and Joliet, volume label ``VWS-CONTEXT``, built wi
     vws/disks             one line per disk: mountAs-from-the-metadata guest-device
     vws/files/<path>      each ContextFile (filewrite), at its pathOnVM without the leading /
     vws/user-data         the mdServerUserdata string, when given
+    vws/context/<name>    for a context member: the broker's bootstrap and the agent (vws/context)
 
 It is generated only when the request has NICs, files or user data. On test-driver
 nodes it is skipped by default: genisoimage costs about 5 ms a call and even writing the
@@ -30,7 +31,7 @@ VOLUME_LABEL = "VWS-CONTEXT"
 
 
 def needed(machine: MachineRequest) -> bool:
-    return bool(machine.nics or machine.files or machine.userdata)
+    return bool(machine.nics or machine.files or machine.userdata or machine.context)
 
 
 def layout(
@@ -49,6 +50,8 @@ def layout(
         files["vws/files/" + _relative(item.path_on_vm)] = item.content.encode()
     if machine.userdata is not None:
         files["vws/user-data"] = machine.userdata.encode()
+    for item in machine.context:
+        files["vws/context/" + _relative(item.path_on_vm)] = item.content.encode()
     return files
 
 

@@ -84,6 +84,8 @@ class MachineRequest:
     # and per-NIC traffic shaping; both become libvirt <cputune> and <bandwidth>.
     cpu_percent: int | None = None
     bandwidth: tuple[NicBandwidth, ...] = ()
+    # The context broker's bootstrap and agent, for the drive's vws/context/ (path_on_vm: a file name).
+    context: tuple[ContextFile, ...] = field(default=())
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from lxml import etree
 from vws import errors
 from vws.wsrf import notification
 from vws.wsrf.basefaults import base_fault
-from vws.xmlns import ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSNT, WSRL, WSRP, qname
+from vws.xmlns import CTX, ENSEMBLE, SOAP_ENV, STATUS, TYPES, WSNT, WSRL, WSRP, qname
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ PAUSE_SUBSCRIPTION = FaultTable(qname(WSNT, "PauseFailedFault"), _UNKNOWN_RESOUR
 RESUME_SUBSCRIPTION = FaultTable(qname(WSNT, "ResumeFailedFault"), _UNKNOWN_RESOURCE)
 ENSEMBLE_OPERATION = FaultTable(qname(ENSEMBLE, "WorkspaceEnsembleFault"), _UNKNOWN_WORKSPACE)
 STATUS_QUERY = FaultTable(qname(STATUS, "WorkspaceStatusFault"))
+CONTEXT = FaultTable(qname(CTX, "NimbusContextualizationFault"))  # the one fault the broker declares
 # Before an operation is known (unreadable envelope, failed signature): a plain fault.
 ENVELOPE = FaultTable(None)
 

@@ -3,7 +3,8 @@
 ``POST /wsrf/services/<Service>`` is a SOAP call; ``GET /wsrf/services/<Service>?wsdl``
 returns the hand-written WSDL in ``wsdl/`` with its soap:address pointing here, and
 ``GET /wsrf/services/<path>.xsd|.wsdl`` serves the files it imports. Outside
-/wsrf/services/, plain GET pages for operators (``/health``, ``/metrics``) are served as given.
+/wsrf/services/, plain GET pages for operators (``/health``, ``/metrics``) are served as given,
+and ``mounts`` take every request under their path prefix (the context agents' door, ``/ctx/``).
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -26,9 +27,11 @@ class Router:
         base_url: str,
         wsdl_dir: Path = WSDL_DIR,
         pages: Mapping[str, WsgiApp] | None = None,
+        mounts: Mapping[str, WsgiApp] | None = None,
     ) -> None:
         self._services = dict(services)
         self._pages = dict(pages or {})
+        self._mounts = dict(mounts or {})
         self._wsdl_dir = wsdl_dir.resolve()
         self._wsdl = {name: self._service_wsdl(name, base_url) for name in self._services}
 
@@ -38,6 +41,9 @@ class Router:
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
                 return _plain(start_response, "405 Method Not Allowed", "only GET\n")
             return self._pages[path](environ, start_response)
+        for prefix, app in self._mounts.items():
+            if path.startswith(prefix):
+                return app(environ, start_response)
         if not path.startswith(SERVICES_PATH):
             return _plain(start_response, "404 Not Found", "no such service\n")
         name = path[len(SERVICES_PATH) :]

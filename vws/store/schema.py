@@ -317,6 +317,59 @@ def m017_operation_in_flight_and_failures(db: Database) -> None:
 
 
 @MIGRATIONS()
+def m018_contexts(db: Database) -> None:
+    # The context broker's own tables (vws/context). A context lives until destroyed or past its
+    # termination time; `secret` authenticates its members' agents, so it dies with the row.
+    table(db, "contexts").create(
+        {
+            "key": str,
+            "owner": str,
+            "secret": str,
+            "created_at": str,
+            "termination_time": str,
+            "expect_injections": int,  # 0 once noMoreInjections (or never expected)
+            "locked": int,  # no more members will join
+        },
+        pk="key",
+        not_null={"owner", "secret", "created_at", "termination_time", "expect_injections", "locked"},
+    )
+    table(db, "contexts").create_index(["termination_time"])
+    # One row per expected member: a workspace that joined with its provides/requires (`spec`,
+    # JSON), the addresses it was leased, what its agent reported, and how it ended.
+    table(db, "context_members").create(
+        {
+            "workspace_id": int,
+            "context_key": str,
+            "addresses": str,  # JSON list of the leased IPs the agent is recognised by
+            "hostname": str,  # its first NIC's leased hostname (a host certificate's name)
+            "lease_ends": str,  # its workspace's termination time (a host certificate's end)
+            "spec": str,
+            "identities": str,  # JSON, once reported
+            "exited": str,  # null, "ok" or "error"
+            "error_code": int,
+            "error_message": str,
+        },
+        pk="workspace_id",
+        foreign_keys=[("context_key", "contexts", "key")],
+        not_null={"context_key", "addresses", "spec"},
+    )
+    table(db, "context_members").create_index(["context_key"])
+    # Host certificates issued to members (vws/security/hostcerts.py): kept past their context,
+    # so that destroying the workspace revokes its certificate whenever that happens.
+    table(db, "host_certificates").create(
+        {"workspace_id": int, "serial": str, "hostname": str, "pem": str, "revoked_at": str},
+        pk="workspace_id",
+        not_null={"serial", "hostname", "pem"},
+    )
+    table(db, "context_data").create(
+        {"context_key": str, "name": str, "value": str},
+        pk=("context_key", "name"),
+        foreign_keys=[("context_key", "contexts", "key")],
+        not_null={"value"},
+    )
+
+
+@MIGRATIONS()
 def m020_resizes_and_capacity_calendar(db: Database) -> None:
     # A renegotiation of a placed workspace (issue #14), kept by the pool from the moment its
     # node holds the larger of the old and new allocation until libvirt has the new one:

@@ -77,7 +77,7 @@ class DeploymentRequest:
 
 def _machine(fields: dict[str, Any]) -> MachineRequest:
     def many(kind: type, key: str) -> tuple:
-        return tuple(kind(**item) for item in fields.pop(key))
+        return tuple(kind(**item) for item in fields.pop(key, ()))  # () for a field newer than the row
 
     def one(kind: type, key: str) -> Any:
         value = fields.pop(key)
@@ -93,5 +93,6 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         nics=many(NicRequest, "nics"),
         files=many(ContextFile, "files"),
         bandwidth=tuple(map(bandwidth, fields.pop("bandwidth", []))),
+        context=many(ContextFile, "context"),
         **fields,
     )

@@ -10,14 +10,21 @@ from vws.soap import faults
 from vws.soap.dispatch import Call, Handler, Operation
 from vws.wsrf import properties
 from vws.wsrf.addressing import EndpointReference, key_property
-from vws.xmlns import ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
+from vws.xmlns import CTX, ENSEMBLE, GROUP, GT4_CORE, WORKSPACE, WSRP, WSRP_ACTION, qname
 
 WORKSPACE_KEY = qname(WORKSPACE, "WorkspaceKey")
 GROUP_KEY = qname(GROUP, "WorkspaceGroupKey")
 ENSEMBLE_KEY = qname(ENSEMBLE, "WorkspaceEnsembleKey")
 # GT4 ws-core's subscription resource key.
 SUBSCRIPTION_KEY = qname(GT4_CORE, "SubscriptionKey")
-RESOURCE_KEYS = (WORKSPACE_KEY, GROUP_KEY, ENSEMBLE_KEY, SUBSCRIPTION_KEY)  # the reference property naming each
+CONTEXT_KEY = qname(CTX, "NimbusContextBrokerKey")
+RESOURCE_KEYS = (
+    WORKSPACE_KEY,
+    GROUP_KEY,
+    ENSEMBLE_KEY,
+    SUBSCRIPTION_KEY,
+    CONTEXT_KEY,
+)  # the reference property naming each
 FACTORY_SERVICE = "WorkspaceFactoryService"
 WORKSPACE_SERVICE = "WorkspaceService"
 GROUP_SERVICE = "WorkspaceGroupService"
@@ -25,6 +32,7 @@ ENSEMBLE_SERVICE = "WorkspaceEnsembleService"
 STATUS_SERVICE = "WorkspaceStatusService"
 SUBSCRIPTION_SERVICE = "SubscriptionManagerService"
 CATALOG_SERVICE = "ApplianceCatalogService"  # vws's own: the appliances a user may deploy
+CONTEXT_SERVICE = "NimbusContextBroker"
 
 DocumentSource = Callable[[Call], properties.PropertyDocument]
 
@@ -66,6 +74,7 @@ class Endpoints:
     """Where the services live, so EPRs carry addresses clients can reach."""
 
     base_url: str  # ends with /wsrf/services/
+    agents: str = ""  # where context agents report, when guests reach the service by another address
 
     def workspace(self, workspace_id: int) -> EndpointReference:
         return self._resource(WORKSPACE_SERVICE, WORKSPACE_KEY, str(workspace_id))
@@ -78,6 +87,14 @@ class Endpoints:
 
     def subscription(self, key: str) -> EndpointReference:
         return self._resource(SUBSCRIPTION_SERVICE, SUBSCRIPTION_KEY, key)
+
+    def context(self, key: str) -> EndpointReference:
+        return self._resource(CONTEXT_SERVICE, CONTEXT_KEY, key)
+
+    @property
+    def agent_url(self) -> str:
+        """Where context agents report (vws.soap.ctxagent): as configured, else beside /wsrf/services/."""
+        return self.agents or self.base_url.removesuffix("/wsrf/services/") + "/ctx/"
 
     def _resource(self, service: str, key_tag: str, key: str) -> EndpointReference:
         return EndpointReference(self.base_url + service, (key_property(key_tag, key),))

@@ -5,13 +5,16 @@ from datetime import timedelta
 
 from lxml import etree
 
+from vws.context.broker import ContextBroker
 from vws.matching import PoolOffer, Vmm, jsdl_name
 from vws.soap import availability, codec, faults
 from vws.soap.dispatch import Call, Operation
 from vws.soap.porttypes.catalog import appliance_elements
 from vws.soap.porttypes.common import FACTORY_SERVICE, Endpoints, custom_operation, property_operations
+from vws.soap.porttypes.context import Joining, joining, with_bootstrap
 from vws.soap.porttypes.ensemble import membership
 from vws.workspace.appliances import Entry
+from vws.workspace.caller import Caller
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.manager import WorkspaceManager
 from vws.workspace.records import Workspace
@@ -32,6 +35,7 @@ class FactoryPortType:
         ensembles: Ensembles,
         offer: Callable[[], PoolOffer],
         catalogue: Callable[[], list[Entry]],
+        contexts: ContextBroker,
     ) -> None:
         self._manager = manager
         self._endpoints = endpoints
@@ -41,6 +45,7 @@ class FactoryPortType:
         self._ensembles = ensembles
         self._offer = offer
         self._catalogue = catalogue
+        self._contexts = contexts
 
     def operations(self) -> Sequence[Operation]:
         return [
@@ -64,25 +69,40 @@ class FactoryPortType:
 
     def create(self, call: Call) -> etree._Element:
         request = codec.parse_create(call.body)
+        context = joining(call.body)
+        if context is not None:  # its members carry the context's bootstrap on their config drive
+            credentials = self._contexts.credentials(call.caller, context.key, context.spec)
+            request = with_bootstrap(request, credentials, self._endpoints.agent_url)
         ensemble = membership(call.body)
         if ensemble is None:
             created, ensemble_key = self._manager.create(call.caller, request), None
         else:
             joined = self._ensembles.join(call.caller, request, ensemble.key, ensemble.done)
             created, ensemble_key = joined.created, joined.key
+        if context is not None:
+            self._join(call.caller, context, created)
         response = etree.Element(qname(WORKSPACE, "createResponse"), nsmap={"types": TYPES})
         response.extend(self._created(workspace) for workspace in created)
         group_key = created[0].group_key
         for name, reference in (
             ("GroupEPR", group_key and self._endpoints.group(group_key)),
             ("EnsembleEPR", ensemble_key and self._endpoints.ensemble(ensemble_key)),
-            ("ContextEPR", None),
+            ("ContextEPR", context and self._endpoints.context(context.key)),
         ):
             if reference:
                 response.append(reference.to_element(qname(TYPES, name)))
             else:
                 etree.SubElement(response, qname(TYPES, name)).set(qname(XSI, "nil"), "true")
         return response
+
+    def _join(self, caller: Caller, context: Joining, created: list[Workspace]) -> None:
+        """Expect the new workspaces in the context; if it refuses them now (locked meanwhile), none stays."""
+        try:
+            self._contexts.join(caller, context.key, created, context.spec, context.lock)
+        except Exception:
+            for workspace in created:
+                self._manager.destroy(caller, workspace.id)
+            raise
 
     def _created(self, workspace: Workspace) -> etree._Element:
         created = etree.Element(qname(TYPES, "CreatedWorkspace"))
