@@ -12,6 +12,8 @@ from pathlib import Path
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
+from vws.ec2.app import door_app
+from vws.errors import NotAuthorized
 from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
 from vws.security.credentials import Credential
@@ -39,6 +41,7 @@ from vws.soap.transport import GsiTransport, TransportSecurity
 from vws.soap.wsgi import SERVICES_PATH, Router, WsgiApp, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
+from vws.workspace.caller import Caller
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
@@ -95,8 +98,10 @@ class Service:
             )
         )
         self._server: HttpServer | None = None
+        self._ec2_server: HttpServer | None = None
         self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
+        self.ec2_url = ""  # the EC2 door's endpoint, when [ec2] listen opens one
         warning = private.exposure_warning(state_dir)
         if warning:
             log.warning("%s", warning)
@@ -136,9 +141,43 @@ class Service:
         self.app = self._router()
         server.start(self.app)
         self._server = server
+        if self.config.ec2.listen:
+            self._start_ec2()
         self.reconciler.start()
         self.leases.start()
         return self.base_url
+
+    def _start_ec2(self) -> None:
+        """The EC2 door on its own port, served by a second instance of the same HTTP front and limits."""
+        config = self.config
+        app = door_app(
+            config.ec2,
+            config.service.state_dir,
+            self.store,
+            self.clock,
+            self.manager,
+            self.pool.repository.images,
+            StoredReplayCache(self.store, self.clock),
+            self._ec2_caller,
+            timedelta(seconds=config.policy.maximum_running_seconds),
+        )
+        server = HttpServer(service_limits(config.service))
+        host, _, port = config.ec2.listen.rpartition(":")
+        bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
+        server.start(app)
+        self._ec2_server = server
+        self.ec2_url = f"http://{bound_host}:{bound_port}/"
+
+    def _ec2_caller(self, identity: str) -> Caller:
+        """An access key's grid identity, as the WSRF side would admit it: admin, or in the grid-mapfile."""
+        admin = identity in self.config.security.admin_dns
+        if not (admin or self.config.service.insecure):
+            try:
+                self.gridmap.require(identity)
+            except NotAuthorized:
+                log.warning("refused an EC2 request from %s: not in the grid-mapfile", identity)
+                raise
+        return Caller(identity, admin=admin)
 
     def _router(self) -> Router:
         policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
@@ -179,6 +218,9 @@ class Service:
         return pages
 
     def stop(self) -> None:
+        if self._ec2_server is not None:
+            self._ec2_server.stop()
+            self._ec2_server = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -1,0 +1,127 @@
+"""The EC2 door's WSGI app: read the form, verify the signature, run the action, answer in XML.
+
+Every answer, refusals included, is EC2's: ``<{Action}Response>`` or ``<Response><Errors>``
+with an EC2 code and a RequestID, so boto3 and the aws CLI report it as they would an
+AWS error. An unexpected failure is logged with its request id and answered InternalError.
+"""
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from vws.clock import Clock
+from vws.config import Ec2Config
+from vws.ec2 import actions, query
+from vws.ec2.access_keys import AccessKeys, SecretsKey
+from vws.ec2.actions import Action
+from vws.ec2.errors import Ec2Error, from_vws, unsupported
+from vws.ec2.instances import Shape
+from vws.ec2.records import DoorRecords
+from vws.ec2.sigv4 import SeenRequests, SignedRequest, Verifier
+from vws.errors import VwsError
+from vws.store.database import Store
+from vws.workspace.caller import Caller
+from vws.workspace.manager import WorkspaceManager
+
+log = logging.getLogger("vws.requests")
+
+StartResponse = Callable[[str, list[tuple[str, str]]], object]
+Authorize = Callable[[str], Caller]  # the key's grid identity -> the Caller, or NotAuthorized
+
+_STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 405: "405 Method Not Allowed"}
+
+
+class Ec2App:
+    def __init__(self, verifier: Verifier, authorize: Authorize, actions: Mapping[str, Action], clock: Clock) -> None:
+        self._verifier = verifier
+        self._authorize = authorize
+        self._actions = actions
+        self._clock = clock
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = str(uuid.uuid4())
+        started = self._clock.monotonic()
+        name, who = "?", None
+        try:
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise Ec2Error("InvalidRequest", "EC2 Query requests are POSTed as forms", 405)
+            body = environ["wsgi.input"].read()
+            params = query.Params.parse(body)
+            name = params.get("Action") or "?"
+            action = self._actions.get(name)
+            changes_state = action.changes_state if action else False
+            who = self._verifier.verify(signed_request(environ, body), changes_state)
+            caller = self._authorize(who)
+            if action is None:
+                raise unsupported(f"the action {name!r} is not supported by this service")
+            answer = query.response(name, params.get("Version"), request_id, action.handler(caller, params))
+            status = 200
+        except VwsError as error:
+            failure = from_vws(error)
+            answer, status = query.error(failure, request_id), failure.status
+        except Exception:
+            log.exception("EC2 %s failed unexpectedly, request %s", name, request_id)
+            answer, status = (
+                query.error(Ec2Error("InternalError", f"internal error; request {request_id}"), request_id),
+                500,
+            )
+        _log(name, status, who, started, self._clock)
+        start_response(
+            _STATUS.get(status, f"{status} Error"),
+            [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)],
+        )
+        return [answer]
+
+
+def signed_request(environ: Mapping[str, object], body: bytes) -> SignedRequest:
+    headers = {
+        key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items() if key.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = str(environ["CONTENT_TYPE"])
+    headers["content-length"] = str(len(body))
+    return SignedRequest(
+        str(environ["REQUEST_METHOD"]),
+        str(environ.get("PATH_INFO") or "/"),
+        str(environ.get("QUERY_STRING", "")),
+        headers,
+        body,
+    )
+
+
+def _log(action: str, status: int, who: str | None, started: float, clock: Clock) -> None:
+    milliseconds = (clock.monotonic() - started) * 1000
+    log.info("ec2.%s %s %s %.1f ms", action, status, who or "-", milliseconds, extra={"ec2_action": action})
+
+
+def secrets_key(config: Ec2Config, state_dir: Path) -> SecretsKey:
+    return SecretsKey(config.secrets_key or state_dir / "ec2-secrets.key")
+
+
+def door_app(
+    config: Ec2Config,
+    state_dir: Path,
+    store: Store,
+    clock: Clock,
+    manager: WorkspaceManager,
+    images: Callable[[], list[str]],
+    seen: SeenRequests,
+    authorize: Authorize,
+    lease: timedelta,
+) -> Ec2App:
+    """The whole door, on the service's store, clock, facade and replay cache."""
+    keys = AccessKeys(store, clock, secrets_key(config, state_dir))
+    verifier = Verifier(keys, clock, config.region, timedelta(seconds=config.clock_skew_seconds), seen)
+    door = actions.Door(
+        manager,
+        DoorRecords(store, clock),
+        images,
+        Shape(config.region + "a", config.instance_type_table()),
+        clock,
+        lease,
+        config.network,
+        timedelta(seconds=config.terminated_visible_seconds),
+    )
+    return Ec2App(verifier, authorize, actions.table(door), clock)
