@@ -51,8 +51,9 @@ class Ec2App:
             params = query.Params.parse(body)
             name = params.get("Action") or "?"
             action = self._actions.get(name)
-            changes_state = action.changes_state if action else False
-            who = self._verifier.verify(signed_request(environ, body), changes_state)
+            # A ClientToken makes a request idempotent: its repeat (a retry, or a replay) changes nothing.
+            guarded = action is not None and action.changes_state and not params.get("ClientToken")
+            who = self._verifier.verify(signed_request(environ, body), guarded)
             caller = self._authorize(who)
             if action is None:
                 raise unsupported(f"the action {name!r} is not supported by this service")

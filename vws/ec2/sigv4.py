@@ -9,7 +9,10 @@ have been seen before: its signature is remembered until it could no longer be f
 
 Requests that only read (``Describe*``) are not held to the replay rule: two identical
 reads in the same second carry the same signature (X-Amz-Date has one-second
-resolution), and a replayed read changes nothing.
+resolution), and a replayed read changes nothing. Nor is a request with a ClientToken,
+which the token makes idempotent: botocore retries RunInstances with the same token,
+and the repeat answers the reservation the first made. Any other identical request
+within the skew, a legitimate repeat in the same second included, is refused.
 """
 
 import hashlib
@@ -68,7 +71,7 @@ class Verifier:
         self._skew = skew
         self._seen = seen
 
-    def verify(self, request: SignedRequest, changes_state: bool) -> str:
+    def verify(self, request: SignedRequest, refuse_replay: bool) -> str:
         """The grid identity the request's access key is bound to; else an AuthFailure or RequestExpired."""
         found = _AUTHORIZATION.fullmatch(request.headers.get("authorization", "").strip())
         if found is None:
@@ -83,7 +86,7 @@ class Verifier:
         expected = expected_signature(request, credential, signed, secret)
         if not hmac.compare_digest(expected, found["signature"]):
             raise auth_failure("the request signature does not match the one computed with the access key's secret")
-        if changes_state and not self._seen.admit(f"sigv4:{found['signature']}".encode(), signed_at + self._skew):
+        if refuse_replay and not self._seen.admit(f"sigv4:{found['signature']}".encode(), signed_at + self._skew):
             raise auth_failure("this signed request was already received (a replay): sign each request afresh")
         return identity
 

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -61,8 +62,10 @@ def import_(door: Door, caller: Caller, params: Params) -> Data:
     name = params.required("KeyName")
     try:
         text = base64.b64decode(params.required("PublicKeyMaterial"), validate=True)
+        if b"\n" in text.strip():
+            raise ValueError("one key, on one line")
         public = serialization.load_ssh_public_key(text)
-    except (binascii.Error, ValueError, TypeError, serialization.UnsupportedAlgorithm):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, UnsupportedAlgorithm):
         raise invalid_parameter("PublicKeyMaterial must be an OpenSSH public key (ssh-rsa or ssh-ed25519)") from None
     if isinstance(public, rsa.RSAPublicKey):
         fingerprint = _colons(hashlib.md5(public.public_bytes(*_DER_PUBLIC)).digest())  # noqa: S324 (EC2's)
@@ -70,7 +73,7 @@ def import_(door: Door, caller: Caller, params: Params) -> Data:
         fingerprint = _sha256(public.public_bytes(*_OPENSSH))
     else:
         raise invalid_parameter("only RSA and ed25519 keys may be imported")
-    return _listed(_add(door, caller, name, public.public_bytes(*_OPENSSH).decode(), fingerprint))
+    return _listed(_add(door, caller, name, text.decode().strip(), fingerprint))  # as given, comment and all
 
 
 def describe(door: Door, caller: Caller, params: Params) -> Data:
