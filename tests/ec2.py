@@ -38,7 +38,7 @@ def issue_key(state_dir: Path, dn: str) -> Key:
 
 def ec2_config(state_dir: Path, insecure: bool = True, **ec2: object) -> Config:
     config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir, insecure=insecure)
-    return config.with_overrides("ec2", listen="127.0.0.1:0", **ec2)
+    return config.with_overrides("ec2", **{"listen": "127.0.0.1:0", **ec2})
 
 
 def started(config: Config, clock) -> Service:  # type: ignore[no-untyped-def]
