@@ -266,3 +266,10 @@ def test_user_data_must_be_base64_text(service, alice_key, image):
     response = ec2.send(request)
     assert response.status_code == 400 and ec2.error_code(response) == "InvalidParameterValue"
     assert service.manager.workspaces(SERVICE) == []
+
+
+def test_dry_run_changes_nothing(service, alice, image):
+    with pytest.raises(botocore.exceptions.ClientError) as answered:
+        alice.run_instances(ImageId=image, MinCount=1, MaxCount=1, DryRun=True)
+    assert code_of(answered) == "DryRunOperation"
+    assert service.manager.workspaces(SERVICE) == []

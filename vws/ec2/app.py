@@ -30,7 +30,13 @@ log = logging.getLogger("vws.requests")
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 Authorize = Callable[[str], Caller]  # the key's grid identity -> the Caller, or NotAuthorized
 
-_STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 405: "405 Method Not Allowed"}
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    405: "405 Method Not Allowed",
+    412: "412 Precondition Failed",
+}
 
 
 class Ec2App:
@@ -57,6 +63,8 @@ class Ec2App:
             caller = self._authorize(who)
             if action is None:
                 raise unsupported(f"the action {name!r} is not supported by this service")
+            if params.boolean("DryRun"):  # a caller the door admits may ask for any action: nothing else to check
+                raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
             answer = query.response(name, params.get("Version"), request_id, action.handler(caller, params))
             status = 200
         except VwsError as error:
