@@ -71,6 +71,9 @@ def test_run_describe_terminate(service, alice, image):
     # A terminated instance stays visible a while, as on EC2, then is gone.
     (still,) = alice.describe_instances()["Reservations"][0]["Instances"]
     assert still["State"]["Name"] == "terminated"
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        alice.start_instances(InstanceIds=[instance["InstanceId"]])
+    assert code_of(refused) == "IncorrectInstanceState"
     service.clock.advance(timedelta(seconds=61))
     assert alice.describe_instances()["Reservations"] == []
 

@@ -24,10 +24,8 @@ def service(tmp_path):
     running.stop()
 
 
-@pytest.fixture
-def aws(service, tmp_path):
+def aws_cli(tmp_path: Path, endpoint: str, key: ec2.Key):  # type: ignore[no-untyped-def]
     """``aws ec2 ...`` with a profile of its own: nothing read from the user's ~/.aws or environment."""
-    key = ec2.issue_key(service.config.service.state_dir, ALICE)
     home = tmp_path / "home"
     (home / ".aws").mkdir(parents=True)
     config, credentials = home / ".aws" / "config", home / ".aws" / "credentials"
@@ -43,12 +41,17 @@ def aws(service, tmp_path):
     }
 
     def run(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [str(AWS), "ec2", *arguments, "--endpoint-url", service.ec2_url]
+        command = [str(AWS), "ec2", *arguments, "--endpoint-url", endpoint]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert not check or done.returncode == 0, done.stderr
         return done
 
     return run
+
+
+@pytest.fixture
+def aws(service, tmp_path):
+    return aws_cli(tmp_path, service.ec2_url, ec2.issue_key(service.config.service.state_dir, ALICE))
 
 
 def test_run_describe_terminate_with_the_aws_cli(service, aws):
@@ -68,3 +71,19 @@ def test_run_describe_terminate_with_the_aws_cli(service, aws):
 def test_the_cli_reports_ec2_errors(aws):
     failed = aws("terminate-instances", "--instance-ids", "i-0000beef", check=False)
     assert failed.returncode != 0 and "InvalidInstanceID.NotFound" in failed.stderr
+
+
+def test_vws_service_opens_the_door_with_ec2_listen(tmp_path):
+    state = tmp_path / "served"
+    key = ec2.issue_key(state, ALICE)
+    argv = [AWS.with_name("vws-service"), "--insecure", "--listen", "127.0.0.1:0", "--state-dir", state]
+    process = subprocess.Popen([*argv, "--ec2-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("vws-service listening on http://")
+        endpoint = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert endpoint.startswith("http://127.0.0.1:")
+        images = json.loads(aws_cli(tmp_path, endpoint, key)("describe-images").stdout)["Images"]
+        assert [image["Name"] for image in images] == ["ttylinux-xen"]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

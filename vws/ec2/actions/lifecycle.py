@@ -17,6 +17,7 @@ from vws.workspace.request import ContextFile, DeploymentRequest, DiskRequest, M
 from vws.workspace.states import Op
 
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
+_TOKEN_STRIPES = 64
 
 
 def actions(door: Door) -> Mapping[str, Action]:
@@ -35,13 +36,15 @@ class Run:
 
     def __init__(self, door: Door) -> None:
         self._door = door
-        self._tokens = threading.Lock()  # one run per token at a time: the second finds the first's reservation
+        # One run per token at a time, so the second finds the first's reservation (boto3 gives every
+        # RunInstances a token: striped, so runs with other tokens rarely wait for each other).
+        self._token_locks = tuple(threading.Lock() for _ in range(_TOKEN_STRIPES))
 
     def __call__(self, caller: Caller, params: Params) -> Data:
         token = params.get("ClientToken") or None
         if token is None:
             return self._reservation(caller, self._launch(caller, params, None))
-        with self._tokens:
+        with self._token_locks[hash((caller.identity, token)) % _TOKEN_STRIPES]:
             earlier = self._door.records.reservation_of_token(caller.identity, token)
             if earlier is not None:
                 made = [self._door.manager.get(caller, workspace_id) for workspace_id in earlier]
@@ -87,7 +90,7 @@ class Run:
         return made
 
     def _create(self, caller: Caller, request: DeploymentRequest, least: int, most: int) -> list[Workspace]:
-        for count in dict.fromkeys((most, least)):  # all-or-nothing at MinCount
+        for count in dict.fromkeys((most, least)):  # MaxCount, then MinCount (once, when they are equal)
             try:
                 return self._door.manager.create(caller, _sized(request, count))
             except (SchedulingFailed, QuotaExceeded):
@@ -140,6 +143,8 @@ def _changes(door: Door, verb: str, operation: Callable[[Caller, int], Workspace
             raise Ec2Error("MissingParameter", f"name at least one instance to {verb} (InstanceId.N)")
         changes = []
         for workspace in door.instances(caller, named):
+            if workspace.state.gone and verb != "terminate":
+                raise Ec2Error("IncorrectInstanceState", f"instance {ids.instance_id(workspace.id)} is terminated")
             after = workspace if workspace.state.gone else operation(caller, workspace.id)
             changes.append(
                 {
