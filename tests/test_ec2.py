@@ -8,6 +8,7 @@ import pytest
 
 from tests import ec2
 from tests.deployments import settler
+from tests.test_operating import samples
 from vws.clock import ManualClock, SystemClock
 from vws.workspace.caller import SERVICE
 
@@ -276,3 +277,18 @@ def test_dry_run_changes_nothing(service, alice, image):
         alice.run_instances(ImageId=image, MinCount=1, MaxCount=1, DryRun=True)
     assert code_of(answered) == "DryRunOperation"
     assert service.manager.workspaces(SERVICE) == []
+
+
+def test_ec2_requests_are_counted_on_metrics(service, alice, image):
+    alice.describe_instances()
+    with pytest.raises(botocore.exceptions.ClientError):
+        alice.terminate_instances(InstanceIds=["i-0000abcd"])
+    with pytest.raises(botocore.exceptions.ClientError):
+        alice.describe_vpcs()
+    counted = samples(service, "vws_requests_total")
+    assert counted[(("operation", "DescribeInstances"), ("outcome", "ok"), ("service", "EC2"))] == 1
+    assert (
+        counted[(("operation", "TerminateInstances"), ("outcome", "InvalidInstanceID.NotFound"), ("service", "EC2"))]
+        == 1
+    )
+    assert counted[(("operation", "-"), ("outcome", "UnsupportedOperation"), ("service", "EC2"))] == 1

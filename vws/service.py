@@ -24,7 +24,7 @@ from vws.security.validation import ChainValidator
 from vws.security.wssecurity.policy import SecurityPolicy, methods
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
-from vws.soap.application import refusal, wsgi_application
+from vws.soap.application import Answer, refusal, wsgi_application
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
 from vws.soap.metrics import Metrics, Readings
 from vws.soap.porttypes.common import Endpoints
@@ -160,6 +160,9 @@ class Service:
             StoredReplayCache(self.store, self.clock),
             self._ec2_caller,
             timedelta(seconds=config.policy.maximum_running_seconds),
+            lambda action, caller, outcome, seconds: self.metrics.answered(
+                Answer("EC2", action, caller, "-", outcome, seconds)
+            ),
         )
         server = HttpServer(service_limits(config.service))
         host, _, port = config.ec2.listen.rpartition(":")

@@ -8,6 +8,7 @@ AWS error. An unexpected failure is logged with its request id and answered Inte
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ Authorize = Callable[[str], Caller]  # the key's grid identity -> the Caller, or
 
 _STATUS = {
     200: "200 OK",
+    500: "500 Internal Server Error",
     400: "400 Bad Request",
     401: "401 Unauthorized",
     405: "405 Method Not Allowed",
@@ -39,49 +41,73 @@ _STATUS = {
 }
 
 
+@dataclass
+class _Outcome:
+    """What one request came to, for the log and the metrics."""
+
+    action: str = "-"  # "-" until the request names an action the door has (so metrics labels stay bounded)
+    caller: str = "-"
+    code: str = "ok"  # or the EC2 error code
+
+
+# (action, caller, outcome, seconds) of each request: the service's metrics.
+Observer = Callable[[str, str, str, float], None]
+
+
 class Ec2App:
-    def __init__(self, verifier: Verifier, authorize: Authorize, actions: Mapping[str, Action], clock: Clock) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        authorize: Authorize,
+        actions: Mapping[str, Action],
+        clock: Clock,
+        observe: Observer | None = None,
+    ) -> None:
         self._verifier = verifier
         self._authorize = authorize
         self._actions = actions
         self._clock = clock
+        self._observe = observe
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        request_id = str(uuid.uuid4())
-        started = self._clock.monotonic()
-        name, who = "?", None
+        request_id, started, outcome = str(uuid.uuid4()), self._clock.monotonic(), _Outcome()
         try:
-            if environ.get("REQUEST_METHOD") != "POST":
-                raise Ec2Error("InvalidRequest", "EC2 Query requests are POSTed as forms", 405)
-            body = environ["wsgi.input"].read()
-            params = query.Params.parse(body)
-            name = params.get("Action") or "?"
-            action = self._actions.get(name)
-            # A ClientToken makes a request idempotent: its repeat (a retry, or a replay) changes nothing.
-            guarded = action is not None and action.changes_state and not params.get("ClientToken")
-            who = self._verifier.verify(signed_request(environ, body), guarded)
-            caller = self._authorize(who)
-            if action is None:
-                raise unsupported(f"the action {name!r} is not supported by this service")
-            if params.boolean("DryRun"):  # a caller the door admits may ask for any action: nothing else to check
-                raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
-            answer = query.response(name, params.get("Version"), request_id, action.handler(caller, params))
-            status = 200
+            answer, status = self._answer(environ, request_id, outcome), 200
         except VwsError as error:
             failure = from_vws(error)
-            answer, status = query.error(failure, request_id), failure.status
+            outcome.code, answer, status = failure.code, query.error(failure, request_id), failure.status
         except Exception:
-            log.exception("EC2 %s failed unexpectedly, request %s", name, request_id)
-            answer, status = (
-                query.error(Ec2Error("InternalError", f"internal error; request {request_id}"), request_id),
-                500,
-            )
-        _log(name, status, who, started, self._clock)
+            log.exception("EC2 %s failed unexpectedly, request %s", outcome.action, request_id)
+            failure = Ec2Error("InternalError", f"internal error; request {request_id}", 500)
+            outcome.code, answer, status = failure.code, query.error(failure, request_id), failure.status
+        seconds = self._clock.monotonic() - started
+        log.info("ec2.%s outcome=%s caller=%r ms=%.1f", outcome.action, outcome.code, outcome.caller, seconds * 1000)
+        if self._observe is not None:
+            self._observe(outcome.action, outcome.caller, outcome.code, seconds)
         start_response(
             _STATUS.get(status, f"{status} Error"),
             [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)],
         )
         return [answer]
+
+    def _answer(self, environ: dict, request_id: str, outcome: _Outcome) -> bytes:
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise Ec2Error("InvalidRequest", "EC2 Query requests are POSTed as forms", 405)
+        body = environ["wsgi.input"].read()
+        params = query.Params.parse(body)
+        name = params.get("Action") or ""
+        action = self._actions.get(name)
+        if action is not None:
+            outcome.action = name
+        # A ClientToken makes a request idempotent: its repeat (a retry, or a replay) changes nothing.
+        guarded = action is not None and action.changes_state and not params.get("ClientToken")
+        outcome.caller = self._verifier.verify(signed_request(environ, body), guarded)
+        caller = self._authorize(outcome.caller)
+        if action is None:
+            raise unsupported(f"the action {name!r} is not supported by this service")
+        if params.boolean("DryRun"):  # a caller the door admits may ask for any action: nothing else to check
+            raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+        return query.response(name, params.get("Version"), request_id, action.handler(caller, params))
 
 
 def signed_request(environ: Mapping[str, object], body: bytes) -> SignedRequest:
@@ -100,11 +126,6 @@ def signed_request(environ: Mapping[str, object], body: bytes) -> SignedRequest:
     )
 
 
-def _log(action: str, status: int, who: str | None, started: float, clock: Clock) -> None:
-    milliseconds = (clock.monotonic() - started) * 1000
-    log.info("ec2.%s %s %s %.1f ms", action, status, who or "-", milliseconds, extra={"ec2_action": action})
-
-
 def secrets_key(config: Ec2Config, state_dir: Path) -> SecretsKey:
     return SecretsKey(config.secrets_key or state_dir / "ec2-secrets.key")
 
@@ -119,6 +140,7 @@ def door_app(
     seen: SeenRequests,
     authorize: Authorize,
     lease: timedelta,
+    observe: Observer | None = None,
 ) -> Ec2App:
     """The whole door, on the service's store, clock, facade and replay cache."""
     keys = AccessKeys(store, clock, secrets_key(config, state_dir))
@@ -133,4 +155,4 @@ def door_app(
         config.network,
         timedelta(seconds=config.terminated_visible_seconds),
     )
-    return Ec2App(verifier, authorize, actions.table(door), clock)
+    return Ec2App(verifier, authorize, actions.table(door), clock, observe)
