@@ -292,3 +292,21 @@ def test_ec2_requests_are_counted_on_metrics(service, alice, image):
         == 1
     )
     assert counted[(("operation", "-"), ("outcome", "UnsupportedOperation"), ("service", "EC2"))] == 1
+
+
+def test_an_admin_sees_and_ends_everyones_instances(service, state_dir, clock, image):
+    service.stop()
+    admin_dn = "/O=Grid/OU=vws/CN=operator"
+    config = ec2.ec2_config(state_dir).with_overrides("security", admin_dns=(admin_dn,))
+    running = ec2.started(config, clock)
+    try:
+        alice = ec2.client(running, ec2.issue_key(state_dir, ALICE))
+        operator = ec2.client(running, ec2.issue_key(state_dir, admin_dn))
+        instance = alice.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        settler(running)()
+        (reservation,) = operator.describe_instances()["Reservations"]
+        assert reservation["OwnerId"] == ALICE and reservation["Instances"][0]["InstanceId"] == instance
+        operator.terminate_instances(InstanceIds=[instance])
+        assert running.manager.workspaces(SERVICE) == []
+    finally:
+        running.stop()

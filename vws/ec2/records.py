@@ -4,6 +4,7 @@ Keyed by workspace id, never joined to the workspace layer's table: the door rea
 workspaces through the facade and its own rows by the ids the facade gave it.
 """
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class DoorRecords:
     def record_launches(self, owner: str, launches: list[Launch]) -> None:
         """The launches of one reservation, and its client token if it had one, in one transaction."""
         with self._store.transaction() as db:
-            db.table("ec2_instances").insert_all(launch.__dict__ for launch in launches)
+            db.table("ec2_instances").insert_all(dataclasses.asdict(launch) for launch in launches)
             token = launches[0].client_token
             if token:
                 row = {"owner": owner, "token": token, "reservation_id": launches[0].reservation_id}

@@ -41,14 +41,14 @@ def describe(door: Door, caller: Caller, params: Params) -> Data:
     for spec in params.members("Filter"):
         known = _filtered(known, spec.required("Name"), set(spec.each("Value")), door)
     page, next_token = _page(known, params)
-    reservations: dict[str, list[Data]] = {}
+    reservations: dict[tuple[str, str], list[Data]] = {}  # (reservation, owner): an admin sees everyone's
     for workspace, launch, own_tags in page:
         item = instances.item(workspace, launch, own_tags, door.shape)
-        reservations.setdefault(instances.reservation(workspace, launch), []).append(item)
+        reservations.setdefault((instances.reservation(workspace, launch), workspace.owner), []).append(item)
     return {
         "reservationSet": [
-            {"reservationId": reservation, "ownerId": caller.identity, "groupSet": [], "instancesSet": items}
-            for reservation, items in reservations.items()
+            {"reservationId": reservation, "ownerId": owner, "groupSet": [], "instancesSet": items}
+            for (reservation, owner), items in reservations.items()
         ],
         "nextToken": next_token,
     }
