@@ -182,3 +182,18 @@ def test_ec2_keys_list_shows_no_secret(state_dir, key, capsys):
     listed = capsys.readouterr().out
     assert key.access_key_id in listed and ALICE in listed and key.secret not in listed
     assert admin(["--state-dir", str(state_dir), "ec2-keys", "revoke", "AKIANOSUCHKEY"]) == 1
+
+
+@pytest.mark.parametrize(
+    "method, body, code",
+    [
+        ("GET", b"", "InvalidRequest"),
+        ("POST", b"\xff\xfe%zz", "InvalidRequest"),
+        ("POST", b"Action=RunInstances&Action=RunInstances", "InvalidParameterValue"),
+        ("POST", b"Action=DescribeInstances", "AuthFailure"),
+    ],
+)
+def test_what_is_not_a_signed_form_is_an_ec2_error_not_a_500(service, method, body, code):
+    response = requests.request(method, service.ec2_url, data=body)
+    assert 400 <= response.status_code < 500 and ec2.error_code(response) == code
+    assert "<RequestID>" in response.text
