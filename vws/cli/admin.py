@@ -23,11 +23,11 @@ from vws import check as checkup
 from vws import config as configuration
 from vws import state_dir as private
 from vws.clock import SystemClock
+from vws.ec2.access_keys import AccessKeys
+from vws.ec2.app import secrets_key
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
 from vws.security import ca, gridmap
-from vws.ec2.access_keys import AccessKeys
-from vws.ec2.app import secrets_key
 from vws.security.ca import DevCA
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting, UsageLine
