@@ -11,12 +11,11 @@ and stops the service with SIGTERM.
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from vws.security.ca import DevCA
 
 BIN = Path(sys.executable).parent
 
@@ -37,7 +36,7 @@ def output(*command: object, env: dict[str, str]) -> str:
 
 def ec2_session(state: Path, endpoint: str, env: dict[str, str]) -> None:
     """The same user over the EC2 door: a key from vws-admin, then the aws CLI with its own files."""
-    user = DevCA(state / "security").user().subject  # the grid identity the WSRF part ran as
+    user = shlex.split((state / "security" / "grid-mapfile").read_text())[0]  # whom `ca init` mapped: the WSRF user
     issued = output("vws-admin", "--state-dir", state, "ec2-keys", "create", "--dn", user, env=env).splitlines()
     key_id, secret = issued[0].split()[-1], issued[1].split()[-1]
     aws_dir = state / "aws"
