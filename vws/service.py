@@ -12,7 +12,6 @@ from pathlib import Path
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
-from vws.ec2.app import door_app
 from vws.errors import NotAuthorized
 from vws.pool.manager import PoolManager
 from vws.security.ca import DevCA
@@ -149,6 +148,8 @@ class Service:
 
     def _start_ec2(self) -> None:
         """The EC2 door on its own port, served by a second instance of the same HTTP front and limits."""
+        from vws.ec2.app import door_app  # here: botocore costs every start 0.15 s of CPU, paid only with the door open
+
         config = self.config
         app = door_app(
             config.ec2,

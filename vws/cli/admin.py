@@ -23,8 +23,7 @@ from vws import check as checkup
 from vws import config as configuration
 from vws import state_dir as private
 from vws.clock import SystemClock
-from vws.ec2.access_keys import AccessKeys
-from vws.ec2.app import secrets_key
+from vws.ec2.access_keys import AccessKeys, SecretsKey
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
 from vws.security import ca, gridmap
@@ -129,7 +128,7 @@ def ec2_keys(args: argparse.Namespace, settings: configuration.Config) -> int:
     private.create(settings.service.state_dir)
     store = Store(settings.service.state_dir / "vws.sqlite")
     try:
-        keys = AccessKeys(store, SystemClock(), secrets_key(settings.ec2, settings.service.state_dir))
+        keys = AccessKeys(store, SystemClock(), SecretsKey.of(settings.ec2, settings.service.state_dir))
         if args.action == "create":
             issued = keys.create(args.dn)
             print(f"access key id:     {issued.access_key_id}\nsecret access key: {issued.secret}")

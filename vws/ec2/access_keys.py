@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vws.clock import Clock, timestamp
-from vws.config import ConfigError
+from vws.config import ConfigError, Ec2Config
 from vws.errors import UnknownResource
 from vws.store import rows
 from vws.store.database import Store
@@ -48,6 +48,11 @@ class SecretsKey:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def of(cls, config: Ec2Config, state_dir: Path) -> "SecretsKey":
+        """``[ec2] secrets_key``, else ``<state_dir>/ec2-secrets.key``."""
+        return cls(config.secrets_key or state_dir / "ec2-secrets.key")
 
     def load(self, create: bool = False) -> AESGCM | None:
         """The key; None when the file does not exist and ``create`` is false (no key issued yet)."""

@@ -126,10 +126,6 @@ def signed_request(environ: Mapping[str, object], body: bytes) -> SignedRequest:
     )
 
 
-def secrets_key(config: Ec2Config, state_dir: Path) -> SecretsKey:
-    return SecretsKey(config.secrets_key or state_dir / "ec2-secrets.key")
-
-
 def door_app(
     config: Ec2Config,
     state_dir: Path,
@@ -143,7 +139,7 @@ def door_app(
     observe: Observer | None = None,
 ) -> Ec2App:
     """The whole door, on the service's store, clock, facade and replay cache."""
-    keys = AccessKeys(store, clock, secrets_key(config, state_dir))
+    keys = AccessKeys(store, clock, SecretsKey.of(config, state_dir))
     verifier = Verifier(keys, clock, config.region, timedelta(seconds=config.clock_skew_seconds), seen)
     door = actions.Door(
         manager,
