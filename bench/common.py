@@ -23,11 +23,11 @@ from vws.soap.server import HttpServer  # noqa: E402
 
 
 @contextmanager
-def running_service(pool: dict[str, object] | None = None, **policy: object):
-    """A started service in a temp dir; ``pool`` overrides keys of the [pool] section."""
+def running_service(pool: dict[str, object] | None = None, ec2: dict[str, object] | None = None, **policy: object):
+    """A started service in a temp dir; ``pool`` and ``ec2`` override keys of those sections."""
     with tempfile.TemporaryDirectory() as state:
         config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=Path(state), insecure=True)
-        config = config.with_overrides("pool", **(pool or {}))
+        config = config.with_overrides("pool", **(pool or {})).with_overrides("ec2", **(ec2 or {}))
         service = Service(config.with_overrides("policy", **policy))
         service.start()
         try:

@@ -268,6 +268,48 @@ class AppliancesConfig:
 
 
 @dataclass(frozen=True)
+class Ec2Config:
+    """The EC2 Query API door (vws/ec2): off unless ``listen`` is set."""
+
+    listen: str = ""  # host:port; empty: no EC2 door
+    # The region clients name in their credential scope (aws --region, boto3 region_name);
+    # its single availability zone is "<region>a".
+    region: str = "vws"
+    # How far a request's X-Amz-Date may be from the service's clock; an identical signed
+    # request is refused while it is within it (a replay).
+    clock_skew_seconds: int = 300
+    # name:vcpus:memory_mb, the InstanceType table; the first is the default.
+    instance_types: tuple[str, ...] = ("m1.small:1:256", "m1.medium:1:512", "m1.large:2:1024", "m1.xlarge:4:2048")
+    # The network pool each instance's one NIC takes its address from; empty: no NIC.
+    network: str = "public"
+    # How long a terminated instance stays visible to DescribeInstances.
+    terminated_visible_seconds: int = 3600
+    # The key (32 random bytes) that encrypts access keys' secrets at rest; empty:
+    # <state_dir>/ec2-secrets.key, made by the first `vws-admin ec2-keys create`.
+    secrets_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.clock_skew_seconds < 1:
+            raise ConfigError("[ec2] clock_skew_seconds must be at least 1", ("ec2", "clock_skew_seconds"))
+        if not self.instance_types:
+            raise ConfigError("[ec2] instance_types needs at least one name:vcpus:memory_mb", ("ec2", "instance_types"))
+        for entry in self.instance_types:
+            name, vcpus, memory = (entry.split(":") + ["", ""])[:3]
+            if not (name and vcpus.isdigit() and memory.isdigit() and int(vcpus) and int(memory)):
+                raise ConfigError(
+                    f"[ec2] instance_types: {entry!r} is not name:vcpus:memory_mb", ("ec2", "instance_types")
+                )
+
+    def instance_type_table(self) -> dict[str, tuple[int, int]]:
+        """Name -> (vcpus, memory_mb), in the configured order."""
+        table = {}
+        for entry in self.instance_types:
+            name, vcpus, memory = entry.split(":")
+            table[name] = (int(vcpus), int(memory))
+        return table
+
+
+@dataclass(frozen=True)
 class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -278,6 +320,7 @@ class Config:
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     appliances: AppliancesConfig = field(default_factory=AppliancesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ec2: Ec2Config = field(default_factory=Ec2Config)
     # (section, key) -> where its value was read: "path:line" or "$VWS_SECTION_KEY".
     origins: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 

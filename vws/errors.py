@@ -67,6 +67,10 @@ class RequestDenied(VwsError):
     fault_code = CLIENT
 
 
+class QuotaExceeded(RequestDenied):
+    """The request would take the caller beyond one of its quotas."""
+
+
 class SchedulingFailed(VwsError):
     """No node, address or image can satisfy the request right now."""
 

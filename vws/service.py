@@ -14,6 +14,7 @@ from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
 from vws.context.broker import ContextBroker
+from vws.errors import NotAuthorized
 from vws.pool.manager import PoolManager
 from vws.security import appliances as appliance_signatures
 from vws.security.appliances import Producers
@@ -27,7 +28,7 @@ from vws.security.validation import ChainValidator
 from vws.security.wssecurity.policy import SecurityPolicy, methods
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
-from vws.soap.application import refusal, wsgi_application
+from vws.soap.application import Answer, refusal, wsgi_application
 from vws.soap.ctxagent import PATH as AGENT_PATH
 from vws.soap.ctxagent import AgentDoor
 from vws.soap.gatekeeper import Gatekeeper, OpenGate, SignedGate, TransportGate
@@ -51,7 +52,7 @@ from vws.soap.wsgi import SERVICES_PATH, Router, WsgiApp, health_page
 from vws.store.database import Store
 from vws.workspace.accounting import Accounting
 from vws.workspace.appliances import Appliances
-from vws.workspace.caller import SERVICE
+from vws.workspace.caller import SERVICE, Caller
 from vws.workspace.ensembles import Ensembles
 from vws.workspace.groups import Groups
 from vws.workspace.manager import WorkspaceManager
@@ -119,8 +120,10 @@ class Service:
             )
         )
         self._server: HttpServer | None = None
+        self._ec2_server: HttpServer | None = None
         self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
+        self.ec2_url = ""  # the EC2 door's endpoint, when [ec2] listen opens one
         warning = private.exposure_warning(state_dir)
         if warning:
             log.warning("%s", warning)
@@ -181,11 +184,50 @@ class Service:
         self.app = self._router()
         server.start(self.app)
         self._server = server
+        if self.config.ec2.listen:
+            self._start_ec2()
         self.reconciler.start()
         self.leases.start()
         self.reservations.start()
         self.context_sweeper.start()
         return self.base_url
+
+    def _start_ec2(self) -> None:
+        """The EC2 door on its own port, served by a second instance of the same HTTP front and limits."""
+        from vws.ec2.app import door_app  # here: botocore costs every start 0.15 s of CPU, paid only with the door open
+
+        config = self.config
+        app = door_app(
+            config.ec2,
+            config.service.state_dir,
+            self.store,
+            self.clock,
+            self.manager,
+            self.pool.repository.images,
+            StoredReplayCache(self.store, self.clock),
+            self._ec2_caller,
+            timedelta(seconds=config.policy.maximum_running_seconds),
+            lambda action, caller, outcome, seconds: self.metrics.answered(
+                Answer("EC2", action, caller, "-", outcome, seconds)
+            ),
+        )
+        server = HttpServer(service_limits(config.service))
+        host, _, port = config.ec2.listen.rpartition(":")
+        bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
+        server.start(app)
+        self._ec2_server = server
+        self.ec2_url = f"http://{bound_host}:{bound_port}/"
+
+    def _ec2_caller(self, identity: str) -> Caller:
+        """An access key's grid identity, as the WSRF side would admit it: admin, or in the grid-mapfile."""
+        admin = identity in self.config.security.admin_dns
+        if not (admin or self.config.service.insecure):
+            try:
+                self.gridmap.require(identity)
+            except NotAuthorized:
+                log.warning("refused an EC2 request from %s: not in the grid-mapfile", identity)
+                raise
+        return Caller(identity, admin=admin)
 
     def _router(self) -> Router:
         policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
@@ -243,6 +285,9 @@ class Service:
         return status_page(sources, links, admins, self.clock)
 
     def stop(self) -> None:
+        if self._ec2_server is not None:
+            self._ec2_server.stop()
+            self._ec2_server = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -9,6 +9,7 @@ vws-admin --state-dir /var/lib/vws nodes remove NAME
 vws-admin --state-dir /var/lib/vws usage [--user DN] [--since T] [--until T] [--csv]
 vws-admin --config /etc/vws/vws.conf check [--insecure]
 vws-admin --config /etc/vws/vws.conf status-url [--dn DN] [--minutes 15] [--url https://vws.example.org:8443]
+vws-admin --state-dir /var/lib/vws ec2-keys create --dn DN | list | revoke ACCESS_KEY_ID
 
 Changes to nodes take effect at once in a running service: placement reads the table.
 """
@@ -24,6 +25,7 @@ from vws import check as checkup
 from vws import config as configuration
 from vws import state_dir as private
 from vws.clock import SystemClock
+from vws.ec2.access_keys import AccessKeys, SecretsKey
 from vws.errors import VwsError
 from vws.pool import nodes as pool_nodes
 from vws.security import ca, gridmap
@@ -152,6 +154,27 @@ def _service_root(settings: configuration.Config) -> str:
     return f"{'https' if settings.security.tls else 'http'}://{host}:{port}"
 
 
+def ec2_keys(args: argparse.Namespace, settings: configuration.Config) -> int:
+    """Issue, list or revoke the EC2 door's access keys; a new key's secret is printed once, never again."""
+    private.create(settings.service.state_dir)
+    store = Store(settings.service.state_dir / "vws.sqlite")
+    try:
+        keys = AccessKeys(store, SystemClock(), SecretsKey.of(settings.ec2, settings.service.state_dir))
+        if args.action == "create":
+            issued = keys.create(args.dn)
+            print(f"access key id:     {issued.access_key_id}\nsecret access key: {issued.secret}")
+            print(f"identity:          {issued.identity}\n(the secret is shown only now: keep it)")
+        elif args.action == "revoke":
+            keys.revoke(args.access_key_id)
+            print(f"revoked {args.access_key_id}")
+        else:
+            listed = [(key.access_key_id, key.identity, key.created_at, key.revoked_at or "-") for key in keys.list()]
+            _write_table(("access_key_id", "identity", "created", "revoked"), listed)
+    finally:
+        store.close()
+    return 0
+
+
 def _write_csv(header: tuple, rows: list[tuple]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(header)
@@ -227,6 +250,14 @@ def parser() -> argparse.ArgumentParser:
     link.add_argument("--minutes", type=int, default=15, help="how long it works (at most 60; default 15)")
     link.add_argument("--url", help="the service's address as your browser reaches it (default: from the config)")
     link.set_defaults(run=status_url)
+    ec2 = commands.add_parser("ec2-keys", help="access keys for the EC2 door (boto3, the aws CLI)")
+    ec2_actions = ec2.add_subparsers(dest="action", required=True)
+    ec2_actions.add_parser("create", help="a new key bound to a grid identity").add_argument(
+        "--dn", required=True, help="the grid identity (as in the grid-mapfile) the key acts as"
+    )
+    ec2_actions.add_parser("list", help="every key: its identity, when issued and revoked (no secrets)")
+    ec2_actions.add_parser("revoke", help="refuse the key from now on").add_argument("access_key_id")
+    ec2.set_defaults(run=ec2_keys)
     return top
 
 

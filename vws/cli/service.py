@@ -20,6 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vws-service", description=__doc__)
     parser.add_argument("--config", type=Path, help="vws.conf (default: the embedded default)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to bind; port 0 picks a free one")
+    parser.add_argument("--ec2-listen", metavar="HOST:PORT", help="open the EC2 Query API door there ([ec2] listen)")
     parser.add_argument("--state-dir", type=Path, help="where the SQLite file, images and node files live")
     parser.add_argument(
         "--insecure", action="store_true", default=None, help="accept anonymous, unsigned messages (tests, demos)"
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         config = configuration.load(args.config).with_overrides(
             "service", listen=args.listen, state_dir=args.state_dir, insecure=args.insecure
         )
+        config = config.with_overrides("ec2", listen=args.ec2_listen)
         log_output.configure(config.logging, args.log_level)
         return _serve(Service(config), config)
     except VwsError as exc:
@@ -59,6 +61,8 @@ def _serve(service: Service, config: configuration.Config) -> int:
     if exposure:
         print(f"vws-service: warning: {exposure}", file=sys.stderr, flush=True)
     print(f"vws-service listening on {url}", flush=True)
+    if service.ec2_url:
+        print(f"vws-service EC2 endpoint on {service.ec2_url}", flush=True)
     stop.wait()
     _exit_after(config.service.stop_seconds)
     service.stop()

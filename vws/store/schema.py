@@ -414,3 +414,42 @@ def m020_resizes_and_capacity_calendar(db: Database) -> None:
     db.execute(
         f"insert into pool_calendar select workspace_id, {window.format('pool_placements')} from pool_placements"
     )
+
+
+@MIGRATIONS()
+def m021_ec2(db: Database) -> None:
+    # The EC2 door's own records (vws/ec2). Access keys: each bound to one grid identity; the
+    # secret AES-GCM-encrypted under a key kept outside the database (SigV4 needs the secret
+    # itself to verify, so it cannot be hashed); revoked keys are kept, marked, for the record.
+    table(db, "ec2_access_keys").create(
+        {"access_key_id": str, "identity": str, "sealed_secret": bytes, "created_at": str, "revoked_at": str},
+        pk="access_key_id",
+        not_null={"identity", "sealed_secret", "created_at"},
+    )
+    # What RunInstances said about the workspaces it made (a WSRF-made one has no row).
+    table(db, "ec2_instances").create(
+        {
+            "workspace_id": int,
+            "reservation_id": str,
+            "image_id": str,
+            "instance_type": str,
+            "key_name": str,
+            "client_token": str,
+            "launch_index": int,
+        },
+        pk="workspace_id",
+        not_null={"reservation_id", "launch_index"},
+    )
+    table(db, "ec2_instances").create_index(["reservation_id"])
+    # ClientToken idempotency: a token a caller used, and the reservation it made.
+    table(db, "ec2_client_tokens").create(
+        {"owner": str, "token": str, "reservation_id": str, "created_at": str},
+        pk=("owner", "token"),
+        not_null={"reservation_id", "created_at"},
+    )
+    table(db, "ec2_key_pairs").create(
+        {"owner": str, "name": str, "key_pair_id": str, "fingerprint": str, "public_key": str, "created_at": str},
+        pk=("owner", "name"),
+        not_null={"key_pair_id", "fingerprint", "public_key", "created_at"},
+    )
+    table(db, "ec2_tags").create({"workspace_id": int, "key": str, "value": str}, pk=("workspace_id", "key"))

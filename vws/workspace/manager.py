@@ -105,6 +105,10 @@ class WorkspaceManager:
         """The caller's live workspaces (an admin sees every one), the oldest first; at most ``limit``."""
         return self._records.workspaces(caller, limit)
 
+    def ended(self, caller: Caller, since: datetime) -> list[Workspace]:
+        """The caller's workspaces destroyed since ``since``: an EC2 terminated instance stays visible a while."""
+        return self._records.ended(caller, since)
+
     def bookkeeping(self) -> dict[str, int]:
         """What the layer keeps in memory per workspace in progress; all zero once nothing is."""
         return {"locks in use": self._records.locks_in_use(), **self._deployers.tracked()}

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from vws.config import ConfigError, QuotaConfig
-from vws.errors import RequestDenied
+from vws.errors import QuotaExceeded
 from vws.workspace.accounting import charge_minutes, usage
 from vws.workspace.caller import Caller
 from vws.workspace.request import DeploymentRequest
@@ -101,4 +101,4 @@ class Quotas:
             ),
         ):
             if limit and wanted > limit:
-                raise RequestDenied(f"over quota: {name} is {limit} for {caller.identity}; this request needs {wanted}")
+                raise QuotaExceeded(f"over quota: {name} is {limit} for {caller.identity}; this request needs {wanted}")

@@ -140,6 +140,14 @@ class Records:
             found = rows.select(db, query, [State.CANCELLED.value, State.UNPROPAGATING.value])
             return [self._from_row(db, row) for row in found]
 
+    def ended(self, caller: Caller, since: datetime) -> list[Workspace]:
+        """The caller's workspaces destroyed at or after ``since`` (an admin's: everyone's)."""
+        where = "destroyed_at >= ?" + ("" if caller.admin else " and owner = ?")
+        parameters = [timestamp(since)] + ([] if caller.admin else [caller.identity])
+        with self._store.reading() as db:
+            found = rows.select(db, f"select * from workspaces where {where} order by id", parameters)
+            return [self._from_row(db, row) for row in found]
+
     def snapshot(self, workspace_id: int) -> Workspace:
         with self._store.reading() as db:
             found = rows.select(db, "select * from workspaces where id = ?", [workspace_id])

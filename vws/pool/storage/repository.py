@@ -86,6 +86,14 @@ class Repository:
         os.replace(partial, path)
         return self.uri(path)
 
+    def images(self) -> list[str]:
+        """The names of the repository's images (each is ``file://<name>``): its files, none hidden or partial."""
+        return sorted(
+            relative.as_posix()
+            for relative in (path.relative_to(self.root) for path in self.root.rglob("*") if path.is_file())
+            if not any(part.startswith(".") for part in relative.parts)
+        )
+
     def write_sample(self) -> None:
         """The embedded default's ``ttylinux-xen``: a sparse raw disk, enough for the test driver."""
         self.root.mkdir(parents=True, exist_ok=True)
