@@ -52,4 +52,6 @@ def test_placing_a_workspace_reads_no_more_with_thousands_placed(service, gt4):
             [(1_000_000 + n,) for n in range(5000)],
         )
     many = _steps_of(service, create)
-    assert many <= few + 2, (few, many)  # before: every placement summed, twice per create
+    # Before: every placement summed, twice per create (1,322 against 24). What may grow is the
+    # capacity calendar's R*Tree insert, with the tree's depth: logarithmic, a few steps.
+    assert many <= few * 3 // 2, (few, many)
