@@ -7,6 +7,7 @@ EPR's ReferenceProperties. Used by the end-to-end tests and the benchmarks.
 
 import http.client
 import select
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,12 +61,14 @@ class Gt4Client:
         sign: Callable[[etree._Element], object] | None = None,
         settle: Callable[[], None] | None = None,
         timeout: float = 30,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``sign``, when given, signs each envelope in place (GSI Secure Message).
 
         ``settle``, when given, is called after a create or an ensemble's done, whose
         workspaces come up in the background: a test then sees them in their initial
         state (the reply itself still shows what was true when it was sent).
+        ``tls``, when given, is the client's side of GSI Transport (an https ``base_url``).
         """
         self.base_url = base_url
         self._sign = sign
@@ -73,7 +76,10 @@ class Gt4Client:
         self.last_reply: etree._Element | None = None
         self._headers = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
         parts = urlsplit(base_url)
-        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        if tls is None:
+            self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        else:
+            self._connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=tls)
 
     def post(self, url: str, data: bytes, action: str = "") -> tuple[int, etree._Element]:
         """One exchange; a reset or a dropped connection reaches the caller (nothing is sent twice)."""

@@ -19,7 +19,13 @@ from tests import contexts
 from tests.conftest import make_config
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client, created_eprs
+from vws.cli.admin import main as admin
+from vws.clock import ManualClock, SystemClock
+from vws.config import Config
 from vws.context.bootstrap import agent_script
+from vws.security import tls
+from vws.security.ca import DevCA
+from vws.security.proxy import create_proxy
 from vws.service import Service
 from vws.soap.porttypes.common import WORKSPACE_KEY
 from vws.workspace.caller import SERVICE
@@ -184,6 +190,30 @@ def test_two_agents_contextualize_a_head_and_a_worker(gt4, service, tmp_path, bu
     assert not (head.out / "head").exists() and not (head.out / "jobs").exists()
     rp = contexts.status(gt4, context.epr)
     assert (rp["complete"], rp["allOK"], rp["numNodesRegistered"]) == ("true", "true", "2")
+
+
+def test_agents_reach_a_tls_service_on_its_agents_listener(tmp_path, busybox):
+    state = tmp_path / "state"
+    assert admin(["--state-dir", str(state), "ca", "init", "--hostname", "localhost"]) == 0
+    config = Config().with_overrides("service", listen="127.0.0.1:0", agent_listen="127.0.0.1:0", state_dir=state)
+    config = config.with_overrides("security", tls=True, require_signature=False)
+    # Now, not the suite's clock in the past: the proxy made below starts now.
+    service = Service(config.with_overrides("pool", test_node_context_iso=True), clock=ManualClock(SystemClock().now()))
+    service.start()
+    dev = DevCA(state / "security")
+    proxy = create_proxy(dev.user(), SystemClock()).write(tmp_path / "proxy.pem")
+    gt4 = Gt4Client(service.base_url, settle=settler(service), tls=tls.client_context(proxy, dev.trust_dir))
+    try:
+        assert service.base_url.startswith("https://")
+        made = cluster(gt4, service, tmp_path)
+        assert made.context.broker_url == service.agent_url
+        for agent in [member.start(busybox) for member in (made.head, made.worker)]:
+            code, output = finish(agent)
+            assert code == 0 and "VWS-CTX-AGENT ok" in output, output
+        assert contexts.status(gt4, made.context.epr)["allOK"] == "true"
+    finally:
+        gt4.close()
+        service.stop()
 
 
 def test_an_agent_stops_with_an_error_when_a_member_fails(gt4, service, tmp_path, busybox):

@@ -4,11 +4,13 @@ import http.client
 import socket
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
 
-from tests.gt4wire import FACTORY_ACTION, SAMPLES, create_body, created_eprs, envelope
+from tests import contexts
+from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, create_body, created_eprs, envelope
 from vws.cli.admin import main as admin
 from vws.clock import ManualClock, SystemClock
 from vws.config import Config
@@ -29,7 +31,9 @@ def state_dir(tmp_path_factory) -> Path:
 
 
 def tls_service(state_dir: Path, **front: object) -> Service:
-    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir, **front)
+    config = Config().with_overrides(
+        "service", listen="127.0.0.1:0", agent_listen="127.0.0.1:0", state_dir=state_dir, **front
+    )
     config = config.with_overrides("security", tls=True, require_signature=False)
     return Service(config, clock=ManualClock(SystemClock().now()))
 
@@ -114,3 +118,32 @@ def test_a_proxy_of_a_proxy_names_its_end_entity_through_the_verified_chain(serv
     (created,) = created_eprs(reply)
     workspace = service.manager.get(SERVICE, int(created.key(qname(WORKSPACE, "WorkspaceKey"))))
     assert workspace.owner == "/O=Grid/OU=vws/OU=local/CN=vws user"
+
+
+def test_a_context_agent_without_a_certificate_reports_on_its_own_listener(service, state_dir):
+    dev = DevCA(state_dir / "security")
+    gt4 = Gt4Client(
+        service.base_url, tls=tls.client_context(proxy_file(state_dir, dev.user(), "proxy.pem"), dev.trust_dir)
+    )
+    try:
+        context = contexts.create_context(gt4)
+        assert context.broker_url == service.agent_url and context.broker_url.startswith("http://")
+        ((ip, name),) = contexts.addresses(contexts.join(gt4, context.epr, lock=True))
+        # Plain HTTP, no client certificate: what a guest's curl or busybox wget can do.
+        status, answer = contexts.agent_post(context, "retrieve", contexts.identity_line(ip, name))
+        assert (status, contexts.state_of(answer)) == (200, "complete")
+        assert contexts.agent_post(context, "ok", contexts.identity_line(ip, name))[0] == 200
+        assert contexts.status(gt4, context.epr)["allOK"] == "true"
+    finally:
+        gt4.close()
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/wsrf/services/WorkspaceFactoryService"), ("GET", "/status")])
+def test_the_agents_listener_serves_nothing_but_the_agents_door(service, method, path):
+    parts = urlsplit(service.agent_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request(method, path, b"" if method == "POST" else None, {"Content-Type": "text/xml"})
+        assert connection.getresponse().status == 404
+    finally:
+        connection.close()

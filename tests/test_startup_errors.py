@@ -37,7 +37,14 @@ BROKEN = {
     "vws.conf key": Broken("[pool]\n\nplacment = greedy\n", "vws.conf:3", "unknown key placment"),
     "vws.conf value": Broken("[notification]\nworkers = many\n", "vws.conf:2", "[notification] workers"),
     "vws.conf value the pool checks": Broken("[pool]\n\ndomain_prefix = 9\n", "vws.conf:3", "domain_prefix '9'"),
-    "tls with --insecure": Broken("[security]\ntls = yes\n", "vws.conf:2", "cannot be combined with insecure"),
+    "tls with --insecure": Broken(
+        "[service]\nagent_listen = 127.0.0.1:0\n[security]\ntls = yes\n",
+        "vws.conf:4",
+        "cannot be combined with insecure",
+    ),
+    "tls without an agents' listener": Broken(
+        "[security]\ntls = yes\nrequire_signature = no\n", "vws.conf:2", "needs [service] agent_listen", insecure=False
+    ),
     "network pool": Broken(
         "[pool]\nnetwork_pools_dir = pools\n",
         "pools/public:3",

@@ -182,7 +182,7 @@ def test_over_gsi_transport_the_admin_certificate_is_enough(tmp_path, admin):
     state_dir = tmp_path / "tls"
     assert admin_main(["--state-dir", str(state_dir), "ca", "init", "--hostname", "localhost"]) == 0
     dev = DevCA(state_dir / "security")
-    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir)
+    config = Config().with_overrides("service", listen="127.0.0.1:0", agent_listen="127.0.0.1:0", state_dir=state_dir)
     config = config.with_overrides("security", tls=True, require_signature=False, admin_dns=(USER,) if admin else ())
     service = Service(config)
     service.start()

@@ -46,8 +46,11 @@ class ServiceConfig:
     # Public base URL put into EPRs; empty means http(s)://<listen>/wsrf/services/.
     base_url: str = ""
     # Where members' context agents report (the broker's /ctx/ door), as their guests reach
-    # this service; empty means beside base_url.
+    # this service; empty means beside base_url, or on agent_listen when that is set.
     agent_url: str = ""
+    # host:port of the agents' door's own plain-HTTP listener (vws.soap.ctxagent); empty: the door
+    # is on `listen`, which tls = yes closes to agents (they have no client certificate).
+    agent_listen: str = ""
     insecure: bool = False
     threads: int = 16
     # The HTTP front (vws/soap/server.py): it reads a whole request within these limits before
@@ -334,6 +337,11 @@ class Config:
         if not self.service.insecure and not self.security.require_signature and not self.security.tls:
             raise ConfigError(
                 "[security] require_signature = no needs tls = yes (or --insecure)", ("security", "require_signature")
+            )
+        if self.security.tls and not self.service.agent_listen:
+            raise ConfigError(
+                "[security] tls = yes needs [service] agent_listen: context agents have no client certificate",
+                ("security", "tls"),
             )
 
     def with_overrides(self, section: str, **values: object) -> "Config":

@@ -121,9 +121,11 @@ class Service:
         )
         self._server: HttpServer | None = None
         self._ec2_server: HttpServer | None = None
+        self._agent_server: HttpServer | None = None
         self.app: Router | None = None  # the WSGI app the HTTP front runs, once started
         self.base_url = ""
         self.ec2_url = ""  # the EC2 door's endpoint, when [ec2] listen opens one
+        self.agent_url = ""  # the agents' door's own listener, when [service] agent_listen opens one
         warning = private.exposure_warning(state_dir)
         if warning:
             log.warning("%s", warning)
@@ -181,6 +183,8 @@ class Service:
         bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
         scheme = "https" if server.tls else "http"
         self.base_url = self.config.service.base_url or f"{scheme}://{bound_host}:{bound_port}{SERVICES_PATH}"
+        if self.config.service.agent_listen:
+            self._start_agent_door()
         self.app = self._router()
         server.start(self.app)
         self._server = server
@@ -211,12 +215,23 @@ class Service:
                 Answer("EC2", action, caller, "-", outcome, seconds)
             ),
         )
-        server = HttpServer(service_limits(config.service))
-        host, _, port = config.ec2.listen.rpartition(":")
+        self._ec2_server, self.ec2_url = self._plain_listener(config.ec2.listen, app)
+
+    def _start_agent_door(self) -> None:
+        """The agents' door alone (no SOAP, no pages) on its own port, for guests that have no client
+        certificate. Plain HTTP, as the door is on the main port without tls: the context's secret is
+        what admits an agent, and busybox wget, all an agent may have, cannot check a server certificate.
+        Bind it where only the guests' network reaches."""
+        self._agent_server, url = self._plain_listener(self.config.service.agent_listen, AgentDoor(self.contexts))
+        self.agent_url = url.removesuffix("/") + AGENT_PATH
+
+    def _plain_listener(self, listen: str, app: WsgiApp) -> tuple[HttpServer, str]:
+        """A second instance of the HTTP front, with the same limits, serving ``app`` on ``listen``; and its URL."""
+        server = HttpServer(service_limits(self.config.service))
+        host, _, port = listen.rpartition(":")
         bound_host, bound_port = server.bind(host or "127.0.0.1", int(port))
         server.start(app)
-        self._ec2_server = server
-        self.ec2_url = f"http://{bound_host}:{bound_port}/"
+        return server, f"http://{bound_host}:{bound_port}/"
 
     def _ec2_caller(self, identity: str) -> Caller:
         """An access key's grid identity, as the WSRF side would admit it: admin, or in the grid-mapfile."""
@@ -231,7 +246,7 @@ class Service:
 
     def _router(self) -> Router:
         policy, max_body = self.config.policy, self.config.service.max_body_kb * 1024
-        endpoints = Endpoints(self.base_url, self.config.service.agent_url)
+        endpoints = Endpoints(self.base_url, self.config.service.agent_url or self.agent_url)
         port_types = [
             FactoryPortType(
                 self.manager,
@@ -263,7 +278,7 @@ class Service:
             },
             self.base_url,
             pages=self._pages(),
-            mounts={AGENT_PATH: AgentDoor(self.contexts)},
+            mounts={} if self._agent_server else {AGENT_PATH: AgentDoor(self.contexts)},
         )
 
     def _pages(self) -> dict[str, WsgiApp]:
@@ -285,9 +300,10 @@ class Service:
         return status_page(sources, links, admins, self.clock)
 
     def stop(self) -> None:
-        if self._ec2_server is not None:
-            self._ec2_server.stop()
-            self._ec2_server = None
+        for door in (self._ec2_server, self._agent_server):
+            if door is not None:
+                door.stop()
+        self._ec2_server = self._agent_server = None
         if self._server is not None:
             self._server.stop()
             self._server = None

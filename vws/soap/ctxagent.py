@@ -37,12 +37,14 @@ StartResponse = Callable[[str, list[tuple[str, str]]], object]
 
 
 class AgentDoor:
-    """The WSGI app for everything under ``PATH``."""
+    """The WSGI app for everything under ``PATH``; alone on a listener of its own, it finds nothing else."""
 
     def __init__(self, broker: ContextBroker) -> None:
         self._broker = broker
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if not environ.get("PATH_INFO", "").startswith(PATH):
+            return _reply(start_response, "404 Not Found", f"only context agents' reports, under {PATH}\n")
         if environ.get("REQUEST_METHOD") != "POST":
             return _reply(start_response, "405 Method Not Allowed", "agents POST their reports\n")
         key, _, action = environ.get("PATH_INFO", "")[len(PATH) :].partition("/")
