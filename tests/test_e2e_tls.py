@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from tests import contexts
-from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, create_body, created_eprs, envelope
+from tests.gt4wire import FACTORY_ACTION, SAMPLES, Gt4Client, SoapFault, create_body, created_eprs, envelope
 from vws.cli.admin import main as admin
 from vws.clock import ManualClock, SystemClock
 from vws.config import Config
@@ -20,7 +20,7 @@ from vws.security.credentials import Credential
 from vws.security.proxy import create_proxy
 from vws.service import Service
 from vws.workspace.caller import SERVICE
-from vws.xmlns import SOAP_ENV, WORKSPACE, qname
+from vws.xmlns import CTX, SOAP_ENV, WORKSPACE, qname
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,8 @@ def state_dir(tmp_path_factory) -> Path:
 
 
 def tls_service(state_dir: Path, **front: object) -> Service:
-    config = Config().with_overrides(
-        "service", listen="127.0.0.1:0", agent_listen="127.0.0.1:0", state_dir=state_dir, **front
-    )
+    front = {"agent_listen": "127.0.0.1:0", **front}
+    config = Config().with_overrides("service", listen="127.0.0.1:0", state_dir=state_dir, **front)
     config = config.with_overrides("security", tls=True, require_signature=False)
     return Service(config, clock=ManualClock(SystemClock().now()))
 
@@ -136,6 +135,23 @@ def test_a_context_agent_without_a_certificate_reports_on_its_own_listener(servi
         assert contexts.status(gt4, context.epr)["allOK"] == "true"
     finally:
         gt4.close()
+
+
+def test_without_an_agents_listener_a_tls_service_refuses_contexts_and_serves_the_rest(state_dir):
+    running = tls_service(state_dir, agent_listen="")
+    running.start()
+    dev = DevCA(state_dir / "security")
+    context = tls.client_context(proxy_file(state_dir, dev.user(), "proxy.pem"), dev.trust_dir)
+    gt4 = Gt4Client(running.base_url, tls=context)
+    try:
+        with pytest.raises(SoapFault) as refused:
+            contexts.create_context(gt4)
+        assert refused.value.element == qname(CTX, "NimbusContextualizationFault")
+        assert "[service] agent_listen" in refused.value.description
+        created_eprs(create_over(running, context))  # everything else is served
+    finally:
+        gt4.close()
+        running.stop()
 
 
 @pytest.mark.parametrize(("method", "path"), [("POST", "/wsrf/services/WorkspaceFactoryService"), ("GET", "/status")])

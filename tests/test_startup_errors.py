@@ -42,9 +42,6 @@ BROKEN = {
         "vws.conf:4",
         "cannot be combined with insecure",
     ),
-    "tls without an agents' listener": Broken(
-        "[security]\ntls = yes\nrequire_signature = no\n", "vws.conf:2", "needs [service] agent_listen", insecure=False
-    ),
     "network pool": Broken(
         "[pool]\nnetwork_pools_dir = pools\n",
         "pools/public:3",

@@ -338,11 +338,6 @@ class Config:
             raise ConfigError(
                 "[security] require_signature = no needs tls = yes (or --insecure)", ("security", "require_signature")
             )
-        if self.security.tls and not self.service.agent_listen:
-            raise ConfigError(
-                "[security] tls = yes needs [service] agent_listen: context agents have no client certificate",
-                ("security", "tls"),
-            )
 
     def with_overrides(self, section: str, **values: object) -> "Config":
         """A copy with some keys of one section replaced (None values are ignored)."""

@@ -162,7 +162,7 @@ class Service:
         host certificates come from the development CA, when ``vws-admin ca init`` made one."""
         certificates = HostCertificates.of(DevCA(config.service.state_dir / "security"), self.clock)
         lifetime = timedelta(seconds=config.policy.default_running_seconds)
-        self.contexts = ContextBroker(self.store, self.clock, lifetime, certificates)
+        self.contexts = ContextBroker(self.store, self.clock, lifetime, certificates, _agents_shut_out(config))
         self.manager.add_listener(self.contexts.on_workspace)
         self.context_sweeper = Sweeper(
             self.clock,
@@ -406,3 +406,16 @@ def _transport(config: Config, clock: Clock) -> GsiTransport | None:
     found = CredentialFiles.of(config)
     validator = ChainValidator(TrustStore(found.trust_dir), clock)
     return GsiTransport(TransportSecurity(str(found.host_cert), str(found.host_key), str(found.trust_dir), validator))
+
+
+def _agents_shut_out(config: Config) -> str | None:
+    """Why guests' context agents could not reach this service, or None. Under tls = yes the main
+    port asks every client for a certificate, which agents have not: they need agent_listen (or
+    an agent_url the operator serves them by some other way)."""
+    service = config.service
+    if config.security.tls and not (service.agent_listen or service.agent_url):
+        return (
+            "context agents cannot reach this service: with [security] tls = yes they need"
+            " [service] agent_listen, a port of their own without client certificates"
+        )
+    return None

@@ -56,16 +56,25 @@ class NotYetMember(UnknownResource):
 
 class ContextBroker:
     def __init__(
-        self, store: Store, clock: Clock, lifetime: timedelta, certificates: CertificateIssuer | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        lifetime: timedelta,
+        certificates: CertificateIssuer | None = None,
+        agents_shut_out: str | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._lifetime = lifetime  # a new context's, until members' leases extend it
         self._certificates = certificates  # None: no CA, so no host certificates
+        self._agents_shut_out = agents_shut_out  # why guests' agents could not reach the service, if so
 
     # ---- the owner's operations ------------------------------------------------------------
 
     def create(self, caller: Caller, expect_injections: bool) -> Credentials:
+        """A new context, or RequestDenied when its members' agents could never report to it."""
+        if self._agents_shut_out:
+            raise RequestDenied(self._agents_shut_out)
         now = self._clock.now()
         credentials = Credentials(str(uuid.uuid4()), secrets.token_urlsafe(32), now + self._lifetime)
         with self._store.transaction() as db:
