@@ -23,6 +23,7 @@ from vws.security import tls
 from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
 from vws.service import Service
+from vws.soap import status_page
 from vws.soap.status_links import StatusLinks, link_key
 from vws.soap.wsgi import SERVICES_PATH
 from vws.xmlns import WORKSPACE, qname
@@ -125,6 +126,16 @@ def test_a_value_from_a_user_is_escaped_not_markup(admin_service, tmp_path):
     deploy(admin_service, tmp_path, owner="/O=Grid/CN=<b>bold</b>")
     _, _, body = get(status_url(tmp_path, admin_service))
     assert "/O=Grid/CN=&lt;b&gt;bold&lt;/b&gt;" in body and "<b>" not in body
+
+
+def test_a_big_pool_shows_its_oldest_workspaces_and_counts_the_rest(admin_service, tmp_path, monkeypatch):
+    monkeypatch.setattr(status_page, "MAX_ROWS", 1)  # the page reads only so many, however many live
+    first, _ = deploy(admin_service, tmp_path), deploy(admin_service, tmp_path)
+    _, _, body = get(status_url(tmp_path, admin_service))
+    page = html.fromstring(body)
+    (table,) = [h2.getnext() for h2 in page.iter("h2") if h2.text == "Workspaces (2 live)"]
+    assert [row.findtext("td") for row in table.iter("tr")][1:] == [first]
+    assert "1 more not shown." in body
 
 
 def link(service: Service, clock, dn: str = ADMIN, minutes: int = 10) -> str:  # type: ignore[no-untyped-def]

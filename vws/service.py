@@ -292,7 +292,8 @@ class Service:
         admins = frozenset(self.config.security.admin_dns)
         links = StatusLinks(link_key(self.config.service.state_dir), self.clock, admins)
         sources = StatusSources(
-            workspaces=lambda: self.manager.workspaces(SERVICE),
+            workspaces=lambda most: self.manager.workspaces(SERVICE, most),
+            live=lambda: sum(self.manager.census().values()),
             nodes=self.pool.loads,
             leases=self.pool.lease_counts,
             failures=self.manager.failures,

@@ -53,7 +53,8 @@ class NodeStatus(NodeRoom, Protocol):
 class StatusSources:
     """What the page shows, each read when it is requested."""
 
-    workspaces: Callable[[], Sequence[Workspace]]  # every live one
+    workspaces: Callable[[int], Sequence[Workspace]]  # the oldest live ones, at most so many
+    live: Callable[[], int]  # how many live in all
     nodes: Callable[[], Iterable[NodeStatus]]
     leases: Callable[[], Mapping[str, tuple[int, int]]]  # per network pool: leased, free
     failures: Callable[[], Sequence[Failure]]  # the latest first
@@ -83,7 +84,7 @@ def _admin(environ: dict, links: StatusLinks, admins: frozenset[str]) -> tuple[s
 
 
 def render(sources: StatusSources, admin: str, now: datetime) -> str:
-    workspaces = sources.workspaces()
+    workspaces = sources.workspaces(MAX_ROWS)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>vws status</title>',
@@ -91,7 +92,7 @@ def render(sources: StatusSources, admin: str, now: datetime) -> str:
         "<h1>vws status</h1>",
         f'<p class="who">{_e(timestamp(now))} &middot; signed in as {_e(admin)} &middot; read only</p>',
         _nodes(sources.nodes()),
-        _workspaces(workspaces),
+        _workspaces(workspaces, sources.live()),
         _leases(sources.leases(), workspaces),
         _failures(sources.failures()),
         "</body></html>",
@@ -112,7 +113,7 @@ def _nodes(nodes: Iterable[NodeStatus]) -> str:
     return _section("Nodes", head, rows, "no nodes")
 
 
-def _workspaces(workspaces: Sequence[Workspace]) -> str:
+def _workspaces(workspaces: Sequence[Workspace], live: int) -> str:
     rows = [
         _row(
             [
@@ -126,19 +127,19 @@ def _workspaces(workspaces: Sequence[Workspace]) -> str:
             ],
             workspace.state.value,
         )
-        for workspace in workspaces[:MAX_ROWS]
+        for workspace in workspaces
     ]
     head = ["id", "owner", "state", "node", "addresses", "terminates", "fault"]
-    more = len(workspaces) - MAX_ROWS
+    more = live - len(workspaces)
     note = f"<p>{more} more not shown.</p>" if more > 0 else ""
-    return _section(f"Workspaces ({len(workspaces)} live)", head, rows, "no live workspaces") + note
+    return _section(f"Workspaces ({live} live)", head, rows, "no live workspaces") + note
 
 
 def _leases(counts: Mapping[str, tuple[int, int]], workspaces: Sequence[Workspace]) -> str:
     pools = [_row([pool, used, free]) for pool, (used, free) in sorted(counts.items())]
     held = [
         _row([lease.pool, lease.ip, lease.hostname, lease.mac, workspace.id])
-        for workspace in workspaces[:MAX_ROWS]
+        for workspace in workspaces
         for lease in workspace.leases
     ]
     return _section("Leases", ["network pool", "leased", "free"], pools, "no network pools") + _section(
