@@ -13,6 +13,7 @@ import requests
 from lxml import etree
 
 import clients.listener
+from clients.workspace import main as vws_client
 from tests import browser, gt4wire, qnames
 from tests.deployments import settler
 from tests.gt4wire import Gt4Client
@@ -90,6 +91,19 @@ def gt4(service):
     client = Gt4Client(service.base_url, settle=settler(service))
     yield client
     client.close()
+
+
+@pytest.fixture
+def run(service, capsys):
+    """vws-client, anonymous, against ``service``'s factory: its exit status and what it printed."""
+    factory = service.base_url + "WorkspaceFactoryService"
+
+    def run(*argv: object) -> tuple[int, str]:
+        code = vws_client(["-s", factory, "--anonymous", *map(str, argv)])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

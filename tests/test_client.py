@@ -12,18 +12,6 @@ from vws.soap.porttypes.producer import producer_key
 SAMPLE_METADATA = (SAMPLES / "workspace.xml").read_text()
 
 
-@pytest.fixture
-def run(service, capsys):
-    factory = service.base_url + "WorkspaceFactoryService"
-
-    def run(*argv: object) -> tuple[int, str]:
-        code = client(["-s", factory, "--anonymous", *map(str, argv)])
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return run
-
-
 def deploy(run, tmp_path: Path, *options: object) -> Path:
     epr = tmp_path / "ws.epr"
     code, out = run("deploy", "--eprFile", epr, "--poll", "--poll-delay", 10, *options)

@@ -52,13 +52,6 @@ def service(tmp_path, clock):
     running.stop()
 
 
-@pytest.fixture
-def gt4(service):
-    client = Gt4Client(service.base_url, settle=settler(service))
-    yield client
-    client.close()
-
-
 @dataclass
 class Guest:
     """One member's agent as it would run in its guest: its drive, and the files it changes."""

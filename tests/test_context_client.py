@@ -8,25 +8,11 @@ joined, reports each member's identities and then ok, over the agents' HTTP door
 import queue
 import threading
 
-import pytest
-
 from clients.legacy import main as legacy
 from clients.workspace import SAMPLES
 from clients.workspace import main as client
 from tests import contexts
 from vws.workspace.records import Workspace
-
-
-@pytest.fixture
-def run(service, capsys):
-    factory = service.base_url + "WorkspaceFactoryService"
-
-    def run(*argv: object) -> tuple[int, str]:
-        code = client(["-s", factory, "--anonymous", *map(str, argv)])
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return run
 
 
 class SimulatedAgents:
