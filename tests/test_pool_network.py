@@ -83,7 +83,7 @@ def test_macs_are_stable_across_a_store_reopen(tmp_path):
     store, pool = open_pool(tmp_path / "state")
     with store.reading() as db:
         assert dict(db.execute("select ip, mac from leases").fetchall()) == before
-        assert pool.leases(db, placed.workspace_id) == placed.leases
+        assert pool.leases(db, [placed.workspace_id]) == {placed.workspace_id: placed.leases}
 
 
 def test_sync_adds_updates_and_drops_only_free_entries(tmp_path):
@@ -164,7 +164,7 @@ def test_release_happens_once_and_never_frees_a_new_holder(tmp_path):
     assert second.leases[0].ip == first.leases[0].ip  # the address came back once...
     with store.transaction() as db:
         pool.release_leases(db, first.workspace_id)  # ...and a second release of the first frees nothing
-        assert pool.leases(db, second.workspace_id) == second.leases
+        assert pool.leases(db, [second.workspace_id]) == {second.workspace_id: second.leases}
 
 
 def test_lease_is_kept_when_remove_fails_and_released_once_after(tmp_path):
@@ -178,7 +178,7 @@ def test_lease_is_kept_when_remove_fails_and_released_once_after(tmp_path):
     with pytest.raises(BackendError, match="leases stay held"), store.transaction() as db:
         pool.release_leases(db, placed.workspace_id)  # the workspace layer must not get here; if it does: refused
     with store.reading() as db:
-        assert pool.leases(db, placed.workspace_id) == placed.leases
+        assert pool.leases(db, [placed.workspace_id]) == {placed.workspace_id: placed.leases}
     other = reserve(store, pool, WITH_NIC)[0]
     assert other.leases[0].ip != placed.leases[0].ip  # not handed out twice (Nimbus #101)
     assert pool.domain_states()[(placed.node, placed.domain)] == "running"  # reconnected, domain still there
@@ -208,7 +208,7 @@ def test_a_requested_mac_is_used_while_leased_and_the_entry_keeps_its_own(tmp_pa
     pool.define(placed, machine)
     assert "<mac address='a2:aa:bb:12:34:56'/>" in pool._driver(placed.node).xml(placed.domain)
     with store.reading() as db:
-        assert pool.leases(db, placed.workspace_id)[0].mac == "a2:aa:bb:12:34:56"
+        assert pool.leases(db, [placed.workspace_id])[placed.workspace_id][0].mac == "a2:aa:bb:12:34:56"
         own = db.execute("select mac from leases where ip = ?", [placed.leases[0].ip]).fetchone()[0]
     destroy(store, pool, placed)
     again = reserve(store, pool, nic())[0].leases[0]

@@ -77,7 +77,8 @@ def utc(moment: datetime) -> datetime:
 
 def timestamp(moment: datetime) -> str:
     """Fixed-width UTC text: sorts like the instants it names and is a valid xsd:dateTime."""
-    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat with a fixed timespec: strftime's text (years always of four digits) for less.
+    return utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -54,6 +54,7 @@ from vws.pool.storage.local import LocalFiles, NodeCache
 from vws.pool.storage.prepare import PreparedDisks, prepare
 from vws.pool.storage.repository import Repository, checksum
 from vws.pool.virt_types import VirtTypes
+from vws.store import rows
 from vws.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class PoolManager:
                 claims.claim(db, self.repository, workspace_id, machine)
                 leases = network.allocate(db, workspace_id, machine.nics, allow_static=allow_static)
                 share = {"memory_mb": machine.memory_mb, "vcpus": machine.vcpus, **self._calendar.booked(window)}
-                db["pool_placements"].insert({"workspace_id": workspace_id, "node": node, **share, "held": 1})
+                rows.insert(db, "pool_placements", {"workspace_id": workspace_id, "node": node, **share, "held": 1})
                 placed.append(Placement(workspace_id, node, designer.domain_name(self._prefix, workspace_id), leases))
         return placed
 
@@ -218,8 +219,9 @@ class PoolManager:
         db.execute("delete from pool_placements where workspace_id = ?", [workspace_id])
         db.execute("delete from pool_resizes where workspace_id = ?", [workspace_id])
 
-    def leases(self, db, workspace_id: int) -> tuple[NetworkLease, ...]:
-        return network.leases_of(db, workspace_id)
+    def leases(self, db, workspace_ids: list[int]) -> dict[int, tuple[NetworkLease, ...]]:
+        """Each workspace's leases (none for one that holds none)."""
+        return network.leases_of_many(db, workspace_ids)
 
     # ---- renegotiation: the books inside the caller's transaction, then libvirt -------------
 

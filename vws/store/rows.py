@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from sqlite_utils import Database
 
 
-def insert(db: Database, table: str, row: Mapping[str, object]) -> int:
+def insert(db: Database, table: str, row: Mapping[str, object], ignore: bool = False) -> int:
+    """The new row's id; ``ignore``: a row a unique constraint refuses is skipped instead."""
     columns = ", ".join(f'"{column}"' for column in row)
     marks = ", ".join("?" for _ in row)
-    cursor = db.execute(f'insert into "{table}" ({columns}) values ({marks})', list(row.values()))
+    verb = "insert or ignore" if ignore else "insert"
+    cursor = db.execute(f'{verb} into "{table}" ({columns}) values ({marks})', list(row.values()))
     return cursor.lastrowid  # type: ignore[return-value]
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlite_utils import Database
 
 from vws.clock import Clock, parse_timestamp, timestamp
+from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.records import Workspace
 from vws.workspace.states import State
@@ -71,16 +72,16 @@ class Accounting:
         if not (workspace.state is State.UNPROPAGATED or workspace.state.gone):
             return  # records are born at placement and at removal; skip the steps between
         with self._store.transaction() as db:
-            for row in db["workspaces"].rows_where("id = ? and node is not null", [workspace.id]):
+            for row in rows.select(db, "select * from workspaces where id = ? and node is not null", [workspace.id]):
                 self._write(db, row)
 
     def catch_up(self) -> int:
         """Write the records a crash lost; returns how many workspaces needed some."""
         with self._store.transaction() as db:
-            rows = list(db.query(_MISSING))
-            for row in rows:
+            missing = list(db.query(_MISSING))
+            for row in missing:
                 self._write(db, row)
-        return len(rows)
+        return len(missing)
 
     def usage(self, owner: str) -> Usage:
         with self._store.reading() as db:
@@ -96,8 +97,8 @@ class Accounting:
                 where.append(clause)
                 values.append(value if isinstance(value, str) else timestamp(value))
         with self._store.reading() as db:
-            rows = db.execute(_REPORT.format(where=" and ".join(where)), values).fetchall()
-        return [UsageLine(*row) for row in rows]
+            found = db.execute(_REPORT.format(where=" and ".join(where)), values).fetchall()
+        return [UsageLine(*row) for row in found]
 
     def _write(self, db: Database, row: dict) -> None:
         created = parse_timestamp(row["created_at"])
@@ -120,7 +121,7 @@ class Accounting:
             "charge_minutes": charge_minutes(end - start, self.granularity),
             "at": timestamp(at),
         }
-        db["accounting_events"].insert(record, ignore=True)  # one of each per workspace
+        rows.insert(db, "accounting_events", record, ignore=True)  # one of each per workspace
 
 
 _MISSING = """

@@ -80,6 +80,8 @@ class Reconciliation:
             return [f"workspace {workspace_id}: {reason}"]
 
     def _check_domain(self, node: str, domain: str, event: str) -> None:
+        if event not in _FATAL_EVENTS:
+            return
         with self._store.reading() as db:
             found = rows.select(
                 db, "select id from workspaces where node = ? and domain = ? and destroyed_at is null", [node, domain]
@@ -89,7 +91,7 @@ class Reconciliation:
         workspace_id = found[0]["id"]
         with self._records.locked(workspace_id):  # after any operation on it has committed
             workspace = self._records.snapshot(workspace_id)
-            if event not in _FATAL_EVENTS or workspace.state not in (State.RUNNING, State.PAUSED):
+            if workspace.state not in (State.RUNNING, State.PAUSED):
                 return
             # An event may be older than the state it meets: the "stopped" of a shutdown handled
             # after the start that followed it. Only a domain that libvirt reports wrong now is a surprise.

@@ -11,6 +11,7 @@ concept. Front ends build requests from this module alone and never reach into v
 """
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,7 +64,10 @@ class DeploymentRequest:
 
     @classmethod
     def from_json(cls, text: str) -> "DeploymentRequest":
-        fields = json.loads(text)
+        return _parsed(text)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> "DeploymentRequest":
         seconds = fields.pop("duration")
         machine = _machine(fields.pop("machine"))
         start = fields.pop("start_at", None)
@@ -73,6 +77,13 @@ class DeploymentRequest:
             start_at=None if start is None else parse_timestamp(start),
             **fields,
         )
+
+
+# Every read of a workspace parses its stored request, and the same few are read again and again
+# (a client polling its state); requests are immutable, so the parsed one is shared.
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str) -> DeploymentRequest:
+    return DeploymentRequest._from_fields(json.loads(text))
 
 
 def _machine(fields: dict[str, Any]) -> MachineRequest:

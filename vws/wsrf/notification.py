@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from vws.clock import Clock, parse_timestamp, timestamp
 from vws.errors import CLIENT, MalformedMessage, UnknownResource, VwsError
+from vws.store import rows
 from vws.store.database import Store
 from vws.wsrf.addressing import EndpointReference, request_headers
 from vws.wsrf.lifetime import parse_datetime
@@ -291,10 +292,10 @@ class Subscriptions:
         """The live subscription ``key``; ``owner`` None reads any (the service itself)."""
         with self._store.transaction() as db:
             self._forget_expired(db)
-            rows = list(db["subscriptions"].rows_where("key = ?", [key]))
-        if not rows or (owner is not None and rows[0]["owner"] != owner):
+            found = rows.one(db, "select * from subscriptions where key = ?", [key])
+        if found is None or (owner is not None and found["owner"] != owner):
             raise UnknownResource(f"no subscription with key {key}")
-        return _subscription(rows[0])
+        return _subscription(found)
 
     def destroy(self, owner: str | None, key: str) -> None:
         self.get(owner, key)
@@ -314,9 +315,15 @@ class Subscriptions:
         where, values = "producer = ? and paused = 0", [producer]
         if topic is not None:
             where, values = where + " and topic = ?", [producer, topic]
-        with self._store.transaction() as db:
-            self._forget_expired(db)
-            return [_subscription(row) for row in db["subscriptions"].rows_where(where, values, order_by="created_at")]
+        now = timestamp(self._clock.now())
+        # Asked at every state change: a read, and a write only when one has expired.
+        with self._store.reading() as db:
+            found = rows.select(db, f"select * from subscriptions where {where} order by created_at", values)
+        live = [row for row in found if row["termination_time"] is None or row["termination_time"] > now]
+        if len(live) < len(found):
+            with self._store.transaction() as db:
+                self._forget_expired(db)
+        return [_subscription(row) for row in live]
 
     def end_consumer(self, producer: str, address: str) -> int:
         """Destroy the subscriptions of one consumer address to one producer; returns how many."""
