@@ -192,6 +192,8 @@ class ContextBroker:
     def on_workspace(self, workspace: Workspace) -> None:
         """A manager listener: a context lives as long as its longest member lease, and a member whose
         workspace failed or went away before its agent exited fails the context."""
+        if not self._involved(workspace.id):
+            return
         with self._store.transaction() as db:
             if workspace.state not in _ENDED:
                 ends = timestamp(workspace.termination_time)
@@ -211,6 +213,16 @@ class ContextBroker:
             revoked = _revoke(db, workspace.id, self._clock.now()) if workspace.state.gone else []
         if revoked and self._certificates is not None:
             self._certificates.revoke(revoked)
+
+    def _involved(self, workspace_id: int) -> bool:
+        """Whether the workspace is a member or holds a host certificate: most never do, and
+        asking costs a read where the listener's work costs a write at every state change."""
+        with self._store.reading() as db:
+            query = (
+                "select exists (select 1 from context_members where workspace_id = ?)"
+                " or exists (select 1 from host_certificates where workspace_id = ? and revoked_at is null)"
+            )
+            return bool(db.execute(query, [workspace_id, workspace_id]).fetchone()[0])
 
     # ---- inside a transaction -------------------------------------------------------------
 

@@ -335,6 +335,9 @@ class Subscriptions:
 
     def end_producer(self, producer: str) -> int:
         """Destroy every subscription to a producer that is gone; returns how many."""
+        with self._store.reading() as db:  # most producers never had one: no write for them
+            if db.execute("select 1 from subscriptions where producer = ? limit 1", [producer]).fetchone() is None:
+                return 0
         with self._store.transaction() as db:
             return db.execute("delete from subscriptions where producer = ?", [producer]).rowcount
 
