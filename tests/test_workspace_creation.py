@@ -7,6 +7,7 @@ import pytest
 from tests.workspaces import ALICE, layer, request
 from vws.config import PolicyConfig
 from vws.errors import InvalidMetadata, RequestDenied
+from vws.workspace.request import DeploymentRequest, DiskRequest, MachineRequest, NicRequest
 from vws.workspace.states import State
 
 
@@ -83,3 +84,13 @@ def test_held_workspaces_wait_unpropagated_until_released_together(tmp_path, clo
         assert all(w.work_owed for w in released)
         vws.settle()
         assert [vws.manager.get(ALICE, w.id).state for w in held] == [State.RUNNING, State.PAUSED]
+
+
+def test_a_stored_request_reads_back_equal_and_immutable():
+    # A read shares the parsed request between snapshots, and status answers are cached per
+    # snapshot: nothing JSON hands back as a list may stay one.
+    root = DiskRequest("file://appliance.qcow2", "sda1", layers=("a" * 64, "b" * 64))
+    stored = DeploymentRequest("ws", MachineRequest(256, root=root, nics=(NicRequest("eth0", "public"),)))
+    again = DeploymentRequest.from_json(stored.to_json())
+    assert again == stored
+    assert hash(again) == hash(stored)

@@ -88,11 +88,11 @@ def _parsed(text: str) -> DeploymentRequest:
 
 def _machine(fields: dict[str, Any]) -> MachineRequest:
     def many(kind: type, key: str) -> tuple:
-        return tuple(kind(**item) for item in fields.pop(key, ()))  # () for a field newer than the row
+        return tuple(_frozen(kind, item) for item in fields.pop(key, ()))  # () for a field newer than the row
 
     def one(kind: type, key: str) -> Any:
         value = fields.pop(key)
-        return None if value is None else kind(**value)
+        return None if value is None else _frozen(kind, value)
 
     vmm = fields.pop("vmm", None)  # absent from requests stored before appliances were matched
     return MachineRequest(
@@ -107,3 +107,8 @@ def _machine(fields: dict[str, Any]) -> MachineRequest:
         context=many(ContextFile, "context"),
         **fields,
     )
+
+
+def _frozen(kind: type, fields: dict[str, Any]) -> Any:
+    """``kind`` from its JSON fields, JSON's lists made tuples again: a request is immutable (and shared)."""
+    return kind(**{name: tuple(value) if isinstance(value, list) else value for name, value in fields.items()})

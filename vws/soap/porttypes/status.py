@@ -8,6 +8,8 @@ workspaces used and its live ones hold, as durations; the one resource property
 is the charge granularity in minutes.
 """
 
+import copy
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -35,6 +37,9 @@ class StatusPortType:
         self._accounting = accounting
         self._endpoints = endpoints
         self._limit = limit
+        # Clients poll: the same entries are asked for again and again. Each is rendered once per
+        # committed snapshot (frozen, so a changed workspace is a new key); the answer gets copies.
+        self._entry = functools.lru_cache(maxsize=256)(self._one)
 
     def operations(self) -> Sequence[Operation]:
         port = "WorkspaceStatusPortType"
@@ -61,7 +66,7 @@ class StatusPortType:
                 call.caller.identity,
                 self._limit,
             )
-        response.extend(self._one(workspace) for workspace in found[: self._limit or None])
+        response.extend(copy.deepcopy(self._entry(workspace)) for workspace in found[: self._limit or None])
         return response
 
     def used(self, call: Call) -> etree._Element:
