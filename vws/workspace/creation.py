@@ -65,7 +65,7 @@ class Creation:
         and reach the requested initial state in the background."""
         request = self._resolved(request)
         duration = check_policy(self._policy, caller, request)
-        return self._deployment.deploy(self._snapshots(self._reserve(caller, request, duration)))
+        return self._deployment.deploy(self._reserve(caller, request, duration))
 
     def create_held(
         self,
@@ -81,7 +81,7 @@ class Creation:
         """
         request = self._resolved(request)
         duration = check_policy(self._policy, caller, request)
-        return self._snapshots(self._reserve(caller, request, duration, ensemble_key, prepare))
+        return self._reserve(caller, request, duration, ensemble_key, prepare)
 
     def release_held(self, ids: list[int]) -> list[Workspace]:
         """Bring held workspaces up together, in the background: every one reaches its initial
@@ -108,7 +108,8 @@ class Creation:
         duration: timedelta,
         ensemble_key: str | None = None,
         prepare: Callable[[Database], None] | None = None,
-    ) -> list[int]:
+    ) -> list[Workspace]:
+        """The new workspaces as committed (and told to the listeners)."""
         now = self._clock.now()
         window = reserved_window(request, duration, now)
         group = str(uuid.uuid4()) if request.node_number > 1 else None
@@ -150,8 +151,7 @@ class Creation:
                 record_event(db, placement.workspace_id, now, State.UNPROPAGATED, f"placed on {placement.node}{when}")
         for placement in placements:
             log_change(placement.workspace_id, "new", State.UNPROPAGATED, f"create: placed on {placement.node}")
-        self._records.notify(ids)
-        return ids
+        return self._records.notify(ids)
 
 
 def reserved_window(request: DeploymentRequest, duration: timedelta, now: datetime) -> Window:
