@@ -317,8 +317,22 @@ def _program(again, node: ast.AST) -> _Result:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "with_name":
         return _in_directory(again, node.func.value, node.args[0])
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):  # a path: directory / name
+        if _venv_bin(node):  # <a checkout> / ".venv" / "bin": the project's own programs, of that checkout
+            return _Result(programs={VENV})
         return _in_directory(again, node.left, node.right)
     return _Result(unknown={f"cannot tell which program {ast.unparse(node)!r} is"})
+
+
+def _venv_bin(node: ast.BinOp) -> bool:
+    parent = node.left
+    return (
+        isinstance(node.right, ast.Constant)
+        and node.right.value == "bin"
+        and isinstance(parent, ast.BinOp)
+        and isinstance(parent.op, ast.Div)
+        and isinstance(parent.right, ast.Constant)
+        and parent.right.value == ".venv"
+    )
 
 
 def _in_directory(again, directory: ast.AST, name: ast.AST) -> _Result:
