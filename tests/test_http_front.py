@@ -130,6 +130,24 @@ def test_slowloris_heads_hold_no_worker_and_are_cut_at_the_header_deadline(servi
     assert 0.9 < waited < 1 + PROMPT  # the deadline, although a line arrived every 0.1 s
 
 
+def test_a_kept_alive_connections_next_head_is_cut_at_its_own_header_deadline(service):
+    # The connection's timer was set for its first request; the next request's head deadline
+    # counts from that head's first byte, however long the connection was idle before it.
+    slow_lines = [b"X-Slow-%d: 1\r\n" % n for n in range(100)]
+    with socket.create_connection(address(service), timeout=PROMPT) as connection:
+        connection.sendall(http_post(property_request(service)))
+        assert reply_to(connection)[0] == 200
+        time.sleep(1.5)  # idle past the first request's header deadline (not a wait for an event)
+        stop = threading.Event()
+        started = time.monotonic()
+        trickle([connection], [b"POST /wsrf/services/WorkspaceFactoryService HTTP/1.1\r\n", *slow_lines], stop)
+        status = reply_to(connection)[0]
+        waited = time.monotonic() - started
+        stop.set()
+    assert status == 408
+    assert 0.9 < waited < 1 + PROMPT
+
+
 def test_stalled_uploads_hold_no_worker_and_are_cut_at_the_body_deadline(service):
     request = http_post(property_request(service))
     with ExitStack() as stack:

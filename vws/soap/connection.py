@@ -1,8 +1,10 @@
 """One client connection of the HTTP front (vws.soap.server): parsing, deadlines, replies.
 
 llhttp reads the wire; a complete request is handed to one of the server's workers and
-its reply written back in order; each deadline is one timer, re-armed as the
-connection moves from waiting for a head to waiting for a body or a reply taken.
+its reply written back in order. Each connection has one deadline, for the wait it is in
+(a head, a body, the next request, a reply taken), and one timer: a timer due no later
+than the deadline is left alone and, when it fires early, set again for the deadline, so
+a quick request on a kept-alive connection moves no timer at all.
 """
 
 import asyncio
@@ -66,6 +68,7 @@ class Connection(asyncio.Protocol):
         self.since = 0.0  # when the current wait began
         self.first = True  # no request answered yet
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline: tuple[float, Callable[[], None]] | None = None  # when, and what then
         self.environ: dict[str, object] = {}
 
     @property
@@ -203,7 +206,7 @@ class Connection(asyncio.Protocol):
             return
         self.busy = True
         self.transport.pause_reading()  # type: ignore[union-attr]
-        self._cancel_timer()
+        self.deadline = None  # a worker's time is not the client's: the timer, if it fires, finds none
         loop = asyncio.get_running_loop()
         loop.run_in_executor(self.server.workers, self._answer, item).add_done_callback(self._answered)
 
@@ -253,6 +256,7 @@ class Connection(asyncio.Protocol):
     def _refuse(self, refusal: _Refused) -> None:
         """Answer and close; input still coming is read and dropped a while, so the client reads the answer."""
         self.refused = True
+        self.deadline = None
         self._cancel_timer()
         content_type, body = self.server.refusal(refusal.status, refusal.reason)
         status = f"{refusal.status.value} {refusal.status.phrase}"
@@ -267,10 +271,15 @@ class Connection(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(_LINGER_SECONDS, self.abort)
 
     def _rearm(self) -> None:
-        """One timer per connection, for the wait it is in."""
-        self._cancel_timer()
-        if self.refused or self.busy:
+        """Set the deadline of the wait the connection is in; the timer moves only to come sooner."""
+        self.deadline = self._deadline()
+        if self.deadline is None or (self.timer is not None and self.timer.when() <= self.deadline[0]):
             return
+        self._set_timer(self.deadline[0])
+
+    def _deadline(self) -> tuple[float, Callable[[], None]] | None:
+        if self.refused or self.busy:
+            return None
         limits = self.limits
         if self.writing_paused:
             wait, expire = limits.body_timeout, self.abort
@@ -280,7 +289,23 @@ class Connection(asyncio.Protocol):
             wait, expire = limits.header_timeout, self._head_late
         else:
             wait, expire = limits.body_timeout, self._body_late
-        self.timer = asyncio.get_running_loop().call_at(self.since + wait, expire)
+        return self.since + wait, expire
+
+    def _set_timer(self, when: float) -> None:
+        self._cancel_timer()
+        self.timer = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        fired = self.timer.when()  # type: ignore[union-attr]
+        self.timer = None
+        if self.deadline is None:
+            return
+        when, expire = self.deadline
+        if when > fired:  # the deadline moved on since the timer was set
+            self._set_timer(when)
+            return
+        self.deadline = None
+        expire()
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
