@@ -21,13 +21,22 @@ class Connections:
         self._dir = state_dir
         self._on_event = on_event
         self._drivers: dict[str, Driver] = {}
+        self._opening: dict[str, threading.Lock] = {}  # per node: held while its connection opens
         self._guard = threading.Lock()
 
     def driver(self, name: str) -> Driver:
         with self._guard:
             driver = self._drivers.get(name)
+            if driver is not None:
+                return driver
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:  # a node slow to open (a big test node file, a remote host) holds up no other
+            with self._guard:
+                driver = self._drivers.get(name)
             if driver is None:
-                driver = self._drivers[name] = self._open(name)
+                driver = self._open(name)
+                with self._guard:
+                    self._drivers[name] = driver
             return driver
 
     def healthy(self, name: str) -> Driver:

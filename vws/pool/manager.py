@@ -398,13 +398,18 @@ class PoolManager:
         with self._store.transaction() as db:
             db.execute("delete from pool_domains where node = ? and domain = ?", [node, domain])
 
-    def domain_states(self) -> dict[tuple[str, str], str]:
-        """What libvirt runs that vws owns, per (node, domain); nodes that cannot be reached
-        report their recorded domains as ``unreachable`` and are marked unavailable."""
+    def node_names(self) -> list[str]:
+        with self._store.reading() as db:
+            return [node.name for node in nodes.list_nodes(db)]
+
+    def domain_states(self, only: str | None = None) -> dict[tuple[str, str], str]:
+        """What libvirt runs that vws owns, per (node, domain), on every node or ``only`` that one;
+        nodes that cannot be reached report their recorded domains as ``unreachable`` and are
+        marked unavailable."""
         states: dict[tuple[str, str], str] = {}
         with self._store.reading() as db:
-            all_nodes = nodes.list_nodes(db)
-        for node in all_nodes:
+            chosen = [node for node in nodes.list_nodes(db) if only is None or node.name == only]
+        for node in chosen:
             try:
                 owned = self._owned(self._connections.healthy(node.name))
             except VwsError as exc:
