@@ -108,9 +108,9 @@ class PoolManager:
         directory = network_pools_dir(self._config, self._dir)
         if self._config.network_pools_dir is None and not directory.exists():
             network.write_sample(directory)
-        pools = network.read_pools(directory)
+        files = network.read_files(directory)
         with self._store.transaction() as db:
-            network.sync(db, pools, self._config.mac_prefix)
+            network.sync_files(db, files, self._config.mac_prefix)
             self._associations = network.pool_names(db)
 
     def _load_nodes(self) -> None:
