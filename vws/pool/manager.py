@@ -85,7 +85,7 @@ class PoolManager:
         self._calendar = calendar.Calendar(clock, self._policy, frozenset(self._bridges))
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
-        self.kinds = NodeKinds(config.virt_type, self._driver, clock)
+        self.kinds = NodeKinds(config.virt_type, self._connections.describing, clock)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
