@@ -14,6 +14,8 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,8 +54,11 @@ class Node:
 
     def release(self) -> None:
         """Let the node be opened: the file is written (once a reader waits for it)."""
-        with self.file.open("w") as pipe:
-            pipe.write(testnode.node_xml(MEMORY_MB, CPUS))
+        if self.file.is_fifo():
+            with self.file.open("w") as pipe:
+                pipe.write(testnode.node_xml(MEMORY_MB, CPUS))
+            self.file.unlink()  # written once: the node file it stands for
+            testnode.write_node(self.file, MEMORY_MB, CPUS)
 
 
 @pytest.fixture
@@ -97,6 +102,23 @@ def leave_as_killed(config, statements: list[tuple[str, list[object]]]) -> None:
         db.close()
 
 
+@contextmanager
+def restarted(config, clock, node: Node) -> Iterator[Service]:
+    """The service started again while its node cannot be opened; start() must return all the same."""
+    node.block()
+    service = Service(config, clock=clock)
+    starting = threading.Thread(target=service.start)
+    starting.start()
+    starting.join(timeout=30)
+    try:
+        assert not starting.is_alive(), "start() waited for the node to be taken up"
+        yield service
+    finally:
+        node.release()  # whatever still waits for the node may go on
+        starting.join()
+        service.stop()
+
+
 def test_a_restarted_service_answers_before_its_node_is_taken_up_and_decides_nothing_on_stale_state(
     config, node, live, clock, caplog
 ):
@@ -111,28 +133,20 @@ def test_a_restarted_service_answers_before_its_node_is_taken_up_and_decides_not
             ("delete from pool_domains where workspace_id = ?", [key_of(vanished)]),
         ],
     )
-    node.block()
-    service = Service(config, clock=clock)
-    starting = threading.Thread(target=service.start)
-    starting.start()
-    starting.join(timeout=30)
-    released = False
-    try:
-        assert not starting.is_alive(), "start() waited for the node to be taken up"
+    with restarted(config, clock, node) as service:
         client = Gt4Client(service.base_url)
         # Answered from the store while the node cannot even be opened.
         assert [client.state(epr) for epr in (healthy, cut_off, vanished)] == ["Running"] * 3
         # An operation waits for the node: decided now, it would find the cut-off shutdown
         # not settled yet (a Running workspace cannot be started) and be refused.
         answers: list[str] = []
-        started = threading.Thread(target=lambda: answers.append(operate(service, "start", cut_off)))
+        starting = threading.Thread(target=lambda: answers.append(start(service, cut_off)))
         with LogWatch("vws.workspace.records", "waiting until node big is taken up") as waiting:
-            started.start()
+            starting.start()
             assert waiting.wait(timeout=30), "the start did not wait for the node"
         node.release()
-        released = True
         findings = service.manager.recovered()
-        started.join()
+        starting.join()
         assert answers == ["Running"]
         assert f"workspace {key_of(cut_off)}: its shutdown was cut off after libvirt did it; now propagated" in (
             findings
@@ -143,18 +157,13 @@ def test_a_restarted_service_answers_before_its_node_is_taken_up_and_decides_not
         client.shutdown(healthy)  # and operations go on as before
         assert client.state(healthy) == "Propagated"
         client.close()
-    finally:
-        if not released:
-            node.release()  # let whatever waits for the node finish
-        starting.join()
-        service.stop()
 
 
-def operate(service: Service, operation: str, epr: EndpointReference) -> str:
-    """``operation`` on its own connection; the state it left, or the fault."""
+def start(service: Service, epr: EndpointReference) -> str:
+    """Start the workspace on a connection of its own; the state it left, or the fault."""
     client = Gt4Client(service.base_url)
     try:
-        getattr(client, operation)(epr)
+        client.start(epr)
         return client.state(epr)
     except SoapFault as fault:
         return str(fault)
