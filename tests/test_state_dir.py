@@ -75,6 +75,8 @@ def test_beneath_a_directory_closed_to_other_users_only_secrets_are_looked_at(tm
     (state / "security").mkdir()
     for path in (state, state / "nodes", state / "security"):
         os.chmod(path, 0o700)
+    for path in (domain.parent.parent, domain.parent, domain):  # whatever the umask of the test run
+        os.chmod(path, 0o755)
     (domain / "root.qcow2").write_text("")
     os.chmod(domain / "root.qcow2", 0o644)  # out of reach: nodes/ is closed to other users
     (state / "security" / "hostkey.pem").write_text("")

@@ -18,7 +18,6 @@ for a failure.
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from vws.errors import VwsError
@@ -74,7 +73,6 @@ class Recovery:
         return self._findings
 
     def _take_up_all(self, nodes: list[str]) -> None:
-        started = time.monotonic()
         with ThreadPoolExecutor(min(len(nodes), MAX_PARALLEL_NODES) or 1, thread_name_prefix="take-up") as threads:
             taken_up = list(threads.map(self._take_up, nodes))
         owed: Owed = {}
@@ -84,12 +82,7 @@ class Recovery:
                 owed.setdefault(key, []).extend(ids)
         for ids in owed.values():
             self._deployment.bring_up_later(ids)
-        log.info(
-            "recovery: %d nodes taken up in %.1f s; %d findings",
-            len(nodes),
-            time.monotonic() - started,
-            len(self._findings),
-        )
+        log.info("recovery: %d nodes taken up; %d findings", len(nodes), len(self._findings))
 
     def _take_up(self, node: str) -> tuple[list[str], Owed]:
         """Finish the work cut off on ``node``, then reconcile it; its findings and the deployments owed."""
