@@ -121,6 +121,21 @@ def test_a_sync_of_unchanged_pool_files_writes_nothing(tmp_path):
     assert [sql for sql in written if "leases" in sql] == []
 
 
+def test_a_restart_with_the_same_pool_files_reads_no_address(tmp_path):
+    store, pool = open_pool(tmp_path / "state")  # its start synced the sample pool
+    files = network.read_files(tmp_path / "state" / "network-pools")
+    run: list[str] = []
+    with store.transaction() as db:
+        db.conn.set_trace_callback(run.append)
+        network.sync_files(db, files, PoolConfig().mac_prefix)
+        db.conn.set_trace_callback(None)
+    assert [sql for sql in run if "leases" in sql] == []
+    grown = {path: text + "pub99 192.168.128.99 none\n" for path, text in files.items()}
+    with store.transaction() as db:
+        network.sync_files(db, grown, PoolConfig().mac_prefix)
+    assert pool.lease_counts() == {"public": (0, 11)}
+
+
 def test_ip_exhaustion_names_the_pool(tmp_path):
     store, pool = open_pool(tmp_path / "state")
     with store.transaction() as db:

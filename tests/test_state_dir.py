@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.deployments import wait_until
 from tests.gt4wire import Gt4Client, created_eprs
+from vws import state_dir as private
 from vws.store.database import Store
 
 BIN = Path(sys.executable).parent
@@ -65,3 +66,21 @@ def test_start_up_names_what_other_users_may_read(tmp_path):
     warnings = stop(process)
     assert f"other users may read {state} (0755), {state / 'vws.sqlite'} (0644)" in warnings
     assert f"chmod -R go= {state}" in warnings
+
+
+def test_beneath_a_directory_closed_to_other_users_only_secrets_are_looked_at(tmp_path):
+    state = tmp_path / "state"
+    domain = state / "nodes" / "node1" / "domains" / "wrksp-1"
+    domain.mkdir(parents=True)
+    (state / "security").mkdir()
+    for path in (state, state / "nodes", state / "security"):
+        os.chmod(path, 0o700)
+    for path in (domain.parent.parent, domain.parent, domain):  # whatever the umask of the test run
+        os.chmod(path, 0o755)
+    (domain / "root.qcow2").write_text("")
+    os.chmod(domain / "root.qcow2", 0o644)  # out of reach: nodes/ is closed to other users
+    (state / "security" / "hostkey.pem").write_text("")
+    os.chmod(state / "security" / "hostkey.pem", 0o644)  # a secret: named even so
+    assert private.exposed(state) == [f"{state / 'security' / 'hostkey.pem'} (0644)"]
+    os.chmod(state / "nodes", 0o755)
+    assert f"{domain / 'root.qcow2'} (0644)" in private.exposed(state)

@@ -95,7 +95,7 @@ class Service:
             self.manager.reconcile,
             timedelta(seconds=config.pool.reconcile_seconds),
             name="reconciler",
-            first_after_period=True,  # start() has just reconciled, in recover()
+            first_after_period=True,  # start() reconciles first, in begin_recovery()
         )
         # Only a termination time earlier than the sweeper's next deadline needs it to look again.
         self.manager.add_listener(lambda workspace: self.leases.due_by(workspace.termination_time))
@@ -173,10 +173,11 @@ class Service:
         )
 
     def start(self) -> str:
-        """Reconcile with libvirt, bind, serve in the background; returns the services base URL."""
+        """Bind and serve, taking the nodes up in the background (see ``vws.workspace.recovery``);
+        returns the services base URL."""
         self.accounting.catch_up()
         self.delivery.start()
-        self.manager.recover()
+        self.manager.begin_recovery()
         host, _, port = self.config.service.listen.rpartition(":")
         limits, tls = service_limits(self.config.service), _transport(self.config, self.clock)
         server = HttpServer(limits, tls, refusal(self.clock))

@@ -85,7 +85,7 @@ class PoolManager:
         self._calendar = calendar.Calendar(clock, self._policy, frozenset(self._bridges))
         self._connections = Connections(store, clock, state_dir, on_event)
         self.virt_types = VirtTypes(config.virt_type, state_dir)
-        self.kinds = NodeKinds(config.virt_type, self._driver, clock)
+        self.kinds = NodeKinds(config.virt_type, self._connections.describing, clock)
         self._holds = Holds()
         self.repository = self._open_repository()
         self._load_network_pools()
@@ -108,9 +108,9 @@ class PoolManager:
         directory = network_pools_dir(self._config, self._dir)
         if self._config.network_pools_dir is None and not directory.exists():
             network.write_sample(directory)
-        pools = network.read_pools(directory)
+        files = network.read_files(directory)
         with self._store.transaction() as db:
-            network.sync(db, pools, self._config.mac_prefix)
+            network.sync_files(db, files, self._config.mac_prefix)
             self._associations = network.pool_names(db)
 
     def _load_nodes(self) -> None:
@@ -398,13 +398,18 @@ class PoolManager:
         with self._store.transaction() as db:
             db.execute("delete from pool_domains where node = ? and domain = ?", [node, domain])
 
-    def domain_states(self) -> dict[tuple[str, str], str]:
-        """What libvirt runs that vws owns, per (node, domain); nodes that cannot be reached
-        report their recorded domains as ``unreachable`` and are marked unavailable."""
+    def node_names(self) -> list[str]:
+        with self._store.reading() as db:
+            return [node.name for node in nodes.list_nodes(db)]
+
+    def domain_states(self, only: str | None = None) -> dict[tuple[str, str], str]:
+        """What libvirt runs that vws owns, per (node, domain), on every node or ``only`` that one;
+        nodes that cannot be reached report their recorded domains as ``unreachable`` and are
+        marked unavailable."""
         states: dict[tuple[str, str], str] = {}
         with self._store.reading() as db:
-            all_nodes = nodes.list_nodes(db)
-        for node in all_nodes:
+            chosen = [node for node in nodes.list_nodes(db) if only is None or node.name == only]
+        for node in chosen:
             try:
                 owned = self._owned(self._connections.healthy(node.name))
             except VwsError as exc:

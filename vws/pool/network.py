@@ -15,7 +15,8 @@ host bits of that netmask set.
 MACs come from the file, or are generated once from ``PoolConfig.mac_prefix`` and
 STORED with the entry, so they stay the same across restarts (Nimbus issue #35). Sync
 at start adds new entries, updates free ones, drops entries gone from the file only
-while they are free, and never touches an assigned lease.
+while they are free, and never touches an assigned lease; it is skipped when the files
+are as the last sync found them.
 
 Leases are taken inside the caller's reservation transaction and released once, by
 workspace id, only after the pool has seen the domain gone (Nimbus issue #101).
@@ -32,6 +33,7 @@ What a NIC may ask for (GT4 ``nic``: ``MAC``, ``ipConfig/acquisitionMethod``):
   pool entry owns and no other live lease uses.
 """
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -116,16 +118,25 @@ def parse_pool(name: str, text: str, source: str | None = None) -> NetworkPool:
 
 def read_pools(directory: Path) -> list[NetworkPool]:
     """Every pool file in ``directory`` (hidden files and editor backups~ skipped)."""
+    return parse_pools(read_files(directory))
+
+
+def read_files(directory: Path) -> dict[Path, str]:
+    """The text of every pool file in ``directory``, by path, in name order."""
     try:
         files = sorted(
             path
             for path in directory.iterdir()
             if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
         )
-        return [parse_pool(path.name, path.read_text(), str(path)) for path in files]
+        return {path: path.read_text() for path in files}
     except (OSError, UnicodeDecodeError) as exc:
         where = getattr(exc, "filename", None) or directory
         raise NetworkPoolError(f"{where}: cannot read network pools: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def parse_pools(files: dict[Path, str]) -> list[NetworkPool]:
+    return [parse_pool(path.name, text, str(path)) for path, text in files.items()]
 
 
 def write_sample(directory: Path) -> None:
@@ -195,6 +206,19 @@ def sync(db: Database, pools: Sequence[NetworkPool], mac_prefix: str, rng: rando
     for (name,) in db.execute("select distinct pool from leases").fetchall():
         if name not in names:
             _drop_free(db, name, keep=set())
+
+
+def sync_files(db: Database, files: dict[Path, str], mac_prefix: str) -> None:
+    """``sync`` the pools of ``files``, unless they and ``mac_prefix`` are as the last sync found them:
+    a restart with the same files reads none of the addresses."""
+    digest = hashlib.sha256(
+        json.dumps([mac_prefix, *((path.name, text) for path, text in files.items())]).encode()
+    ).hexdigest()
+    if one(db, "select 1 from network_pools_synced where digest = ?", [digest]):
+        return
+    sync(db, parse_pools(files), mac_prefix)
+    db.execute("delete from network_pools_synced")
+    db.execute("insert into network_pools_synced (digest) values (?)", [digest])
 
 
 def _sync_pool(db: Database, pool: NetworkPool, prefix: str, rng: random.Random) -> None:

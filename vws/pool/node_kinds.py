@@ -9,6 +9,7 @@ only looks them up, so a node not yet described is simply not a candidate.
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 from vws.clock import Clock
 from vws.errors import VwsError
@@ -25,9 +26,11 @@ _VMM_NAMES = {designer.TEST: "TEST", designer.QEMU: "QEMU", designer.KVM: "KVM"}
 
 
 class NodeKinds:
-    def __init__(self, wanted_type: str, driver: Callable[[str], Driver], clock: Clock) -> None:
+    def __init__(
+        self, wanted_type: str, describing: Callable[[str], AbstractContextManager[Driver]], clock: Clock
+    ) -> None:
         self._wanted = wanted_type
-        self._driver = driver
+        self._describing = describing  # a node's connection to read its facts from
         self._clock = clock
         self._known: dict[tuple[str, str], tuple[tuple[str, ...], tuple[Vmm, ...]]] = {}
         self._failed: dict[tuple[str, str], float] = {}  # when a node last did not answer (monotonic)
@@ -41,7 +44,8 @@ class NodeKinds:
             if not node.active or key in self._known or self._recently_failed(key):
                 continue
             try:
-                facts = self._read(self._driver(node.name))
+                with self._describing(node.name) as driver:
+                    facts = self._read(driver)
             except VwsError as exc:
                 log.warning("node %s: cannot read what it hosts: %s", node.name, exc.description)
                 with self._guard:

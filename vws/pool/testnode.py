@@ -14,6 +14,7 @@ workspace layer meant to do; reconciliation compares the two as it would on a re
 as it is.
 """
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,20 +63,41 @@ def file_of(uri: str) -> Path | None:
 
 
 def restored(uri: str, domains: Iterable[tuple[str, str]], target: Path) -> str:
-    """The URI to open: a copy of the node file with ``(xml, state)`` domains added."""
+    """The URI to open: a copy of the node file with ``(xml, state)`` domains added.
+
+    The domains are spliced in as text, not parsed: a restart writes thousands of them,
+    and each is XML vws itself wrote (or read back from libvirt)."""
     base = file_of(uri)
     if base is None:
         return uri
     node = etree.fromstring(base.read_bytes(), _PARSER)
     present = {name.text for name in node.iterfind("domain/name")}
-    for xml, state in domains:
-        domain = etree.fromstring(xml.encode(), _PARSER)
-        if domain.findtext("name") in present:
-            continue
-        etree.SubElement(domain, f"{{{TEST_NS}}}runstate", nsmap={"test": TEST_NS}).text = _RUNSTATE[state]
-        node.append(domain)
+    node.append(etree.Comment(_DOMAINS))
+    before, after = etree.tostring(node, encoding="unicode").split(f"<!--{_DOMAINS}-->")
+    added = (_with_runstate(xml, state) for xml, state in domains if not present or _name(xml) not in present)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(etree.tostring(node))
+    with partial.open("w") as written:
+        written.write(before)
+        written.writelines(added)
+        written.write(after)
     partial.replace(target)
     return "test://" + str(target.resolve())
+
+
+_DOMAINS = "recorded domains"
+_NAME = re.compile(r"<name>\s*([^<]+?)\s*</name>")  # the domain's own name comes first
+
+
+def _name(xml: str) -> str | None:
+    found = _NAME.search(xml)
+    return found.group(1) if found else None
+
+
+def _with_runstate(xml: str, state: str) -> str:
+    """The domain's XML with ``<test:runstate>`` (the power state the node opens it in) as its last child."""
+    if xml.startswith("<?xml"):
+        xml = xml[xml.index("?>") + 2 :]
+    end = xml.rindex("</domain>")
+    runstate = f'<test:runstate xmlns:test="{TEST_NS}">{_RUNSTATE[state]}</test:runstate>'
+    return xml[:end] + runstate + xml[end:]

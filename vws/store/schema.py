@@ -453,3 +453,10 @@ def m021_ec2(db: Database) -> None:
         not_null={"key_pair_id", "fingerprint", "public_key", "created_at"},
     )
     table(db, "ec2_tags").create({"workspace_id": int, "key": str, "value": str}, pk=("workspace_id", "key"))
+
+
+@MIGRATIONS()
+def m023_network_pools_synced(db: Database) -> None:
+    # What the network pool files and [pool] mac_prefix were at the last sync (a digest): a
+    # start that finds them unchanged skips the sync, which reads every address.
+    table(db, "network_pools_synced").create({"digest": str}, not_null={"digest"})

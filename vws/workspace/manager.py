@@ -11,7 +11,8 @@ door a user came through. The work is done by the parts it wires together:
 - lifetime: termination times and lease expiry
 - renegotiation: a living workspace's memory, vCPUs, CPU share and bandwidth
 - reservations: advance reservations brought up in time for their start
-- recovery, reconciliation: a restart's cut-off work, and agreement with libvirt
+- recovery, reconciliation, gates: a restart's cut-off work, node by node in the background,
+  and agreement with libvirt
 """
 
 from collections.abc import Callable
@@ -52,7 +53,13 @@ class WorkspaceManager:
         lead = timedelta(seconds=policy.reservation_lead_seconds)
         self._reservations = Reservations(store, pool, clock, lead, self._records, self._creation)
         self._recovery = Recovery(
-            self._records, pool, self._deployers, self._operations, deployment, self._reconciliation
+            self._records,
+            pool,
+            self._deployers,
+            self._operations,
+            deployment,
+            self._reconciliation,
+            self._renegotiation,
         )
 
     # ---- hooks ----------------------------------------------------------------------
@@ -179,8 +186,19 @@ class WorkspaceManager:
     # ---- the service's own upkeep ---------------------------------------------------
 
     def recover(self) -> list[str]:
-        """At start-up, before serving: finish what a crash cut off half-way, then reconcile."""
-        return self._renegotiation.recover() + self._recovery.recover()
+        """At start-up: take every node up (finish what a crash cut off half-way, then reconcile);
+        returns what was found."""
+        self.begin_recovery()
+        return self.recovered()
+
+    def begin_recovery(self) -> None:
+        """``recover`` in the background: until its node is taken up, whatever would change a
+        workspace waits, and reads are answered from the store."""
+        self._recovery.begin()
+
+    def recovered(self) -> list[str]:
+        """Wait until every node is taken up; what recovery found."""
+        return self._recovery.wait()
 
     def reconcile(self) -> list[str]:
         """Compare every settled workspace with its domain; returns what was found wrong."""
@@ -191,6 +209,8 @@ class WorkspaceManager:
         self._reconciliation.on_domain_event(node, domain, event)
 
     def close(self) -> None:
-        """Stop deploying (a copy in flight stops at its next step) and handling events."""
+        """Stop deploying (a copy in flight stops at its next step) and handling events, once
+        recovery is done."""
+        self._recovery.wait()
         self._deployers.close()
         self._reconciliation.close()

@@ -32,21 +32,29 @@ class Reconciliation:
         self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domain-events")
 
     def reconcile(self) -> list[str]:
-        """Compare every settled workspace with its domain; returns what was found wrong.
+        """Compare every settled workspace with its domain, node by node; returns what was found wrong."""
+        return [finding for node in self.nodes() for finding in self.reconcile_node(node)]
+
+    def nodes(self) -> list[str]:
+        """The nodes to compare: the pool's, and any that live workspaces are still placed on."""
+        return sorted(set(self._pool.node_names()) | self._records.nodes_in_use())
+
+    def reconcile_node(self, node: str) -> list[str]:
+        """Compare every settled workspace on ``node`` with its domain; returns what was found wrong.
 
         A mismatch is checked again under the workspace's lock, so an operation in flight
         (its domain already changed, its state not yet committed) is not mistaken for a failure.
         """
-        actual = self._pool.domain_states()
-        locations = self._records.locations()
+        actual = self._pool.domain_states(node)
+        locations = self._records.locations(node)
         findings = [
             finding
             for location in locations
             if _domain_mismatch(location, actual)
             for finding in self._confirm_mismatch(location.id)
         ]
-        claimed = {(location.node, location.domain) for location in locations}
-        findings += [self._unclaimed(node, domain) for node, domain in actual if (node, domain) not in claimed]
+        claimed = {location.domain for location in locations}
+        findings += [self._unclaimed(node, domain) for _, domain in actual if domain not in claimed]
         for finding in findings:
             log.warning("reconciliation: %s", finding)
         return findings
@@ -73,7 +81,7 @@ class Reconciliation:
     def _confirm_mismatch(self, workspace_id: int) -> list[str]:
         with self._records.locked(workspace_id):
             workspace = self._records.snapshot(workspace_id)
-            reason = _domain_mismatch(workspace, self._pool.domain_states())
+            reason = _domain_mismatch(workspace, self._pool.domain_states(workspace.node))
             if reason is None:
                 return []
             self._records.commit(workspace_id, State.CORRUPTED, fault=reason)

@@ -23,6 +23,7 @@ from vws.pool.manager import PoolManager
 from vws.store import rows
 from vws.store.database import Store
 from vws.workspace.caller import Caller
+from vws.workspace.gates import NodeGates
 from vws.workspace.request import DeploymentRequest
 from vws.workspace.states import Op, State
 
@@ -95,6 +96,7 @@ class Records:
         self._store = store
         self._pool = pool
         self._clock = clock
+        self.gates = NodeGates()  # closed on a node while a restart takes it up
         self._listeners: list[Listener] = []
         # Per-workspace locks with how many threads hold or wait for each: an entry lives only
         # while it is in use, so one taken after the workspace is gone (a bring-up that finds it
@@ -123,21 +125,31 @@ class Records:
             )
             return self._from_rows(db, found)
 
-    def locations(self) -> list[Location]:
-        """Every live workspace's state, node and domain, read without building its snapshot."""
+    def locations(self, node: str) -> list[Location]:
+        """The state and domain of every live workspace on ``node``, read without building its snapshot."""
         with self._store.reading() as db:
-            found = db.execute("select id, state, node, domain from workspaces where destroyed_at is null order by id")
+            found = db.execute(
+                "select id, state, node, domain from workspaces where node = ? and destroyed_at is null order by id",
+                [node],
+            )
             return [Location(key, State(state), node, domain) for key, state, node, domain in found]
 
-    def unfinished(self) -> list[Workspace]:
-        """Live workspaces whose work a crash may have cut off: being destroyed or unpropagated,
-        owed background work, or an operation under way. Found without reading every live workspace."""
+    def nodes_in_use(self) -> set[str]:
+        """The nodes live workspaces are placed on."""
+        with self._store.reading() as db:
+            found = db.execute("select distinct node from workspaces where destroyed_at is null and node is not null")
+            return {node for (node,) in found}
+
+    def unfinished(self, node: str) -> list[Workspace]:
+        """Live workspaces on ``node`` whose work a crash may have cut off: being destroyed or
+        unpropagated, owed background work, or an operation under way. Found without reading
+        every live workspace."""
         query = (
-            "select * from workspaces where destroyed_at is null"
+            "select * from workspaces where node = ? and destroyed_at is null"
             " and (work_owed or operation is not null or state in (?, ?)) order by id"
         )
         with self._store.reading() as db:
-            found = rows.select(db, query, [State.CANCELLED.value, State.UNPROPAGATING.value])
+            found = rows.select(db, query, [node, State.CANCELLED.value, State.UNPROPAGATING.value])
             return self._from_rows(db, found)
 
     def ended(self, caller: Caller, since: datetime) -> list[Workspace]:
@@ -231,7 +243,10 @@ class Records:
 
     @contextmanager
     def locked(self, workspace_id: int) -> Iterator[None]:
-        """Held by whatever changes the workspace, from its snapshot to its commit."""
+        """Held by whatever changes the workspace, from its snapshot to its commit; taken once its
+        node's gate is open (see ``gates``)."""
+        if not self.gates.all_open:
+            self._await_node(workspace_id)
         with self._locks_guard:
             lock, users = self._locks.get(workspace_id, (threading.Lock(), 0))
             self._locks[workspace_id] = (lock, users + 1)
@@ -243,6 +258,14 @@ class Records:
                 lock, users = self._locks.pop(workspace_id)
                 if users > 1:
                     self._locks[workspace_id] = (lock, users - 1)
+
+    def _await_node(self, workspace_id: int) -> None:
+        with self._store.reading() as db:
+            found = db.execute("select node from workspaces where id = ?", [workspace_id]).fetchone()
+        node = found[0] if found else None
+        if not self.gates.passes(node):
+            log.info("workspace %s: waiting until node %s is taken up after the restart", workspace_id, node)
+            self.gates.wait(node)
 
     def locks_in_use(self) -> int:
         """How many workspaces' locks are held or waited for now (bookkeeping a churn must give back)."""

@@ -1,15 +1,24 @@
-"""At start-up, before serving: finish what a crash cut off half-way, then reconcile.
+"""At start-up: take every node up again, in the background, while the service already answers.
 
-A destroy that was under way is completed, and so is an unpropagation. A deployment
-still owed is started again from its reservation: whatever it had put on the node is
-removed first, so a half-copied image or a half-defined domain never counts as done.
-An operation cut off between driving libvirt and committing (a start whose domain
-runs, a shutdown whose domain is off) is taken as done when libvirt shows it done, and
-as never asked otherwise: its client was told neither, and reconciliation must not
-take it for a failure.
+Taking a node up finishes what a crash cut off there half-way, then reconciles the node
+with libvirt; until it is done, its node's gate (``gates``) holds back whatever would change
+its workspaces, so nothing is decided on a view of the node not checked yet, while reads
+are answered from the store. Nodes are taken up side by side: a slow or unreachable one
+holds up only its own workspaces.
+
+A renegotiation cut off is finished (see ``renegotiation``). A destroy that was under way
+is completed, and so is an unpropagation. A deployment still owed is started again from
+its reservation, once every node is taken up (a group may span nodes): whatever it had put
+on the node is removed first, so a half-copied image or a half-defined domain never counts
+as done. An operation cut off between driving libvirt and committing (a start whose domain
+runs, a shutdown whose domain is off) is taken as done when libvirt shows it done, and as
+never asked otherwise: its client was told neither, and reconciliation must not take it
+for a failure.
 """
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from vws.errors import VwsError
 from vws.pool.manager import PoolManager
@@ -18,9 +27,15 @@ from vws.workspace.deployment import Deployment
 from vws.workspace.operations import Operations
 from vws.workspace.reconciliation import Reconciliation, expected_domain
 from vws.workspace.records import Records, Workspace
+from vws.workspace.renegotiation import Renegotiation
 from vws.workspace.states import Op, State, transition
 
 log = logging.getLogger(__name__)
+
+MAX_PARALLEL_NODES = 8  # nodes taken up at once
+
+# The deployments to start again once every node is taken up, by request or ensemble.
+Owed = dict[str, list[int]]
 
 
 class Recovery:
@@ -32,6 +47,7 @@ class Recovery:
         operations: Operations,
         deployment: Deployment,
         reconciliation: Reconciliation,
+        renegotiation: Renegotiation,
     ) -> None:
         self._records = records
         self._pool = pool
@@ -39,12 +55,50 @@ class Recovery:
         self._operations = operations
         self._deployment = deployment
         self._reconciliation = reconciliation
+        self._renegotiation = renegotiation
+        self._thread: threading.Thread | None = None
+        self._findings: list[str] = []
 
-    def recover(self) -> list[str]:
-        """Take up every workspace's cut-off work, reconcile, then redeploy; returns what was found."""
+    def begin(self) -> None:
+        """Close every node's gate and take the nodes up on a background thread."""
+        nodes = self._reconciliation.nodes()
+        self._records.gates.close(nodes)
+        self._thread = threading.Thread(target=self._take_up_all, args=(nodes,), name="recovery", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> list[str]:
+        """Once every node is taken up (at once if recovery never began): what it found."""
+        if self._thread is not None:
+            self._thread.join()
+        return self._findings
+
+    def _take_up_all(self, nodes: list[str]) -> None:
+        with ThreadPoolExecutor(min(len(nodes), MAX_PARALLEL_NODES) or 1, thread_name_prefix="take-up") as threads:
+            taken_up = list(threads.map(self._take_up, nodes))
+        owed: Owed = {}
+        for findings, node_owed in taken_up:
+            self._findings += findings
+            for key, ids in node_owed.items():
+                owed.setdefault(key, []).extend(ids)
+        for ids in owed.values():
+            self._deployment.bring_up_later(ids)
+        log.info("recovery: %d nodes taken up; %d findings", len(nodes), len(self._findings))
+
+    def _take_up(self, node: str) -> tuple[list[str], Owed]:
+        """Finish the work cut off on ``node``, then reconcile it; its findings and the deployments owed."""
+        owed: Owed = {}
+        with self._records.gates.taking_up(node):
+            try:
+                findings = self._renegotiation.recover(node) + self._finish_cut_off(node, owed)
+                return findings + self._reconciliation.reconcile_node(node), owed
+            except Exception:
+                log.exception("recovery: taking node %s up failed; reconciliation will look again", node)
+                return [], owed
+
+    def _finish_cut_off(self, node: str, owed: Owed) -> list[str]:
+        """Take up every workspace's cut-off work on ``node``; deployments to start again go in ``owed``."""
         findings = []
-        owed: dict[str, list[int]] = {}  # the deployments to start again, by request or ensemble
-        for workspace in self._records.unfinished():
+        for workspace in self._records.unfinished(node):
             if workspace.state is State.CANCELLED:
                 findings.append(f"workspace {workspace.id}: its destroy was cut off; finished")
                 self._operations.quietly(workspace.id, Op.DESTROY)
@@ -62,9 +116,6 @@ class Recovery:
                 findings.append(self._settle_cut_off(workspace))
         for finding in findings:
             log.warning("recovery: %s", finding)
-        findings += self._reconciliation.reconcile()
-        for ids in owed.values():
-            self._deployment.bring_up_later(ids)
         return findings
 
     def _settle_cut_off(self, workspace: Workspace) -> str:

@@ -103,10 +103,10 @@ class Renegotiation:
         self._tell(granted)
         return Renegotiated(granted, outcome)
 
-    def recover(self) -> list[str]:
-        """Finish every renegotiation a crash cut off between libvirt and the store."""
+    def recover(self, node: str) -> list[str]:
+        """Finish every renegotiation on ``node`` a crash cut off between libvirt and the store."""
         findings = []
-        for resize in self._pool.pending_resizes():
+        for resize in (resize for resize in self._pool.pending_resizes() if resize.node == node):
             with self._records.locked(resize.workspace_id):
                 workspace = self._records.snapshot(resize.workspace_id)
                 try:
