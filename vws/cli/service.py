@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from vws import allocator
 from vws import config as configuration
 from vws import state_dir as private
 from vws.cli import log_output
@@ -35,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    allocator.cap_arenas()  # before any thread allocates
     args = parse_args(argv)
     log_output.configure(LoggingConfig(), args.log_level)  # until the configuration says otherwise
     private.keep_private()
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(service: Service, config: configuration.Config) -> int:
     """Run until SIGTERM or SIGINT, then stop within ``[service] stop_seconds``."""
     stop = threading.Event()
+    allocator.trim_every(allocator.TRIM_SECONDS, stop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     url = service.start()
