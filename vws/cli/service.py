@@ -8,10 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from vws import allocator
 from vws import config as configuration
 from vws import state_dir as private
-from vws.cli import log_output
+from vws.cli import allocator, log_output
 from vws.config import LoggingConfig
 from vws.errors import VwsError
 from vws.service import Service

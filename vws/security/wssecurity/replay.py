@@ -13,7 +13,7 @@ REPLAYED = "replayed message: this signature was already accepted"
 # Deadlines are grouped into this many slots per window: a slot is forgotten whole once its last
 # deadline has passed, so an entry outlives its deadline by at most a window / SLOTS.
 SLOTS = 32
-# The most signed messages a second the cache is sized for: ten times the service's signed load run
+# The most signed messages a second the cache is sized for: over ten times the service's signed load run
 # (about 85 a second on two cores), so only a flood fills it and is refused, in at most
 # window x PER_SECOND x ~100 bytes (90 MB for the default 15-minute window).
 PER_SECOND = 1000
@@ -41,7 +41,7 @@ class ReplayCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._grain = window.total_seconds() / SLOTS
-        self._slots: dict[int, set[bytes]] = {}  # slot n: the digests whose deadline is within n grains of 1970
+        self._slots: dict[int, set[bytes]] = {}  # n: the digests due in ((n - 1) grains, n grains] of 1970
         self._count = 0
         self._capacity = math.ceil(window.total_seconds() * per_second)
 

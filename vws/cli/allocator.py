@@ -17,7 +17,7 @@ import os
 import threading
 
 _M_ARENA_MAX = -8  # mallopt's parameter, from glibc's malloc.h
-TRIM_SECONDS = 30.0  # a trim takes a few milliseconds, each arena locked in turn
+TRIM_SECONDS = 30.0  # a trim takes milliseconds (tens on a loaded machine), each arena locked in turn
 _libc = ctypes.CDLL(None)
 
 
