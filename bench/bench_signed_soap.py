@@ -23,6 +23,7 @@ from vws.config import Config
 from vws.security.ca import DevCA
 from vws.security.proxy import create_proxy
 from vws.security.trust import TrustStore
+from vws.security.wssecurity.policy import DEFAULT_POLICY
 from vws.security.wssecurity.replay import ReplayCache
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
@@ -73,7 +74,9 @@ def main() -> None:
             client = Gt4Client(service.base_url, sign=user.sign, settle=settler(service))
             (epr,) = created_eprs(client.create())
             # A fresh replay cache per measurement: every message here is new anyway.
-            verifier = MessageVerifier(TrustStore(dev.trust_dir), clock, replay_cache=ReplayCache(clock))
+            verifier = MessageVerifier(
+                TrustStore(dev.trust_dir), clock, replay_cache=ReplayCache(clock, DEFAULT_POLICY.replay_window)
+            )
             floor = report(
                 "sign+verify request and reply (floor)",
                 crypto_floor(user, MessageSigner(dev.host(), clock), verifier, epr),

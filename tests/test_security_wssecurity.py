@@ -3,9 +3,11 @@
 import base64
 import copy
 import dataclasses
+import random
 import shutil
 import subprocess
 import threading
+import tracemalloc
 from datetime import timedelta
 
 import pytest
@@ -21,8 +23,17 @@ from vws.errors import AuthenticationFailed
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator, UntrustedChain
 from vws.security.wssecurity.envelope import SignatureRefused
-from vws.security.wssecurity.policy import HASH_METHODS, RSA_SHA1, RSA_SHA256, SHA1, SHA256, SecurityPolicy, methods
-from vws.security.wssecurity.replay import ReplayCache
+from vws.security.wssecurity.policy import (
+    DEFAULT_POLICY,
+    HASH_METHODS,
+    RSA_SHA1,
+    RSA_SHA256,
+    SHA1,
+    SHA256,
+    SecurityPolicy,
+    methods,
+)
+from vws.security.wssecurity.replay import SLOTS, ReplayCache
 from vws.security.wssecurity.signing import MessageSigner
 from vws.security.wssecurity.verification import MessageVerifier
 from vws.xmlns import DS, EXC_C14N, SOAP_ENV, WORKSPACE, WSA, WSSE, WSU, X509_PKIPATH, X509V3
@@ -328,13 +339,55 @@ def test_replay_is_refused(signed, verifier):
 
 
 def test_replay_cache_forgets_after_the_window(pki, proxy, clock):
-    cache = ReplayCache(clock)
+    cache = ReplayCache(clock, DEFAULT_POLICY.replay_window)
     verifier = MessageVerifier(TrustStore(pki.trust_dir), clock, replay_cache=cache)
     verifier.verify(wire(MessageSigner(proxy, clock).sign(request())))
     assert len(cache) == 1
     clock.advance(timedelta(minutes=11))
     verifier.verify(wire(MessageSigner(proxy, clock).sign(request())))
     assert len(cache) == 1  # the first entry expired and was purged
+
+
+def test_replay_cache_refuses_each_repeat_until_its_deadline_then_forgets_it(clock):
+    window = DEFAULT_POLICY.replay_window
+    cache = ReplayCache(clock, window)
+    deadlines = {f"signature {n}".encode(): clock.now() + window * n / 10 for n in range(1, 11)}
+    assert all(cache.admit(value, until) for value, until in deadlines.items())
+    clock.advance(window / 2)
+    live = {value: until for value, until in deadlines.items() if until >= clock.now()}
+    assert len(live) == 6 and not any(cache.admit(value, until) for value, until in live.items())
+    clock.advance(window / 2 + window / SLOTS)
+    assert cache.admit(b"a new signature", clock.now() + window)
+    assert len(cache) == 1  # the ten were forgotten
+
+
+def test_replay_cache_keeps_a_signature_in_about_100_bytes(clock):
+    """A service under signed load remembers every signature of the last 15 minutes: its memory grows
+    by what an entry costs, a few MiB an hour of 100 messages a second, not tens."""
+    window, count = DEFAULT_POLICY.replay_window, 20_000
+    cache = ReplayCache(clock, window)
+    tracemalloc.start()
+    try:
+        for n in range(count):  # a 2048-bit RSA signature value each, which only the cache may keep
+            cache.admit(random.randbytes(256), clock.now() + window * n / count)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / count < 128
+
+
+def test_a_flood_fills_the_replay_cache_which_refuses_until_its_entries_expire(clock):
+    """It holds a window's worth of messages at the rate it is sized for, never more: a flood of signed
+    messages is refused, not remembered until memory runs out."""
+    window = timedelta(seconds=10)
+    cache = ReplayCache(clock, window, per_second=3)
+    for n in range(30):
+        assert cache.admit(f"signature {n}".encode(), clock.now() + window)
+    with pytest.raises(SignatureRefused, match="full"):
+        cache.admit(b"one more", clock.now() + window)
+    assert not cache.admit(b"signature 0", clock.now() + window)  # a replay is still a replay
+    clock.advance(window + window / SLOTS)
+    assert cache.admit(b"one more", clock.now() + window)
 
 
 def test_replay_race_has_exactly_one_winner(signed, verifier):

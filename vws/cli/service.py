@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vws import config as configuration
 from vws import state_dir as private
-from vws.cli import log_output
+from vws.cli import allocator, log_output
 from vws.config import LoggingConfig
 from vws.errors import VwsError
 from vws.service import Service
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    allocator.cap_arenas()  # before any thread allocates
     args = parse_args(argv)
     log_output.configure(LoggingConfig(), args.log_level)  # until the configuration says otherwise
     private.keep_private()
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(service: Service, config: configuration.Config) -> int:
     """Run until SIGTERM or SIGINT, then stop within ``[service] stop_seconds``."""
     stop = threading.Event()
+    allocator.trim_every(allocator.TRIM_SECONDS, stop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     url = service.start()

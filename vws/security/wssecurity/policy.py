@@ -59,6 +59,12 @@ class SecurityPolicy:
     # how long the replay cache must remember a signature.
     max_age: timedelta = timedelta(seconds=300)
 
+    @property
+    def replay_window(self) -> timedelta:
+        """How far past now a message accepted now can be accepted again, and so how long a replay
+        cache must remember it: Created may be ``skew`` ahead, its deadline ``max_age`` after, plus ``skew``."""
+        return self.max_age + 2 * self.skew
+
     def must_sign(self, header_block: etree._Element) -> bool:
         namespace = etree.QName(header_block).namespace or ""
         if self.require_addressing and namespace == WSA:

@@ -191,7 +191,7 @@ class MessageVerifier:
         self.validator = trust if isinstance(trust, ChainValidator) else ChainValidator(trust, clock)
         self.clock = clock
         self.policy = policy
-        self.replay_cache = replay_cache if replay_cache is not None else ReplayCache(clock)
+        self.replay_cache = replay_cache if replay_cache is not None else ReplayCache(clock, policy.replay_window)
 
     def verify(self, envelope: etree._Element) -> VerifiedMessage:
         """The verified message, or SignatureRefused / UntrustedChain (both AuthenticationFailed)."""
