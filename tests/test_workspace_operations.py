@@ -49,6 +49,14 @@ def test_destroy_removes_the_domain_and_gives_back_its_addresses(vws, running):
     assert vws.rows("select count(*) from leases where workspace_id = ?", running) == [(0,)]
 
 
+def test_a_destroy_that_finds_the_workspace_already_destroyed_says_it_is_unknown(vws, running):
+    # Two destroys race (a client's and its watcher's auto-destroy, or a lease's end): the one
+    # that waited for the workspace's lock finds it gone, the same answer as any later call.
+    vws.manager.destroy(ALICE, running)
+    with pytest.raises(UnknownResource):
+        vws.manager._operations.apply(running, Op.DESTROY)  # past the caller's check, as the waiter is
+
+
 def test_an_operation_the_state_does_not_allow_is_refused_and_changes_nothing(vws, running):
     with pytest.raises(IllegalState, match="cannot start a workspace that is Running"):
         vws.manager.start(ALICE, running)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import replace
 
 from vws.clock import Clock
-from vws.errors import BackendError, IllegalState, OperationDisabled, VwsError
+from vws.errors import BackendError, IllegalState, OperationDisabled, UnknownResource, VwsError
 from vws.pool.manager import PoolManager
 from vws.workspace.caller import Caller
 from vws.workspace.deployers import Deployers
@@ -111,6 +111,8 @@ class Operations:
         """Remove the workspace; a copy of its image in flight is abandoned rather than waited for."""
         with self._deployers.destroying(workspace_id), self._records.locked(workspace_id):
             workspace = self._records.snapshot(workspace_id)
+            if workspace.state.gone:  # another destroy ended it while this one waited for the lock
+                raise UnknownResource(f"no workspace with key {workspace_id}")
             transition(workspace.state, Op.DESTROY)
             return self._remove(workspace)
 
