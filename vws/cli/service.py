@@ -56,8 +56,7 @@ def _serve(service: Service, config: configuration.Config) -> int:
     """Run until SIGTERM or SIGINT, then stop within ``[service] stop_seconds``."""
     stop = threading.Event()
     allocator.trim_every(allocator.TRIM_SECONDS, stop)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop_signal = _stop_signals()
     url = service.start()
     exposure = config.service.insecure_exposure()
     if exposure:
@@ -65,10 +64,23 @@ def _serve(service: Service, config: configuration.Config) -> int:
     print(f"vws-service listening on {url}", flush=True)
     if service.ec2_url:
         print(f"vws-service EC2 endpoint on {service.ec2_url}", flush=True)
-    stop.wait()
+    os.read(stop_signal, 1)  # returns at once for a signal that came while the service started
+    stop.set()
     _exit_after(config.service.stop_seconds)
     service.stop()
     return 0
+
+
+def _stop_signals() -> int:
+    """A pipe that SIGTERM or SIGINT writes a byte to. Their Python handlers do nothing: a handler
+    that set an Event could run while this thread held the Event's own lock, inside its wait,
+    and deadlock the stop; the interpreter writes the signal to the pipe from C instead."""
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    signal.set_wakeup_fd(writer)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    return reader
 
 
 def _exit_after(seconds: int) -> None:
