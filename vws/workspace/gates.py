@@ -43,11 +43,6 @@ class NodeGates:
         with self._changed:
             self._changed.wait_for(lambda: self.passes(node))
 
-    def wait_all(self, timeout: float | None = None) -> bool:
-        """True once every node has been taken up; False if ``timeout`` seconds passed first."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._closed, timeout)
-
     @contextmanager
     def taking_up(self, node: str) -> Iterator[None]:
         """This thread takes ``node`` up: it passes the node's gate, which opens when it is done,

@@ -66,24 +66,21 @@ class DeploymentRequest:
     def from_json(cls, text: str) -> "DeploymentRequest":
         return _parsed(text)
 
-    @classmethod
-    def _from_fields(cls, fields: dict[str, Any]) -> "DeploymentRequest":
-        seconds = fields.pop("duration")
-        machine = _machine(fields.pop("machine"))
-        start = fields.pop("start_at", None)
-        return cls(
-            machine=machine,
-            duration=None if seconds is None else timedelta(seconds=seconds),
-            start_at=None if start is None else parse_timestamp(start),
-            **fields,
-        )
-
 
 # Every read of a workspace parses its stored request, and the same few are read again and again
 # (a client polling its state); requests are immutable, so the parsed one is shared.
 @functools.lru_cache(maxsize=512)
 def _parsed(text: str) -> DeploymentRequest:
-    return DeploymentRequest._from_fields(json.loads(text))
+    fields = json.loads(text)
+    seconds = fields.pop("duration")
+    machine = _machine(fields.pop("machine"))
+    start = fields.pop("start_at", None)
+    return DeploymentRequest(
+        machine=machine,
+        duration=None if seconds is None else timedelta(seconds=seconds),
+        start_at=None if start is None else parse_timestamp(start),
+        **fields,
+    )
 
 
 def _machine(fields: dict[str, Any]) -> MachineRequest:
