@@ -1,12 +1,15 @@
-"""The command-line edges: what vws-service and vws-proxy-init say when asked for something unwise."""
+"""The command-line edges: what vws-service and vws-proxy-init say when asked for something unwise,
+and where vws-service runs its threads."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from vws.config import ServiceConfig
+from tests.gt4wire import Gt4Client
+from vws.config import ConfigError, ServiceConfig
 
 BIN = Path(sys.executable).parent
 
@@ -57,3 +60,48 @@ def test_vws_proxy_init_refuses_a_short_key_in_one_line(tmp_path):
     assert (run.returncode, run.stdout) == (2, "")
     assert run.stderr == "vws-proxy-init: -bits 512: keys shorter than 2048 bits are refused\n"
     assert not (tmp_path / "x509up").exists()
+
+
+def start_with_cpu(tmp_path: Path, cpu: str) -> subprocess.Popen:
+    config = tmp_path / "vws.conf"
+    config.write_text(
+        f"[service]\nlisten = 127.0.0.1:0\nstate_dir = {tmp_path / 'state'}\ninsecure = yes\ncpu = {cpu}\n"
+    )
+    argv = [BIN / "vws-service", "--config", config]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def thread_cpus(pid: int) -> dict[int, set[int]]:
+    return {int(task.name): os.sched_getaffinity(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def children(pid: int) -> list[int]:
+    return [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: there is nothing to pin to")
+def test_vws_service_runs_its_threads_on_one_cpu_and_the_programs_it_starts_on_all(tmp_path):
+    allowed = os.sched_getaffinity(0)
+    service = start_with_cpu(tmp_path, "auto")
+    try:
+        url = service.stdout.readline().split()[-1]
+        client = Gt4Client(url)
+        client.query(client.factory(), "count(/*)")  # an XPath query: the service starts a worker process
+        assert set(map(frozenset, thread_cpus(service.pid).values())) == {frozenset({max(allowed)})}
+        (worker,) = children(service.pid)
+        assert os.sched_getaffinity(worker) == allowed
+        client.close()
+    finally:
+        service.terminate()
+        service.communicate(timeout=60)
+
+
+def test_a_cpu_the_service_may_not_use_is_refused_by_name(tmp_path):
+    service = start_with_cpu(tmp_path, "4096")
+    _, errors = service.communicate(timeout=60)
+    assert service.returncode == 2
+    assert "[service] cpu = 4096: this process may run only on CPUs [" in errors
+    with pytest.raises(ConfigError, match="cpu must be auto, all or a CPU's number, not 'fast'"):
+        ServiceConfig(cpu="fast")

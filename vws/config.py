@@ -69,10 +69,15 @@ class ServiceConfig:
     stop_seconds: int = 30
     # Who may GET /metrics: open (anyone who reaches the port) or off; unset, open only with insecure.
     metrics: str | None = None
+    # The CPU vws-service runs its threads on (vws/affinity.py): auto (the last it may use), all
+    # (no pinning), or a CPU's number.
+    cpu: str = "auto"
 
     def __post_init__(self) -> None:
         if self.metrics not in (None, "open", "off"):
             raise ConfigError(f"[service] metrics must be open or off, not {self.metrics!r}")
+        if self.cpu not in ("auto", "all") and not self.cpu.isdigit():
+            raise ConfigError(f"[service] cpu must be auto, all or a CPU's number, not {self.cpu!r}")
         if not 0 < self.max_body_kb * 1024 <= MAX_DOCUMENT_BYTES:
             raise ConfigError(f"[service] max_body_kb must be between 1 and {MAX_DOCUMENT_BYTES // 1024}")
         front = ("threads", "max_header_kb", "request_header_timeout_ms", "request_body_timeout_ms")

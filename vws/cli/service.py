@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from vws import affinity
 from vws import config as configuration
 from vws import state_dir as private
 from vws.cli import allocator, log_output
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         config = config.with_overrides("ec2", listen=args.ec2_listen)
         log_output.configure(config.logging, args.log_level)
+        affinity.pin(config.service.cpu)  # before the service starts a thread: they all inherit it
         return _serve(Service(config), config)
     except VwsError as exc:
         print(f"vws-service: {config.locate(exc) if config else exc}", file=sys.stderr)

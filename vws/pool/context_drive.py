@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from vws.affinity import unpinned
 from vws.errors import BackendError, InvalidMetadata
 from vws.pool.machine import MachineRequest, NetworkLease
 
@@ -63,11 +64,12 @@ def write_layout(root: Path, files: Mapping[str, bytes]) -> None:
 
 
 def build_iso(source: Path, iso: Path) -> None:
-    result = subprocess.run(
-        ["genisoimage", "-quiet", "-r", "-J", "-V", VOLUME_LABEL, "-o", str(iso), str(source)],
-        capture_output=True,
-        text=True,
-    )
+    with unpinned():
+        result = subprocess.run(
+            ["genisoimage", "-quiet", "-r", "-J", "-V", VOLUME_LABEL, "-o", str(iso), str(source)],
+            capture_output=True,
+            text=True,
+        )
     if result.returncode:
         raise BackendError(f"genisoimage failed: {result.stderr.strip() or result.returncode}")
 

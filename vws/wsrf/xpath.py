@@ -28,6 +28,7 @@ from typing import IO
 
 from lxml import etree
 
+from vws.affinity import unpinned
 from vws.errors import InvalidQuery, QueryEvaluationFailed
 from vws.xmlparse import parse
 
@@ -89,12 +90,13 @@ class _Worker:
     """A fresh interpreter (never a fork of the threaded service) answering queries on its stdin."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([_SOURCE_ROOT, os.environ.get("PYTHONPATH", "")])},
-        )
+        with unpinned():
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join([_SOURCE_ROOT, os.environ.get("PYTHONPATH", "")])},
+            )
         self._requests = _connection(self._process.stdin, readable=False)
         self._replies = _connection(self._process.stdout, writable=False)
         try:

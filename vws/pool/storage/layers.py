@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from vws.affinity import unpinned
 from vws.errors import BackendError, InvalidMetadata
 from vws.pool import qcow2
 from vws.pool.progress import Progress, ignore
@@ -70,8 +71,9 @@ def cached(cache: BaseCache, store: Store, root: Path, top: Path, progress: Prog
 def rebase(path: Path, backing: tuple[str, str]) -> None:
     """Point the qcow2 ``path`` at ``backing`` (name, format) without touching its data."""
     name, fmt = backing
-    result = subprocess.run(
-        ["qemu-img", "rebase", "-u", "-b", name, "-F", fmt, str(path)], capture_output=True, text=True
-    )
+    with unpinned():
+        result = subprocess.run(
+            ["qemu-img", "rebase", "-u", "-b", name, "-F", fmt, str(path)], capture_output=True, text=True
+        )
     if result.returncode:
         raise BackendError(f"qemu-img rebase of {path.name} failed: {result.stderr.strip() or result.returncode}")

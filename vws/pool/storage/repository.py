@@ -19,6 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from vws.affinity import unpinned
 from vws.errors import BackendError, InvalidMetadata, RequestDenied
 from vws.pool import downloads
 from vws.pool.progress import Progress, ignore
@@ -161,6 +162,7 @@ def record_checksum(store: Store, path: Path, digest: str, stat: os.stat_result 
 
 
 def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    with unpinned():
+        result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         raise BackendError(f"{command[0]} failed: {result.stderr.strip() or result.returncode}")
