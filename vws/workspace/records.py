@@ -6,6 +6,7 @@ writers take a workspace's lock, so reads never wait behind a slow destroy (Nimb
 issue #102).
 """
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -162,10 +163,20 @@ class Records:
 
     def snapshot(self, workspace_id: int) -> Workspace:
         with self._store.reading() as db:
-            found = rows.select(db, "select * from workspaces where id = ?", [workspace_id])
-            if not found:
-                raise UnknownResource(f"no workspace with key {workspace_id}")
-            return self._from_rows(db, found)[0]
+            return self._read(db, [workspace_id])[0]
+
+    def _read(self, db: Database, ids: list[int]) -> list[Workspace]:
+        """The workspaces ``ids``, in that order, as ``db`` sees them."""
+        found = {
+            row["id"]: row
+            for row in rows.select(
+                db, "select * from workspaces where id in (select value from json_each(?))", [json.dumps(ids)]
+            )
+        }
+        missing = [key for key in ids if key not in found]
+        if missing:
+            raise UnknownResource(f"no workspace with key {missing[0]}")
+        return self._from_rows(db, [found[key] for key in ids])
 
     def commit(
         self,
@@ -215,8 +226,10 @@ class Records:
                 self._pool.forget(db, workspace_id)
             elif release:
                 self._pool.release_leases(db, workspace_id)
+            (workspace,) = self._read(db, [workspace_id])
         log_change(workspace_id, before, state, fault or reason)
-        return self.notify([workspace_id])[0]
+        self._tell([workspace])
+        return workspace
 
     def begin(self, workspace_id: int, op: Op) -> None:
         """Record that ``op`` now drives the workspace's domain, until the commit of its outcome."""
@@ -232,7 +245,12 @@ class Records:
 
     def notify(self, ids: list[int]) -> list[Workspace]:
         """Tell every listener the workspaces' committed state; returns their snapshots."""
-        snapshots = [self.snapshot(workspace_id) for workspace_id in ids]
+        with self._store.reading() as db:
+            snapshots = self._read(db, ids)
+        self._tell(snapshots)
+        return snapshots
+
+    def _tell(self, snapshots: list[Workspace]) -> None:
         for workspace in snapshots:
             for listener in self._listeners:
                 try:
