@@ -12,11 +12,14 @@ Targets (issue #16): zero errors and resets; RSS at the end within 10% of at 20 
 mixed throughput at least 1.5x what it was before. The 578 requests/s the issue quotes came
 from a mix nobody recorded, so ``--baseline DIR`` runs the same mix, in the same run, against
 the vws-service of another checkout (with its own venv: ``make .venv/.installed`` there),
-e.g. the code as it was when the issue was filed:
+e.g. the code as it was when the issue was filed. That comparison is ``--pairs`` pairs of
+short runs, this checkout's and the baseline's next to each other: on a shared machine the
+speed of a core drifts by tens of percent within minutes (the floor and the baseline's CPU
+per request move with it), so two long runs one after the other compare the machine too.
 
     git worktree add --detach ../before 6bbf587 && make -C ../before .venv/.installed
     python bench/bench_load.py [--seconds 120] [--clients 50] [--mode both|unsigned|signed]
-                               [--baseline ../before]
+                               [--baseline ../before [--pairs 6] [--pair-seconds 20]]
 """
 
 import argparse
@@ -66,6 +69,20 @@ class Run:
         for operation, count in result["errors"].items():
             self.errors[operation] = self.errors.get(operation, 0) + count
         self.resets += result["resets"]
+
+
+@dataclass
+class Mixed:
+    run: Run
+    cpu: float  # seconds the service used
+    rss_early: float  # MiB, RSS_AT seconds in
+    rss_late: float  # MiB, at the end
+
+    def report_service(self) -> None:
+        run, cpu = self.run, self.cpu
+        print(f"    service CPU {cpu / run.requests * 1e3:.2f} ms per request ({cpu / run.seconds:.0%} of one core)")
+        early, late = self.rss_early, self.rss_late
+        print(f"    service RSS {early:.0f} MiB at {RSS_AT:.0f} s, {late:.0f} MiB at the end ({late / early - 1:+.1%})")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -149,8 +166,8 @@ def fixed_reply() -> bytes:
     return envelope("http://bench/", WSRP_ACTION + "GetResourcePropertyResponse", body)
 
 
-def mixed(root: Path, bin_dir: Path, signed: bool, args: argparse.Namespace, name: str) -> float:
-    """The mixed load against the vws-service of ``bin_dir`` in a state dir of its own; its requests/s."""
+def mixed(root: Path, bin_dir: Path, signed: bool, args: argparse.Namespace, seconds: float) -> Mixed:
+    """The mixed load for ``seconds`` against the vws-service of ``bin_dir``, in a state dir of its own."""
     state = root / "state"
     state.mkdir(parents=True)
     options: list[str] = []
@@ -164,31 +181,48 @@ def mixed(root: Path, bin_dir: Path, signed: bool, args: argparse.Namespace, nam
     service, url = start_service(write_config(root, state, args.clients * 4, insecure=not signed), bin_dir)
     try:
         cpu = cpu_seconds(service.pid)
-        run, early = run_clients(url, args.clients, args.seconds, options, at=RSS_AT, pid=service.pid)
+        run, early = run_clients(url, args.clients, seconds, options, at=min(RSS_AT, seconds), pid=service.pid)
         late, cpu = rss_mib(service.pid), cpu_seconds(service.pid) - cpu
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait()
-    report(f"{name} ({args.seconds:.0f} s)", run)
-    print(f"    service CPU {cpu / run.requests * 1e3:.2f} ms per request ({cpu / run.seconds:.0%} of one core)")
-    print(f"    service RSS {early:.0f} MiB at {RSS_AT:.0f} s, {late:.0f} MiB at the end ({late / early - 1:+.1%})")
-    return run.rate
+    return Mixed(run, cpu, early, late)
 
 
 def one_mode(root: Path, signed: bool, args: argparse.Namespace) -> None:
     mode = "signed" if signed else "unsigned"
     print(f"{mode}: {args.clients} client processes")
     options = ["--credential", str(root / mode / "state" / "security")] if signed else []
-    rate = mixed(root / mode, BIN, signed, args, "mixed load")
+    main_run = mixed(root / mode, BIN, signed, args, args.seconds)
+    report(f"mixed load ({args.seconds:.0f} s)", main_run.run)
+    main_run.report_service()
     # The floor's clients sign with the credential the mixed load made (signing is client work).
     with floor(fixed_reply()) as (host, port):
         url = f"http://{host}:{port}/wsrf/services/"
         floor_run, _ = run_clients(url, args.clients, FLOOR_SECONDS, options + ["--floor"])
     report(f"bare HTTP floor (GetResourceProperty, {FLOOR_SECONDS:.0f} s)", floor_run)
-    print(f"    mixed throughput / floor {rate / floor_run.rate:.3f}x")
+    print(f"    mixed throughput / floor {main_run.run.rate / floor_run.rate:.3f}x")
     if args.baseline is not None:
-        before = mixed(root / f"{mode}-baseline", args.baseline / ".venv" / "bin", signed, args, "baseline mixed load")
-        print(f"    baseline throughput / floor {before / floor_run.rate:.3f}x; mixed / baseline {rate / before:.2f}x")
+        compare(root / f"{mode}-pairs", signed, args)
+
+
+def compare(root: Path, signed: bool, args: argparse.Namespace) -> None:
+    """This checkout against the baseline's in interleaved pairs of short runs, each pair's two
+    runs in turn in both orders: the machine's speed drifts by tens of percent over minutes, and
+    only runs next to each other in time compare."""
+    print(f"  against {args.baseline}: {args.pairs} pairs of {args.pair_seconds:.0f} s runs")
+    ratios = []
+    for pair in range(args.pairs):
+        sides = {"this": BIN, "baseline": args.baseline / ".venv" / "bin"}
+        order = list(sides) if pair % 2 == 0 else list(reversed(sides))
+        rates = {
+            side: mixed(root / f"{pair}-{side}", sides[side], signed, args, args.pair_seconds).run.rate
+            for side in order
+        }
+        ratios.append(rates["this"] / rates["baseline"])
+        this, before = rates["this"], rates["baseline"]
+        print(f"    pair {pair + 1}: this {this:5.0f}/s, baseline {before:5.0f}/s: {ratios[-1]:.2f}x")
+    print(f"    mixed / baseline {statistics.median(ratios):.2f}x (median of the pairs)")
 
 
 def main() -> None:
@@ -197,6 +231,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="client processes (default 50)")
     parser.add_argument("--mode", choices=("both", "unsigned", "signed"), default="both")
     parser.add_argument("--baseline", type=Path, help="a checkout whose vws-service runs the same mix for comparison")
+    parser.add_argument("--pairs", type=int, default=6, help="interleaved runs against the baseline (default 6)")
+    parser.add_argument("--pair-seconds", type=float, default=20.0, help="length of each of them (default 20)")
     args = parser.parse_args()
     print(f"load run on {os.cpu_count()} CPUs (other load on the machine moves these figures)")
     with tempfile.TemporaryDirectory() as root:
