@@ -1,5 +1,4 @@
-"""glibc's malloc and Python's collector, told how the service process uses them (vws-service does
-this at its start).
+"""glibc's malloc, told how the service process uses it (vws-service does this at its start).
 
 Each worker thread builds a whole request and its answer (a signed answer listing fifty
 workspaces is thousands of lxml nodes plus their canonical text) and frees them again. glibc
@@ -11,18 +10,9 @@ rose by 11% over bench_load's two-minute signed run while the memory in use stay
 One arena a core is enough for threads that allocate mostly while holding the GIL, and
 ``malloc_trim`` now and then gives back the free pages inside the arenas. Elsewhere than glibc
 both do nothing. MALLOC_ARENA_MAX in the environment still decides the arenas.
-
-Python's collector, left at its defaults, looked at the youngest objects every 700 new ones
-(a request makes thousands, and frees nearly all by reference counting) and, in its rarer
-full passes, at the hundreds of thousands that start-up made and that live as long as the
-process (modules, spyne's and lxml's tables, the WSDL). ``tune_collector`` sets those aside
-once the service is up and lets 10,000 objects gather between young passes: bench_load's
-mixed load ran about 6% more requests a second, and the most garbage waiting for a pass
-stays a few megabytes.
 """
 
 import ctypes
-import gc
 import os
 import threading
 
@@ -36,13 +26,6 @@ def cap_arenas() -> None:
     mallopt = getattr(_libc, "mallopt", None)
     if mallopt is not None and "MALLOC_ARENA_MAX" not in os.environ:
         mallopt(_M_ARENA_MAX, os.cpu_count() or 1)
-
-
-def tune_collector() -> None:
-    """Once the service is up: what start-up made is never looked at again, and young passes come rarer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 def trim_every(seconds: float, stop: threading.Event) -> None:

@@ -60,7 +60,6 @@ def _serve(service: Service, config: configuration.Config) -> int:
     allocator.trim_every(allocator.TRIM_SECONDS, stop)
     stop_signal = _stop_signals()
     url = service.start()
-    allocator.tune_collector()
     exposure = config.service.insecure_exposure()
     if exposure:
         print(f"vws-service: warning: {exposure}", file=sys.stderr, flush=True)
