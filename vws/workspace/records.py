@@ -257,7 +257,6 @@ class Records:
                     listener(workspace)
                 except Exception:
                     log.exception("state listener failed for workspace %s", workspace.id)
-        return snapshots
 
     @contextmanager
     def locked(self, workspace_id: int) -> Iterator[None]:
