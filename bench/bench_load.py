@@ -213,12 +213,10 @@ def compare(root: Path, signed: bool, args: argparse.Namespace) -> None:
     print(f"  against {args.baseline}: {args.pairs} pairs of {args.pair_seconds:.0f} s runs")
     ratios = []
     for pair in range(args.pairs):
-        sides = {"this": BIN, "baseline": args.baseline / ".venv" / "bin"}
-        order = list(sides) if pair % 2 == 0 else list(reversed(sides))
-        rates = {
-            side: mixed(root / f"{pair}-{side}", sides[side], signed, args, args.pair_seconds).run.rate
-            for side in order
-        }
+        rates = {}
+        for side in ("this", "baseline") if pair % 2 == 0 else ("baseline", "this"):
+            bin_dir = BIN if side == "this" else args.baseline / ".venv" / "bin"
+            rates[side] = mixed(root / f"{pair}-{side}", bin_dir, signed, args, args.pair_seconds).run.rate
         ratios.append(rates["this"] / rates["baseline"])
         this, before = rates["this"], rates["baseline"]
         print(f"    pair {pair + 1}: this {this:5.0f}/s, baseline {before:5.0f}/s: {ratios[-1]:.2f}x")
