@@ -46,8 +46,21 @@ def test_a_sound_configuration_gets_a_summary_and_exit_0(tmp_path):
     assert "nodes: 1 active (n1), 0 inactive" in lines
     assert f"quotas: 1 rules in {tmp_path / 'rules'}" in lines
     assert "security: signed messages; 1 mapped" in lines
+    allowed = os.sched_getaffinity(0)
+    assert ("service threads: on every CPU" if len(allowed) < 2 else f"service threads: on CPU {max(allowed)}") in lines
     host = tmp_path / "state" / "security" / "hostcert.pem"
     assert any(line.startswith(f"host credential {host}: valid until") for line in lines)
+
+
+def test_a_cpu_the_service_may_not_use_is_a_problem_at_its_line(tmp_path):
+    config = configured(tmp_path, "", "[n1]\nuri = test:///default\nmemory = 4096\ncpus = 4\n")
+    config.write_text(config.read_text().replace("[service]\n", "[service]\ncpu = 4096\n"))
+    status, lines = vws_admin_check("--config", str(config))
+    allowed = sorted(os.sched_getaffinity(0))
+    assert (status, lines[:-1]) == (
+        1,
+        [f"{config}:2: [service] cpu = 4096: this process may run only on CPUs {allowed}"],
+    )
 
 
 def test_each_problem_is_one_line_and_exit_1(tmp_path):

@@ -21,19 +21,29 @@ from vws.config import ConfigError
 _everywhere: frozenset[int] | None = None  # the CPUs allowed before pinning; None: not pinned
 
 
-def pin(setting: str) -> int | None:
-    """Pin this thread, and every thread it starts from now on, to one CPU as ``[service] cpu`` says
-    (``auto``: the last CPU this process may use; ``all``: none; a number: that CPU). Returns the
-    CPU, or None when the threads stay free (``all``, or only one CPU to run on anyway)."""
-    global _everywhere
-    allowed = frozenset(os.sched_getaffinity(0))
+def choose(setting: str) -> int | None:
+    """The CPU ``[service] cpu`` names for this process (``auto``: the last it may use; ``all``:
+    none; a number: that one), or None when its threads stay free (``all``, or only one CPU to
+    run on anyway). A CPU the process may not use is a ConfigError."""
+    allowed = os.sched_getaffinity(0)
     if setting == "all" or (setting == "auto" and len(allowed) < 2):
         return None
     cpu = max(allowed) if setting == "auto" else int(setting)
     if cpu not in allowed:
-        raise ConfigError(f"[service] cpu = {cpu}: this process may run only on CPUs {sorted(allowed)}")
-    os.sched_setaffinity(0, {cpu})
-    _everywhere = allowed
+        raise ConfigError(
+            f"[service] cpu = {cpu}: this process may run only on CPUs {sorted(allowed)}", ("service", "cpu")
+        )
+    return cpu
+
+
+def pin(setting: str) -> int | None:
+    """Pin this thread, and every thread it starts from now on, to the CPU ``choose`` names; returns it."""
+    global _everywhere
+    allowed = frozenset(os.sched_getaffinity(0))
+    cpu = choose(setting)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+        _everywhere = allowed
     return cpu
 
 

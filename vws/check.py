@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import libvirt
 from cryptography import x509
 
+from vws import affinity
 from vws import state_dir as private
 from vws.clock import Clock
 from vws.config import Config, ConfigError
@@ -61,6 +62,11 @@ def _state_dir(config: Config, clock: Clock, report: Report) -> None:
     if warning:
         report.problems.append(warning)
     report.summary.append(f"state dir {state}: {'private' if not warning else 'open to others'}")
+
+
+def _cpu(config: Config, clock: Clock, report: Report) -> None:
+    cpu = affinity.choose(config.service.cpu)
+    report.summary.append("service threads: on every CPU" if cpu is None else f"service threads: on CPU {cpu}")
 
 
 def _pool_settings(config: Config, clock: Clock, report: Report) -> None:
@@ -207,4 +213,4 @@ def _validity(what: str, certificate: x509.Certificate, now: datetime) -> list[s
     return []
 
 
-PARTS: tuple[Part, ...] = (_state_dir, _pool_settings, _network_pools, _nodes, _images, _quotas, _security)
+PARTS: tuple[Part, ...] = (_state_dir, _cpu, _pool_settings, _network_pools, _nodes, _images, _quotas, _security)
