@@ -129,6 +129,7 @@ def test_a_create_and_destroy_churn_leaves_no_bookkeeping_behind(vws):
     vws.manager.destroy(ALICE, last.id)
     vws.manager.close()  # once libvirt's events of those destroys are handled too
     assert vws.manager.bookkeeping() == {"locks in use": 0, "destroys waiting": 0, "copies in flight": 0}
+    assert vws.manager.snapshots_kept() == 0
 
 
 @pytest.mark.parametrize("op", [Op.READY_FOR_TRANSPORT, Op.SHUTDOWN, Op.PAUSE])

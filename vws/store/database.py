@@ -76,6 +76,10 @@ class Store:
             reader.execute("rollback")  # it wrote nothing: ending the read is all
             self._give_back(reader)
 
+    def shows_only_commits(self, db: Database) -> bool:
+        """Whether ``db`` (from ``reading``) shows committed data only, not an open transaction's writes."""
+        return db is not self.db or not db.conn.in_transaction
+
     def problem(self, wait: float = 2.0) -> str | None:
         """Why the store cannot be used now (a writer has held it longer than ``wait`` seconds, or
         it cannot be read), or None when it can."""

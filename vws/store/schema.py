@@ -460,3 +460,24 @@ def m023_network_pools_synced(db: Database) -> None:
     # What the network pool files and [pool] mac_prefix were at the last sync (a digest): a
     # start that finds them unchanged skips the sync, which reads every address.
     table(db, "network_pools_synced").create({"digest": str}, not_null={"digest"})
+
+
+@MIGRATIONS()
+def m024_workspace_revisions(db: Database) -> None:
+    # A workspace's revision goes up, in the very statement, whenever its row or one of its
+    # leases changes (all a snapshot is built from): a reader that finds the revision it has a
+    # snapshot of needs to build nothing. (Triggers do not fire themselves: the bump is not bumped.)
+    table(db, "workspaces").add_column("revision", int, not_null_default=0)
+    db.execute(
+        "create trigger workspaces_revision after update on workspaces when new.revision = old.revision"
+        " begin update workspaces set revision = old.revision + 1 where id = old.id; end"
+    )
+    for event, holders in (
+        ("insert", "new.workspace_id"),
+        ("update", "old.workspace_id, new.workspace_id"),
+        ("delete", "old.workspace_id"),
+    ):
+        db.execute(
+            f"create trigger leases_revision_{event} after {event} on leases"
+            f" begin update workspaces set revision = revision + 1 where id in ({holders}); end"
+        )

@@ -120,6 +120,10 @@ class WorkspaceManager:
         """What the layer keeps in memory per workspace in progress; all zero once nothing is."""
         return {"locks in use": self._records.locks_in_use(), **self._deployers.tracked()}
 
+    def snapshots_kept(self) -> int:
+        """How many committed snapshots are kept for reuse: live workspaces read lately, never a gone one."""
+        return self._records.kept()
+
     def census(self) -> dict[str, int]:
         """Live workspaces by state."""
         return self._records.census()

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # One INFO line per state change, on a logger of its own so an admin can route it.
 states_log = logging.getLogger("vws.states")
 
+# The most snapshots kept for reuse (live ones only): an admin's list of more rebuilds them.
+_KEPT = 4096
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -56,6 +59,7 @@ class Workspace:
     ensemble_key: str | None
     work_owed: bool  # background work is owed to it: its bring-up, or an unpropagation
     operation: Op | None  # driving its domain now (or when the service was cut off)
+    revision: int  # goes up with every change to its row or its leases (see the store's m024)
 
     @property
     def duration(self) -> timedelta:
@@ -104,6 +108,10 @@ class Records:
         # destroyed) is not kept for ever.
         self._locks: dict[int, tuple[threading.Lock, int]] = {}
         self._locks_guard = threading.Lock()
+        # Committed snapshots by workspace id, reused while their revision is the stored one:
+        # pollers read the same workspaces again and again, and building one costs more than
+        # reading its revision.
+        self._kept: dict[int, Workspace] = {}
 
     def add_listener(self, listener: Listener) -> None:
         """``listener(workspace)`` runs after every committed state change."""
@@ -121,10 +129,10 @@ class Records:
         where = "destroyed_at is null" + ("" if caller.admin else " and owner = ?")
         parameters: list[object] = [] if caller.admin else [caller.identity]
         with self._store.reading() as db:
-            found = rows.select(
-                db, f"select * from workspaces where {where} order by id limit ?", [*parameters, limit or -1]
+            found = db.execute(
+                f"select id, revision from workspaces where {where} order by id limit ?", [*parameters, limit or -1]
             )
-            return self._from_rows(db, found)
+            return self._snapshots(db, found.fetchall())
 
     def locations(self, node: str) -> list[Location]:
         """The state and domain of every live workspace on ``node``, read without building its snapshot."""
@@ -146,20 +154,20 @@ class Records:
         unpropagated, owed background work, or an operation under way. Found without reading
         every live workspace."""
         query = (
-            "select * from workspaces where node = ? and destroyed_at is null"
+            "select id, revision from workspaces where node = ? and destroyed_at is null"
             " and (work_owed or operation is not null or state in (?, ?)) order by id"
         )
         with self._store.reading() as db:
-            found = rows.select(db, query, [node, State.CANCELLED.value, State.UNPROPAGATING.value])
-            return self._from_rows(db, found)
+            found = db.execute(query, [node, State.CANCELLED.value, State.UNPROPAGATING.value])
+            return self._snapshots(db, found.fetchall())
 
     def ended(self, caller: Caller, since: datetime) -> list[Workspace]:
         """The caller's workspaces destroyed at or after ``since`` (an admin's: everyone's)."""
         where = "destroyed_at >= ?" + ("" if caller.admin else " and owner = ?")
         parameters = [timestamp(since)] + ([] if caller.admin else [caller.identity])
         with self._store.reading() as db:
-            found = rows.select(db, f"select * from workspaces where {where} order by id", parameters)
-            return self._from_rows(db, found)
+            found = db.execute(f"select id, revision from workspaces where {where} order by id", parameters)
+            return self._snapshots(db, found.fetchall())
 
     def snapshot(self, workspace_id: int) -> Workspace:
         with self._store.reading() as db:
@@ -167,16 +175,35 @@ class Records:
 
     def _read(self, db: Database, ids: list[int]) -> list[Workspace]:
         """The workspaces ``ids``, in that order, as ``db`` sees them."""
-        found = {
-            row["id"]: row
-            for row in rows.select(
-                db, "select * from workspaces where id in (select value from json_each(?))", [json.dumps(ids)]
-            )
-        }
-        missing = [key for key in ids if key not in found]
+        query = "select id, revision from workspaces where id in (select value from json_each(?))"
+        revisions = dict(db.execute(query, [json.dumps(ids)]).fetchall())
+        missing = [key for key in ids if key not in revisions]
         if missing:
             raise UnknownResource(f"no workspace with key {missing[0]}")
-        return self._from_rows(db, [found[key] for key in ids])
+        return self._snapshots(db, [(key, revisions[key]) for key in ids])
+
+    def _snapshots(self, db: Database, revisions: list[tuple[int, int]]) -> list[Workspace]:
+        """The snapshots of workspaces at (id, revision), in that order: kept ones reused, the rest built."""
+        kept: dict[int, Workspace] = {}
+        stale: list[int] = []
+        for key, revision in revisions:
+            known = self._kept.get(key)
+            if known is not None and known.revision == revision:
+                kept[key] = known
+            else:
+                stale.append(key)
+        if stale:
+            query = "select * from workspaces where id in (select value from json_each(?))"
+            built = self._from_rows(db, rows.select(db, query, [json.dumps(stale)]))
+            kept.update((workspace.id, workspace) for workspace in built)
+            if self._store.shows_only_commits(db):  # never what a transaction may yet roll back
+                self._keep(built)
+        return [kept[key] for key, _ in revisions]
+
+    def _keep(self, snapshots: list[Workspace]) -> None:
+        if len(self._kept) + len(snapshots) > _KEPT:
+            self._kept.clear()
+        self._kept.update((workspace.id, workspace) for workspace in snapshots if not workspace.state.gone)
 
     def commit(
         self,
@@ -227,6 +254,8 @@ class Records:
             elif release:
                 self._pool.release_leases(db, workspace_id)
             (workspace,) = self._read(db, [workspace_id])
+        if gone:
+            self._kept.pop(workspace_id, None)
         log_change(workspace_id, before, state, fault or reason)
         self._tell([workspace])
         return workspace
@@ -289,6 +318,9 @@ class Records:
         with self._locks_guard:
             return len(self._locks)
 
+    def kept(self) -> int:
+        return len(self._kept)
+
     def failures(self, limit: int) -> list[Failure]:
         """The ``limit`` latest workspaces marked Corrupted, the newest first, destroyed ones included."""
         with self._store.reading() as db:
@@ -333,6 +365,7 @@ def _snapshot(row: dict, leases: tuple[NetworkLease, ...]) -> Workspace:
         ensemble_key=row["ensemble_key"],
         work_owed=bool(row["work_owed"]),
         operation=Op(row["operation"]) if row["operation"] else None,
+        revision=row["revision"],
     )
 
 
