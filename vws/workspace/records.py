@@ -256,6 +256,8 @@ class Records:
             (workspace,) = self._read(db, [workspace_id])
         if gone:
             self._kept.pop(workspace_id, None)
+        elif self._store.shows_only_commits(db):  # committed, not inside an outer transaction
+            self._keep([workspace])
         log_change(workspace_id, before, state, fault or reason)
         self._tell([workspace])
         return workspace
