@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.gt4wire import Gt4Client
+from vws.cli.admin import main as admin
+from vws.clock import SystemClock
 from vws.config import ConfigError, ServiceConfig
+from vws.security.ca import DevCA
+from vws.security.proxy import create_proxy
+from vws.security.trust import TrustStore
+from vws.security.wssecurity.signing import MessageSigner
+from vws.security.wssecurity.verification import MessageVerifier
 
 BIN = Path(sys.executable).parent
 
@@ -62,10 +69,11 @@ def test_vws_proxy_init_refuses_a_short_key_in_one_line(tmp_path):
     assert not (tmp_path / "x509up").exists()
 
 
-def start_with_cpu(tmp_path: Path, cpu: str) -> subprocess.Popen:
+def start_with_cpu(tmp_path: Path, cpu: str, insecure: bool = True) -> subprocess.Popen:
     config = tmp_path / "vws.conf"
     config.write_text(
-        f"[service]\nlisten = 127.0.0.1:0\nstate_dir = {tmp_path / 'state'}\ninsecure = yes\ncpu = {cpu}\n"
+        f"[service]\nlisten = 127.0.0.1:0\nstate_dir = {tmp_path / 'state'}\ninsecure = {'yes' if insecure else 'no'}\n"
+        f"cpu = {cpu}\n"
     )
     argv = [BIN / "vws-service", "--config", config]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -96,6 +104,27 @@ def test_vws_service_runs_its_threads_on_one_cpu_and_the_programs_it_starts_on_a
     finally:
         service.terminate()
         service.communicate(timeout=60)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: there is nothing to pin to")
+def test_a_signed_service_signs_its_replies_in_helpers_on_the_other_cpus(tmp_path):
+    allowed, state = os.sched_getaffinity(0), tmp_path / "state"
+    assert admin(["--state-dir", str(state), "ca", "init", "--hostname", "localhost"]) == 0
+    clock, trust = SystemClock(), TrustStore(DevCA(state / "security").trust_dir)
+    service = start_with_cpu(tmp_path, "auto", insecure=False)
+    try:
+        signer = MessageSigner(create_proxy(DevCA(state / "security").user(), clock), clock)
+        client = Gt4Client(service.stdout.readline().split()[-1], sign=signer.sign)
+        client.query(client.factory(), "count(/*)")
+        assert MessageVerifier(trust, clock).verify(client.last_reply).identity.endswith("/CN=host/localhost")
+        helpers = [pid for pid in children(service.pid) if b"keyholder" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(helpers) == 4
+        assert {frozenset(os.sched_getaffinity(pid)) for pid in helpers} == {frozenset(allowed - {max(allowed)})}
+        client.close()
+    finally:
+        service.terminate()
+        service.communicate(timeout=60)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in helpers)
 
 
 def test_a_cpu_the_service_may_not_use_is_refused_by_name(tmp_path):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from vws.config import ConfigError
 
 _everywhere: frozenset[int] | None = None  # the CPUs allowed before pinning; None: not pinned
+_pinned: int | None = None  # the CPU the threads are pinned to
 
 
 def choose(setting: str) -> int | None:
@@ -38,13 +39,18 @@ def choose(setting: str) -> int | None:
 
 def pin(setting: str) -> int | None:
     """Pin this thread, and every thread it starts from now on, to the CPU ``choose`` names; returns it."""
-    global _everywhere
+    global _everywhere, _pinned
     allowed = frozenset(os.sched_getaffinity(0))
     cpu = choose(setting)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-        _everywhere = allowed
+        _everywhere, _pinned = allowed, cpu
     return cpu
+
+
+def spare() -> frozenset[int]:
+    """The CPUs this process may use besides the one its threads are pinned to (none when not pinned)."""
+    return _everywhere - {_pinned} if _everywhere is not None else frozenset()
 
 
 @contextmanager

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from vws import affinity
 from vws import state_dir as private
 from vws.clock import Clock, Sweeper, SystemClock
 from vws.config import Config, ConfigError, NotificationConfig, ServiceConfig
@@ -23,6 +26,7 @@ from vws.security.credentials import Credential
 from vws.security.gridmap import GridMap
 from vws.security.gridmap import check_file as check_gridmap
 from vws.security.hostcerts import HostCertificates
+from vws.security.keyholder import KeyHolder
 from vws.security.trust import TrustStore
 from vws.security.validation import ChainValidator
 from vws.security.wssecurity.policy import SecurityPolicy, methods
@@ -106,9 +110,11 @@ class Service:
         # One grid-mapfile for who may call (the gatekeeper) and their accounts' quota rules.
         check_gridmap(gridmap_file(config))
         self.gridmap = GridMap(gridmap_file(config))
-        self.gatekeeper = gatekeeper or _gatekeeper(
-            config, self.clock, self.gridmap, StoredReplayCache(self.store, self.clock)
-        )
+        self._key_holder: KeyHolder | None = None
+        if gatekeeper is None:
+            replays = StoredReplayCache(self.store, self.clock)
+            gatekeeper, self._key_holder = _gatekeeper(config, self.clock, self.gridmap, replays)
+        self.gatekeeper = gatekeeper
         self._add_notifications_and_accounting(config)
         self.metrics = Metrics(
             Readings(
@@ -317,6 +323,8 @@ class Service:
         self.manager.close()
         self.pool.close()
         self.store.close()
+        if self._key_holder is not None:
+            self._key_holder.close()
 
 
 def _delivery_policy(config: NotificationConfig) -> DeliveryPolicy:
@@ -369,23 +377,28 @@ def gridmap_file(config: Config) -> Path:
     return config.security.gridmap or DevCA(config.service.state_dir / "security").gridmap
 
 
-def _gatekeeper(config: Config, clock: Clock, gridmap: GridMap, replay_cache: StoredReplayCache) -> Gatekeeper:
+def _gatekeeper(
+    config: Config, clock: Clock, gridmap: GridMap, replay_cache: StoredReplayCache
+) -> tuple[Gatekeeper, KeyHolder | None]:
     """OpenGate only when ``--insecure`` says so; else signed messages (GSI Secure Message), or,
-    with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport)."""
+    with ``require_signature = no`` and ``tls = yes``, the TLS client identity (GSI Transport).
+    Signed replies are signed by a ``KeyHolder`` on the CPUs the service's threads leave free."""
     if config.service.insecure:
-        return OpenGate()
+        return OpenGate(), None
     security, found = config.security, CredentialFiles.of(config)
     admins = frozenset(security.admin_dns)
     if not security.require_signature:  # with tls = yes: Config makes sure of it
-        return TransportGate(gridmap, admins)
+        return TransportGate(gridmap, admins), None
     try:
         signature_methods, digest_methods = methods(security.signature_hashes)
     except ValueError as unknown:
         raise ConfigError(f"[security] signature_hashes: {unknown}") from None
     policy = SecurityPolicy(signature_methods, digest_methods, skew=timedelta(seconds=security.clock_skew_seconds))
     verifier = MessageVerifier(TrustStore(found.trust_dir), clock, policy)
-    signer = MessageSigner(found.host_credential(), clock)
-    return SignedGate(verifier, signer, gridmap, admins, replay_cache)
+    credential, spare = found.host_credential(), affinity.spare()
+    holder = KeyHolder(credential.key, spare) if spare and isinstance(credential.key, rsa.RSAPrivateKey) else None
+    signer = MessageSigner(credential, clock, sign=holder.sign if holder else None)
+    return SignedGate(verifier, signer, gridmap, admins, replay_cache), holder
 
 
 def service_limits(service: ServiceConfig) -> Limits:

@@ -9,10 +9,10 @@
 
 import base64
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
@@ -61,6 +61,9 @@ from vws.xmlns import (
 )
 from vws.xmlparse import parse_canonical
 
+# Makes the RSA signature (PKCS#1 v1.5) of the bytes with the hash: by default, the credential's key here.
+Sign = Callable[[bytes, hashes.HashAlgorithm], bytes]
+
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
@@ -86,7 +89,9 @@ class MessageSigner:
         signature_method: str = RSA_SHA256,
         digest_method: str = SHA256,
         lifetime: timedelta = timedelta(seconds=300),
+        sign: Sign | None = None,
     ) -> None:
+        """``sign``: who makes the RSA signatures with the credential's key (a ``KeyHolder``'s helper)."""
         if not isinstance(credential.key, rsa.RSAPrivateKey):
             raise ValueError("only RSA credentials can sign (RSA-SHA256 and its kin)")
         if signature_method not in HASHES or digest_method not in HASHES:
@@ -96,6 +101,7 @@ class MessageSigner:
         self.signature_method = signature_method
         self.digest_method = digest_method
         self.lifetime = lifetime
+        self._sign = sign or self._sign_here
         # WS-Security X.509 token profile 3.1: a PkiPath carries a proxy's whole chain, X509v3 one certificate.
         chain = credential.chain
         self._token_type = X509_PKIPATH if len(chain) > 1 else X509V3
@@ -153,11 +159,14 @@ class MessageSigner:
         etree.SubElement(signed_info, SIG_METHOD, Algorithm=self.signature_method)
         for element in targets:
             self._reference(signed_info, element)
-        value = self.credential.key.sign(c14n(signed_info), padding.PKCS1v15(), HASHES[self.signature_method]())
+        value = self._sign(c14n(signed_info), HASHES[self.signature_method]())
         etree.SubElement(signature, SIGNATURE_VALUE).text = base64.b64encode(value).decode()
         key_info = etree.SubElement(signature, KEY_INFO)
         reference = etree.SubElement(etree.SubElement(key_info, STR), STR_REF, URI="#" + token_id)
         reference.set("ValueType", self._token_type)
+
+    def _sign_here(self, data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+        return self.credential.key.sign(data, padding.PKCS1v15(), algorithm)  # type: ignore[union-attr]
 
     def _reference(self, signed_info: etree._Element, element: etree._Element) -> None:
         is_body = element.tag == BODY
