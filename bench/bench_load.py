@@ -75,12 +75,15 @@ class Run:
 class Mixed:
     run: Run
     cpu: float  # seconds the service used
+    helpers_cpu: float  # seconds its child processes used (signing helpers, XPath workers)
     rss_early: float  # MiB, RSS_AT seconds in
     rss_late: float  # MiB, at the end
 
     def report_service(self) -> None:
         run, cpu = self.run, self.cpu
         print(f"    service CPU {cpu / run.requests * 1e3:.2f} ms per request ({cpu / run.seconds:.0%} of one core)")
+        if self.helpers_cpu:
+            print(f"    and in its helper processes {self.helpers_cpu / run.requests * 1e3:.2f} ms per request")
         early, late = self.rss_early, self.rss_late
         print(f"    service RSS {early:.0f} MiB at {RSS_AT:.0f} s, {late:.0f} MiB at the end ({late / early - 1:+.1%})")
 
@@ -99,6 +102,12 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU seconds process ``pid`` has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds the live child processes of ``pid`` have used."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return sum(cpu_seconds(int(child)) for task in tasks for child in (task / "children").read_text().split())
 
 
 def run_clients(url: str, count: int, seconds: float, options: list[str], at: float | None = None, pid: int = 0):
@@ -180,13 +189,14 @@ def mixed(root: Path, bin_dir: Path, signed: bool, args: argparse.Namespace, sec
         options = ["--credential", str(state / "security")]
     service, url = start_service(write_config(root, state, args.clients * 4, insecure=not signed), bin_dir)
     try:
-        cpu = cpu_seconds(service.pid)
+        cpu, helpers = cpu_seconds(service.pid), children_cpu_seconds(service.pid)
         run, early = run_clients(url, args.clients, seconds, options, at=min(RSS_AT, seconds), pid=service.pid)
         late, cpu = rss_mib(service.pid), cpu_seconds(service.pid) - cpu
+        helpers = children_cpu_seconds(service.pid) - helpers
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait()
-    return Mixed(run, cpu, early, late)
+    return Mixed(run, cpu, helpers, early, late)
 
 
 def one_mode(root: Path, signed: bool, args: argparse.Namespace) -> None:

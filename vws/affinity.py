@@ -9,7 +9,8 @@ CPU the thread that let go takes the lock back before a waiter is even scheduled
 mix ran about 1.3x as many requests a second on the one CPU as spread over both.
 
 Programs the service starts (qemu-img, genisoimage, XPath workers) would inherit the pin:
-they are started ``unpinned``, free to run wherever the service itself may.
+they are started ``unpinned``, free to run wherever the service itself may. Its signing
+helpers (``vws.security.keyholder``) run on the ``spare`` CPUs, the ones its threads leave.
 """
 
 import os
