@@ -1,10 +1,10 @@
-"""A helper process that makes the service's RSA signatures on the CPUs its threads leave free.
+"""Helper processes that make the service's RSA signatures on the CPUs its threads leave free.
 
 An RSA-2048 signature costs about 0.7 ms, a sixth of what a signed request costs the service,
 and the service's threads all share one CPU (``vws.affinity``). ``KeyHolder`` starts
-``python -m vws.security.keyholder`` on the other CPUs with a copy of the key; a worker that
-signs writes to its pipe and waits, which costs the service's CPU some microseconds instead.
-Should the helper die, signing goes on in the service itself.
+``python -m vws.security.keyholder`` helpers on the other CPUs, each with a copy of the key;
+a worker that signs writes to an idle helper's pipe and waits, which costs the service's CPU
+some microseconds instead. Should a helper die, its share is signed in the service itself.
 
 The key reaches the helper over its stdin, never on its command line or in a file. Both
 ways, a message is a 4-byte big-endian length and that many bytes: first the key (PKCS#8

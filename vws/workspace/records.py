@@ -184,21 +184,21 @@ class Records:
 
     def _snapshots(self, db: Database, revisions: list[tuple[int, int]]) -> list[Workspace]:
         """The snapshots of workspaces at (id, revision), in that order: kept ones reused, the rest built."""
-        kept: dict[int, Workspace] = {}
+        found: dict[int, Workspace] = {}
         stale: list[int] = []
         for key, revision in revisions:
             known = self._kept.get(key)
             if known is not None and known.revision == revision:
-                kept[key] = known
+                found[key] = known
             else:
                 stale.append(key)
         if stale:
             query = "select * from workspaces where id in (select value from json_each(?))"
             built = self._from_rows(db, rows.select(db, query, [json.dumps(stale)]))
-            kept.update((workspace.id, workspace) for workspace in built)
+            found.update((workspace.id, workspace) for workspace in built)
             if self._store.shows_only_commits(db):  # never what a transaction may yet roll back
                 self._keep(built)
-        return [kept[key] for key, _ in revisions]
+        return [found[key] for key, _ in revisions]
 
     def _keep(self, snapshots: list[Workspace]) -> None:
         if len(self._kept) + len(snapshots) > _KEPT:
