@@ -11,6 +11,7 @@ ways, a message is a 4-byte big-endian length and that many bytes: first the key
 DER), then each request (a hash name, NUL, the data), each answered with the signature.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -60,10 +61,7 @@ class KeyHolder:
 
     def close(self) -> None:
         for helper in self._helpers:
-            if helper.returncode is None:
-                helper.stdin.close()  # type: ignore[union-attr]  # the end of its input: it exits
-                helper.wait()
-                helper.stdout.close()  # type: ignore[union-attr]
+            _stop(helper)
 
 
 def _start(cpus: list[int], key: bytes) -> subprocess.Popen[bytes]:
@@ -81,9 +79,18 @@ def _exchange(helper: subprocess.Popen[bytes], message: bytes, answered: bool = 
         return _receive(helper.stdout) if answered else None  # type: ignore[arg-type]
     except (OSError, EOFError):
         log.error("signing helper %d is gone: its share of signatures is made in the service", helper.pid)
-        helper.kill()
-        helper.wait()
+        _stop(helper, kill=True)
         return None
+
+
+def _stop(helper: subprocess.Popen[bytes], kill: bool = False) -> None:
+    """End ``helper`` (at once when ``kill``, else at the end of its input, when it exits) and reap it."""
+    if kill:
+        helper.kill()
+    with contextlib.suppress(OSError):  # a dead helper's pipe refuses what is still buffered for it
+        helper.stdin.close()  # type: ignore[union-attr]
+    helper.wait()
+    helper.stdout.close()  # type: ignore[union-attr]
 
 
 def _send(stream: BinaryIO, message: bytes) -> None:
