@@ -63,3 +63,14 @@ def test_closing_ends_every_helper():
     assert len(helpers()) >= 1
     opened.close()
     assert helpers() == []
+
+
+def test_helpers_that_cannot_start_cost_no_signature(caplog):
+    opened = KeyHolder(KEY, {4096})  # a CPU no machine here has: each helper fails as it starts
+    try:
+        with caplog.at_level(logging.ERROR, logger="vws.security.keyholder"):
+            data = b"signed here instead"
+            assert verifies(opened.sign(data, hashes.SHA256()), data, hashes.SHA256())
+    finally:
+        opened.close()
+    assert helpers() == []

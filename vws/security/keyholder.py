@@ -47,7 +47,7 @@ class KeyHolder:
         self._idle: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
         self._helpers = [_start(cpus, der) for _ in range(_HELPERS)]
         for helper in self._helpers:
-            self._idle.put(helper)
+            self._idle.put(helper if helper.returncode is None else None)  # (one that took no key is reaped)
 
     def sign(self, data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
         helper = self._idle.get()
