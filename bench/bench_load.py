@@ -40,6 +40,7 @@ from common import big_pool
 from lxml import etree
 
 from tests.gt4wire import envelope
+from tests.processes import children
 from vws.xmlns import TYPES, WSRP, WSRP_ACTION, qname
 
 HERE = Path(__file__).resolve().parent
@@ -106,8 +107,7 @@ def cpu_seconds(pid: int) -> float:
 
 def children_cpu_seconds(pid: int) -> float:
     """CPU seconds the live child processes of ``pid`` have used."""
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return sum(cpu_seconds(int(child)) for task in tasks for child in (task / "children").read_text().split())
+    return sum(cpu_seconds(child) for child in children(pid))
 
 
 def run_clients(url: str, count: int, seconds: float, options: list[str], at: float | None = None, pid: int = 0):

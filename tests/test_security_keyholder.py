@@ -10,19 +10,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.processes import signing_helpers
 from vws.security.keyholder import KeyHolder
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def helpers() -> list[int]:
-    """This process's children that are signing helpers."""
-    found = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if b"vws.security.keyholder" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(int(child))
-    return found
+    return signing_helpers(os.getpid())
 
 
 def verifies(signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.gt4wire import Gt4Client
+from tests.processes import children, signing_helpers
 from vws.cli.admin import main as admin
 from vws.clock import SystemClock
 from vws.config import ConfigError, ServiceConfig
@@ -83,12 +84,6 @@ def thread_cpus(pid: int) -> dict[int, set[int]]:
     return {int(task.name): os.sched_getaffinity(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
 
 
-def children(pid: int) -> list[int]:
-    return [
-        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
-    ]
-
-
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: there is nothing to pin to")
 def test_vws_service_runs_its_threads_on_one_cpu_and_the_programs_it_starts_on_all(tmp_path):
     allowed = os.sched_getaffinity(0)
@@ -117,7 +112,7 @@ def test_a_signed_service_signs_its_replies_in_helpers_on_the_other_cpus(tmp_pat
         client = Gt4Client(service.stdout.readline().split()[-1], sign=signer.sign)
         client.query(client.factory(), "count(/*)")
         assert MessageVerifier(trust, clock).verify(client.last_reply).identity.endswith("/CN=host/localhost")
-        helpers = [pid for pid in children(service.pid) if b"keyholder" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        helpers = signing_helpers(service.pid)
         assert len(helpers) == 4
         assert {frozenset(os.sched_getaffinity(pid)) for pid in helpers} == {frozenset(allowed - {max(allowed)})}
         client.close()

@@ -8,7 +8,8 @@ some microseconds instead. Should a helper die, its share is signed in the servi
 
 The key reaches the helper over its stdin, never on its command line or in a file. Both
 ways, a message is a 4-byte big-endian length and that many bytes: first the key (PKCS#8
-DER), then each request (a hash name, NUL, the data), each answered with the signature.
+DER), answered empty once the helper is on its CPUs and holds it; then each request (a hash
+name, NUL, the data), answered with the signature.
 """
 
 import contextlib
@@ -45,9 +46,9 @@ class KeyHolder:
         der = key.private_bytes(encoding, form, serialization.NoEncryption())
         # Each slot is an idle helper, or None once its helper is gone: that signature is made here.
         self._idle: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
-        self._helpers = [_start(cpus, der) for _ in range(_HELPERS)]
-        for helper in self._helpers:
-            self._idle.put(helper if helper.returncode is None else None)  # (one that took no key is reaped)
+        self._helpers = [_spawn(cpus) for _ in range(_HELPERS)]  # they start side by side
+        for helper in self._helpers:  # each answers once it is on its CPUs and holds the key
+            self._idle.put(helper if _exchange(helper, der) is not None else None)
 
     def sign(self, data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
         helper = self._idle.get()
@@ -64,19 +65,16 @@ class KeyHolder:
             _stop(helper)
 
 
-def _start(cpus: list[int], key: bytes) -> subprocess.Popen[bytes]:
-    helper = subprocess.Popen(
-        [sys.executable, "-m", __name__, *map(str, cpus)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    _exchange(helper, key, answered=False)
-    return helper
+def _spawn(cpus: list[int]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", __name__, *map(str, cpus)]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
-def _exchange(helper: subprocess.Popen[bytes], message: bytes, answered: bool = True) -> bytes | None:
-    """Send ``message``; its answer (None when not ``answered``, or when the helper is gone)."""
+def _exchange(helper: subprocess.Popen[bytes], message: bytes) -> bytes | None:
+    """Send ``message``; its answer, or None when the helper is gone."""
     try:
         _send(helper.stdin, message)  # type: ignore[arg-type]
-        return _receive(helper.stdout) if answered else None  # type: ignore[arg-type]
+        return _receive(helper.stdout)  # type: ignore[arg-type]
     except (OSError, EOFError):
         log.error("signing helper %d is gone: its share of signatures is made in the service", helper.pid)
         _stop(helper, kill=True)
@@ -117,6 +115,7 @@ def main(cpus: list[str]) -> int:
     try:
         key = serialization.load_der_private_key(_receive(requests), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
+        _send(answers, b"")  # ready
         while True:
             name, _, data = _receive(requests).partition(b"\0")
             _send(answers, key.sign(data, padding.PKCS1v15(), _HASHES[name.decode()]()))
